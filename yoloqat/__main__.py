@@ -1,0 +1,5 @@
+"""``python -m yoloqat`` runs the CLI."""
+
+from yoloqat.cli import main
+
+main()

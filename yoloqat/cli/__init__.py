@@ -1,0 +1,66 @@
+"""The ``yoloqat`` command line: a Typer app whose commands live in sibling modules.
+
+Each command module defines ``register(app)`` and wraps its commands with
+:func:`yoloqat.cli.common.handle_errors`, which turns a
+:class:`~yoloqat.core.errors.YoloqatError` into one clear line, a hint and the exit code of
+its class (tracebacks only with ``YOLOQAT_DEBUG=1``). Usage errors exit with 2.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Optional
+
+import typer
+
+from yoloqat import __version__
+
+#: Command modules, in ``--help`` order.
+COMMAND_MODULES = ["inspect"]
+
+app = typer.Typer(
+    name="yoloqat",
+    help="YOLOv3-DarkNet53 object detection with int8 quantization-aware training, on MindSpore.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"yoloqat {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _global(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+    disable_plugin: list[str] = typer.Option(
+        [],
+        "--disable-plugin",
+        metavar="NAME",
+        help="Block a plugin by name (repeatable; also YOLOQAT_DISABLE_PLUGINS=a,b).",
+    ),
+    strict_plugins: bool = typer.Option(
+        False, "--strict-plugins", help="A plugin that fails to load is an error (exit code 4)."
+    ),
+) -> None:
+    """Global options, applied before any command."""
+    from yoloqat.cli import render
+    from yoloqat.registry import configure_default
+
+    render.install()
+    configure_default(disabled=disable_plugin, strict=strict_plugins)
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"yoloqat.cli.{_name}").register(app)
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console-script entry point (errors are mapped to exit codes by each command)."""
+    app(args=argv, prog_name="yoloqat")

@@ -1,0 +1,70 @@
+"""Shared CLI plumbing: error handling around every command, and common option texts."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from yoloqat.core.errors import EXIT_INTERRUPT, EXIT_RUNTIME, YoloqatError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+SET_HELP = "Override a config value: dotted.key=value (repeatable; applied last)."
+
+
+def _debug() -> bool:
+    return os.environ.get("YOLOQAT_DEBUG") == "1"
+
+
+def print_error(message: str, hint: str | None = None) -> None:
+    """One red error line (plus a dim hint) on stderr."""
+    from yoloqat.cli.render import err_console
+
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if hint:
+        err_console.print(f"[dim]hint:[/] {hint}", highlight=False, soft_wrap=True)
+
+
+def handle_errors(func: F) -> F:
+    """Turn yoloqat errors into one line + hint + the class's exit code; Ctrl-C into 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except YoloqatError as exc:
+            if _debug():
+                traceback.print_exc()
+            print_error(exc.message, exc.hint)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(EXIT_INTERRUPT) from None
+        except (typer.Exit, typer.Abort, typer.BadParameter):
+            raise
+        except Exception as exc:
+            if _debug():
+                traceback.print_exc()
+            print_error(
+                f"unexpected {type(exc).__name__}: {exc}",
+                "rerun with YOLOQAT_DEBUG=1 for the traceback",
+            )
+            raise typer.Exit(EXIT_RUNTIME) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[F], F]:
+    """Register ``func`` as command ``name`` of ``app`` with :func:`handle_errors`."""
+
+    def decorator(func: F) -> F:
+        app.command(name, **kwargs)(handle_errors(func))
+        return func
+
+    return decorator

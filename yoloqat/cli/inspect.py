@@ -1,0 +1,101 @@
+"""``yoloqat list``, ``yoloqat plugins`` and ``yoloqat config show``."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+import yaml
+from rich.table import Table
+
+from yoloqat.cli.common import SET_HELP, handle_errors
+from yoloqat.cli.render import err_console, out_console
+from yoloqat.core.hookspecs import KINDS
+
+config_app = typer.Typer(help="Inspect configs.", no_args_is_help=True)
+
+
+def _registry():
+    from yoloqat.registry import default_registry
+
+    reg = default_registry()
+    reg.load()
+    for msg in reg.warnings:
+        err_console.print(f"[yellow]warning:[/] {msg}", highlight=False)
+    return reg
+
+
+def list_components(
+    kind: Optional[str] = typer.Argument(
+        None, help=f"Only this kind: {', '.join(KINDS)}.", show_default=False
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the available components (backbones, heads, quantizers, losses, ...)."""
+    reg = _registry()
+    comps = reg.components(kind)
+    if as_json:
+        typer.echo(json.dumps([c.to_dict() for c in comps], indent=2))
+        return
+    table = Table(title="yoloqat components", show_lines=False)
+    for col in ("kind", "name", "plugin", "summary"):
+        table.add_column(col)
+    for c in comps:
+        table.add_row(c.kind, c.name, c.plugin, c.summary)
+    out_console.print(table)
+
+
+def list_plugins(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List plugins: name, distribution, version, hooks and status (loaded/blocked/failed)."""
+    reg = _registry()
+    plugins = reg.plugins()
+    if as_json:
+        typer.echo(json.dumps([p.to_dict() for p in plugins], indent=2))
+        return
+    table = Table(title="yoloqat plugins")
+    for col in ("name", "distribution", "version", "hooks", "status"):
+        table.add_column(col)
+    colours = {"loaded": "green", "blocked": "yellow", "failed": "red"}
+    for p in plugins:
+        hooks = ", ".join(h.removeprefix("yoloqat_") for h in p.hooks)
+        status = f"[{colours[p.status]}]{p.status}[/]"
+        if p.error:
+            status += f" ({p.error})"
+        table.add_row(p.name, p.distribution, p.version, hooks, status)
+    out_console.print(table)
+
+
+def config_show(
+    config: str = typer.Argument(..., help="Config file, or the name of a bundled config."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
+) -> None:
+    """Show a config after overrides, and check every component it names."""
+    from yoloqat.core.config import check_config, component_blocks, load_config
+
+    cfg = load_config(config, set_)
+    reg = _registry()
+    check_config(cfg, reg)
+    if as_json:
+        typer.echo(json.dumps(cfg, indent=2))
+    else:
+        typer.echo(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None).rstrip())
+    table = Table(title="components")
+    for col in ("block", "kind", "name", "plugin"):
+        table.add_column(col)
+    for dotted, kind, name, _params in component_blocks(cfg):
+        plugin = "-" if name == "none" else reg.get(kind, name).plugin
+        table.add_row(dotted, kind, name, plugin)
+    err_console.print(table)
+
+
+config_app.command("show")(handle_errors(config_show))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("list")(handle_errors(list_components))
+    app.command("plugins")(handle_errors(list_plugins))
+    app.add_typer(config_app, name="config")

@@ -1,0 +1,1 @@
+"""Core of yoloqat: hook specifications, errors, config, events and shared building blocks."""

@@ -1,0 +1,171 @@
+"""YAML configs: loading, bundled-config lookup and ``--set dotted.key=value`` overrides.
+
+Precedence (lowest first): factory defaults < config file < command-line flags < ``--set``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yoloqat.core.errors import ConfigError
+
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+#: Config blocks that name a component: dotted path -> component kind.
+COMPONENT_BLOCKS: dict[str, str] = {
+    "model.backbone": "backbone",
+    "model.head": "head",
+    "quantizer": "quantizer",
+    "loss": "loss",
+    "scheduler": "scheduler",
+    "dataset": "dataset",
+}
+
+
+#: Parameters the pipeline passes to a block's factory itself (not written in configs).
+PROVIDED: dict[str, tuple[str, ...]] = {
+    "model.head": ("in_channels", "num_classes"),
+    "loss": ("num_classes", "anchors", "anchor_masks"),
+}
+
+
+def bundled_configs() -> list[str]:
+    """Names of the configs shipped with yoloqat (without ``.yaml``)."""
+    return sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(config: str | Path) -> Path:
+    """A path as given if it exists, else a bundled config of that name."""
+    path = Path(config)
+    if path.is_file():
+        return path
+    for candidate in (BUNDLED_DIR / path.name, BUNDLED_DIR / f"{path.name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"config file not found: {config}",
+        hint=f"bundled configs: {', '.join(bundled_configs()) or 'none'}",
+    )
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, with errors naming the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML in {path}{where}: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into keys and a YAML-parsed value."""
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected dotted.key=value")
+    key, raw = item.split("=", 1)
+    keys = [k.strip() for k in key.strip().split(".")]
+    if not all(keys):
+        raise ConfigError(f"--set {item!r}: empty key in '{key}'")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
+    return keys, value
+
+
+def set_dotted(cfg: dict[str, Any], keys: list[str], value: Any) -> None:
+    """Set ``cfg[k1][k2]...`` creating intermediate mappings."""
+    node = cfg
+    for i, key in enumerate(keys[:-1]):
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            dotted = ".".join(keys[: i + 1])
+            raise ConfigError(f"cannot set {'.'.join(keys)}: {dotted} is a {type(child).__name__}")
+        node = child
+    node[keys[-1]] = value
+
+
+def get_dotted(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    """Read ``cfg`` at a dotted path, ``default`` where missing."""
+    node: Any = cfg
+    for key in dotted.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``cfg`` with every ``dotted.key=value`` applied in order."""
+    out = copy.deepcopy(cfg)
+    for item in overrides:
+        keys, value = parse_override(item)
+        set_dotted(out, keys, value)
+    return out
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``update`` into a copy of ``base`` (mappings merge, other values replace)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(config: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """Load a config file (or bundled config name) and apply ``--set`` overrides."""
+    cfg = load_yaml(resolve_config_path(config))
+    return apply_overrides(cfg, overrides)
+
+
+def component_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """The component blocks present in ``cfg``: (dotted path, kind, name, params)."""
+    found = []
+    for dotted, kind in COMPONENT_BLOCKS.items():
+        block = get_dotted(cfg, dotted)
+        if block is None:
+            continue
+        if isinstance(block, str):
+            block = {"name": block}
+        if not isinstance(block, Mapping) or "name" not in block:
+            raise ConfigError(f"{dotted}: expected a mapping with a 'name' key, got {block!r}")
+        params = {k: v for k, v in block.items() if k != "name"}
+        found.append((dotted, kind, str(block["name"]), params))
+    return found
+
+
+def check_config(cfg: Mapping[str, Any], registry: Any) -> None:
+    """Check every component name and parameter before anything is built.
+
+    ``quantizer: {name: none}`` means no quantization and is always accepted.
+    """
+    for dotted, kind, name, params in component_blocks(cfg):
+        if kind == "quantizer" and name == "none":
+            continue
+        try:
+            registry.check(kind, name, params, where=dotted, provided=PROVIDED.get(dotted, ()))
+        except ConfigError as exc:
+            if not exc.message.startswith(dotted):
+                exc.message = f"{dotted}: {exc.message}"
+                exc.args = (exc.message,)
+            raise

@@ -1,0 +1,112 @@
+"""Shared building blocks of the detection networks.
+
+Every conv + BN + activation of the networks is a :class:`ConvBnAct`, and every residual
+add is an :class:`Add` cell, so that a quantizer can find and rewrite them by type while
+keeping the parameter names (``conv.weight``, ``bn.gamma``, ``bn.beta``, ``bn.moving_mean``,
+``bn.moving_variance``) that float checkpoints use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mindspore as ms
+from mindspore import nn, ops
+from mindspore.common.initializer import HeUniform, Uniform, initializer
+
+from yoloqat.core.errors import ConfigError
+
+ACTIVATIONS = ("relu", "leaky", "none")
+PADDINGS = ("symmetric", "same")
+
+
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise a ConfigError naming ``name`` if ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not valid; expected one of {', '.join(choices)}")
+
+
+def make_activation(activation: str, negative_slope: float = 0.1) -> nn.Cell | None:
+    """Return the activation cell for ``activation`` ('relu', 'leaky' or 'none')."""
+    check_choice("activation", activation, ACTIVATIONS)
+    if activation == "relu":
+        return nn.ReLU()
+    if activation == "leaky":
+        return nn.LeakyReLU(alpha=negative_slope)
+    return None
+
+
+class ConvBnAct(nn.Cell):
+    """Conv (no bias) + BatchNorm (eps 1e-5) + optional activation.
+
+    ``padding='symmetric'`` pads ``k//2`` on every side (the Darknet convention);
+    ``'same'`` is TensorFlow-style SAME padding (asymmetric for stride-2), as the seed used.
+    ``bn_momentum`` has MindSpore semantics: ``running = m * running + (1 - m) * batch``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        activation: str = "relu",
+        negative_slope: float = 0.1,
+        bn_momentum: float = 0.9,
+        padding: str = "symmetric",
+    ) -> None:
+        super().__init__()
+        check_choice("padding", padding, PADDINGS)
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.activation = activation
+        self.negative_slope = negative_slope
+        self.padding = padding
+        if padding == "symmetric":
+            pad_kwargs = {"pad_mode": "pad", "padding": kernel_size // 2}
+        else:
+            pad_kwargs = {"pad_mode": "same", "padding": 0}
+        self.conv = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            has_bias=False,
+            weight_init=HeUniform(negative_slope=math.sqrt(5)),
+            **pad_kwargs,
+        )
+        self.bn = nn.BatchNorm2d(out_channels, eps=1e-5, momentum=bn_momentum)
+        act = make_activation(activation, negative_slope)
+        self.has_act = act is not None
+        self.act = act if act is not None else nn.Identity()
+
+    def construct(self, x):
+        y = self.bn(self.conv(x))
+        if self.has_act:
+            y = self.act(y)
+        return y
+
+
+class OutputConv(nn.Conv2d):
+    """The linear 1x1 output conv of a detection head: bias, no BN, no activation."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        bound = 1.0 / math.sqrt(in_channels)
+        super().__init__(
+            in_channels,
+            out_channels,
+            1,
+            has_bias=True,
+            pad_mode="valid",
+            weight_init=HeUniform(negative_slope=math.sqrt(5)),
+            bias_init=initializer(Uniform(bound), [out_channels], ms.float32),
+        )
+
+
+class Add(nn.Cell):
+    """Element-wise add as a cell, so a quantizer can put a fake-quant after it."""
+
+    def construct(self, x, y):
+        return ops.add(x, y)

@@ -1,0 +1,1 @@
+"""Bundled plugins. Each sub-package is a cheap manifest; model code is imported lazily."""

@@ -1,0 +1,50 @@
+"""DarkNet-53 backbone plugin (manifest only: the model code is imported by the factory)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from yoloqat import hookimpl
+
+if TYPE_CHECKING:
+    from .model import DarkNet53
+
+
+def darknet53(
+    *,
+    activation: str = "relu",
+    negative_slope: float = 0.1,
+    width: float = 1.0,
+    padding: str = "symmetric",
+    bn_momentum: float = 0.9,
+    in_channels: int = 3,
+) -> DarkNet53:
+    """DarkNet-53 backbone of YOLOv3 (52 convs) returning C3, C4, C5 at strides 8, 16, 32.
+
+    Parameters:
+        activation: "relu" (the seed's backbone) or "leaky" (Darknet's LeakyReLU).
+        negative_slope: slope of the leaky activation (Darknet uses 0.1); unused for "relu".
+        width: multiplies every channel count (``max(1, round(c * width))``); 1.0 is the
+            real network (C3/C4/C5 = 256/512/1024 channels), small values give fast toys.
+        padding: "symmetric" pads k//2 on every side (Darknet); "same" is TensorFlow SAME
+            padding (asymmetric for stride-2 convs), as the seed used.
+        bn_momentum: BatchNorm momentum in MindSpore semantics
+            (``running = m * running + (1 - m) * batch``).
+        in_channels: channels of the input image (3 for RGB).
+    """
+    from .model import DarkNet53
+
+    return DarkNet53(
+        activation=activation,
+        negative_slope=negative_slope,
+        width=width,
+        padding=padding,
+        bn_momentum=bn_momentum,
+        in_channels=in_channels,
+    )
+
+
+@hookimpl
+def yoloqat_backbones() -> dict:
+    """Register the bundled backbones."""
+    return {"darknet53": darknet53}
