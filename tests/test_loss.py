@@ -185,12 +185,13 @@ def test_ignore_rule_is_per_scale() -> None:
         math.log(0.4 * 64 / m_anchor[1]),
         3.0,
     )
-    # Stride-8 prediction in a neighbouring cell/anchor slot decoding onto the GT, logit 3.
+    # Stride-8 prediction in the GT's cell (another anchor slot), obj logit 3, decoding onto
+    # the GT box with its width scaled by 0.85: IoU 0.85, above 0.7.
     s_anchor = ANCHORS[DEFAULT_ANCHOR_MASKS[2][2]]
     outs[2][0, 4, 3, 2, :5] = (
         logit(0.4 * 8 - 3),
         logit(0.6 * 8 - 4),
-        math.log(0.3 * 64 / s_anchor[0]),
+        math.log(0.85 * 0.3 * 64 / s_anchor[0]),
         math.log(0.4 * 64 / s_anchor[1]),
         3.0,
     )
@@ -199,13 +200,14 @@ def test_ignore_rule_is_per_scale() -> None:
     # Stride 16: its GT list is empty, nothing is ignored: every prediction pays BCE(t, 0).
     assert terms["m"][2] == pytest.approx(bce(3.0, 0) + math.log(2) * (4 * 4 * 3 - 1), rel=1e-5)
     assert terms["m"][2] == pytest.approx(ref[1][2], rel=1e-5)
-    # Stride 8: the matching prediction (IoU 1) is ignored, so its bce(3, 0) is absent.
+    # Stride 8: the positive (logit 0) pays log 2, the overlapping prediction is ignored and
+    # the 190 other zero-logit predictions pay log 2 each.
+    assert terms["s"][2] == pytest.approx(math.log(2) * (1 + 190), rel=1e-5)
     assert terms["s"][2] == pytest.approx(ref[2][2], rel=1e-5)
-    # With threshold 1.0 only exact matches are ignored; the placed prediction decodes onto
-    # the GT up to float32 rounding, so it now pays its bce(3, 0) (> 3.0).
-    strict = yolov3_loss(num_classes=C, ignore_threshold=1.0).terms(*to_tensors(outs, ys, gts))
-    assert strict["s"][2] == pytest.approx(reference_terms(outs, ys, gts, thr=1.0)[2][2], rel=1e-5)
-    assert strict["s"][2] > terms["s"][2] + 3.0
+    # With the threshold above its IoU (0.85) it is no longer ignored.
+    strict = yolov3_loss(num_classes=C, ignore_threshold=0.9).terms(*to_tensors(outs, ys, gts))
+    assert strict["s"][2] == pytest.approx(terms["s"][2] + bce(3.0, 0), rel=1e-5)
+    assert strict["s"][2] == pytest.approx(reference_terms(outs, ys, gts, thr=0.9)[2][2], rel=1e-5)
 
 
 def test_random_batch_matches_reference() -> None:

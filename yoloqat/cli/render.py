@@ -1,4 +1,4 @@
-"""Rendering for the CLI: events to stderr, Rich progress bars on a terminal, plain lines elsewhere."""
+"""CLI rendering: events to stderr, Rich progress on a terminal, plain lines elsewhere."""
 
 from __future__ import annotations
 

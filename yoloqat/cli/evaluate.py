@@ -1,0 +1,105 @@
+"""``yoloqat eval``: COCO mAP of a checkpoint (or an exported ONNX model), seed flags included."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+
+from yoloqat.cli.common import SET_HELP, handle_errors
+from yoloqat.cli.train import _opt
+
+
+def eval_command(
+    config: Optional[str] = _opt(
+        None,
+        "config",
+        help="Config file or bundled name (default: the checkpoint's own).",
+    ),
+    pretrained: Optional[str] = _opt(None, "pretrained", help="Checkpoint to evaluate (.ckpt)."),
+    onnx: Optional[str] = _opt(
+        None, "onnx", help="Evaluate an exported ONNX model with ONNX Runtime instead."
+    ),
+    data_dir: Optional[str] = _opt(
+        None, "data_dir", help="COCO 2014 root: val2014/ and annotations/instances_val2014.json."
+    ),
+    images: Optional[str] = _opt(
+        None, "images", help="Any image folder (with --annotations): a generic COCO dataset."
+    ),
+    annotations: Optional[str] = _opt(
+        None, "annotations", help="COCO instances json for --images."
+    ),
+    testing_shape: int = _opt(416, "testing_shape", help="Square input size (multiple of 32)."),
+    per_batch_size: int = _opt(1, "per_batch_size", help="Images per batch."),
+    ignore_threshold: float = _opt(
+        0.001, "ignore_threshold", help="Score threshold (obj x cls), the seed's name."
+    ),
+    nms_thresh: float = _opt(0.5, "nms_thresh", help="Per-class NMS IoU threshold."),
+    multi_label: bool = _opt(
+        False, "multi_label", help="Score every class above the threshold, not only the best."
+    ),
+    letterbox: bool = _opt(
+        False, "letterbox", help="Letterbox instead of the seed's stretch resize."
+    ),
+    num_workers: int = _opt(1, "num_workers", help="Image-decoding worker processes."),
+    output: str = _opt("outputs/eval", "output", help="Folder for predict_*.json and eval_*.json."),
+    device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+) -> None:
+    """Evaluate COCO mAP: prints the seed's 12-line summary and saves it as JSON."""
+    from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.core.errors import UsageError
+    from yoloqat.core.evaluate import evaluate_source
+    from yoloqat.core.inference import MindSporePredictor, load_detector
+    from yoloqat.core.pipeline import build_dataset
+    from yoloqat.core.runtime import init_runtime
+
+    if (pretrained is None) == (onnx is None):
+        raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
+    cfg = load_config(config or "yolov3_darknet53")
+    cfg = apply_overrides(dataset_overrides(cfg, data_dir, images, annotations), set_)
+    init_runtime(device_target)
+    dataset = build_dataset(cfg)
+    if pretrained is not None:
+        network, _cfg, _meta = load_detector(cfg, pretrained, explicit_config=config is not None)
+        predictor: Any = MindSporePredictor(network)
+    else:
+        from yoloqat.deploy.onnx_runtime import OnnxPredictor
+
+        predictor = OnnxPredictor(onnx)
+    result = evaluate_source(
+        predictor,
+        dataset.val_source(),
+        dataset.category_ids,
+        testing_shape=testing_shape,
+        batch_size=per_batch_size,
+        letterbox=letterbox,
+        score_threshold=ignore_threshold,
+        nms_threshold=nms_thresh,
+        multi_label=multi_label,
+        num_workers=num_workers,
+        output_dir=output,
+    )
+    typer.echo(result.summary)
+    typer.echo(f"results: {result.extra.get('eval_file')}", err=True)
+
+
+def dataset_overrides(
+    cfg: dict[str, Any], data_dir: Optional[str], images: Optional[str], annotations: Optional[str]
+) -> dict[str, Any]:
+    """Point the config's dataset at ``--data_dir`` (COCO 2014) or ``--images/--annotations``."""
+    from yoloqat.core.errors import UsageError
+
+    if (images is None) != (annotations is None):
+        raise UsageError("--images and --annotations go together")
+    if images is not None:
+        if data_dir is not None:
+            raise UsageError("give --data_dir or --images/--annotations, not both")
+        cfg["dataset"] = {"name": "coco", "val_images": images, "val_annotations": annotations}
+    elif data_dir is not None:
+        cfg["dataset"] = {"name": "coco2014", "data_dir": data_dir}
+    return cfg
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(handle_errors(eval_command))

@@ -1,0 +1,160 @@
+"""``yoloqat predict``: detections on images as JSON, plus pictures with labelled boxes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from yoloqat.cli.common import handle_errors
+from yoloqat.cli.train import _opt
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def collect_images(source: Path) -> list[Path]:
+    """``source`` itself, or the images directly inside the folder ``source`` (sorted)."""
+    from yoloqat.core.errors import DataError
+
+    if source.is_file():
+        return [source]
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
+        return files
+    raise DataError(f"image or folder not found: {source}")
+
+
+def draw_detections(image: Any, detections: list[dict[str, Any]]) -> Any:
+    """Draw labelled boxes on an RGB uint8 image (returns a BGR copy for cv2.imwrite)."""
+    import cv2
+    import numpy as np
+
+    out = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    for det in detections:
+        x, y, w, h = (round(float(v)) for v in det["bbox"])
+        hue = (det["class_index"] * 47) % 180
+        colour = cv2.cvtColor(np.uint8([[[hue, 220, 230]]]), cv2.COLOR_HSV2BGR)[0, 0].tolist()
+        cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
+        label = f"{det['class_name']} {det['score']:.2f}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        top = max(y - th - base - 2, 0)
+        cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 2), colour, -1)
+        cv2.putText(
+            out,
+            label,
+            (x + 2, top + th + 1),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
+    return out
+
+
+def predict_images(
+    predictor: Any,
+    files: list[Path],
+    *,
+    class_names: list[str],
+    testing_shape: int,
+    score_threshold: float,
+    nms_threshold: float,
+    output: Path | None,
+) -> list[dict[str, Any]]:
+    """Run ``predictor`` on ``files``; write annotated copies into ``output`` if given."""
+    import cv2
+
+    from yoloqat.core import events
+    from yoloqat.core.evaluation import DetectionEngine
+    from yoloqat.data.eval_transforms import preprocess_eval
+    from yoloqat.data.imageio import ImageReadError, read_image
+
+    engine = DetectionEngine(
+        list(range(len(class_names))), score_threshold=score_threshold, nms_threshold=nms_threshold
+    )
+    report = []
+    for i, path in enumerate(events.track(files, "predict")):
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            events.warn(f"skipped: {exc}")
+            continue
+        tensor, _ = preprocess_eval(image, testing_shape)
+        engine.reset()
+        engine.add_batch(predictor(tensor[None]), [i], [[image.shape[1], image.shape[0]]])
+        dets = [
+            {
+                "bbox": [round(v, 2) for v in d["bbox"]],
+                "score": round(d["score"], 4),
+                "class_index": int(d["category_id"]),
+                "class_name": class_names[int(d["category_id"])],
+            }
+            for d in sorted(engine.results(), key=lambda d: -d["score"])
+        ]
+        entry = {
+            "image": str(path),
+            "width": image.shape[1],
+            "height": image.shape[0],
+            "detections": dets,
+        }
+        if output is not None:
+            out_file = output / f"{path.stem}_pred.jpg"
+            cv2.imwrite(str(out_file), draw_detections(image, dets))
+            entry["drawn"] = str(out_file)
+        report.append(entry)
+    return report
+
+
+def predict(
+    source: Path = typer.Argument(..., help="An image, or a folder of images."),
+    checkpoint: str = _opt(..., "checkpoint", help="Trained checkpoint (.ckpt)."),
+    config: Optional[str] = _opt(
+        None, "config", help="Config (default: the one stored in the checkpoint)."
+    ),
+    output: Optional[Path] = _opt(
+        Path("outputs/predict"), "output", help="Folder for drawn images and detections.json."
+    ),
+    testing_shape: int = _opt(416, "testing_shape", help="Square input size (multiple of 32)."),
+    score_threshold: float = _opt(
+        0.3, "score_threshold", help="Keep detections scoring at least this."
+    ),
+    nms_thresh: float = _opt(0.5, "nms_thresh", help="Per-class NMS IoU threshold."),
+    device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
+) -> None:
+    """Detect objects in images: JSON to stdout, labelled pictures to --output."""
+    from yoloqat.core.config import load_config
+    from yoloqat.core.detector import check_input_shape
+    from yoloqat.core.inference import MindSporePredictor, load_detector
+    from yoloqat.core.runtime import init_runtime
+
+    check_input_shape(testing_shape, testing_shape)
+    files = collect_images(source)
+    init_runtime(device_target)
+    cfg = load_config(config or "yolov3_darknet53")
+    network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
+    names = meta.get("class_names") or [str(i) for i in range(network.num_classes)]
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+    report = predict_images(
+        MindSporePredictor(network),
+        files,
+        class_names=list(names),
+        testing_shape=testing_shape,
+        score_threshold=score_threshold,
+        nms_threshold=nms_thresh,
+        output=output,
+    )
+    text = json.dumps(report, indent=2)
+    if output is not None:
+        (output / "detections.json").write_text(text)
+        typer.echo(f"wrote {len(report)} image(s) and detections.json to {output}", err=True)
+    typer.echo(text)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("predict")(handle_errors(predict))

@@ -1,0 +1,161 @@
+"""``yoloqat train``: every flag of the seed's train.py, in underscore and dashed spelling."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import typer
+
+from yoloqat.cli.common import SET_HELP, handle_errors
+
+DEFAULT_CONFIG = "yolov3_darknet53"
+
+
+def _opt(default: Any, *names: str, help: str, **kw: Any) -> Any:
+    """An option spelled both ``--seed_style`` and ``--dashed-style``."""
+    spellings: list[str] = []
+    for name in names:
+        spellings += [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    return typer.Option(default, *spellings, help=help, **kw)
+
+
+#: flag name -> dotted config key (``None`` values are not overridden).
+FLAG_TO_KEY = {
+    "data_dir": "dataset.data_dir",
+    "per_batch_size": "train.per_batch_size",
+    "resume_yolov3": "train.resume_yolov3",
+    "lr_scheduler": "scheduler.name",
+    "lr": "scheduler.lr",
+    "lr_epochs": "scheduler.lr_epochs",
+    "lr_gamma": "scheduler.lr_gamma",
+    "eta_min": "scheduler.eta_min",
+    "T_max": "scheduler.T_max",
+    "warmup_epochs": "scheduler.warmup_epochs",
+    "max_epoch": "train.max_epoch",
+    "weight_decay": "train.weight_decay",
+    "momentum": "train.momentum",
+    "loss_scale": "train.loss_scale",
+    "label_smooth": "loss.label_smooth",
+    "label_smooth_factor": "loss.label_smooth_factor",
+    "log_interval": "train.log_interval",
+    "ckpt_path": "train.ckpt_path",
+    "ckpt_interval": "train.ckpt_interval",
+    "is_save_on_master": "train.is_save_on_master",
+    "need_profiler": "train.need_profiler",
+    "training_shape": "data.training_shape",
+    "resize_rate": "data.resize_rate",
+    "seed": "train.seed",
+}
+
+
+def apply_flags(cfg: dict[str, Any], flags: dict[str, Any], registry: Any) -> dict[str, Any]:
+    """Write the given flags into ``cfg``; switching ``lr_scheduler`` keeps shared params."""
+    from yoloqat.core.config import set_dotted
+
+    flags = {k: v for k, v in flags.items() if v is not None}
+    if "lr_epochs" in flags and isinstance(flags["lr_epochs"], str):
+        flags["lr_epochs"] = [int(x) for x in flags["lr_epochs"].split(",") if x.strip()]
+    for key in ("label_smooth",):
+        if key in flags:
+            flags[key] = bool(int(flags[key]))
+    for flag, value in flags.items():
+        set_dotted(cfg, FLAG_TO_KEY[flag].split("."), value)
+    sched = cfg.get("scheduler")
+    if isinstance(sched, dict) and "lr_scheduler" in flags:
+        accepted = registry.get("scheduler", sched["name"]).parameters
+        dropped = [k for k in sched if k != "name" and k not in accepted]
+        for k in dropped:
+            del sched[k]
+    return cfg
+
+
+def train(
+    config: str = _opt(DEFAULT_CONFIG, "config", help="Config file or bundled config name."),
+    data_dir: Optional[str] = _opt(
+        None, "data_dir", help="COCO 2014 root (train2014/, annotations/)."
+    ),
+    per_batch_size: Optional[int] = _opt(
+        None, "per_batch_size", help="Images per device per step."
+    ),
+    resume_yolov3: Optional[str] = _opt(
+        None,
+        "resume_yolov3",
+        help="Start from these weights (.ckpt); the QAT recipe needs a float checkpoint.",
+    ),
+    lr_scheduler: Optional[str] = _opt(
+        None, "lr_scheduler", help="cosine_annealing or exponential."
+    ),
+    lr: Optional[float] = _opt(None, "lr", help="Base learning rate."),
+    lr_epochs: Optional[str] = _opt(
+        None, "lr_epochs", help="Milestone epochs for exponential, e.g. 92,105."
+    ),
+    lr_gamma: Optional[float] = _opt(None, "lr_gamma", help="Decay factor at each milestone."),
+    eta_min: Optional[float] = _opt(None, "eta_min", help="Cosine floor."),
+    T_max: Optional[int] = _opt(None, "T_max", help="Cosine period in epochs."),
+    max_epoch: Optional[int] = _opt(None, "max_epoch", help="Epochs to train."),
+    warmup_epochs: Optional[float] = _opt(None, "warmup_epochs", help="Warmup epochs."),
+    weight_decay: Optional[float] = _opt(
+        None, "weight_decay", help="Weight decay (not on biases/BN)."
+    ),
+    momentum: Optional[float] = _opt(None, "momentum", help="SGD momentum."),
+    loss_scale: Optional[float] = _opt(None, "loss_scale", help="Static loss scale."),
+    label_smooth: Optional[int] = _opt(None, "label_smooth", help="1 to smooth class targets."),
+    label_smooth_factor: Optional[float] = _opt(
+        None, "label_smooth_factor", help="Smoothing epsilon."
+    ),
+    log_interval: Optional[int] = _opt(None, "log_interval", help="Steps between log.txt lines."),
+    ckpt_path: Optional[str] = _opt(None, "ckpt_path", help="Folder for run outputs."),
+    ckpt_interval: Optional[int] = _opt(
+        None, "ckpt_interval", help="Steps between checkpoints (default: one epoch)."
+    ),
+    is_save_on_master: Optional[int] = _opt(
+        None, "is_save_on_master", help="1: only rank 0 writes checkpoints."
+    ),
+    is_distributed: int = _opt(
+        0, "is_distributed", help="1: data-parallel over msrun/mpirun workers."
+    ),
+    rank: int = _opt(
+        0, "rank", help="This process's rank (distributed runs take it from the environment)."
+    ),
+    group_size: int = _opt(
+        1, "group_size", help="Number of devices (taken from the environment when distributed)."
+    ),
+    need_profiler: Optional[int] = _opt(None, "need_profiler", help="1: profile the first steps."),
+    training_shape: Optional[int] = _opt(
+        None, "training_shape", help="Fix the training size (else multi-scale 320-608)."
+    ),
+    resize_rate: Optional[int] = _opt(None, "resize_rate", help="Batches between size changes."),
+    device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
+    seed: Optional[int] = _opt(None, "seed", help="Random seed."),
+    resume: Optional[str] = _opt(
+        None, "resume", help="Continue an interrupted run from its checkpoint."
+    ),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+) -> None:
+    """Train (or QAT-fine-tune) a detector; the seed's train.py flags all work."""
+    from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.training.trainer import Trainer
+    from yoloqat.registry import default_registry
+
+    reg = default_registry()
+    flags = {k: v for k, v in locals().items() if k in FLAG_TO_KEY}
+    cfg = apply_overrides(apply_flags(load_config(config), flags, reg), set_)
+    rank, group_size = init_runtime(device_target, bool(is_distributed), rank, group_size)
+    trainer = Trainer(
+        cfg,
+        resume=resume,
+        rank=rank,
+        group_size=group_size,
+        distributed=bool(is_distributed),
+        registry=reg,
+    )
+    result = trainer.run()
+    last = result.checkpoints[-1] if result.checkpoints else None
+    typer.echo(f"run folder: {result.run_dir}")
+    if last is not None:
+        typer.echo(f"last checkpoint: {last}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(handle_errors(train))

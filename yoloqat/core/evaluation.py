@@ -1,0 +1,330 @@
+"""COCO-style evaluation of decoded YOLO outputs (spec §5): candidates, NMS, pycocotools.
+
+Pure NumPy (plus pycocotools, imported when evaluating). Typical use::
+
+    engine = DetectionEngine(coco.getCatIds())
+    for outputs, image_ids, sizes in batches:       # outputs: 3 decoded arrays [B,H,W,3,5+C]
+        engine.add_batch(outputs, image_ids, sizes)  # sizes: original (w, h) per image
+    result = engine.evaluate(coco)                   # result.stats["AP"], result.summary
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yoloqat.core.errors import ConfigError, DataError
+
+#: Names of pycocotools' 12 summary numbers, in its order.
+STAT_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "AP_small",
+    "AP_medium",
+    "AP_large",
+    "AR1",
+    "AR10",
+    "AR100",
+    "AR_small",
+    "AR_medium",
+    "AR_large",
+)
+
+#: Maps one image's normalised (cx, cy, w, h) [n, 4] to centre-format original pixels [n, 4].
+BoxTransform = Callable[[np.ndarray], np.ndarray]
+
+
+def _pairwise_iou_plus1(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of x1y1x2y2 boxes ``a`` [n,4] vs ``b`` [m,4] with the "+1 pixel" convention."""
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + 1
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]) + 1
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
+    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def nms(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    classes: np.ndarray,
+    iou_threshold: float = 0.5,
+    *,
+    block: int = 512,
+) -> np.ndarray:
+    """Greedy per-class NMS of top-left xywh ``boxes``; returns the kept indices.
+
+    Same result as the classic loop (highest score first, drop boxes of the same class with
+    IoU > threshold to a kept box, "+1 pixel" areas), computed blockwise: boxes sorted by
+    (class, -score) are taken ``block`` at a time, first suppressed by the boxes already kept,
+    then resolved inside the block by iterating ``keep = ~any(keep_j & overlaps_ji, j < i)``
+    to its fixed point (unique, and equal to the greedy order's answer).
+    """
+    n = len(scores)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = np.lexsort((-np.asarray(scores), np.asarray(classes)))
+    xyxy = np.asarray(boxes, dtype=np.float64)[order].copy()
+    xyxy[:, 2:] += xyxy[:, :2]
+    cls = np.asarray(classes)[order]
+    kept: list[np.ndarray] = []
+    for start in range(0, n, block):
+        idx = np.arange(start, min(start + block, n))
+        alive = np.ones(len(idx), dtype=bool)
+        if kept:
+            prev = np.concatenate(kept)
+            prev = prev[cls[prev] == cls[start]]  # sorted by class: only this class can clash
+            if len(prev):
+                clash = _pairwise_iou_plus1(xyxy[prev], xyxy[idx]) > iou_threshold
+                alive &= ~(clash & (cls[prev][:, None] == cls[idx][None, :])).any(axis=0)
+        overlap = _pairwise_iou_plus1(xyxy[idx], xyxy[idx]) > iou_threshold
+        overlap &= cls[idx][:, None] == cls[idx][None, :]
+        overlap = np.triu(overlap, k=1)  # a box can only be suppressed by a higher-ranked one
+        keep = alive.copy()
+        while True:
+            new = alive & ~(overlap & keep[:, None]).any(axis=0)
+            if np.array_equal(new, keep):
+                break
+            keep = new
+        kept.append(idx[keep])
+    return order[np.concatenate(kept)]
+
+
+@dataclass
+class EvalResult:
+    """pycocotools' 12 numbers by name, its printed summary, and what was evaluated."""
+
+    stats: dict[str, float]
+    summary: str
+    num_detections: int
+    num_images: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ap(self) -> float:
+        """COCO AP@[.50:.95] (the headline number)."""
+        return self.stats["AP"]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field."""
+        return {
+            "stats": dict(self.stats),
+            "summary": self.summary,
+            "num_detections": self.num_detections,
+            "num_images": self.num_images,
+            **self.extra,
+        }
+
+    def to_json(self) -> str:
+        """One JSON object (stats, summary, counts)."""
+        return json.dumps(self.to_dict())
+
+
+class DetectionEngine:
+    """Turns decoded network outputs into COCO detections and evaluates them (spec §5).
+
+    Parameters:
+        category_ids: COCO category id of each contiguous class index (``coco.getCatIds()``).
+        score_threshold: keep candidates with ``obj * cls >= score_threshold`` (seed: 0.001).
+        nms_threshold: per-class NMS drops boxes with IoU > this to a kept box (seed: 0.5).
+        multi_label: emit every class passing the threshold instead of the argmax class only.
+    """
+
+    def __init__(
+        self,
+        category_ids: Sequence[int],
+        *,
+        score_threshold: float = 0.001,
+        nms_threshold: float = 0.5,
+        multi_label: bool = False,
+    ) -> None:
+        if len(category_ids) == 0:
+            raise ConfigError("DetectionEngine needs at least one category id")
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ConfigError(f"score_threshold must be in [0, 1], got {score_threshold!r}")
+        if not 0.0 < nms_threshold <= 1.0:
+            raise ConfigError(f"nms_threshold must be in (0, 1], got {nms_threshold!r}")
+        self.category_ids = np.asarray([int(c) for c in category_ids], dtype=np.int64)
+        self.score_threshold = float(score_threshold)
+        self.nms_threshold = float(nms_threshold)
+        self.multi_label = bool(multi_label)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every detection and image seen so far."""
+        self._image_ids: list[np.ndarray] = []
+        self._category: list[np.ndarray] = []
+        self._boxes: list[np.ndarray] = []
+        self._scores: list[np.ndarray] = []
+        self._seen: set[int] = set()
+
+    def _candidates(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, class indices and scores of one image's candidates ``pred`` [M, 5+C]."""
+        obj = pred[:, 4].astype(np.float64)
+        cls_prob = pred[:, 5:].astype(np.float64)
+        if self.multi_label:
+            rows, classes = np.nonzero(obj[:, None] * cls_prob >= self.score_threshold)
+            scores = obj[rows] * cls_prob[rows, classes]
+        else:
+            classes = np.argmax(cls_prob, axis=1)
+            scores = obj * cls_prob[np.arange(len(obj)), classes]
+            rows = np.nonzero(scores >= self.score_threshold)[0]
+            classes, scores = classes[rows], scores[rows]
+        return rows, classes, scores
+
+    def add_batch(
+        self,
+        outputs: Sequence[np.ndarray],
+        image_ids: Sequence[int],
+        orig_sizes: Sequence[Sequence[float]] | np.ndarray,
+        *,
+        box_transforms: Sequence[BoxTransform] | None = None,
+    ) -> None:
+        """Add one batch of decoded outputs (each [B, H, W, A, 5+C], normalised cx, cy, w, h).
+
+        ``orig_sizes`` holds each image's original (w, h). Boxes are scaled by it (the seed's
+        plain stretch); ``box_transforms`` (one per image) replaces that mapping, e.g. to undo a
+        letterbox: it gets normalised (cx, cy, w, h) [n, 4] and returns original-pixel ones.
+        """
+        sizes = np.asarray(orig_sizes, dtype=np.float64).reshape(-1, 2)
+        batch = len(image_ids)
+        pred = np.concatenate(
+            [np.asarray(o).reshape(batch, -1, np.asarray(o).shape[-1]) for o in outputs], axis=1
+        )
+        if pred.shape[-1] - 5 != len(self.category_ids):
+            raise DataError(
+                f"outputs have {pred.shape[-1] - 5} classes but {len(self.category_ids)} "
+                "category ids were given"
+            )
+        if len(sizes) != batch or (box_transforms is not None and len(box_transforms) != batch):
+            raise DataError(f"add_batch got {batch} image ids but {len(sizes)} sizes/transforms")
+        for b in range(batch):
+            image_id = int(image_ids[b])
+            self._seen.add(image_id)
+            rows, classes, scores = self._candidates(pred[b])
+            norm = pred[b, rows, :4].astype(np.float64)
+            width, height = sizes[b]
+            if box_transforms is not None:
+                cxcywh = np.asarray(box_transforms[b](norm), dtype=np.float64).reshape(-1, 4)
+            else:
+                cxcywh = norm * np.array([width, height, width, height])
+            # The seed's clamp: left/top >= 0, w <= image w, h <= image h (no right clip).
+            xywh = np.empty_like(cxcywh)
+            xywh[:, 0] = np.maximum(cxcywh[:, 0] - cxcywh[:, 2] / 2.0, 0.0)
+            xywh[:, 1] = np.maximum(cxcywh[:, 1] - cxcywh[:, 3] / 2.0, 0.0)
+            xywh[:, 2] = np.minimum(cxcywh[:, 2], width)
+            xywh[:, 3] = np.minimum(cxcywh[:, 3], height)
+            keep = nms(xywh, scores, classes, self.nms_threshold)
+            self._image_ids.append(np.full(len(keep), image_id, dtype=np.int64))
+            self._category.append(self.category_ids[classes[keep]])
+            self._boxes.append(xywh[keep])
+            self._scores.append(scores[keep])
+
+    def extend(
+        self, detections: Iterable[dict[str, Any]], *, image_ids: Iterable[int] = ()
+    ) -> None:
+        """Add detections already in COCO result form (e.g. another rank's JSON).
+
+        ``image_ids`` names images that were processed, including those without detections,
+        so that the default evaluation covers them.
+        """
+        self._seen.update(int(i) for i in image_ids)
+        dets = list(detections)
+        try:
+            ids = np.asarray([int(d["image_id"]) for d in dets], dtype=np.int64)
+            cats = np.asarray([int(d["category_id"]) for d in dets], dtype=np.int64)
+            boxes = np.asarray([d["bbox"] for d in dets], dtype=np.float64).reshape(-1, 4)
+            scores = np.asarray([float(d["score"]) for d in dets], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(
+                "detections need image_id, category_id, bbox [x, y, w, h] and score: "
+                f"{exc.__class__.__name__}: {exc}"
+            ) from None
+        self._seen.update(ids.tolist())
+        self._image_ids.append(ids)
+        self._category.append(cats)
+        self._boxes.append(boxes)
+        self._scores.append(scores)
+
+    @property
+    def image_ids(self) -> list[int]:
+        """Sorted ids of every image seen (with or without detections)."""
+        return sorted(self._seen)
+
+    def results(self) -> list[dict[str, Any]]:
+        """Every kept detection as a COCO result dict (image_id, category_id, bbox, score)."""
+        if not self._scores:
+            return []
+        ids = np.concatenate(self._image_ids).tolist()
+        cats = np.concatenate(self._category).tolist()
+        boxes = np.concatenate(self._boxes).tolist()
+        scores = np.concatenate(self._scores).tolist()
+        return [
+            {"image_id": i, "category_id": c, "bbox": b, "score": s}
+            for i, c, b, s in zip(ids, cats, boxes, scores)
+        ]
+
+    def write_json(self, path: str | Path) -> Path:
+        """Write :meth:`results` as a COCO results JSON file; returns its path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.results()))
+        return path
+
+    def evaluate(self, coco_gt: Any, *, image_ids: Iterable[int] | None = None) -> EvalResult:
+        """COCO bbox evaluation against ``coco_gt`` (a ``pycocotools.coco.COCO``).
+
+        Evaluates ``image_ids`` if given, else every image seen by this engine, else every
+        image of ``coco_gt``. With no detections at all every AP/AR is 0.
+        """
+        from pycocotools.cocoeval import COCOeval
+
+        dets = self.results()
+        gt_images = set(coco_gt.getImgIds())
+        unknown = sorted({d["image_id"] for d in dets} - gt_images)
+        if unknown:
+            raise DataError(
+                f"{len(unknown)} detected image ids are not in the annotation file "
+                f"(first: {unknown[0]}): wrong annotation file for these images?"
+            )
+        ids = sorted(image_ids) if image_ids is not None else (self.image_ids or None)
+        log = io.StringIO()
+        with contextlib.redirect_stdout(log):
+            coco_dt = coco_gt.loadRes(dets) if dets else _empty_results(coco_gt)
+            evaluator = COCOeval(coco_gt, coco_dt, "bbox")
+            if ids is not None:
+                evaluator.params.imgIds = ids
+            evaluator.evaluate()
+            evaluator.accumulate()
+        text = io.StringIO()
+        with contextlib.redirect_stdout(text):
+            evaluator.summarize()
+        stats = {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
+        return EvalResult(
+            stats=stats,
+            summary=text.getvalue().rstrip("\n"),
+            num_detections=len(dets),
+            num_images=len(evaluator.params.imgIds),
+        )
+
+
+def _empty_results(coco_gt: Any) -> Any:
+    """A results COCO with no annotations (``loadRes`` refuses an empty list)."""
+    from pycocotools.coco import COCO
+
+    res = COCO()
+    res.dataset = {
+        "images": list(coco_gt.dataset.get("images", [])),
+        "categories": list(coco_gt.dataset.get("categories", [])),
+        "annotations": [],
+    }
+    res.createIndex()
+    return res

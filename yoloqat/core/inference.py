@@ -1,0 +1,95 @@
+"""Loading a trained detector from a checkpoint, and predictors that run it on images.
+
+A predictor maps a float32 batch ``[B, 3, S, S]`` (normalised as in training) to the
+three decoded outputs ``[B, H, W, A, 5+C]`` as NumPy arrays, whatever runs it (MindSpore
+here; ONNX Runtime in :mod:`yoloqat.deploy`), so one evaluation engine serves all.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from yoloqat.core import pipeline
+from yoloqat.core.errors import CheckpointError
+
+
+class Predictor(Protocol):
+    """Anything that turns an image batch into the three decoded output arrays."""
+
+    def __call__(self, images: np.ndarray) -> list[np.ndarray]: ...
+
+
+def model_config(cfg: dict[str, Any], meta: dict[str, Any], *, explicit: bool) -> dict[str, Any]:
+    """The config to rebuild a checkpoint's network with.
+
+    Without an explicit ``--config`` the model and quantizer blocks stored in the checkpoint
+    win, so ``yoloqat eval --pretrained C`` just works. With one, a QAT checkpoint loaded
+    into a float config (or the reverse) is an error that says so.
+    """
+    stored = meta.get("config") if isinstance(meta.get("config"), dict) else None
+    out = copy.deepcopy(cfg)
+    if stored is not None and not explicit:
+        for key in ("model", "quantizer"):
+            if key in stored:
+                out[key] = copy.deepcopy(stored[key])
+        return out
+    if "quantized" in meta:
+        cfg_quant = pipeline.build_quantizer(out) is not None
+        if bool(meta["quantized"]) and not cfg_quant:
+            raise CheckpointError(
+                "this is a QAT (int8 fake-quant) checkpoint but the config has no quantizer",
+                hint="use configs/yolov3_darknet53_quant.yaml (or the config it was trained with)",
+            )
+        if not meta["quantized"] and cfg_quant:
+            raise CheckpointError(
+                "this is a float checkpoint but the config quantizes the network",
+                hint="use a float config, or fine-tune it with QAT first (yoloqat train "
+                "--config configs/yolov3_darknet53_quant.yaml --resume_yolov3 CKPT)",
+            )
+    return out
+
+
+def load_detector(
+    cfg: dict[str, Any],
+    checkpoint: str | Path,
+    *,
+    explicit_config: bool = True,
+    registry: Any = None,
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """Build the network a checkpoint was trained as and load it (eval mode).
+
+    Returns ``(network, config used, checkpoint meta)``.
+    """
+    from yoloqat.core.training.checkpoint import load_weights, read_checkpoint
+
+    params, meta = read_checkpoint(checkpoint)
+    cfg = model_config(cfg, meta, explicit=explicit_config)
+    network = pipeline.build_model(cfg, registry)
+    quantizer = pipeline.build_quantizer(cfg, registry)
+    if quantizer is not None:
+        network = quantizer.apply(network)
+    load_weights(network, params, source=checkpoint)
+    network.set_train(False)
+    return network, cfg, meta
+
+
+class MindSporePredictor:
+    """Runs a MindSpore detector (eval mode, GRAPH_MODE unless told otherwise)."""
+
+    def __init__(self, network: Any, *, graph_mode: bool = True) -> None:
+        import mindspore as ms
+
+        if graph_mode:
+            ms.set_context(mode=ms.GRAPH_MODE)
+        self.network = network
+        self.network.set_train(False)
+
+    def __call__(self, images: np.ndarray) -> list[np.ndarray]:
+        from mindspore import Tensor
+
+        outputs = self.network(Tensor(np.ascontiguousarray(images, dtype=np.float32)))
+        return [o.asnumpy() for o in outputs]

@@ -1,0 +1,89 @@
+"""Build components from a config: names resolved and parameters checked before building."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from yoloqat.core.config import check_config, component_blocks, get_dotted
+from yoloqat.core.errors import ConfigError
+
+
+def _registry(registry: Any = None) -> Any:
+    if registry is not None:
+        return registry
+    from yoloqat.registry import default_registry
+
+    return default_registry()
+
+
+def _block(cfg: Mapping[str, Any], dotted: str) -> tuple[str, dict[str, Any]]:
+    for path, _kind, name, params in component_blocks(cfg):
+        if path == dotted:
+            return name, params
+    raise ConfigError(f"the config has no '{dotted}' block (a mapping with a 'name')")
+
+
+def validate(cfg: Mapping[str, Any], registry: Any = None) -> None:
+    """Check every component of ``cfg`` (names and parameters) without building anything."""
+    check_config(cfg, _registry(registry))
+
+
+def num_classes_of(cfg: Mapping[str, Any]) -> int:
+    value = get_dotted(cfg, "model.num_classes", 80)
+    if not isinstance(value, int) or value < 1:
+        raise ConfigError(f"model.num_classes={value!r} must be a positive integer")
+    return value
+
+
+def build_model(cfg: Mapping[str, Any], registry: Any = None) -> Any:
+    """The float :class:`~yoloqat.core.detector.Detector` described by ``cfg['model']``."""
+    from yoloqat.core.detector import Detector
+
+    reg = _registry(registry)
+    bname, bparams = _block(cfg, "model.backbone")
+    hname, hparams = _block(cfg, "model.head")
+    backbone = reg.create("backbone", bname, **bparams)
+    out_channels = getattr(backbone, "out_channels", None)
+    if out_channels is None:
+        raise ConfigError(f"backbone '{bname}' has no out_channels attribute")
+    head = reg.create(
+        "head", hname, in_channels=tuple(out_channels), num_classes=num_classes_of(cfg), **hparams
+    )
+    return Detector(backbone, head)
+
+
+def build_quantizer(cfg: Mapping[str, Any], registry: Any = None) -> Any | None:
+    """The quantizer object, or None for ``quantizer: {name: none}`` (or no block)."""
+    if get_dotted(cfg, "quantizer") is None:
+        return None
+    name, params = _block(cfg, "quantizer")
+    if name == "none":
+        return None
+    return _registry(registry).create("quantizer", name, **params)
+
+
+def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> Any:
+    """The loss cell; ``num_classes``, ``anchors`` and ``anchor_masks`` come from the model."""
+    name, params = _block(cfg, "loss")
+    reg = _registry(registry)
+    comp = reg.get("loss", name)
+    injected = {
+        "num_classes": detector.num_classes,
+        "anchors": [list(map(float, a)) for a in detector.anchors],
+        "anchor_masks": [list(m) for m in detector.anchor_masks],
+    }
+    for key, value in injected.items():
+        if key in comp.parameters and key not in params:
+            params[key] = value
+    return reg.create("loss", name, **params)
+
+
+def build_scheduler(cfg: Mapping[str, Any], registry: Any = None) -> Any:
+    name, params = _block(cfg, "scheduler")
+    return _registry(registry).create("scheduler", name, **params)
+
+
+def build_dataset(cfg: Mapping[str, Any], registry: Any = None) -> Any:
+    name, params = _block(cfg, "dataset")
+    return _registry(registry).create("dataset", name, **params)

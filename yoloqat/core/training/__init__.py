@@ -1,0 +1,1 @@
+"""Training: optimizer, compiled train step, checkpoints and the train loop."""

@@ -1,0 +1,151 @@
+"""Checkpoints: atomic MindSpore ``.ckpt`` files with metadata, and checked loading.
+
+A training checkpoint holds the full state (network weights and BN statistics, quantizer
+observers, optimizer moments and step, loss scale) plus a JSON metadata string
+``yoloqat_meta`` (epoch, step, quantized or not, the config). Files are written to a
+temporary name in the same folder, flushed and renamed, so a crash never leaves a
+half-written file under the final name; a CRC lets loading detect truncation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mindspore as ms
+from mindspore import nn
+
+from yoloqat.core.errors import CheckpointError
+
+META_KEY = "yoloqat_meta"
+FORMAT = "yoloqat-ckpt"
+#: Optimizer/wrapper state that a weights-only load ignores (seed names included).
+NON_WEIGHT_PREFIXES = (
+    "moments.",
+    "global_step",
+    "global_",
+    "learning_rate",
+    "momentum",
+    "loss_scale",
+    "accum.",
+    "stat.",
+)
+#: Name prefix of the seed's checkpoints (saved from its training wrapper).
+SEED_PREFIX = "yolo_network."
+
+
+def save_checkpoint(cell: nn.Cell, path: str | Path, meta: Mapping[str, Any]) -> Path:
+    """Write ``cell``'s parameters and ``meta`` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    payload = json.dumps({"format": FORMAT, **meta}, default=str)
+    try:
+        ms.save_checkpoint(cell, str(tmp), append_dict={META_KEY: payload}, crc_check=True)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load ``(parameters, meta)``; a clear CheckpointError for missing/corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        params = ms.load_checkpoint(str(path), crc_check=True)
+    except Exception:
+        try:  # files written without a CRC (the seed's, other tools')
+            params = ms.load_checkpoint(str(path))
+        except Exception as exc:
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or not a MindSpore checkpoint "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+            ) from exc
+    meta_raw = params.pop(META_KEY, None)
+    meta: dict[str, Any] = {}
+    if isinstance(meta_raw, str):
+        try:
+            meta = json.loads(meta_raw)
+        except json.JSONDecodeError:
+            meta = {}
+    return dict(params), meta
+
+
+def weights_only(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop optimizer state, strip the seed's ``yolo_network.`` prefix."""
+    out = {}
+    for name, value in params.items():
+        if name.startswith(NON_WEIGHT_PREFIXES):
+            continue
+        if name.startswith(SEED_PREFIX):
+            name = name[len(SEED_PREFIX) :]
+        out[name] = value
+    return out
+
+
+def _seed_rename(name: str) -> str:
+    """Map the seed float model's Sequential indices onto ConvBnAct names (spec §6.6)."""
+    name = re.sub(r"\.1\.(gamma|beta|moving_mean|moving_variance)$", r".bn.\1", name)
+    return re.sub(r"\.0\.weight$", ".conv.weight", name)
+
+
+def load_weights(
+    network: nn.Cell,
+    params: Mapping[str, Any],
+    *,
+    source: str | Path,
+    allow_missing: tuple[str, ...] = (),
+) -> list[str]:
+    """Load weights into ``network`` after checking every name and shape.
+
+    Parameters of ``network`` whose names contain one of ``allow_missing`` may be absent
+    (e.g. quantizer observers when starting QAT from a float checkpoint); they are returned.
+    Anything else missing, unexpected or of another shape is a CheckpointError naming the
+    tensors.
+    """
+    wanted = {p.name: p for p in network.get_parameters()}
+    given = weights_only(params)
+    if given and not set(given) & set(wanted):
+        renamed = {_seed_rename(k): v for k, v in given.items()}
+        if set(renamed) & set(wanted):
+            given = renamed
+    if not set(given) & set(wanted):
+        sample = ", ".join(sorted(given)[:3]) or "nothing"
+        raise CheckpointError(
+            f"checkpoint {source} does not belong to this network: none of its tensors "
+            f"({sample}, ...) match the network's parameters",
+            hint="was it written by another tool or for another architecture?",
+        )
+    mismatched = [
+        f"{n} {tuple(given[n].shape)} vs network {tuple(p.shape)}"
+        for n, p in wanted.items()
+        if n in given and tuple(given[n].shape) != tuple(p.shape)
+    ]
+    missing = [n for n in wanted if n not in given and not any(a in n for a in allow_missing)]
+    unexpected = [n for n in given if n not in wanted]
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatch(es): {'; '.join(mismatched[:4])}")
+    if missing:
+        problems.append(f"{len(missing)} missing: {', '.join(missing[:4])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected: {', '.join(unexpected[:4])}")
+    if problems:
+        raise CheckpointError(
+            f"checkpoint {source} does not match the network ({' | '.join(problems)})",
+            hint="check the config (num_classes, width, quantizer) the checkpoint was trained with",
+        )
+    ms.load_param_into_net(network, {n: v for n, v in given.items() if n in wanted})
+    return [n for n in wanted if n not in given]

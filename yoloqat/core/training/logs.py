@@ -1,0 +1,88 @@
+"""Run folder, the seed-style log.txt, JSON-lines metrics and the loss/lr plot."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from yoloqat.core.errors import ConfigError
+
+
+def make_run_dir(ckpt_path: str | Path, run_name: str | None = None) -> Path:
+    """``ckpt_path/<run_name or timestamp>``, created and checked writable before training."""
+    base = Path(ckpt_path)
+    name = run_name or _dt.datetime.now().strftime("%Y-%m-%d_time_%H_%M_%S")
+    run_dir = base / name
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write_test_{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"ckpt_path {base} is not writable: {exc.strerror or exc}",
+            hint="choose another --ckpt_path",
+        ) from exc
+    return run_dir
+
+
+class RunLog:
+    """Appends the seed's log line to ``log.txt`` and JSON records to ``metrics.jsonl``."""
+
+    def __init__(self, run_dir: Path, rank: int = 0) -> None:
+        suffix = "" if rank == 0 else f"_rank{rank}"
+        self.text_path = run_dir / f"log{suffix}.txt"
+        self.metrics_path = run_dir / f"metrics{suffix}.jsonl"
+
+    def line(self, text: str) -> None:
+        stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
+        with open(self.text_path, "a", encoding="utf-8") as fh:
+            fh.write(f"{stamp}:INFO:{text}\n")
+
+    def record(self, **data: Any) -> None:
+        with open(self.metrics_path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(data) + "\n")
+
+    def step_line(self, epoch: int, step: int, loss: float, imgs_per_sec: float, lr: float) -> str:
+        """The seed's line: ``epoch[e], iter[i], loss:..., N imgs/sec, lr:...``."""
+        text = (
+            f"epoch[{epoch}], iter[{step}], loss:{loss:.6f}, {imgs_per_sec:.2f} imgs/sec, lr:{lr}"
+        )
+        self.line(text)
+        return text
+
+
+def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
+    """Plot loss and learning rate per step from ``metrics.jsonl`` into a PNG."""
+    if not metrics_path.is_file():
+        return None
+    steps, losses, lrs = [], [], []
+    for raw in metrics_path.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(raw)
+        if rec.get("kind") == "step":
+            steps.append(rec["global_step"])
+            losses.append(rec["loss"])
+            lrs.append(rec["lr"])
+    if not steps:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    ax_loss.plot(steps, losses, color="tab:blue")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_yscale("log")
+    ax_loss.grid(alpha=0.3)
+    ax_lr.plot(steps, lrs, color="tab:orange")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    ax_lr.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path

@@ -1,0 +1,356 @@
+"""The train loop: build everything from a config, run epochs, log, checkpoint, resume.
+
+Order of set-up follows the seed (spec §6.6): build the float network, load
+``train.resume_yolov3`` weights if given, then quantize (if the config names a quantizer),
+then build loss, optimizer and the compiled train step. ``resume`` restores the full state
+of an interrupted run (weights, observers, optimizer, epoch and step) and continues with
+exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yoloqat.core import events, pipeline
+from yoloqat.core.config import get_dotted
+from yoloqat.core.errors import CheckpointError, ConfigError, RuntimeFailure
+from yoloqat.core.training.logs import RunLog, make_run_dir, plot_curves
+
+DEFAULT_SHAPES = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or stopped) run leaves behind."""
+
+    run_dir: Path
+    checkpoints: list[Path] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    global_step: int = 0
+    epochs_done: int = 0
+    skipped_images: int = 0
+
+
+def _train(cfg: dict[str, Any], key: str, default: Any) -> Any:
+    value = get_dotted(cfg, f"train.{key}", default)
+    return default if value is None else value
+
+
+def _data(cfg: dict[str, Any], key: str, default: Any) -> Any:
+    value = get_dotted(cfg, f"data.{key}", default)
+    return default if value is None else value
+
+
+class Trainer:
+    """Train a detector from a config dict (see ``configs/*.yaml``)."""
+
+    def __init__(
+        self,
+        cfg: dict[str, Any],
+        *,
+        resume: str | Path | None = None,
+        run_dir: str | Path | None = None,
+        rank: int = 0,
+        group_size: int = 1,
+        distributed: bool = False,
+        registry: Any = None,
+    ) -> None:
+        self.cfg = cfg
+        self.resume = Path(resume) if resume else None
+        self.rank = rank
+        self.group_size = group_size
+        self.distributed = distributed
+        self.registry = registry
+        pipeline.validate(cfg, registry)
+        self.max_epoch = int(_train(cfg, "max_epoch", 1))
+        self.batch_size = int(_train(cfg, "per_batch_size", 16))
+        self.log_interval = max(1, int(_train(cfg, "log_interval", 100)))
+        self.keep = max(1, int(_train(cfg, "keep_checkpoints", 5)))
+        self.save_on_master = bool(int(_train(cfg, "is_save_on_master", 1)))
+        self.seed = int(_train(cfg, "seed", 1))
+        for name, value in (("max_epoch", self.max_epoch), ("per_batch_size", self.batch_size)):
+            if value < 1:
+                raise ConfigError(f"train.{name}={value} must be >= 1")
+        if self.resume is not None and not self.resume.is_file():
+            raise CheckpointError(f"--resume checkpoint not found: {self.resume}")
+        self.writes_ckpt = self.rank == 0 or not self.save_on_master
+        if run_dir is not None:
+            self.run_dir = make_run_dir(Path(run_dir).parent, Path(run_dir).name)
+        elif self.resume is not None:
+            self.run_dir = self.resume.parent.parent  # <run>/ckpt_<rank>/<file>.ckpt
+            make_run_dir(self.run_dir.parent, self.run_dir.name)
+        else:
+            self.run_dir = make_run_dir(_train(cfg, "ckpt_path", "outputs"))
+        self.ckpt_dir = self.run_dir / f"ckpt_{rank}"
+        self.log = RunLog(self.run_dir, rank)
+
+    # -- set-up ------------------------------------------------------------------------
+    def _build(self) -> None:
+        import mindspore as ms
+        from mindspore import nn
+
+        from yoloqat.core.training.checkpoint import load_weights, read_checkpoint
+        from yoloqat.core.training.optim import build_optimizer, effective_lr
+        from yoloqat.core.training.step import NetWithLoss, TrainStep
+        from yoloqat.data.loader import TrainLoader
+
+        cfg = self.cfg
+        ms.set_seed(self.seed)
+        np.random.seed(self.seed)
+        dataset = pipeline.build_dataset(cfg, self.registry)
+        self.dataset = dataset
+        self.network = pipeline.build_model(cfg, self.registry)
+        init = _train(cfg, "resume_yolov3", None)
+        if init and self.resume is None:
+            params, meta = read_checkpoint(init)
+            if meta.get("quantized"):
+                raise CheckpointError(
+                    f"--resume_yolov3 {init} is a quantized (QAT) checkpoint; it must be a "
+                    "float one",
+                    hint="use --resume to continue a QAT run",
+                )
+            load_weights(self.network, params, source=init)
+            events.info(f"loaded initial weights from {init}")
+        self.quantizer = pipeline.build_quantizer(cfg, self.registry)
+        if self.quantizer is not None:
+            self.network = self.quantizer.apply(self.network)
+        if dataset.num_classes != self.network.num_classes:
+            raise ConfigError(
+                f"model.num_classes={self.network.num_classes} but the dataset has "
+                f"{dataset.num_classes} classes",
+                hint=f"set model.num_classes={dataset.num_classes}",
+            )
+        self.loss = pipeline.build_loss(cfg, self.network, self.registry)
+        shapes = _data(cfg, "multi_scale", DEFAULT_SHAPES)
+        self.loader = TrainLoader(
+            dataset.train_source(),
+            batch_size=self.batch_size,
+            anchors=self.network.anchors,
+            anchor_masks=self.network.anchor_masks,
+            num_classes=self.network.num_classes,
+            max_boxes=int(_data(cfg, "max_boxes", 50)),
+            multi_scale=tuple(shapes),
+            training_shape=_data(cfg, "training_shape", None),
+            resize_rate=int(_data(cfg, "resize_rate", 1)),
+            seed=self.seed,
+            num_workers=int(_data(cfg, "num_workers", 1)),
+            rank=self.rank,
+            group_size=self.group_size,
+        )
+        self.steps_per_epoch = self.loader.steps_per_epoch
+        if self.steps_per_epoch < 1:
+            raise ConfigError(
+                f"the training set ({len(dataset.train_source())} images) is smaller than one "
+                f"batch of {self.batch_size} x {self.group_size} device(s)"
+            )
+        scheduler = pipeline.build_scheduler(cfg, self.registry)
+        self.base_lr = scheduler.per_step(self.steps_per_epoch, self.max_epoch)
+        loss_scale = float(_train(cfg, "loss_scale", 1.0))
+        self.lr = effective_lr(
+            self.base_lr, loss_scale, str(_train(cfg, "loss_scale_semantics", "standard"))
+        )
+        self.optimizer = build_optimizer(
+            self.network,
+            self.lr,
+            momentum=float(_train(cfg, "momentum", 0.9)),
+            weight_decay=float(_train(cfg, "weight_decay", 5e-4)),
+        )
+        reducer = None
+        if self.distributed:
+            reducer = nn.DistributedGradReducer(
+                self.optimizer.parameters, mean=True, degree=self.group_size
+            )
+        self.step_cell = TrainStep(
+            NetWithLoss(self.network, self.loss),
+            self.optimizer,
+            loss_scale=loss_scale,
+            dynamic=bool(_train(cfg, "dynamic_loss_scale", False)),
+            reducer=reducer,
+        )
+        self.step_cell.set_train(True)
+        self.start_epoch, self.start_step = 0, 0
+        if self.resume is not None:
+            self._restore()
+
+    def _restore(self) -> None:
+        import mindspore as ms
+
+        from yoloqat.core.training.checkpoint import read_checkpoint
+
+        params, meta = read_checkpoint(self.resume)
+        if meta.get("format") != "yoloqat-ckpt" or "epoch" not in meta:
+            raise CheckpointError(
+                f"--resume {self.resume} is not a yoloqat training checkpoint",
+                hint="use --resume_yolov3 to start from plain weights",
+            )
+        if bool(meta.get("quantized")) != (self.quantizer is not None):
+            kind = "a QAT" if meta.get("quantized") else "a float"
+            raise CheckpointError(
+                f"--resume {self.resume} is {kind} checkpoint but the config "
+                f"{'has no' if self.quantizer is None else 'has a'} quantizer",
+                hint="use the config the run was started with",
+            )
+        wanted = {p.name: p for p in self.step_cell.get_parameters()}
+        bad = [
+            f"{n} {tuple(params[n].shape)} vs {tuple(p.shape)}"
+            for n, p in wanted.items()
+            if n in params and tuple(params[n].shape) != tuple(p.shape)
+        ]
+        missing = [n for n in wanted if n not in params]
+        if bad or missing:
+            raise CheckpointError(
+                f"--resume {self.resume} does not match this network/optimizer: "
+                + "; ".join(bad[:3] + [f"missing {m}" for m in missing[:3]]),
+                hint="resume with the same config and flags the run was started with",
+            )
+        ms.load_param_into_net(self.step_cell, params)
+        self.start_epoch = int(meta["epoch"])
+        self.start_step = int(meta["step_in_epoch"])
+        if self.start_step >= self.steps_per_epoch:
+            self.start_epoch, self.start_step = self.start_epoch + 1, 0
+        events.info(
+            f"resumed from {self.resume} at epoch {self.start_epoch}, step {self.start_step}"
+        )
+
+    # -- checkpoints -------------------------------------------------------------------
+    def _save(self, epoch: int, step_in_epoch: int, global_step: int) -> Path | None:
+        from yoloqat.core.training.checkpoint import save_checkpoint
+
+        if not self.writes_ckpt:
+            return None
+        path = self.ckpt_dir / f"{self.rank}-{epoch + 1}_{global_step}.ckpt"
+        meta = {
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "global_step": global_step,
+            "steps_per_epoch": self.steps_per_epoch,
+            "quantized": self.quantizer is not None,
+            "num_classes": self.network.num_classes,
+            "class_names": list(self.dataset.class_names),
+            "category_ids": [int(c) for c in self.dataset.category_ids],
+            "config": self.cfg,
+        }
+        save_checkpoint(self.step_cell, path, meta)
+        self.saved.append(path)
+        while len(self.saved) > self.keep:
+            old = self.saved.pop(0)
+            old.unlink(missing_ok=True)
+        return path
+
+    # -- the loop ----------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        import mindspore as ms
+        from mindspore import Tensor
+
+        ms.set_context(mode=ms.GRAPH_MODE)
+        self._build()
+        self.saved: list[Path] = []
+        ckpt_interval = int(_train(self.cfg, "ckpt_interval", 0) or self.steps_per_epoch)
+        result = TrainResult(self.run_dir)
+        global_step = self.start_epoch * self.steps_per_epoch + self.start_step
+        self.log.line(f"args: {self.cfg}")
+        events.emit(
+            "train_start",
+            run_dir=str(self.run_dir),
+            steps_per_epoch=self.steps_per_epoch,
+            max_epoch=self.max_epoch,
+            start_epoch=self.start_epoch,
+        )
+        profiler = self._profiler()
+        for epoch in range(self.start_epoch, self.max_epoch):
+            first = self.start_step if epoch == self.start_epoch else 0
+            window_loss, window_imgs, t0 = [], 0, time.perf_counter()
+            with events.task(
+                f"epoch {epoch + 1}/{self.max_epoch}", self.steps_per_epoch - first
+            ) as bar:
+                for step, batch in enumerate(self.loader.epoch(epoch, start_step=first), first):
+                    inputs = [
+                        Tensor(batch[k])
+                        for k in (
+                            "image",
+                            "y_true_l",
+                            "y_true_m",
+                            "y_true_s",
+                            "gt_l",
+                            "gt_m",
+                            "gt_s",
+                        )
+                    ]
+                    loss, _finite, _scale = self.step_cell(*inputs)
+                    loss_value = float(loss.asnumpy())
+                    lr = float(self.base_lr[global_step])
+                    global_step += 1
+                    if not math.isfinite(loss_value):
+                        last = self.saved[-1] if self.saved else None
+                        raise RuntimeFailure(
+                            f"loss became {loss_value} at epoch {epoch + 1}, step {step}; "
+                            "training stopped",
+                            hint=f"last good checkpoint: {last}"
+                            if last
+                            else "no checkpoint was written yet; lower the learning rate",
+                        )
+                    if profiler is not None and global_step >= 3:
+                        self._stop_profiler(profiler)
+                        profiler = None
+                    result.losses.append(loss_value)
+                    window_loss.append(loss_value)
+                    window_imgs += batch["image"].shape[0] * self.group_size
+                    speed = window_imgs / max(time.perf_counter() - t0, 1e-9)
+                    self.log.record(
+                        kind="step",
+                        epoch=epoch,
+                        step=step,
+                        global_step=global_step,
+                        loss=loss_value,
+                        lr=lr,
+                        shape=int(batch["shape"]),
+                    )
+                    bar.advance(1, loss=loss_value, img_s=speed, lr=lr)
+                    if len(window_loss) >= self.log_interval or step + 1 == self.steps_per_epoch:
+                        self.log.step_line(epoch, step, float(np.mean(window_loss)), speed, lr)
+                        window_loss, window_imgs, t0 = [], 0, time.perf_counter()
+                    if global_step % ckpt_interval == 0 and step + 1 < self.steps_per_epoch:
+                        self._save(epoch, step + 1, global_step)
+            stats = dict(getattr(self.loader, "stats", {}) or {})
+            result.skipped_images += int(stats.get("skipped_images", 0))
+            saved = self._save(epoch, self.steps_per_epoch, global_step)
+            self.log.record(kind="epoch", epoch=epoch, global_step=global_step, **stats)
+            events.emit(
+                "epoch",
+                epoch=epoch + 1,
+                max_epoch=self.max_epoch,
+                loss=float(np.mean(result.losses[-self.steps_per_epoch :] or [0.0])),
+                checkpoint=str(saved) if saved else None,
+                **stats,
+            )
+            result.epochs_done = epoch + 1
+        result.global_step = global_step
+        result.checkpoints = list(self.saved)
+        if self.rank == 0:
+            plot_curves(self.log.metrics_path, self.run_dir / "curves.png")
+        return result
+
+    def _stop_profiler(self, profiler: Any) -> None:
+        try:
+            profiler.stop()
+            profiler.analyse()
+            events.info(f"profile written to {self.run_dir / 'profiler'}")
+        except Exception as exc:  # profiling is optional: report and go on
+            events.warn(f"profiler failed: {exc}")
+
+    def _profiler(self) -> Any:
+        if not int(_train(self.cfg, "need_profiler", 0)):
+            return None
+        try:
+            from mindspore import Profiler
+
+            return Profiler(output_path=str(self.run_dir / "profiler"))
+        except Exception as exc:  # profiling is optional: report and go on
+            events.warn(f"profiler unavailable: {exc}")
+            return None

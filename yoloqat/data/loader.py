@@ -1,0 +1,266 @@
+"""Training and evaluation loaders on ``mindspore.dataset.GeneratorDataset``.
+
+Workers (processes when ``num_workers > 1``) read and augment single samples; MindSpore
+batches them with ``drop_remainder``; the main process turns each batch's boxes into the
+YOLO targets (vectorised, as the seed's quant ``train.py`` did after batching) and yields
+NumPy dicts. A sample's randomness is keyed by (seed, epoch, position in the epoch's global
+order) and a batch's size by (seed, epoch, step), so batches do not depend on the worker
+count, and ``epoch(e, start_step=s)`` reproduces the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from yoloqat.core.errors import ConfigError, RuntimeFailure
+from yoloqat.core.events import warn
+from yoloqat.data import ANCHOR_MASKS, MULTI_SCALE
+from yoloqat.data.augment import augment, normalize
+from yoloqat.data.coco import CocoSource
+from yoloqat.data.eval_transforms import preprocess_eval
+from yoloqat.data.multiscale import check_shapes, shape_for_step
+from yoloqat.data.sampler import DistributedSampler
+from yoloqat.data.targets import build_targets_batch
+
+#: Unreadable images replaced by the next dataset image, at most this many per sample.
+MAX_SUBSTITUTES = 8
+_TRAIN_COLUMNS = ["image", "boxes", "image_id", "info"]
+_EVAL_COLUMNS = ["image", "image_id", "orig_size", "letterbox", "valid"]
+
+
+class _TrainSamples:
+    """Random-access sample source handed to GeneratorDataset (picklable)."""
+
+    def __init__(self, source: CocoSource, plan: dict[str, Any]) -> None:
+        self.source = source
+        self.plan = plan
+
+    def __len__(self) -> int:
+        return len(self.plan["indices"])
+
+    def __getitem__(self, q: int) -> tuple[np.ndarray, ...]:
+        p = self.plan
+        idx, size = int(p["indices"][q]), int(p["shapes"][q])
+        rng = np.random.default_rng([p["seed"], p["epoch"], int(p["positions"][q])])
+        skipped: list[int] = []
+        sample, _ = self.source.try_load(idx)
+        while sample is None:
+            skipped.append(idx)
+            if len(skipped) > MAX_SUBSTITUTES:
+                raise RuntimeFailure(
+                    f"{len(skipped)} unreadable images in a row, e.g. {self.source.image_path(idx)}"
+                )
+            idx = (idx + 1) % len(self.source)
+            sample, _ = self.source.try_load(idx)
+        canvas, boxes = augment(sample.image, sample.boxes, (size, size), rng, max_boxes=p["max_boxes"])
+        padded = np.zeros((p["max_boxes"], 5), np.float32)
+        padded[: len(boxes)] = boxes
+        info = np.full(3 + MAX_SUBSTITUTES, -1, np.int64)
+        info[0:2] = self.source.bad_box_counts(idx)
+        info[2] = len(skipped)
+        info[3 : 3 + len(skipped)] = skipped
+        return normalize(canvas), padded, np.int64(sample.image_id), info
+
+
+class _EvalSamples:
+    """Random-access eval source: unreadable images come back with ``valid = 0``."""
+
+    def __init__(self, source: CocoSource, size: int, use_letterbox: bool) -> None:
+        self.source, self.size, self.use_letterbox = source, size, use_letterbox
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+        sample, _ = self.source.try_load(int(i))
+        if sample is None:
+            image = np.zeros((3, self.size, self.size), np.float32)
+            return (image, np.int64(self.source.image_ids[i]), np.zeros(2, np.int64),
+                    np.array([1, 0, 0], np.float32), np.int64(i + 1) * -1)
+        image, params = preprocess_eval(sample.image, self.size, use_letterbox=self.use_letterbox)
+        return (image, np.int64(sample.image_id), np.array(sample.orig_size, np.int64), params,
+                np.int64(1))
+
+
+def _iterate(samples: Any, columns: list[str], batch_size: int, num_workers: int,
+             drop_remainder: bool) -> Iterator[tuple[np.ndarray, ...]]:
+    import mindspore.dataset as ds
+
+    dataset = ds.GeneratorDataset(
+        samples,
+        column_names=columns,
+        shuffle=False,
+        num_parallel_workers=max(1, int(num_workers)),
+        python_multiprocessing=num_workers > 1,
+    )
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    it = dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)
+    try:
+        yield from it
+    finally:
+        it.stop()
+
+
+def _check_positive(name: str, value: int) -> int:
+    if not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class TrainLoader:
+    """Augmented, multi-scale training batches for one rank (spec §4).
+
+    ``epoch(e, start_step)`` yields dicts: ``image`` float32 [B,3,S,S]; ``y_true_l/m/s``
+    float32 [B,S/s,S/s,3,5+C] (l = stride 32); ``gt_l/m/s`` float32 [B,max_boxes,4];
+    ``boxes`` float32 [B,max_boxes,5] (canvas pixels); ``shape`` (S); ``image_ids`` [B];
+    ``step``. ``stats`` holds the counters of the current epoch.
+    """
+
+    def __init__(
+        self,
+        source: CocoSource,
+        *,
+        batch_size: int,
+        anchors: Sequence[Sequence[float]],
+        anchor_masks: Sequence[Sequence[int]] = ANCHOR_MASKS,
+        num_classes: int,
+        max_boxes: int = 50,
+        multi_scale: Sequence[int] = MULTI_SCALE,
+        training_shape: int | None = None,
+        resize_rate: int = 1,
+        seed: int = 1,
+        num_workers: int = 1,
+        rank: int = 0,
+        group_size: int = 1,
+        label_smooth: bool = False,
+        label_smooth_factor: float = 0.1,
+    ) -> None:
+        self.source = source
+        self.batch_size = _check_positive("batch_size", batch_size)
+        self.anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
+        self.anchor_masks = tuple(tuple(int(a) for a in m) for m in anchor_masks)
+        self.num_classes = _check_positive("num_classes", num_classes)
+        self.max_boxes = _check_positive("max_boxes", max_boxes)
+        self.multi_scale = check_shapes(multi_scale)
+        if training_shape:
+            check_shapes([training_shape])
+        self.training_shape = int(training_shape) if training_shape else None
+        self.resize_rate = _check_positive("resize_rate", resize_rate)
+        self.seed = int(seed) & 0xFFFFFFFF
+        self.num_workers = _check_positive("num_workers", num_workers)
+        self.label_smooth = bool(label_smooth)
+        self.label_smooth_factor = float(label_smooth_factor)
+        self.sampler = DistributedSampler(
+            len(source), num_shards=group_size, shard_id=rank, shuffle=True, seed=self.seed
+        )
+        self.steps_per_epoch = len(self.sampler) // self.batch_size
+        if self.steps_per_epoch < 1:
+            raise ConfigError(
+                f"batch_size {batch_size} x {group_size} rank(s) is larger than the "
+                f"{len(source)} training images: no full batch"
+            )
+        self.stats: dict[str, Any] = {}
+
+    def shape(self, epoch: int, step: int) -> int:
+        """Training size of batch ``step`` of ``epoch`` (identical on every rank)."""
+        return shape_for_step(
+            step, epoch=epoch, seed=self.seed, shapes=self.multi_scale,
+            resize_rate=self.resize_rate, training_shape=self.training_shape,
+        )
+
+    def plan(self, epoch: int, start_step: int = 0) -> dict[str, Any]:
+        """Per-sample dataset index, global position and size for the rest of ``epoch``."""
+        n = self.steps_per_epoch * self.batch_size
+        first = start_step * self.batch_size
+        shapes = np.repeat(
+            [self.shape(epoch, s) for s in range(start_step, self.steps_per_epoch)],
+            self.batch_size,
+        )
+        return {
+            "indices": self.sampler.indices(epoch)[first:n],
+            "positions": self.sampler.positions()[first:n],
+            "shapes": shapes,
+            "epoch": int(epoch),
+            "seed": self.seed,
+            "max_boxes": self.max_boxes,
+        }
+
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, Any]]:
+        """Batches of ``epoch`` from ``start_step`` on (resets :attr:`stats`)."""
+        if not 0 <= start_step <= self.steps_per_epoch:
+            raise ConfigError(f"start_step must be in 0..{self.steps_per_epoch}, got {start_step}")
+        self.stats = {"images": 0, "skipped_images": 0, "skipped_files": [],
+                      "bad_boxes_dropped": 0, "bad_boxes_clipped": 0}
+        if start_step == self.steps_per_epoch:
+            return
+        samples = _TrainSamples(self.source, self.plan(epoch, start_step))
+        rows = _iterate(samples, _TRAIN_COLUMNS, self.batch_size, self.num_workers, True)
+        for step, (image, boxes, image_ids, info) in enumerate(rows, start=start_step):
+            self._count(info)
+            size = image.shape[-1]
+            targets = build_targets_batch(
+                boxes, (size, size), self.anchors, self.anchor_masks, self.num_classes,
+                self.max_boxes, self.label_smooth, self.label_smooth_factor,
+            )
+            n = len(self.anchor_masks)
+            batch = {"image": image, "boxes": boxes, "image_ids": image_ids, "shape": int(size),
+                     "step": step}
+            for name, y, g in zip(("l", "m", "s"), targets[:n], targets[n:]):
+                batch[f"y_true_{name}"], batch[f"gt_{name}"] = y, g
+            yield batch
+
+    def _count(self, info: np.ndarray) -> None:
+        st = self.stats
+        st["images"] += len(info)
+        st["bad_boxes_dropped"] += int(info[:, 0].sum())
+        st["bad_boxes_clipped"] += int(info[:, 1].sum())
+        for row in info[info[:, 2] > 0]:
+            for idx in row[3 : 3 + row[2]]:
+                path = str(self.source.image_path(int(idx)))
+                st["skipped_images"] += 1
+                st["skipped_files"].append(path)
+                _, reason = self.source.try_load(int(idx))
+                warn(f"skipped unreadable image: {reason or path}", path=path)
+
+
+class EvalLoader:
+    """Evaluation batches (spec §5): dicts with ``image`` float32 [B,3,S,S], ``image_id`` [B],
+    ``orig_size`` [B,2] (w, h) and, with ``letterbox``, ``letterbox`` [B,3] (scale, pad_x,
+    pad_y). Unreadable images are skipped with a warning and counted in ``stats``."""
+
+    def __init__(
+        self, source: CocoSource, *, batch_size: int = 1, testing_shape: int = 416,
+        letterbox: bool = False, num_workers: int = 1,
+    ) -> None:
+        self.source = source
+        self.batch_size = _check_positive("batch_size", batch_size)
+        self.testing_shape = check_shapes([testing_shape])[0]
+        self.letterbox = bool(letterbox)
+        self.num_workers = _check_positive("num_workers", num_workers)
+        self.stats: dict[str, Any] = {"images": 0, "skipped_images": 0, "skipped_files": []}
+
+    def __len__(self) -> int:
+        return -(-len(self.source) // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.stats = {"images": 0, "skipped_images": 0, "skipped_files": []}
+        samples = _EvalSamples(self.source, self.testing_shape, self.letterbox)
+        rows = _iterate(samples, _EVAL_COLUMNS, self.batch_size, self.num_workers, False)
+        for image, image_id, orig_size, params, valid in rows:
+            ok = valid > 0
+            for code in valid[~ok]:
+                path = str(self.source.image_path(int(-code - 1)))
+                self.stats["skipped_images"] += 1
+                self.stats["skipped_files"].append(path)
+                _, reason = self.source.try_load(int(-code - 1))
+                warn(f"skipped unreadable image: {reason or path}", path=path)
+            if not ok.any():
+                continue
+            self.stats["images"] += int(ok.sum())
+            batch = {"image": image[ok], "image_id": image_id[ok], "orig_size": orig_size[ok]}
+            if self.letterbox:
+                batch["letterbox"] = params[ok]
+            yield batch
