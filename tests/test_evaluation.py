@@ -27,7 +27,12 @@ def gt_detections(coco, image_ids=None):
     ids = image_ids if image_ids is not None else coco.getImgIds()
     anns = coco.loadAnns(coco.getAnnIds(imgIds=ids, iscrowd=False))
     return [
-        {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "score": 1.0,
+        }
         for a in anns
     ]
 
@@ -169,7 +174,7 @@ def test_nms_matches_reference_loop(block) -> None:
     scores = rng.uniform(0, 1, n)
     classes = rng.integers(0, 4, n)
     ref = reference_nms(boxes, scores, classes, 0.5)
-    got = np.sort(nms(boxes, scores, classes, 0.5, block=block))
+    got = np.sort(nms(boxes, scores, classes, 0.5, max_block=block))
     assert 20 < len(ref) < n - 50  # the case really suppresses, and keeps several
     np.testing.assert_array_equal(got, ref)
     assert len(nms(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))) == 0

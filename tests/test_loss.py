@@ -57,7 +57,7 @@ def decode_np(out, scale, input_size=INPUT):
     """Reference decode: [N,H,W,3,4] (cx, cy, w, h) normalised."""
     g = out.shape[1]
     anchors = ANCHORS[list(DEFAULT_ANCHOR_MASKS[scale])]
-    boxes = np.zeros(out.shape[:4] + (4,))
+    boxes = np.zeros((*out.shape[:4], 4))
     for j in range(g):
         for i in range(g):
             for a in range(3):

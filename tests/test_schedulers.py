@@ -48,9 +48,7 @@ def test_t_max_is_raised_to_max_epoch() -> None:
 def test_zero_warmup_then_cosine_resumes_at_epoch_value() -> None:
     spe, warm = 4, 5
     plain = cosine_annealing(lr=0.012, T_max=135).per_step(spe, 135)
-    lr = cosine_annealing(lr=0.012, T_max=135, warmup_epochs=warm, warmup="zero").per_step(
-        spe, 135
-    )
+    lr = cosine_annealing(lr=0.012, T_max=135, warmup_epochs=warm, warmup="zero").per_step(spe, 135)
     assert np.all(lr[: warm * spe] == 0.0)
     np.testing.assert_array_equal(lr[warm * spe :], plain[warm * spe :])
     assert lr[warm * spe] < 0.012  # epoch-5 value, not the base LR

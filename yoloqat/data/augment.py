@@ -51,8 +51,11 @@ def placement_candidates(
 
 
 def transform_boxes(
-    boxes: np.ndarray, image_size: tuple[int, int], placement: np.ndarray,
-    canvas: tuple[int, int], flip: bool,
+    boxes: np.ndarray,
+    image_size: tuple[int, int],
+    placement: np.ndarray,
+    canvas: tuple[int, int],
+    flip: bool,
 ) -> np.ndarray:
     """Boxes [..., K, 4+] through placements [..., 4]: scale, shift, mirror, clip (no drop)."""
     iw, ih = image_size
@@ -99,8 +102,12 @@ def _hsv_luts(dh: float, s: float, v: float) -> tuple[np.ndarray, np.ndarray, np
 
 
 def color_jitter(
-    image: np.ndarray, rng: np.random.Generator, *, hue: float = 0.1,
-    saturation: float = 1.5, value: float = 1.5,
+    image: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    hue: float = 0.1,
+    saturation: float = 1.5,
+    value: float = 1.5,
 ) -> np.ndarray:
     """HSV jitter (spec §4.3 step 6) through 256-entry lookup tables on a uint8 RGB image."""
     dh = rng.uniform(-hue, hue)
@@ -108,7 +115,13 @@ def color_jitter(
     s = s if rng.random() < 0.5 else 1 / s
     v = rng.uniform(1, value)
     v = v if rng.random() < 0.5 else 1 / v
-    lut = np.stack(_hsv_luts(dh, s, v), axis=-1).reshape(256, 1, 3)
+    return apply_hsv(image, dh, s, v)
+
+
+def apply_hsv(image: np.ndarray, hue_shift: float, sat_gain: float, val_gain: float) -> np.ndarray:
+    """Shift hue (wrapped into [0, 1]) and scale saturation/value (clipped) of an RGB uint8
+    image in ``RGB2HSV_FULL`` space, exactly as the float computation truncated to uint8."""
+    lut = np.stack(_hsv_luts(hue_shift, sat_gain, val_gain), axis=-1).reshape(256, 1, 3)
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL)
     return cv2.cvtColor(cv2.LUT(hsv, lut), cv2.COLOR_HSV2RGB_FULL)
 
@@ -164,9 +177,6 @@ def _normalize_lut() -> np.ndarray:
     mean = np.asarray(MEAN, np.float32)[:, None]
     std = np.asarray(STD, np.float32)[:, None]
     return ((x - mean) / std).astype(np.float32)
-
-
-
 
 
 def normalize(images: np.ndarray) -> np.ndarray:

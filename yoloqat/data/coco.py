@@ -100,7 +100,11 @@ class CocoSource:
         own = set(own_ids)
         for ann in coco.dataset.get("annotations", []):
             bbox = ann.get("bbox")
-            if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
+            if (
+                not isinstance(bbox, (list, tuple))
+                or len(bbox) != 4
+                or not all(v is None or isinstance(v, (int, float)) for v in bbox)
+            ):
                 raise DataError(
                     f"annotation id {ann.get('id')} in {self.annotation_file} has no valid "
                     f"'bbox' (expected [x, y, w, h], got {bbox!r})"
@@ -133,6 +137,8 @@ class CocoSource:
                 self.filtered_out += 1
                 continue
             info = coco.imgs[img_id]
+            if not isinstance(info.get("file_name"), str) or not info["file_name"]:
+                raise DataError(f"image id {img_id} in {self.annotation_file} has no 'file_name'")
             w, h = float(info.get("width", 0) or 0), float(info.get("height", 0) or 0)
             plain = [a for a in anns if not a.get("iscrowd", 0)]
             box = np.array([a["bbox"][:4] for a in plain], np.float64).reshape(-1, 4)

@@ -25,7 +25,7 @@ def _jpeg_truncated(data: bytes) -> bool:
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """Convert a decoded OpenCV array (gray, gray+alpha, BGR, BGRA; 8/16-bit or float) to RGB uint8."""
+    """Decoded OpenCV array (gray, gray+alpha, BGR, BGRA; 8/16-bit, float) -> RGB uint8."""
     if image.dtype == np.uint16:
         image = cv2.convertScaleAbs(image, alpha=1.0 / 257.0)
     elif image.dtype.kind == "f":

@@ -10,6 +10,7 @@ count, and ``epoch(e, start_step=s)`` reproduces the uninterrupted run exactly.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -25,7 +26,7 @@ from yoloqat.data.multiscale import check_shapes, shape_for_step
 from yoloqat.data.sampler import DistributedSampler
 from yoloqat.data.targets import build_targets_batch
 
-#: Unreadable images replaced by the next dataset image, at most this many per sample.
+#: An unreadable image is replaced by the next dataset image; this many in a row are an error.
 MAX_SUBSTITUTES = 8
 _TRAIN_COLUMNS = ["image", "boxes", "image_id", "info"]
 _EVAL_COLUMNS = ["image", "image_id", "orig_size", "letterbox", "valid"]
@@ -47,21 +48,23 @@ class _TrainSamples:
         rng = np.random.default_rng([p["seed"], p["epoch"], int(p["positions"][q])])
         skipped: list[int] = []
         sample, _ = self.source.try_load(idx)
-        while sample is None:
+        while sample is None and len(skipped) <= MAX_SUBSTITUTES:
             skipped.append(idx)
-            if len(skipped) > MAX_SUBSTITUTES:
-                raise RuntimeFailure(
-                    f"{len(skipped)} unreadable images in a row, e.g. {self.source.image_path(idx)}"
-                )
             idx = (idx + 1) % len(self.source)
             sample, _ = self.source.try_load(idx)
-        canvas, boxes = augment(sample.image, sample.boxes, (size, size), rng, max_boxes=p["max_boxes"])
-        padded = np.zeros((p["max_boxes"], 5), np.float32)
-        padded[: len(boxes)] = boxes
-        info = np.full(3 + MAX_SUBSTITUTES, -1, np.int64)
-        info[0:2] = self.source.bad_box_counts(idx)
+        info = np.full(4 + MAX_SUBSTITUTES, -1, np.int64)
         info[2] = len(skipped)
         info[3 : 3 + len(skipped)] = skipped
+        padded = np.zeros((p["max_boxes"], 5), np.float32)
+        if sample is None:  # give up; the main process raises a RuntimeFailure naming them
+            info[0:2] = 0
+            image = np.zeros((3, size, size), np.float32)
+            return image, padded, np.int64(-1), info
+        canvas, boxes = augment(
+            sample.image, sample.boxes, (size, size), rng, max_boxes=p["max_boxes"]
+        )
+        padded[: len(boxes)] = boxes
+        info[0:2] = self.source.bad_box_counts(idx)
         return normalize(canvas), padded, np.int64(sample.image_id), info
 
 
@@ -78,15 +81,26 @@ class _EvalSamples:
         sample, _ = self.source.try_load(int(i))
         if sample is None:
             image = np.zeros((3, self.size, self.size), np.float32)
-            return (image, np.int64(self.source.image_ids[i]), np.zeros(2, np.int64),
-                    np.array([1, 0, 0], np.float32), np.int64(i + 1) * -1)
+            return (
+                image,
+                np.int64(self.source.image_ids[i]),
+                np.zeros(2, np.int64),
+                np.array([1, 0, 0], np.float32),
+                np.int64(i + 1) * -1,
+            )
         image, params = preprocess_eval(sample.image, self.size, use_letterbox=self.use_letterbox)
-        return (image, np.int64(sample.image_id), np.array(sample.orig_size, np.int64), params,
-                np.int64(1))
+        return (
+            image,
+            np.int64(sample.image_id),
+            np.array(sample.orig_size, np.int64),
+            params,
+            np.int64(1),
+        )
 
 
-def _iterate(samples: Any, columns: list[str], batch_size: int, num_workers: int,
-             drop_remainder: bool) -> Iterator[tuple[np.ndarray, ...]]:
+def _iterate(
+    samples: Any, columns: list[str], batch_size: int, num_workers: int, drop_remainder: bool
+) -> Iterator[tuple[np.ndarray, ...]]:
     import mindspore.dataset as ds
 
     dataset = ds.GeneratorDataset(
@@ -116,7 +130,11 @@ class TrainLoader:
     ``epoch(e, start_step)`` yields dicts: ``image`` float32 [B,3,S,S]; ``y_true_l/m/s``
     float32 [B,S/s,S/s,3,5+C] (l = stride 32); ``gt_l/m/s`` float32 [B,max_boxes,4];
     ``boxes`` float32 [B,max_boxes,5] (canvas pixels); ``shape`` (S); ``image_ids`` [B];
-    ``step``. ``stats`` holds the counters of the current epoch.
+    ``step``. ``stats`` holds the counters of the current epoch: ``images`` delivered,
+    ``skipped_images`` / ``skipped_files`` (distinct unreadable files; each sample that hit
+    one was replaced by the next readable dataset image and a warning emitted), and
+    ``bad_boxes_dropped`` / ``bad_boxes_clipped`` (annotation boxes of the delivered images
+    that were invalid or outside the image).
     """
 
     def __init__(
@@ -167,8 +185,12 @@ class TrainLoader:
     def shape(self, epoch: int, step: int) -> int:
         """Training size of batch ``step`` of ``epoch`` (identical on every rank)."""
         return shape_for_step(
-            step, epoch=epoch, seed=self.seed, shapes=self.multi_scale,
-            resize_rate=self.resize_rate, training_shape=self.training_shape,
+            step,
+            epoch=epoch,
+            seed=self.seed,
+            shapes=self.multi_scale,
+            resize_rate=self.resize_rate,
+            training_shape=self.training_shape,
         )
 
     def plan(self, epoch: int, start_step: int = 0) -> dict[str, Any]:
@@ -192,27 +214,52 @@ class TrainLoader:
         """Batches of ``epoch`` from ``start_step`` on (resets :attr:`stats`)."""
         if not 0 <= start_step <= self.steps_per_epoch:
             raise ConfigError(f"start_step must be in 0..{self.steps_per_epoch}, got {start_step}")
-        self.stats = {"images": 0, "skipped_images": 0, "skipped_files": [],
-                      "bad_boxes_dropped": 0, "bad_boxes_clipped": 0}
+        self.stats = {
+            "images": 0,
+            "skipped_images": 0,
+            "skipped_files": [],
+            "bad_boxes_dropped": 0,
+            "bad_boxes_clipped": 0,
+        }
         if start_step == self.steps_per_epoch:
             return
         samples = _TrainSamples(self.source, self.plan(epoch, start_step))
-        rows = _iterate(samples, _TRAIN_COLUMNS, self.batch_size, self.num_workers, True)
-        for step, (image, boxes, image_ids, info) in enumerate(rows, start=start_step):
-            self._count(info)
-            size = image.shape[-1]
-            targets = build_targets_batch(
-                boxes, (size, size), self.anchors, self.anchor_masks, self.num_classes,
-                self.max_boxes, self.label_smooth, self.label_smooth_factor,
-            )
-            n = len(self.anchor_masks)
-            batch = {"image": image, "boxes": boxes, "image_ids": image_ids, "shape": int(size),
-                     "step": step}
-            for name, y, g in zip(("l", "m", "s"), targets[:n], targets[n:]):
-                batch[f"y_true_{name}"], batch[f"gt_{name}"] = y, g
-            yield batch
+        with contextlib.closing(
+            _iterate(samples, _TRAIN_COLUMNS, self.batch_size, self.num_workers, True)
+        ) as rows:
+            for step, (image, boxes, image_ids, info) in enumerate(rows, start=start_step):
+                self._count(info, image_ids)
+                size = image.shape[-1]
+                targets = build_targets_batch(
+                    boxes,
+                    (size, size),
+                    self.anchors,
+                    self.anchor_masks,
+                    self.num_classes,
+                    self.max_boxes,
+                    self.label_smooth,
+                    self.label_smooth_factor,
+                )
+                n = len(self.anchor_masks)
+                batch = {
+                    "image": image,
+                    "boxes": boxes,
+                    "image_ids": image_ids,
+                    "shape": int(size),
+                    "step": step,
+                }
+                for name, y, g in zip(("l", "m", "s"), targets[:n], targets[n:]):
+                    batch[f"y_true_{name}"], batch[f"gt_{name}"] = y, g
+                yield batch
 
-    def _count(self, info: np.ndarray) -> None:
+    def _count(self, info: np.ndarray, image_ids: np.ndarray) -> None:
+        if (image_ids < 0).any():
+            row = info[int(np.flatnonzero(image_ids < 0)[0])]
+            paths = [str(self.source.image_path(int(i))) for i in row[3 : 3 + row[2]]]
+            raise RuntimeFailure(
+                f"{len(paths)} unreadable images in a row: {paths[0]} ... {paths[-1]}",
+                hint="check the image folder (missing, empty or corrupt files)",
+            )
         st = self.stats
         st["images"] += len(info)
         st["bad_boxes_dropped"] += int(info[:, 0].sum())
@@ -220,6 +267,8 @@ class TrainLoader:
         for row in info[info[:, 2] > 0]:
             for idx in row[3 : 3 + row[2]]:
                 path = str(self.source.image_path(int(idx)))
+                if path in st["skipped_files"]:
+                    continue  # counted once per epoch, even when retried as a substitute
                 st["skipped_images"] += 1
                 st["skipped_files"].append(path)
                 _, reason = self.source.try_load(int(idx))
@@ -232,8 +281,13 @@ class EvalLoader:
     pad_y). Unreadable images are skipped with a warning and counted in ``stats``."""
 
     def __init__(
-        self, source: CocoSource, *, batch_size: int = 1, testing_shape: int = 416,
-        letterbox: bool = False, num_workers: int = 1,
+        self,
+        source: CocoSource,
+        *,
+        batch_size: int = 1,
+        testing_shape: int = 416,
+        letterbox: bool = False,
+        num_workers: int = 1,
     ) -> None:
         self.source = source
         self.batch_size = _check_positive("batch_size", batch_size)
@@ -248,19 +302,21 @@ class EvalLoader:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.stats = {"images": 0, "skipped_images": 0, "skipped_files": []}
         samples = _EvalSamples(self.source, self.testing_shape, self.letterbox)
-        rows = _iterate(samples, _EVAL_COLUMNS, self.batch_size, self.num_workers, False)
-        for image, image_id, orig_size, params, valid in rows:
-            ok = valid > 0
-            for code in valid[~ok]:
-                path = str(self.source.image_path(int(-code - 1)))
-                self.stats["skipped_images"] += 1
-                self.stats["skipped_files"].append(path)
-                _, reason = self.source.try_load(int(-code - 1))
-                warn(f"skipped unreadable image: {reason or path}", path=path)
-            if not ok.any():
-                continue
-            self.stats["images"] += int(ok.sum())
-            batch = {"image": image[ok], "image_id": image_id[ok], "orig_size": orig_size[ok]}
-            if self.letterbox:
-                batch["letterbox"] = params[ok]
-            yield batch
+        with contextlib.closing(
+            _iterate(samples, _EVAL_COLUMNS, self.batch_size, self.num_workers, False)
+        ) as rows:
+            for image, image_id, orig_size, params, valid in rows:
+                ok = valid > 0
+                for code in valid[~ok]:
+                    path = str(self.source.image_path(int(-code - 1)))
+                    self.stats["skipped_images"] += 1
+                    self.stats["skipped_files"].append(path)
+                    _, reason = self.source.try_load(int(-code - 1))
+                    warn(f"skipped unreadable image: {reason or path}", path=path)
+                if not ok.any():
+                    continue
+                self.stats["images"] += int(ok.sum())
+                batch = {"image": image[ok], "image_id": image_id[ok], "orig_size": orig_size[ok]}
+                if self.letterbox:
+                    batch["letterbox"] = params[ok]
+                yield batch

@@ -56,7 +56,11 @@ def shape_schedule(
     return np.array(
         [
             shape_for_step(
-                s, epoch=epoch, seed=seed, shapes=shapes, resize_rate=resize_rate,
+                s,
+                epoch=epoch,
+                seed=seed,
+                shapes=shapes,
+                resize_rate=resize_rate,
                 training_shape=training_shape,
             )
             for s in range(steps)

@@ -17,7 +17,12 @@ class DistributedSampler:
     """
 
     def __init__(
-        self, size: int, *, num_shards: int = 1, shard_id: int = 0, shuffle: bool = True,
+        self,
+        size: int,
+        *,
+        num_shards: int = 1,
+        shard_id: int = 0,
+        shuffle: bool = True,
         seed: int = 1,
     ) -> None:
         if num_shards < 1 or not 0 <= shard_id < num_shards:

@@ -43,7 +43,8 @@ def save_checkpoint(cell: nn.Cell, path: str | Path, meta: Mapping[str, Any]) ->
     """Write ``cell``'s parameters and ``meta`` to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # MindSpore appends ".ckpt" to names without it; a dot-prefixed name marks it unfinished
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.ckpt")
     payload = json.dumps({"format": FORMAT, **meta}, default=str)
     try:
         ms.save_checkpoint(cell, str(tmp), append_dict={META_KEY: payload}, crc_check=True)

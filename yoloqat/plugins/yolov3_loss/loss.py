@@ -10,6 +10,8 @@ import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
+from yoloqat.core.decode import YoloDecode
+
 #: Strides of the three outputs, in the network's order (stride 32, 16, 8).
 STRIDES = (32, 16, 8)
 
@@ -27,7 +29,7 @@ class YoloLossBlock(nn.Cell):
         num_classes: int,
     ) -> None:
         super().__init__()
-        # [A, 2] anchor (w, h) in pixels of the network input.
+        # Anchor (w, h) in pixels of the network input, shaped [1, 1, 1, A, 2].
         self.anchors = Tensor(np.asarray(anchors, dtype=np.float32).reshape(1, 1, 1, -1, 2))
         self.stride = float(stride)
         self.ignore_threshold = float(ignore_threshold)
@@ -35,12 +37,7 @@ class YoloLossBlock(nn.Cell):
         self.smooth_on = 1.0 - float(label_smooth_factor)
         self.smooth_off = float(label_smooth_factor) / max(num_classes - 1, 1)
         self.bce = ops.SigmoidCrossEntropyWithLogits()
-
-    def _grid(self, h: int, w: int) -> Tensor:
-        """Cell offsets (x, y) of shape [1, H, W, 1, 2]."""
-        gx = ops.tile(ops.arange(w, dtype=ms.float32).reshape(1, 1, w, 1, 1), (1, h, 1, 1, 1))
-        gy = ops.tile(ops.arange(h, dtype=ms.float32).reshape(1, h, 1, 1, 1), (1, 1, w, 1, 1))
-        return ops.concat((gx, gy), -1)
+        self.decode = YoloDecode()
 
     def _best_iou(self, pred_xy: Tensor, pred_wh: Tensor, gt: Tensor) -> Tensor:
         """Max IoU of each predicted box against the GT list: [N, H, W, A, 1]."""
@@ -65,7 +62,10 @@ class YoloLossBlock(nn.Cell):
         y_true = ops.cast(y_true, ms.float32)
         gt_box = ops.cast(gt_box, ms.float32)
         n, h, w, _, _ = ops.shape(prediction)
-        grid = self._grid(h, w)
+        # Input size from the grid; the decoded boxes feed the ignore mask.
+        grid, pred_xy, pred_wh = self.decode(
+            prediction, self.anchors, w * self.stride, h * self.stride
+        )
         grid_wh = ops.cast(ops.tuple_to_array((w, h)), ms.float32)
         input_wh = grid_wh * self.stride
         batch = ops.cast(n, ms.float32)
@@ -91,8 +91,6 @@ class YoloLossBlock(nn.Cell):
         box_loss_scale = 2.0 - y_true[..., 2:3] * y_true[..., 3:4]
 
         # Ignore mask: decoded predictions against this scale's GT list; no gradient through it.
-        pred_xy = (ops.sigmoid(t_xy) + grid) / grid_wh
-        pred_wh = ops.exp(t_wh) * self.anchors / input_wh
         best_iou = self._best_iou(pred_xy, pred_wh, gt_box)
         ignore_mask = ops.stop_gradient(ops.cast(best_iou < self.ignore_threshold, ms.float32))
 

@@ -1,0 +1,29 @@
+"""Deployment: ONNX export (float and int8 QDQ), MINDIR export, ONNX Runtime predictor.
+
+Import-cheap: ``onnx``, ``onnxruntime`` and MindSpore are imported when used. Install the
+optional runtime pieces with ``pip install 'yoloqat[deploy]'``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_EXPORTS = {
+    "export_onnx": "yoloqat.deploy.onnx_export",
+    "export_mindir": "yoloqat.deploy.onnx_export",
+    "build_onnx_model": "yoloqat.deploy.onnx_export",
+    "OnnxPredictor": "yoloqat.deploy.onnx_runtime",
+    "register_emitter": "yoloqat.deploy.emitters",
+    "EMITTERS": "yoloqat.deploy.emitters",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'yoloqat.deploy' has no attribute {name!r}")
+
+
+__all__ = sorted(_EXPORTS)

@@ -1,0 +1,98 @@
+"""Run an exported ONNX detector with ONNX Runtime (CPU), as a drop-in predictor.
+
+:class:`OnnxPredictor` has the :class:`yoloqat.core.inference.Predictor` interface: a
+float32 batch ``[B, 3, S, S]`` in, the three decoded outputs ``[B, H, W, A, 5+C]`` out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yoloqat.core.errors import CheckpointError, ConfigError, RuntimeFailure
+
+INSTALL_HINT = "pip install 'yoloqat[deploy]'"
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise RuntimeFailure(
+            "running ONNX models needs the 'onnxruntime' package", hint=INSTALL_HINT
+        ) from None
+    return onnxruntime
+
+
+def session_options(ort: Any, threads: int | None) -> Any:
+    """Session options: all graph optimisations, ``threads`` intra-op threads if given."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads={threads!r} is not valid; expected an integer >= 1")
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return opts
+
+
+class OnnxPredictor:
+    """An ONNX Runtime session over a yoloqat ONNX model (float or int8 QDQ).
+
+    ``threads``: intra-op threads (None: ONNX Runtime's default, one per core).
+    Attributes: ``path``, ``session``, ``input_name``, ``output_names``, ``input_size``
+    (the square side the model was exported for), ``batch`` (fixed batch size or None),
+    ``metadata`` (the model's metadata_props as a dict).
+    """
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        ort = _import_ort()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CheckpointError(f"ONNX model not found: {self.path}")
+        try:
+            self.session = ort.InferenceSession(
+                str(self.path), session_options(ort, threads), providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise CheckpointError(
+                f"{self.path} is not a valid ONNX model ({type(exc).__name__}: {first})",
+                hint="export one with: yoloqat export --checkpoint C --format onnx",
+            ) from exc
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(self.session.get_outputs()) != 3:
+            raise CheckpointError(
+                f"{self.path} is not a yoloqat detector: expected one [B, 3, S, S] input and "
+                "3 outputs"
+            )
+        self.input_name = inputs[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        shape = inputs[0].shape
+        self.batch = shape[0] if isinstance(shape[0], int) else None
+        size = shape[2] if isinstance(shape[2], int) else self.metadata.get("input_size")
+        if size is None:
+            raise CheckpointError(f"{self.path}: the input size is not fixed in the model")
+        self.input_size = int(size)
+
+    def __call__(self, images: np.ndarray) -> list[np.ndarray]:
+        """Run the model on a float32 ``[B, 3, S, S]`` batch; return its 3 outputs."""
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        s = self.input_size
+        if images.ndim != 4 or images.shape[1:] != (3, s, s):
+            raise ConfigError(
+                f"the ONNX model expects images [B, 3, {s}, {s}], got {list(images.shape)}",
+                hint=f"use --testing_shape {s} (the size it was exported for)",
+            )
+        if self.batch is not None and images.shape[0] != self.batch:
+            # a fixed-batch model: run the batch in chunks of its size
+            if images.shape[0] % self.batch:
+                raise ConfigError(
+                    f"the ONNX model has a fixed batch of {self.batch}; got {images.shape[0]}"
+                )
+            parts = [self(images[i : i + self.batch]) for i in range(0, len(images), self.batch)]
+            return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+        return list(self.session.run(self.output_names, {self.input_name: images}))

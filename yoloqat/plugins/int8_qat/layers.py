@@ -1,0 +1,175 @@
+"""Quantized replacements of the shared building blocks (``ConvBnAct``, ``OutputConv``, ``Add``).
+
+Each replacement reuses the original cell's Parameters (same objects, same names, e.g.
+``conv.weight``, ``bn.gamma``, ``bn.moving_mean``, ``weight``, ``bias``), so float checkpoints
+load unchanged, and adds its own state under stable names: ``step`` (training-step counter)
+and ``<node>.min_value`` / ``<node>.max_value`` for the fake-quant nodes ``weight_quant``,
+``act_quant`` and ``act_quant_before``.
+
+Step counter: every quantized layer owns a ``step`` Parameter (int32, shape (1,)) that its
+``construct`` increments once per training-mode call, like the seed's ``Conv2dBnFoldQuant.step``.
+One training step = one forward in training mode, so the train loop has nothing to advance; the
+counters are saved in checkpoints, so ``quant_delay`` and ``freeze_bn`` continue correctly on
+resume. Evaluation calls do not count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+
+from yoloqat.core.layers import Add, ConvBnAct, OutputConv
+
+from .fake_quant import FakeQuant, QuantConfig
+from .reference import bn_scale, fold_conv_bn
+
+
+class QuantLayer(nn.Cell):
+    """Base of the quantized layers: the shared ``step`` counter and the config."""
+
+    def __init__(self, config: QuantConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.step = Parameter(Tensor(np.zeros(1, np.int32)), name="step", requires_grad=False)
+        self.one = Tensor(np.ones(1, np.int32))
+
+    def _count_step(self):
+        """Return the current step and, in training, increment the counter afterwards."""
+        step = self.step + 0
+        if self.training:
+            ops.assign_add(self.step, self.one)
+        return step
+
+    def fake_quants(self) -> dict[str, FakeQuant]:
+        """The fake-quant nodes of this layer by attribute name."""
+        return {name: cell for name, cell in self.name_cells().items() if isinstance(cell, FakeQuant)}
+
+    def set_fake_quant(self, enabled: bool) -> None:
+        """Switch every fake-quant node of this layer on or off (recompile after a change)."""
+        for fq in self.fake_quants().values():
+            fq.enabled = enabled
+
+    def _set_weight_range(self, weight: np.ndarray) -> None:
+        fq = self.weight_quant
+        axes = tuple(range(1, weight.ndim)) if fq.per_channel else None
+        fq.min_value.set_data(Tensor(np.reshape(weight.min(axis=axes), (-1,)).astype(np.float32)))
+        fq.max_value.set_data(Tensor(np.reshape(weight.max(axis=axes), (-1,)).astype(np.float32)))
+
+
+class QuantConvBnAct(QuantLayer):
+    """``ConvBnAct`` with the BN folded into fake-quantized conv weights (one convolution).
+
+    With ``s = gamma / sqrt(running_var + eps)`` (per output channel) the conv runs once with
+    ``w_q = fq(w * s)`` (per-channel weight fake quant), giving ``z = conv(x, w_q)``:
+
+    - training, before ``freeze_bn``: ``y = bn(z / s)``. ``z / s`` approximates ``conv(x, w)``,
+      so the original BatchNorm normalises with batch statistics and updates its running
+      statistics with its own momentum. Expanded, ``y = z * sigma_run / sigma_batch +
+      beta - mu_batch * gamma / sigma_batch``: the quantized running-folded conv, corrected to
+      batch statistics, as the seed's ``Conv2dBnFoldQuant``/``...OneConv`` do;
+    - training from step ``freeze_bn`` on, and eval: ``y = z + beta - running_mean * s``,
+      exactly the int8 deployment graph (running statistics, no BN update).
+
+    The weights are always folded with the running variance (as in the seed), so the weight
+    ranges observed in training are the ranges of the weights that eval and export use.
+    Batch statistics come from the quantized conv output rather than from an extra float conv:
+    one conv per layer instead of two, which keeps QAT close to the float training speed.
+    Then the activation fake quants (spec §7.2 item 3): ReLU -> fake quant after it (batch
+    range); LeakyReLU -> fake quant before and after (EMA); no activation -> one after (EMA).
+    """
+
+    def __init__(self, cell: ConvBnAct, config: QuantConfig) -> None:
+        super().__init__(config)
+        self.conv = cell.conv
+        self.bn = cell.bn
+        self.act = cell.act
+        self.activation = cell.activation if cell.has_act else "none"
+        self.eps = float(cell.bn.eps)
+        self.freeze_bn = int(config.freeze_bn)
+        folded, _ = self.folded_weight_bias()
+        self.weight_quant = config.weight_quant(folded)
+        if self.activation == "leaky":
+            self.act_quant_before = config.act_quant(ema=True)
+        self.act_quant = config.act_quant(ema=self.activation != "relu")
+        self.one_f = Tensor(1.0, ms.float32)
+
+    def construct(self, x):
+        step = self._count_step()
+        bn = self.bn
+        s = bn.gamma / ops.sqrt(bn.moving_variance + self.eps)
+        w = self.weight_quant(self.conv.weight * ops.reshape(s, (-1, 1, 1, 1)), step)
+        z = self.conv.conv2d(x, w)
+        if self.training:
+            if step >= self.freeze_bn:
+                y = z + ops.reshape(bn.beta - bn.moving_mean * s, (1, -1, 1, 1))
+            else:
+                # gamma == 0 gives s == 0 and z == 0: divide by 1 there (BN then outputs beta)
+                s_div = s + ops.cast(s == 0, s.dtype)
+                y = bn(z * ops.reshape(self.one_f / s_div, (1, -1, 1, 1)))
+        else:
+            y = z + ops.reshape(bn.beta - bn.moving_mean * s, (1, -1, 1, 1))
+        if self.activation == "leaky":
+            y = self.act(self.act_quant_before(y, step))
+        elif self.activation == "relu":
+            y = self.act(y)
+        return self.act_quant(y, step)
+
+    def folded_weight_bias(self) -> tuple[np.ndarray, np.ndarray]:
+        """The inference-mode folded float weight and bias (running statistics), NumPy."""
+        bn = self.bn
+        return fold_conv_bn(
+            self.conv.weight.asnumpy(),
+            bn.gamma.asnumpy(),
+            bn.beta.asnumpy(),
+            bn.moving_mean.asnumpy(),
+            bn.moving_variance.asnumpy(),
+            self.eps,
+        )
+
+    def refresh_weight_range(self) -> None:
+        """Set the stored weight range from the current folded weights (e.g. after loading)."""
+        folded, _ = self.folded_weight_bias()
+        self._set_weight_range(folded)
+
+    def fold_scale(self) -> np.ndarray:
+        """Per-channel ``gamma / sqrt(running_var + eps)`` (NumPy)."""
+        return bn_scale(self.bn.gamma.asnumpy(), self.bn.moving_variance.asnumpy(), self.eps)
+
+
+class QuantOutputConv(QuantLayer):
+    """``OutputConv`` with per-channel fake-quantized weights; float bias, float outputs."""
+
+    def __init__(self, cell: OutputConv, config: QuantConfig) -> None:
+        super().__init__(config)
+        self.weight = cell.weight
+        self.bias = cell.bias
+        self.conv2d = cell.conv2d
+        self.in_channels = cell.in_channels
+        self.out_channels = cell.out_channels
+        self.weight_quant = config.weight_quant(cell.weight.asnumpy())
+
+    def construct(self, x):
+        step = self._count_step()
+        w = self.weight_quant(self.weight, step)
+        return ops.bias_add(self.conv2d(x, w), self.bias)
+
+    def folded_weight_bias(self) -> tuple[np.ndarray, np.ndarray]:
+        """The float weight and bias (nothing to fold), NumPy."""
+        return self.weight.asnumpy(), self.bias.asnumpy()
+
+    def refresh_weight_range(self) -> None:
+        """Set the stored weight range from the current weights (e.g. after loading)."""
+        self._set_weight_range(self.weight.asnumpy())
+
+
+class QuantAdd(QuantLayer):
+    """Residual ``Add`` followed by a per-tensor EMA fake quant."""
+
+    def __init__(self, cell: Add, config: QuantConfig) -> None:
+        super().__init__(config)
+        self.act_quant = config.act_quant(ema=True)
+
+    def construct(self, x, y):
+        step = self._count_step()
+        return self.act_quant(ops.add(x, y), step)
