@@ -28,6 +28,24 @@ def _divide_xy(xy, div_x, div_y):
     return ops.concat((xy[..., 0:1] / div_x, xy[..., 1:2] / div_y), -1)
 
 
+def make_grid(grid_h: int, grid_w: int, dtype):
+    """Cell offsets ``(c_x, c_y)`` of an ``grid_h x grid_w`` grid, shape ``[1, H, W, 1, 2]``."""
+    gx = ops.arange(grid_w).astype(dtype).reshape((1, 1, grid_w, 1, 1))
+    gy = ops.arange(grid_h).astype(dtype).reshape((1, grid_h, 1, 1, 1))
+    gx = ops.broadcast_to(gx, (1, grid_h, grid_w, 1, 1))
+    gy = ops.broadcast_to(gy, (1, grid_h, grid_w, 1, 1))
+    return ops.concat((gx, gy), -1)
+
+
+def decode_boxes(raw, grid, anchors, input_w, input_h):
+    """``(bxy, bwh)`` of ``raw`` ``[N, H, W, A, K]`` given its ``grid`` (:func:`make_grid`)."""
+    grid_h, grid_w = raw.shape[1], raw.shape[2]
+    bxy = _divide_xy(ops.sigmoid(raw[..., 0:2]) + grid, grid_w, grid_h)
+    anchors_norm = _divide_xy(anchors.astype(raw.dtype), input_w, input_h)
+    bwh = ops.exp(raw[..., 2:4]) * anchors_norm
+    return bxy, bwh
+
+
 class YoloDecode(nn.Cell):
     """Decode the boxes of one output scale.
 
@@ -45,16 +63,8 @@ class YoloDecode(nn.Cell):
     """
 
     def construct(self, raw, anchors, input_w, input_h):
-        grid_h, grid_w = raw.shape[1], raw.shape[2]
-        dtype = raw.dtype
-        gx = ops.arange(grid_w).astype(dtype).reshape((1, 1, grid_w, 1, 1))
-        gy = ops.arange(grid_h).astype(dtype).reshape((1, grid_h, 1, 1, 1))
-        gx = ops.broadcast_to(gx, (1, grid_h, grid_w, 1, 1))
-        gy = ops.broadcast_to(gy, (1, grid_h, grid_w, 1, 1))
-        grid = ops.concat((gx, gy), -1)
-        bxy = _divide_xy(ops.sigmoid(raw[..., 0:2]) + grid, grid_w, grid_h)
-        anchors_norm = _divide_xy(anchors.astype(dtype), input_w, input_h)
-        bwh = ops.exp(raw[..., 2:4]) * anchors_norm
+        grid = make_grid(raw.shape[1], raw.shape[2], raw.dtype)
+        bxy, bwh = decode_boxes(raw, grid, anchors, input_w, input_h)
         return grid, bxy, bwh
 
 
@@ -67,14 +77,12 @@ class YoloPredict(nn.Cell):
     per-class probabilities (no softmax).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.decode = YoloDecode()
-
     def construct(self, raw, anchors, input_w, input_h):
-        _, bxy, bwh = self.decode(raw, anchors, input_w, input_h)
-        scores = ops.sigmoid(raw[..., 4:])
-        return ops.concat((bxy, bwh, scores), -1)
+        # The grid is built here rather than taken from YoloDecode: discarding a returned
+        # ``arange`` output makes GRAPH_MODE warn about eliminated side-effect nodes.
+        grid = make_grid(raw.shape[1], raw.shape[2], raw.dtype)
+        bxy, bwh = decode_boxes(raw, grid, anchors, input_w, input_h)
+        return ops.concat((bxy, bwh, ops.sigmoid(raw[..., 4:])), -1)
 
 
-__all__ = ["YoloDecode", "YoloPredict", "to_anchor_major"]
+__all__ = ["YoloDecode", "YoloPredict", "decode_boxes", "make_grid", "to_anchor_major"]

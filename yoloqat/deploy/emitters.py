@@ -210,6 +210,10 @@ def upsample_concat(g: GraphBuilder, x: str, lateral: str) -> str:
         coordinate_transformation_mode="asymmetric",
         nearest_mode="floor",
     )
+    if x in g.qparams:  # int8: keep the resized map on its input's grid (exact)
+        s, z = g.qparams[x]
+        up = g.node("QuantizeLinear", [up, s, z], "upsample_q", shape=(c, lh, lw))
+        up = g.node("DequantizeLinear", [up, s, z], "upsample_dq", shape=(c, lh, lw))
     return g.node("Concat", [up, lateral], "concat", shape=(c + lc, lh, lw), axis=1)
 
 
@@ -240,8 +244,10 @@ def decode_output(
     sig = g.node("Sigmoid", [x], "sigmoid")
 
     def part(src: str, start: int, end: int, hint: str) -> str:
-        starts, ends, axes = (g.const([v], f"{hint}_{n}", np.int64)
-                              for n, v in (("start", start), ("end", end), ("axis", 4)))
+        starts, ends, axes = (
+            g.const([v], f"{hint}_{n}", np.int64)
+            for n, v in (("start", start), ("end", end), ("axis", 4))
+        )
         return g.node("Slice", [src, starts, ends, axes], hint)
 
     gy, gx = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")

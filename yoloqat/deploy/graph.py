@@ -35,6 +35,8 @@ class GraphBuilder:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.shapes: dict[str, tuple[int, ...]] = {}
+        #: DequantizeLinear outputs -> their (scale, zero point) initializer names.
+        self.qparams: dict[str, tuple[str, str]] = {}
         self._names: set[str] = set()
         #: Cell path ("backbone.layer1.0.conv1") of the cell being emitted, for node names.
         self.scope: list[str] = []
@@ -61,7 +63,9 @@ class GraphBuilder:
     def initializer(self, array: np.ndarray, hint: str) -> str:
         """Add ``array`` (dtype kept) as an initializer; return its name."""
         name = self.name(hint)
-        self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array), name))
+        # not np.ascontiguousarray: it turns 0-d arrays (scalar scales) into shape (1,)
+        array = np.array(array, order="C", copy=True)
+        self.initializers.append(self.numpy_helper.from_array(array, name))
         return name
 
     def const(self, values: Any, hint: str, dtype: Any = np.float32) -> str:
@@ -80,12 +84,18 @@ class GraphBuilder:
         **attrs: Any,
     ) -> str:
         """Add one node; return its (first) output name. ``shape`` records a (C, H, W)."""
-        outputs = [self.name(f"{hint or op_type.lower()}" + (f"_{i}" if i else ""))
-                   for i in range(num_outputs)]
+        outputs = [
+            self.name(f"{hint or op_type.lower()}" + (f"_{i}" if i else ""))
+            for i in range(num_outputs)
+        ]
         self.nodes.append(
             self.helper.make_node(
-                op_type, inputs, outputs, name=self.name(f"{hint or op_type}/node"),
-                domain=domain, **attrs,
+                op_type,
+                inputs,
+                outputs,
+                name=self.name(f"{hint or op_type}/node"),
+                domain=domain,
+                **attrs,
             )
         )
         if shape is not None:
@@ -125,6 +135,6 @@ class GraphBuilder:
         for key, value in (metadata or {}).items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
-        # Keep the IR version loadable by older runtimes that support this opset.
-        model.ir_version = min(model.ir_version, 8 if self.opset <= 17 else 9)
+        # The lowest IR version for these opsets: loadable by older runtimes.
+        model.ir_version = helper.find_min_ir_version_for(opsets)
         return model

@@ -158,9 +158,7 @@ def export_onnx(
     return path
 
 
-def export_mindir(
-    network: Any, path: str | Path, input_size: int = 416, *, batch: int = 1
-) -> Path:
+def export_mindir(network: Any, path: str | Path, input_size: int = 416, *, batch: int = 1) -> Path:
     """Write ``network`` (eval mode) as MindSpore MINDIR for a ``[batch, 3, S, S]`` input.
 
     MindSpore appends ``.mindir`` to the file name when missing; the returned path is the

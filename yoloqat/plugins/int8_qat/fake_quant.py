@@ -49,6 +49,26 @@ class RoundClampSTE(nn.Cell):
         return dx, ops.zeros_like(scale), ops.zeros_like(lo), ops.zeros_like(hi)
 
 
+class GatedRoundClampSTE(nn.Cell):
+    """:class:`RoundClampSTE` switched by ``on`` (1.0 or 0.0, shape (1,)): ``x`` when off.
+
+    Used while ``quant_delay`` steps pass; a blend rather than a tensor ``if``, because graph
+    control flow makes MindSpore compile and run the network far slower.
+    """
+
+    def construct(self, x, scale, lo, hi, on):
+        q = ops.floor(ops.clamp(x / scale, lo, hi) + 0.5) * scale
+        return x + on * (q - x)
+
+    def bprop(self, x, scale, lo, hi, on, out, dout):
+        inside = ops.logical_or(
+            ops.logical_and(x >= lo * scale, x <= hi * scale), ops.logical_not(on > 0.5)
+        )
+        dx = ops.select(inside, dout, ops.zeros_like(dout))
+        zeros = ops.zeros_like
+        return dx, zeros(scale), zeros(lo), zeros(hi), zeros(on)
+
+
 @dataclass(frozen=True)
 class QuantConfig:
     """Settings shared by every fake-quant node of a quantized network."""
@@ -125,6 +145,7 @@ class FakeQuant(MinMaxObserver):
         self.range_shape = (-1,) + (1,) * (ndim - 1) if per_channel else (1,)
         self.enabled = True
         self.ste = RoundClampSTE()
+        self.gated_ste = GatedRoundClampSTE()
 
     def construct(self, x, step):
         if self.training:
@@ -139,8 +160,8 @@ class FakeQuant(MinMaxObserver):
             q_lo = ops.reshape(q_lo, self.range_shape)
             q_hi = ops.reshape(q_hi, self.range_shape)
         if self.training and self.quant_delay > 0:
-            if step < self.quant_delay:
-                return x
+            on = ops.cast(step >= self.quant_delay, x.dtype)
+            return self.gated_ste(x, scale, q_lo, q_hi, on)
         return self.ste(x, scale, q_lo, q_hi)
 
     def quant_params(self) -> dict[str, np.ndarray | int | bool]:

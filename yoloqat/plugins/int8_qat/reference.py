@@ -61,7 +61,8 @@ def nudge(
     hi_in = np.maximum(hi_in, np.float32(0.0))
     scale = np.maximum((hi_in - lo_in) / np.float32(qmax - qmin), np.float32(MIN_SCALE))
     zp_from_min = np.float32(qmin) - lo_in / scale
-    zero_point = np.floor(np.clip(zp_from_min, np.float32(qmin), np.float32(qmax)) + np.float32(0.5))
+    zp_clamped = np.clip(zp_from_min, np.float32(qmin), np.float32(qmax))
+    zero_point = np.floor(zp_clamped + np.float32(0.5))
     lo = np.float32(qmin) - zero_point
     hi = np.float32(qmax) - zero_point
     return scale.astype(np.float32), zero_point.astype(np.float32), lo, hi

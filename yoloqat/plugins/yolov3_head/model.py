@@ -98,11 +98,15 @@ class YoloBlock(nn.Cell):
     """Seven convs: 1x1, 3x3, 1x1, 3x3, 1x1 (route), 3x3, then the linear 1x1 output conv.
 
     ``construct`` returns ``(route, output)``: the 5th conv's map (``mid`` channels) feeding
-    the next scale, and the raw prediction map (``out_channels`` channels).
+    the next scale, and the raw prediction map (``out_channels`` channels); with
+    ``return_route=False`` (the last scale) only the output map.
     """
 
-    def __init__(self, in_channels: int, mid: int, out_channels: int, **unit: object) -> None:
+    def __init__(
+        self, in_channels: int, mid: int, out_channels: int, return_route: bool = True, **unit
+    ) -> None:
         super().__init__()
+        self.return_route = return_route
         self.conv0 = ConvBnAct(in_channels, mid, 1, **unit)
         self.conv1 = ConvBnAct(mid, 2 * mid, 3, **unit)
         self.conv2 = ConvBnAct(2 * mid, mid, 1, **unit)
@@ -118,7 +122,10 @@ class YoloBlock(nn.Cell):
     def construct(self, x):
         route = self.conv4(self.conv3(self.conv2(self.conv1(self.conv0(x)))))
         out = self.conv6(self.conv5(route))
-        return route, out
+        if self.return_route:
+            return route, out
+        # Returning an unused route would make GRAPH_MODE warn about dropped BN side effects.
+        return out
 
 
 class YoloV3Head(nn.Cell):
@@ -175,7 +182,7 @@ class YoloV3Head(nn.Cell):
         self.conv1 = ConvBnAct(m_l, up_m, 1, **unit)
         self.backblock1 = YoloBlock(up_m + c4, m_m, out_m, **unit)
         self.conv2 = ConvBnAct(m_m, up_s, 1, **unit)
-        self.backblock2 = YoloBlock(up_s + c3, m_s, out_s, **unit)
+        self.backblock2 = YoloBlock(up_s + c3, m_s, out_s, return_route=False, **unit)
 
     def conv_units(self) -> list[nn.Cell]:
         """The 23 convs in Darknet ``yolov3.cfg`` order.
@@ -196,5 +203,5 @@ class YoloV3Head(nn.Cell):
         up = ops.interpolate(self.conv1(route), size=(c4.shape[2], c4.shape[3]), mode="nearest")
         route, out_m = self.backblock1(ops.concat((up, c4), 1))
         up = ops.interpolate(self.conv2(route), size=(c3.shape[2], c3.shape[3]), mode="nearest")
-        _, out_s = self.backblock2(ops.concat((up, c3), 1))
+        out_s = self.backblock2(ops.concat((up, c3), 1))
         return out_l, out_m, out_s

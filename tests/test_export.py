@@ -1,0 +1,276 @@
+"""Deployment: ONNX export (float and int8 QDQ) vs MindSpore, ONNX Runtime predictor, CLI."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mindspore import Tensor, nn
+
+from yoloqat.core.detector import yolov3_darknet53
+from yoloqat.core.errors import CheckpointError, ConfigError, PluginError, UsageError
+from yoloqat.core.layers import ConvBnAct
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from yoloqat.deploy.emitters import conv_geometry  # noqa: E402
+from yoloqat.deploy.onnx_export import OUTPUT_NAMES, export_mindir, export_onnx  # noqa: E402
+from yoloqat.deploy.onnx_runtime import OnnxPredictor  # noqa: E402
+
+WIDTH = 0.0625
+NUM_CLASSES = 3
+
+
+def randomize_bn(network: nn.Cell, seed: int = 0) -> None:
+    """Non-trivial BN statistics, so that a wrong fold cannot go unnoticed."""
+    rng = np.random.default_rng(seed)
+    for _, cell in network.cells_and_names():
+        if isinstance(cell, ConvBnAct):
+            n = cell.bn.gamma.shape[0]
+            for param, lo, hi in (
+                (cell.bn.gamma, 0.5, 1.5),
+                (cell.bn.beta, -0.3, 0.3),
+                (cell.bn.moving_mean, -0.3, 0.3),
+                (cell.bn.moving_variance, 0.3, 2.0),
+            ):
+                param.set_data(Tensor(rng.uniform(lo, hi, n).astype(np.float32)))
+
+
+def tiny(activation: str = "relu", padding: str = "symmetric", seed: int = 0):
+    net = yolov3_darknet53(
+        num_classes=NUM_CLASSES, width=WIDTH, activation=activation, padding=padding
+    )
+    randomize_bn(net, seed)
+    net.set_train(False)
+    return net
+
+
+def mindspore_outputs(net: nn.Cell, images: np.ndarray) -> list[np.ndarray]:
+    return [o.asnumpy() for o in net(Tensor(images))]
+
+
+@pytest.mark.parametrize("padding", ["symmetric", "same"])
+@pytest.mark.parametrize("activation", ["relu", "leaky"])
+def test_float_onnx_matches_mindspore(tmp_path: Path, padding: str, activation: str) -> None:
+    net = tiny(activation, padding)
+    rng = np.random.default_rng(1)
+    for size, batch in ((64, 2), (96, None)):
+        images = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+        path = export_onnx(net, tmp_path / f"m{size}.onnx", input_size=size, batch=batch)
+        predictor = OnnxPredictor(path, threads=1)
+        assert predictor.input_size == size and predictor.batch == batch
+        got = predictor(images)
+        want = mindspore_outputs(net, images)
+        assert len(got) == 3
+        for g, w, stride in zip(got, want, (32, 16, 8)):
+            grid = size // stride
+            assert g.shape == w.shape == (2, grid, grid, 3, 5 + NUM_CLASSES)
+            assert np.abs(w).max() > 0.5  # outputs carry signal (boxes, scores)
+            np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_same_padding_is_tf_same_and_differs_from_symmetric(tmp_path: Path) -> None:
+    same = ConvBnAct(4, 8, 3, stride=2, padding="same").conv
+    sym = ConvBnAct(4, 8, 3, stride=2, padding="symmetric").conv
+    assert conv_geometry(same, (64, 64)) == {
+        "attrs": {
+            "kernel_shape": [3, 3],
+            "strides": [2, 2],
+            "dilations": [1, 1],
+            "group": 1,
+            "pads": [0, 0, 1, 1],
+        },
+        "out_hw": (32, 32),
+    }
+    assert conv_geometry(sym, (64, 64))["attrs"]["pads"] == [1, 1, 1, 1]
+    assert conv_geometry(same, (13, 13))["attrs"]["pads"] == [1, 1, 1, 1]
+    # same weights, other padding: MindSpore's outputs differ by more than the export
+    # tolerance, so the float test above would catch a wrong padding
+    images = np.random.default_rng(2).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    a, b = tiny(padding="same", seed=3), tiny(padding="symmetric", seed=3)
+    for src, dst in zip(a.get_parameters(), b.get_parameters()):
+        dst.set_data(src.data)
+    out_a, out_b = mindspore_outputs(a, images), mindspore_outputs(b, images)
+    assert not all(np.allclose(x, y, rtol=1e-4, atol=1e-5) for x, y in zip(out_a, out_b))
+    onnx_a = OnnxPredictor(export_onnx(a, tmp_path / "a.onnx", input_size=64))(images)
+    for g, w in zip(onnx_a, out_a):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("opset", [13, 17, 21])
+def test_graph_passes_checker_with_requested_opset(tmp_path: Path, opset: int) -> None:
+    path = export_onnx(tiny(), tmp_path / "m.onnx", input_size=64, opset=opset)
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    assert {o.domain: o.version for o in model.opset_import}[""] == opset
+    assert [o.name for o in model.graph.output] == list(OUTPUT_NAMES)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["input_size"] == "64" and meta["num_classes"] == str(NUM_CLASSES)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"Conv", "Relu", "LeakyRelu", "Add", "Resize", "Concat", "Sigmoid", "Exp"} <= ops
+    assert "BatchNormalization" not in ops  # folded into the convs
+    assert sum(n.op_type == "Conv" for n in model.graph.node) == 75
+
+
+def test_unknown_cell_type_is_a_clear_error(tmp_path: Path) -> None:
+    class MyBlock(nn.Cell):
+        def construct(self, x):
+            return x
+
+    net = tiny()
+    net.backbone.layer1.append(MyBlock())
+    with pytest.raises(PluginError, match=r"no emitter for cell type .*MyBlock") as info:
+        export_onnx(net, tmp_path / "m.onnx", input_size=64)
+    assert "register_emitter" in (info.value.hint or "")
+
+
+def test_registered_emitter_is_used(tmp_path: Path, monkeypatch) -> None:
+    from yoloqat.deploy import emitters
+
+    class Scale2(nn.Cell):
+        def construct(self, x):
+            return x * 2.0
+
+    def emit_scale2(g, cell, x):
+        return g.node("Mul", [x, g.const(2.0, "two")], "scale2", shape=g.shape_of(x))
+
+    monkeypatch.setitem(emitters.EMITTERS, Scale2, emit_scale2)
+    net = tiny()
+    net.backbone.layer1.append(Scale2())
+    images = np.random.default_rng(4).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    got = OnnxPredictor(export_onnx(net, tmp_path / "m.onnx", input_size=64))(images)
+    for g, w in zip(got, mindspore_outputs(net, images)):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_export_arguments(tmp_path: Path) -> None:
+    net = tiny()
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        export_onnx(net, tmp_path / "m.onnx", input_size=100)
+    with pytest.raises(UsageError, match="opset"):
+        export_onnx(net, tmp_path / "m.onnx", input_size=64, opset=9)
+    with pytest.raises(UsageError, match="int8 export needs a quantization-aware-trained"):
+        export_onnx(net, tmp_path / "m.onnx", input_size=64, int8=True)
+    with pytest.raises(UsageError, match="needs a Detector"):
+        export_onnx(net.backbone, tmp_path / "m.onnx", input_size=64)
+
+
+def test_onnx_predictor_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"ONNX model not found: .*nope\.onnx"):
+        OnnxPredictor(tmp_path / "nope.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf at all")
+    with pytest.raises(CheckpointError, match=r"junk\.onnx is not a valid ONNX model"):
+        OnnxPredictor(junk)
+    predictor = OnnxPredictor(export_onnx(tiny(), tmp_path / "m.onnx", input_size=64, batch=1))
+    with pytest.raises(ConfigError, match=r"expects images \[B, 3, 64, 64\]"):
+        predictor(np.zeros((1, 3, 96, 96), np.float32))
+    # a fixed batch-1 model still serves a batch of 3 (run in chunks)
+    outs = predictor(np.zeros((3, 3, 64, 64), np.float32))
+    assert [o.shape[0] for o in outs] == [3, 3, 3]
+
+
+def test_mindir_export_roundtrip(tmp_path: Path) -> None:
+    import mindspore as ms
+
+    net = tiny()
+    path = export_mindir(net, tmp_path / "model.mindir", 64)
+    assert path == tmp_path / "model.mindir" and path.stat().st_size > 0
+    images = np.random.default_rng(5).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    got = nn.GraphCell(ms.load(str(path)))(Tensor(images))
+    for g, w in zip(got, mindspore_outputs(net, images)):
+        np.testing.assert_allclose(g.asnumpy(), w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture
+def float_checkpoint(tmp_path: Path) -> tuple[Path, nn.Cell]:
+    from yoloqat.core import pipeline
+    from yoloqat.core.config import load_config
+    from yoloqat.core.training.checkpoint import save_checkpoint
+
+    cfg = load_config("yolov3_darknet53")
+    cfg["model"]["num_classes"] = NUM_CLASSES
+    cfg["model"]["backbone"]["width"] = WIDTH
+    cfg["model"]["head"]["width"] = WIDTH
+    net = pipeline.build_model(cfg)
+    randomize_bn(net, 6)
+    net.set_train(False)
+    meta = {"quantized": False, "config": copy.deepcopy(cfg), "epoch": 1}
+    return save_checkpoint(net, tmp_path / "float.ckpt", meta), net
+
+
+def test_cli_export_onnx_and_mindir(tmp_path: Path, float_checkpoint) -> None:
+    from typer.testing import CliRunner
+
+    from yoloqat.cli import app
+
+    ckpt, net = float_checkpoint
+    runner = CliRunner()
+    out = tmp_path / "out" / "m.onnx"
+    res = runner.invoke(
+        app,
+        [
+            "export",
+            "--checkpoint",
+            str(ckpt),
+            "--format",
+            "onnx",
+            "--testing_shape",
+            "64",
+            "--output",
+            str(out),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1] == str(out)
+    images = np.random.default_rng(7).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    for g, w in zip(OnnxPredictor(out)(images), mindspore_outputs(net, images)):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+    res = runner.invoke(
+        app,
+        [
+            "export",
+            "--checkpoint",
+            str(ckpt),
+            "--format",
+            "mindir",
+            "--testing-shape",
+            "64",
+            "--output",
+            str(tmp_path / "m.mindir"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert Path(res.stdout.strip().splitlines()[-1]).is_file()
+
+
+def test_cli_int8_with_float_checkpoint_is_a_clear_error(tmp_path: Path, float_checkpoint) -> None:
+    from typer.testing import CliRunner
+
+    from yoloqat.cli import app
+
+    ckpt, _ = float_checkpoint
+    res = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--checkpoint",
+            str(ckpt),
+            "--format",
+            "onnx",
+            "--int8",
+            "--testing_shape",
+            "64",
+            "--output",
+            str(tmp_path / "q.onnx"),
+        ],
+    )
+    assert res.exit_code == CheckpointError.exit_code == 1
+    assert "--int8 needs a quantization-aware-trained (QAT) checkpoint" in res.output
+    assert "float checkpoint" in res.output
+    assert not (tmp_path / "q.onnx").exists()
+    bad = CliRunner().invoke(app, ["export", "--checkpoint", str(ckpt), "--format", "tflite"])
+    assert bad.exit_code == 2 and "--format 'tflite' is not valid" in bad.output

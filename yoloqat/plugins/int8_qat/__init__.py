@@ -1,0 +1,123 @@
+"""``int8_qat``: int8 quantization-aware training (the seed's ``QuantizationAwareTraining``).
+
+Manifest only: MindSpore is imported when the factory is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from yoloqat import hookimpl
+from yoloqat.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .quantizer import Int8QAT
+
+
+def _pair(name: str, value: object) -> tuple[bool, bool]:
+    if isinstance(value, bool):
+        return value, value
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str)
+        and len(value) == 2
+        and all(isinstance(v, bool) for v in value)
+    ):
+        return bool(value[0]), bool(value[1])
+    raise ConfigError(
+        f"quantizer.{name}={value!r} is not valid; expected [weights, activations] booleans, "
+        "e.g. [true, false]"
+    )
+
+
+def _int(name: str, value: object, low: int, high: int | None = None) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bound = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
+        raise ConfigError(f"quantizer.{name}={value!r} is not valid; expected {bound}")
+    return value
+
+
+def int8_qat(
+    *,
+    num_bits: int = 8,
+    narrow_range: bool = False,
+    quant_delay: int = 0,
+    per_channel: Sequence[bool] = (True, False),
+    symmetric: Sequence[bool] = (True, False),
+    freeze_bn: int = 10_000_000,
+    ema_decay: float = 0.999,
+    skip_layers: Sequence[str] = (),
+) -> Int8QAT:
+    """Int8 quantization-aware training: BN folding and fake quantization (seed defaults).
+
+    Returns a quantizer whose ``apply(network)`` rewrites, in place, every conv+BN+activation
+    block into a BN-folded conv with fake-quantized weights and activations, every output
+    conv into a conv with fake-quantized weights (float bias and outputs), and every residual
+    add into an add followed by a fake quant. Parameter names are unchanged, so float
+    checkpoints load into the quantized network.
+
+    Args:
+        num_bits: bits of weights and activations (2..8); the quant range is [0, 2^b - 1].
+        narrow_range: start the quant range at 1 instead of 0.
+        quant_delay: training steps during which fake quantization is bypassed (observers
+            still update); evaluation always fake-quantizes.
+        per_channel: [weights, activations]: one range per output channel. Only weights
+            can be per-channel.
+        symmetric: [weights, activations]: symmetric ranges (min = -max).
+        freeze_bn: from this training step on, BN uses (and no longer updates) its running
+            statistics; before it, batch statistics.
+        ema_decay: decay of the moving-average activation ranges (LeakyReLU, residual adds).
+        skip_layers: fnmatch patterns of cell paths left in float, e.g. ["head.*.out"].
+    """
+    num_bits = _int("num_bits", num_bits, 2, 8)
+    quant_delay = _int("quant_delay", quant_delay, 0)
+    freeze_bn = _int("freeze_bn", freeze_bn, 0)
+    per_w, per_a = _pair("per_channel", per_channel)
+    sym_w, sym_a = _pair("symmetric", symmetric)
+    if per_a:
+        raise ConfigError(
+            f"quantizer.per_channel={list(per_channel)!r} is not valid; activations are "
+            "quantized per tensor: expected [true, false] or [false, false]"
+        )
+    if not isinstance(narrow_range, bool):
+        raise ConfigError(
+            f"quantizer.narrow_range={narrow_range!r} is not valid; expected a boolean"
+        )
+    if (
+        isinstance(ema_decay, bool)
+        or not isinstance(ema_decay, (int, float))
+        or not (0.0 <= ema_decay < 1.0)
+    ):
+        raise ConfigError(
+            f"quantizer.ema_decay={ema_decay!r} is not valid; expected a number in [0, 1)"
+        )
+    if isinstance(skip_layers, str) or not all(isinstance(p, str) for p in skip_layers):
+        raise ConfigError(
+            f"quantizer.skip_layers={skip_layers!r} is not valid; expected a list of patterns"
+        )
+
+    from .fake_quant import QuantConfig
+    from .quantizer import Int8QAT
+
+    config = QuantConfig(
+        num_bits=num_bits,
+        narrow_range=narrow_range,
+        per_channel_weights=per_w,
+        symmetric_weights=sym_w,
+        symmetric_acts=sym_a,
+        quant_delay=quant_delay,
+        freeze_bn=freeze_bn,
+        ema_decay=float(ema_decay),
+    )
+    return Int8QAT(config, skip_layers=tuple(skip_layers))
+
+
+@hookimpl
+def yoloqat_quantizers() -> dict:
+    return {"int8_qat": int8_qat}
