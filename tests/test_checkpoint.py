@@ -54,7 +54,7 @@ def test_failed_save_leaves_previous_file_intact(tmp_path: Path, monkeypatch) ->
 
 
 def test_missing_empty_truncated_foreign(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.ckpt"):
+    with pytest.raises(CheckpointError, match=r"checkpoint not found: .*nope\.ckpt"):
         read_checkpoint(tmp_path / "nope.ckpt")
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
@@ -78,7 +78,7 @@ def test_other_architecture_names_mismatched_tensors(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"shape mismatch.*head\..*\(24,.*vs network \(30,"):
         load_weights(tiny(num_classes=5), params, source=path)
     wider = yolov3_darknet53(num_classes=3, width=0.125)
-    with pytest.raises(CheckpointError, match="backbone.conv0.conv.weight"):
+    with pytest.raises(CheckpointError, match=r"backbone\.conv0\.conv\.weight"):
         load_weights(wider, params, source=path)
 
 

@@ -163,17 +163,17 @@ def test_cli_unknown_component_exit_3_one_line() -> None:
 def test_config_overrides_and_errors(tmp_path: Path) -> None:
     assert parse_override("train.max_epoch=3") == (["train", "max_epoch"], 3)
     assert parse_override("a.b=[1, 2]") == (["a", "b"], [1, 2])
-    with pytest.raises(ConfigError, match="expected dotted.key=value"):
+    with pytest.raises(ConfigError, match=r"expected dotted\.key=value"):
         parse_override("train.max_epoch")
     cfg = apply_overrides({"train": {"max_epoch": 1}}, ["train.max_epoch=5", "new.key=x"])
     assert cfg == {"train": {"max_epoch": 5}, "new": {"key": "x"}}
-    with pytest.raises(ConfigError, match="train.max_epoch is a int"):
+    with pytest.raises(ConfigError, match=r"train\.max_epoch is a int"):
         apply_overrides({"train": {"max_epoch": 1}}, ["train.max_epoch.x=1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  backbone: {name: darknet53\n")
     with pytest.raises(ConfigError, match=r"invalid YAML in .*bad.yaml line \d+"):
         load_config(bad)
-    with pytest.raises(ConfigError, match="config file not found: nope.yaml"):
+    with pytest.raises(ConfigError, match=r"config file not found: nope\.yaml"):
         resolve_config_path("nope.yaml")
 
 

@@ -16,7 +16,7 @@ import typer
 from yoloqat import __version__
 
 #: Command modules, in ``--help`` order.
-COMMAND_MODULES = ["inspect", "train", "evaluate", "predict", "export", "synth"]
+COMMAND_MODULES = ["inspect", "train", "evaluate", "predict", "export", "darknet", "synth"]
 
 app = typer.Typer(
     name="yoloqat",

@@ -100,13 +100,17 @@ def _plain_factory(description: str, total: int | None) -> Iterator[events.Task]
 
 
 def _on_event(event: events.Event) -> None:
+    tag = rf"\[rank {_rank}] " if _rank else ""
     if event.kind == "warning":
-        err_console.print(f"[yellow]warning:[/] {event.data.get('message', '')}", highlight=False)
-    elif event.kind == "info":
+        message = event.data.get("message", "")
+        err_console.print(f"[yellow]warning:[/] {tag}{message}", highlight=False)
+    elif event.kind == "info" and not _rank:
         err_console.print(event.data.get("message", ""), highlight=False)
 
 
 _installed = False
+#: Data-parallel rank of this process; ranks other than 0 are quiet (see :func:`set_rank`).
+_rank = 0
 
 
 def install(*, progress: bool | None = None) -> None:
@@ -118,3 +122,15 @@ def install(*, progress: bool | None = None) -> None:
     events.subscribe(_on_event)
     use_rich = err_console.is_terminal if progress is None else progress
     events.set_task_factory(_rich_factory if use_rich else _plain_factory)
+
+
+def set_rank(rank: int) -> None:
+    """Make a data-parallel worker other than rank 0 quiet: no progress, no info lines.
+
+    Rank 0 speaks for the job; the other ranks keep only warnings (tagged ``[rank r]``),
+    which can be rank-specific (an unreadable image in that rank's shard).
+    """
+    global _rank
+    _rank = int(rank)
+    if _rank:
+        events.set_task_factory(None)

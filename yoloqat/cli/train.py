@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -130,9 +131,16 @@ def train(
     resume: Optional[str] = _opt(
         None, "resume", help="Continue an interrupted run from its checkpoint."
     ),
+    run_name: Optional[str] = _opt(
+        None,
+        "run_name",
+        help="Run folder name under ckpt_path (default: $YOLOQAT_RUN_NAME, else the start "
+        "time; all ranks of a distributed run share rank 0's).",
+    ),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Train (or QAT-fine-tune) a detector; the seed's train.py flags all work."""
+    from yoloqat.cli import render
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.runtime import init_runtime
     from yoloqat.core.training.trainer import Trainer
@@ -142,19 +150,37 @@ def train(
     flags = {k: v for k, v in locals().items() if k in FLAG_TO_KEY}
     cfg = apply_overrides(apply_flags(load_config(config), flags, reg), set_)
     rank, group_size = init_runtime(device_target, bool(is_distributed), rank, group_size)
+    render.set_rank(rank)  # ranks > 0 stay quiet; rank 0 shows progress
     trainer = Trainer(
         cfg,
         resume=resume,
+        run_dir=_named_run_dir(cfg, run_name) if resume is None else None,
         rank=rank,
         group_size=group_size,
         distributed=bool(is_distributed),
         registry=reg,
     )
     result = trainer.run()
+    if rank != 0:
+        return
     last = result.checkpoints[-1] if result.checkpoints else None
     typer.echo(f"run folder: {result.run_dir}")
     if last is not None:
         typer.echo(f"last checkpoint: {last}")
+
+
+def _named_run_dir(cfg: dict[str, Any], run_name: str | None) -> Path | None:
+    """``ckpt_path/<--run_name or $YOLOQAT_RUN_NAME>``; ``None`` lets the trainer pick."""
+    from yoloqat.core.config import get_dotted
+    from yoloqat.core.distributed import env_run_name
+    from yoloqat.core.errors import UsageError
+
+    name = run_name or env_run_name()
+    if name is None:
+        return None
+    if name in (".", "..") or "/" in name or "\\" in name:
+        raise UsageError(f"--run_name {name!r} must be a plain folder name (no '/' or '..')")
+    return Path(get_dotted(cfg, "train.ckpt_path", None) or "outputs") / name
 
 
 def register(app: typer.Typer) -> None:

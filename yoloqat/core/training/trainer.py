@@ -37,6 +37,10 @@ class TrainResult:
     skipped_images: int = 0
 
 
+def _finite(param: Any) -> bool:
+    return bool(np.isfinite(param.asnumpy()).all())
+
+
 def _train(cfg: dict[str, Any], key: str, default: Any) -> Any:
     value = get_dotted(cfg, f"train.{key}", default)
     return default if value is None else value
@@ -86,7 +90,13 @@ class Trainer:
             self.run_dir = self.resume.parent.parent  # <run>/ckpt_<rank>/<file>.ckpt
             make_run_dir(self.run_dir.parent, self.run_dir.name)
         else:
-            self.run_dir = make_run_dir(_train(cfg, "ckpt_path", "outputs"))
+            # [distributed] all ranks must share one run folder: rank 0's start time
+            name = None
+            if distributed:
+                from yoloqat.core.distributed import shared_run_name
+
+                name = shared_run_name()
+            self.run_dir = make_run_dir(_train(cfg, "ckpt_path", "outputs"), name)
         self.ckpt_dir = self.run_dir / f"ckpt_{rank}"
         self.log = RunLog(self.run_dir, rank)
 
@@ -224,6 +234,14 @@ class Trainer:
 
         if not self.writes_ckpt:
             return None
+        bad = [p.name for p in self.network.get_parameters() if not _finite(p)]
+        if bad:
+            last = self.saved[-1] if self.saved else None
+            raise RuntimeFailure(
+                f"weights became non-finite by epoch {epoch + 1}, step {step_in_epoch} "
+                f"({len(bad)} tensors, e.g. {bad[0]}); no checkpoint written",
+                hint=f"last good checkpoint: {last}" if last else "lower the learning rate",
+            )
         path = self.ckpt_dir / f"{self.rank}-{epoch + 1}_{global_step}.ckpt"
         meta = {
             "epoch": epoch,
@@ -310,6 +328,7 @@ class Trainer:
                         loss=loss_value,
                         lr=lr,
                         shape=int(batch["shape"]),
+                        image_ids=[int(i) for i in batch["image_ids"]],  # this rank's shard
                     )
                     bar.advance(1, loss=loss_value, img_s=speed, lr=lr)
                     if len(window_loss) >= self.log_interval or step + 1 == self.steps_per_epoch:

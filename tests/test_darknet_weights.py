@@ -1,0 +1,295 @@
+"""Darknet .weights import/export: exact round trips, a hand-written file, sizes, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import yoloqat  # noqa: F401  (sets the oneDNN ISA before any conv runs)
+from yoloqat.core.detector import yolov3_darknet53
+from yoloqat.core.errors import CheckpointError
+from yoloqat.core.training.checkpoint import read_checkpoint, save_checkpoint
+from yoloqat.deploy.darknet_weights import (
+    DarknetHeader,
+    conv_specs,
+    darknet_config,
+    export_darknet,
+    import_darknet,
+    parse_header,
+    payload_floats,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+WIDTH = 0.0625
+NUM_CLASSES = 3
+TINY_CFG = {
+    "model": {
+        "num_classes": NUM_CLASSES,
+        "backbone": {"name": "darknet53", "activation": "leaky", "width": WIDTH},
+        "head": {"name": "yolov3_head", "width": WIDTH},
+    },
+    "quantizer": {"name": "none"},
+}
+
+
+def tiny_net(seed: int = 0):
+    """The tiny detector with random weights and random (valid) BN statistics."""
+    from mindspore import Tensor
+
+    net = yolov3_darknet53(width=WIDTH, num_classes=NUM_CLASSES, activation="leaky")
+    rng = np.random.default_rng(seed)
+    for p in net.get_parameters():
+        value = rng.standard_normal(p.shape).astype(np.float32)
+        if p.name.endswith("moving_variance"):
+            value = np.abs(value) + 0.01
+        p.set_data(Tensor(value))
+    return net
+
+
+def params_of(net) -> dict[str, np.ndarray]:
+    return {p.name: p.asnumpy() for p in net.get_parameters()}
+
+
+def ckpt_arrays(path: Path) -> dict[str, np.ndarray]:
+    params, _ = read_checkpoint(path)
+    return {k: v.asnumpy() for k, v in params.items()}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> dict:
+    """A tiny float checkpoint (with its config stored) and its tensors."""
+    root = tmp_path_factory.mktemp("darknet")
+    net = tiny_net()
+    ckpt = save_checkpoint(net, root / "tiny.ckpt", {"quantized": False, "config": TINY_CFG})
+    cfg_file = root / "tiny.yaml"
+    cfg_file.write_text(yaml.safe_dump(TINY_CFG))
+    return {"root": root, "ckpt": ckpt, "cfg": cfg_file, "params": params_of(net), "net": net}
+
+
+def handwritten(path: Path, net, header: bytes, *, backbone_only: bool = False) -> None:
+    """Write a .weights file by hand in Darknet's documented order (not via the writer)."""
+    units = list(net.backbone.conv_units())
+    if not backbone_only:
+        units += list(net.head.conv_units())
+    with open(path, "wb") as fh:
+        fh.write(header)
+        for unit in units:
+            if hasattr(unit, "bn"):  # conv + BN: beta, gamma, mean, var, weights
+                parts = [unit.bn.beta, unit.bn.gamma, unit.bn.moving_mean]
+                parts += [unit.bn.moving_variance, unit.conv.weight]
+            else:  # output conv: bias, weights
+                parts = [unit.bias, unit.weight]
+            for p in parts:
+                p.asnumpy().astype("<f4").tofile(fh)
+
+
+def test_full_round_trip_is_bit_exact(tiny) -> None:
+    weights = tiny["root"] / "full.weights"
+    summary = export_darknet(tiny["ckpt"], weights)
+    assert summary["convs"] == 75
+    specs = conv_specs(tiny["net"])
+    assert weights.stat().st_size == 20 + 4 * payload_floats(specs)
+    assert parse_header(weights.read_bytes()[:20]) == DarknetHeader(0, 2, 0, 0)
+
+    out = tiny["root"] / "reimported.ckpt"
+    import_darknet(weights, out, config=tiny["cfg"])
+    got = ckpt_arrays(out)
+    assert set(got) == set(tiny["params"])
+    for name, value in tiny["params"].items():
+        assert got[name].dtype == np.float32
+        assert np.array_equal(got[name], value), name
+    _, meta = read_checkpoint(out)
+    assert meta["source"] == "darknet"
+    assert meta["quantized"] is False
+    assert meta["num_classes"] == NUM_CLASSES
+    assert meta["config"]["model"]["backbone"]["activation"] == "leaky"
+
+
+def test_backbone_only_round_trip(tiny) -> None:
+    root = tiny["root"]
+    weights = root / "backbone.weights"
+    export_darknet(tiny["ckpt"], weights, backbone_only=True)
+    specs = conv_specs(tiny["net"], backbone_only=True)
+    assert len(specs) == 52
+    assert weights.stat().st_size == 20 + 4 * payload_floats(specs)
+
+    out = root / "backbone.ckpt"
+    summary = import_darknet(weights, out, config=tiny["cfg"], backbone_only=True)
+    assert summary["convs"] == 52
+    got = ckpt_arrays(out)
+    expected = {k: v for k, v in tiny["params"].items() if k.startswith("backbone.")}
+    assert set(got) == set(expected)
+    for name, value in expected.items():
+        assert np.array_equal(got[name], value), name
+
+    # the backbone-only checkpoint exports back to the same bytes
+    again = root / "backbone2.weights"
+    export_darknet(out, again, backbone_only=True)
+    assert again.read_bytes() == weights.read_bytes()
+    # ... but not as a whole detector
+    with pytest.raises(CheckpointError, match="only backbone weights"):
+        export_darknet(out, root / "nope.weights")
+
+
+def test_backbone_only_accepts_a_whole_detector_file(tiny) -> None:
+    weights = tiny["root"] / "whole.weights"
+    export_darknet(tiny["ckpt"], weights)
+    out = tiny["root"] / "from_whole.ckpt"
+    import_darknet(weights, out, config=tiny["cfg"], backbone_only=True)
+    got = ckpt_arrays(out)
+    assert got and all(k.startswith("backbone.") for k in got)
+    for name, value in got.items():
+        assert np.array_equal(value, tiny["params"][name]), name
+
+
+@pytest.mark.parametrize(
+    ("version", "seen", "seen_type", "header_bytes"),
+    [
+        ((0, 1, 0), 12345, "<i4", 16),  # old Darknet: seen is an int32
+        ((0, 2, 0), 2**40 + 7, "<i8", 20),  # current Darknet: int64
+        ((1, 0, 0), 64, "<i8", 20),
+        ((1000, 2, 0), 9, "<i4", 16),  # a "transposed" file: int32 seen
+    ],
+)
+def test_reader_on_a_handwritten_file(tmp_path, version, seen, seen_type, header_bytes) -> None:
+    source = tiny_net(seed=1)
+    header = np.asarray(version, "<i4").tobytes() + np.asarray([seen], seen_type).tobytes()
+    assert len(header) == header_bytes
+    weights = tmp_path / "hand.weights"
+    handwritten(weights, source, header)
+    out = tmp_path / "hand.ckpt"
+    cfg_file = tmp_path / "tiny.yaml"
+    cfg_file.write_text(yaml.safe_dump(TINY_CFG))
+    summary = import_darknet(weights, out, config=cfg_file)
+    assert summary["header"] == {
+        "major": version[0],
+        "minor": version[1],
+        "revision": version[2],
+        "seen": seen,
+    }
+    got = ckpt_arrays(out)
+    want = params_of(source)
+    assert set(got) == set(want)
+    for name, value in want.items():
+        assert np.array_equal(got[name], value), name
+
+
+def test_wrong_size_names_expected_and_actual_bytes(tiny, tmp_path) -> None:
+    good = tmp_path / "good.weights"
+    export_darknet(tiny["ckpt"], good)
+    data = good.read_bytes()
+    need = len(data)
+
+    short = tmp_path / "short.weights"
+    short.write_bytes(data[:-8])
+    with pytest.raises(CheckpointError) as err:
+        import_darknet(short, tmp_path / "x.ckpt", config=tiny["cfg"])
+    msg = err.value.message
+    assert f"has {need - 8} bytes" in msg and f"needs {need} bytes" in msg
+    assert "header 20" in msg
+
+    longer = tmp_path / "long.weights"
+    longer.write_bytes(data + b"\0" * 12)
+    with pytest.raises(CheckpointError, match=f"has {need + 12} bytes.*needs {need} bytes"):
+        import_darknet(longer, tmp_path / "x.ckpt", config=tiny["cfg"])
+
+    backbone = tmp_path / "bb.weights"
+    export_darknet(tiny["ckpt"], backbone, backbone_only=True)
+    with pytest.raises(CheckpointError) as err:
+        import_darknet(backbone, tmp_path / "x.ckpt", config=tiny["cfg"])
+    assert "--backbone-only" in (err.value.hint or "")
+
+    # a backbone file with extra data is refused too (no silent truncation)
+    padded = tmp_path / "bb_long.weights"
+    padded.write_bytes(backbone.read_bytes() + b"\0" * 40)
+    with pytest.raises(CheckpointError, match="52-conv backbone needs"):
+        import_darknet(padded, tmp_path / "x.ckpt", config=tiny["cfg"], backbone_only=True)
+
+    tiny_file = tmp_path / "tiny.weights"
+    tiny_file.write_bytes(b"\0" * 10)
+    with pytest.raises(CheckpointError, match="too short"):
+        import_darknet(tiny_file, tmp_path / "x.ckpt", config=tiny["cfg"])
+    assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_size_hint_finds_num_classes(tiny, tmp_path) -> None:
+    weights = tmp_path / "c3.weights"
+    export_darknet(tiny["ckpt"], weights)
+    with pytest.raises(CheckpointError) as err:
+        import_darknet(
+            weights, tmp_path / "x.ckpt", config=tiny["cfg"], num_classes=NUM_CLASSES + 2
+        )
+    assert f"num_classes={NUM_CLASSES}" in (err.value.hint or "")
+
+
+def test_export_refuses_a_qat_checkpoint(tiny, tmp_path) -> None:
+    qat = save_checkpoint(tiny["net"], tmp_path / "qat.ckpt", {"quantized": True})
+    with pytest.raises(CheckpointError, match="QAT"):
+        export_darknet(qat, tmp_path / "q.weights")
+    assert not (tmp_path / "q.weights").exists()
+
+
+def test_published_file_sizes() -> None:
+    """The full-size layout matches the sizes of pjreddie's files [general knowledge]."""
+    net = yolov3_darknet53(num_classes=80, activation="leaky")
+    assert 20 + 4 * payload_floats(conv_specs(net, backbone_only=True)) == 162_482_580
+    assert 20 + 4 * payload_floats(conv_specs(net)) == 248_007_048  # yolov3.weights
+
+
+def test_default_config_is_switched_to_leaky() -> None:
+    cfg, notes = darknet_config(None)
+    assert cfg["model"]["backbone"]["activation"] == "leaky"
+    assert notes and "leaky" in notes[0]
+    # the rest is the bundled float config
+    assert cfg["scheduler"]["name"] == "cosine_annealing"
+    assert cfg["model"]["num_classes"] == 80
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("YOLOQAT_DISABLE_PLUGINS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "yoloqat", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+
+
+def test_cli_import_export_and_exit_codes(tiny, tmp_path) -> None:
+    weights = tmp_path / "cli.weights"
+    handwritten(weights, tiny["net"], DarknetHeader().to_bytes())
+    out = tmp_path / "cli.ckpt"
+    cfg = str(tiny["cfg"])
+    res = run_cli("import-darknet", str(weights), "--output", str(out), "--config", cfg)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["convs"] == 75
+    got = ckpt_arrays(out)
+    assert all(np.array_equal(got[k], v) for k, v in tiny["params"].items())
+
+    back = tmp_path / "back.weights"
+    res = run_cli("export-darknet", str(out), "--output", str(back))
+    assert res.returncode == 0, res.stderr
+    assert back.read_bytes() == weights.read_bytes()
+
+    short = tmp_path / "short.weights"
+    short.write_bytes(weights.read_bytes()[:-4])
+    bad = str(tmp_path / "bad.ckpt")
+    res = run_cli("import-darknet", str(short), "--output", bad, "--config", cfg, "--backbone_only")
+    assert res.returncode == CheckpointError.exit_code
+    assert "error:" in res.stderr and "bytes" in res.stderr and "Traceback" not in res.stderr
+    assert not Path(bad).exists()
+
+    qat = save_checkpoint(tiny["net"], tmp_path / "qat.ckpt", {"quantized": True})
+    res = run_cli("export-darknet", str(qat), "--output", str(tmp_path / "q.weights"))
+    assert res.returncode == CheckpointError.exit_code
+    assert "QAT" in res.stderr

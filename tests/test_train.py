@@ -1,0 +1,195 @@
+"""The train loop end to end on a tiny synthetic dataset: resume, overfit, NaN, bad paths."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yoloqat.core.config import apply_overrides, load_config
+from yoloqat.core.errors import CheckpointError, ConfigError, RuntimeFailure
+from yoloqat.core.training.checkpoint import read_checkpoint
+from yoloqat.core.training.trainer import Trainer
+from yoloqat.data.synth import make_synthetic_coco
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    make_synthetic_coco(out, train=16, val=6, size=64, seed=3, num_classes=3)
+    return out
+
+
+def tiny_cfg(data_dir: Path, out: Path, *extra: str) -> dict:
+    return apply_overrides(
+        load_config("synth_tiny"),
+        [
+            f"dataset.data_dir={data_dir}",
+            f"train.ckpt_path={out}",
+            "model.num_classes=3",
+            "model.backbone.width=0.0625",
+            "model.head.width=0.0625",
+            "data.training_shape=64",
+            "train.per_batch_size=4",
+            "train.max_epoch=2",
+            "train.log_interval=1",
+            "train.keep_checkpoints=10",
+            "scheduler.T_max=2",
+            "scheduler.warmup_epochs=0",
+            *extra,
+        ],
+    )
+
+
+@pytest.fixture(autouse=True)
+def _graph_mode_restored():
+    import mindspore as ms
+
+    yield
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def test_resume_reproduces_the_uninterrupted_run(synth: Path, tmp_path: Path) -> None:
+    full = Trainer(tiny_cfg(synth, tmp_path, "train.ckpt_interval=3"), run_dir=tmp_path / "a")
+    res = full.run()
+    assert res.global_step == 8 and len(res.losses) == 8  # 16 images / 4 x 2 epochs
+    ckpts = {p.name: p for p in (tmp_path / "a" / "ckpt_0").glob("*.ckpt")}
+    assert set(ckpts) == {"0-1_3.ckpt", "0-1_4.ckpt", "0-2_6.ckpt", "0-2_8.ckpt"}
+    _, meta = read_checkpoint(ckpts["0-2_6.ckpt"])
+    assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (1, 2, 6)
+    # stopped after step 3 (mid-epoch) and resumed: the next five losses are the same
+    resumed = Trainer(
+        tiny_cfg(synth, tmp_path, "train.ckpt_interval=3"),
+        resume=ckpts["0-1_3.ckpt"],
+        run_dir=tmp_path / "b",
+    ).run()
+    np.testing.assert_allclose(resumed.losses, res.losses[3:], rtol=2e-5)
+    assert resumed.global_step == 8
+    log = (tmp_path / "a" / "log.txt").read_text()
+    assert "epoch[0], iter[0], loss:" in log and "imgs/sec, lr:" in log
+    records = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["kind"] == "step" for r in records) == 8
+    assert (tmp_path / "a" / "curves.png").stat().st_size > 1000
+
+
+def test_overfitting_a_handful_of_images(synth: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(
+        synth,
+        tmp_path,
+        "train.max_epoch=40",
+        "scheduler.T_max=40",
+        "scheduler.lr=0.01",
+        "scheduler.warmup_epochs=1",
+        "train.ckpt_interval=1000",
+        "train.keep_checkpoints=1",
+    )
+    trainer = Trainer(cfg, run_dir=tmp_path / "o")
+    trainer.cfg["dataset"] = {"name": "coco", "data_dir": str(synth)}
+    losses = trainer.run().losses
+    first, last = np.mean(losses[:4]), np.mean(losses[-8:])
+    assert last * 5 <= first, f"loss fell only from {first:.1f} to {last:.1f}"
+
+
+def test_nan_stops_with_last_good_checkpoint_intact(synth: Path, tmp_path: Path) -> None:
+    cfg = tiny_cfg(synth, tmp_path, "scheduler.lr=1e12", "train.ckpt_interval=1")
+    with pytest.raises(RuntimeFailure, match="non-finite|loss became") as info:
+        Trainer(cfg, run_dir=tmp_path / "n").run()
+    for ckpt in (tmp_path / "n" / "ckpt_0").glob("*.ckpt"):
+        params, _ = read_checkpoint(ckpt)
+        assert all(np.isfinite(v.asnumpy()).all() for v in params.values()), ckpt
+    assert "checkpoint" in (info.value.hint or "") or "learning rate" in (info.value.hint or "")
+    assert not list((tmp_path / "n" / "ckpt_0").glob(".*"))  # no half-written temporaries
+
+
+def test_unwritable_ckpt_path_fails_before_training(synth: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(ConfigError, match="is not writable"):
+        Trainer(tiny_cfg(synth, blocker / "sub"))
+    with pytest.raises(CheckpointError, match="not found"):
+        Trainer(tiny_cfg(synth, tmp_path), resume=tmp_path / "missing.ckpt")
+
+
+def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "yoloqat"]
+    over = ["--set", "model.backbone.width=0.0625", "--set", "model.head.width=0.0625"]
+    out = subprocess.run(
+        [
+            *base,
+            "train",
+            "--config",
+            "synth_tiny",
+            "--data_dir",
+            str(synth),
+            "--max_epoch",
+            "1",
+            "--per_batch_size",
+            "4",
+            "--training_shape",
+            "64",
+            "--ckpt_path",
+            str(tmp_path),
+            "--set",
+            "model.num_classes=3",
+            "--set",
+            "dataset.name=coco",
+            *over,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    ckpt = out.stdout.split("last checkpoint: ")[1].strip()
+    res = subprocess.run(
+        [
+            *base,
+            "eval",
+            "--pretrained",
+            ckpt,
+            "--images",
+            str(synth / "val"),
+            "--annotations",
+            str(synth / "annotations" / "instances_val.json"),
+            "--testing_shape",
+            "64",
+            "--output",
+            str(tmp_path / "ev"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith(" Average")]
+    assert len(lines) == 12
+    saved = json.loads(next((tmp_path / "ev").glob("eval_*.json")).read_text())
+    assert set(saved["stats"]) >= {"AP", "AP50", "AR100"}
+    pred = subprocess.run(
+        [
+            *base,
+            "predict",
+            str(synth / "val"),
+            "--checkpoint",
+            ckpt,
+            "--testing_shape",
+            "64",
+            "--score_threshold",
+            "0.0",
+            "--output",
+            str(tmp_path / "pred"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert pred.returncode == 0, pred.stderr[-2000:]
+    report = json.loads(pred.stdout)
+    assert len(report) == 6 and (tmp_path / "pred" / "detections.json").is_file()
+    assert all(Path(r["drawn"]).is_file() for r in report)

@@ -1,0 +1,77 @@
+"""``yoloqat import-darknet`` and ``yoloqat export-darknet``: Darknet ``.weights`` files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from yoloqat.cli.common import SET_HELP, handle_errors
+from yoloqat.cli.train import _opt
+
+
+def import_darknet(
+    weights: Path = typer.Argument(..., help="Darknet .weights file (yolov3.weights, ...)."),
+    output: Path = _opt(..., "output", help="Checkpoint to write (.ckpt)."),
+    backbone_only: bool = _opt(
+        False,
+        "backbone_only",
+        help="The file is a backbone (darknet53.conv.74); write only backbone.* tensors.",
+    ),
+    num_classes: Optional[int] = _opt(
+        None, "num_classes", help="Classes of the detector file (default: the config's, 80)."
+    ),
+    config: Optional[str] = _opt(
+        None, "config", help="Config describing the network (default: yolov3_darknet53)."
+    ),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+) -> None:
+    """Convert Darknet weights into a yoloqat checkpoint (backbone activation: leaky).
+
+    The checkpoint stores its config, so `yoloqat eval --pretrained CKPT` rebuilds the
+    network; a --backbone-only checkpoint starts training via --resume_yolov3.
+    """
+    from yoloqat.deploy.darknet_weights import import_darknet as run
+
+    summary = run(
+        weights,
+        output,
+        config=config,
+        overrides=set_,
+        num_classes=num_classes,
+        backbone_only=backbone_only,
+    )
+    typer.echo(
+        f"read {summary['convs']} conv layers ({summary['floats']} values) from {weights}; "
+        f"wrote {output}",
+        err=True,
+    )
+    typer.echo(json.dumps(summary))
+
+
+def export_darknet(
+    checkpoint: Path = typer.Argument(..., help="Float yoloqat checkpoint (.ckpt)."),
+    output: Path = _opt(..., "output", help="Darknet .weights file to write."),
+    backbone_only: bool = _opt(
+        False, "backbone_only", help="Write only the backbone convs (like darknet53.conv.74)."
+    ),
+    config: Optional[str] = _opt(
+        None, "config", help="Config of the network (default: the one stored in the checkpoint)."
+    ),
+) -> None:
+    """Write a float yoloqat checkpoint as a Darknet .weights file (version 0.2.0)."""
+    from yoloqat.deploy.darknet_weights import export_darknet as run
+
+    summary = run(checkpoint, output, config=config, backbone_only=backbone_only)
+    typer.echo(
+        f"wrote {summary['convs']} conv layers ({summary['bytes']} bytes) to {output}", err=True
+    )
+    typer.echo(json.dumps(summary))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``import-darknet`` and ``export-darknet`` commands."""
+    app.command("import-darknet")(handle_errors(import_darknet))
+    app.command("export-darknet")(handle_errors(export_darknet))
