@@ -111,6 +111,15 @@ def test_full_round_trip_is_bit_exact(tiny) -> None:
     assert meta["num_classes"] == NUM_CLASSES
     assert meta["config"]["model"]["backbone"]["activation"] == "leaky"
 
+    # eval/predict rebuild the network from the stored config and load it
+    from yoloqat.core.config import load_config
+    from yoloqat.core.inference import load_detector
+
+    net, _, _ = load_detector(load_config("yolov3_darknet53"), out, explicit_config=False)
+    assert net.backbone.activation == "leaky" and net.num_classes == NUM_CLASSES
+    for p in net.get_parameters():
+        assert np.array_equal(p.asnumpy(), tiny["params"][p.name]), p.name
+
 
 def test_backbone_only_round_trip(tiny) -> None:
     root = tiny["root"]

@@ -274,3 +274,106 @@ def test_cli_int8_with_float_checkpoint_is_a_clear_error(tmp_path: Path, float_c
     assert not (tmp_path / "q.onnx").exists()
     bad = CliRunner().invoke(app, ["export", "--checkpoint", str(ckpt), "--format", "tflite"])
     assert bad.exit_code == 2 and "--format 'tflite' is not valid" in bad.output
+
+
+# -- int8 QDQ ------------------------------------------------------------------------------------
+def quantized_tiny(activation: str, padding: str, seed: int = 0):
+    """A tiny QAT network whose observers were set by a few training-mode forwards."""
+    from yoloqat.plugins.int8_qat import int8_qat
+
+    net = int8_qat(ema_decay=0.5).apply(tiny(activation, padding, seed))
+    rng = np.random.default_rng(seed + 100)
+    net.set_train(True)
+    for _ in range(3):
+        net(Tensor(rng.standard_normal((2, 3, 64, 64)).astype(np.float32)))
+    net.set_train(False)
+    return net
+
+
+def ort_session(path: Path, level: str, optimized: Path | None = None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    opts.intra_op_num_threads = 1
+    if optimized is not None:
+        opts.optimized_model_filepath = str(optimized)
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize(
+    ("activation", "padding", "dtype"), [("relu", "symmetric", "uint8"), ("leaky", "same", "int8")]
+)
+def test_int8_qdq_matches_fake_quant_network(
+    tmp_path: Path, activation: str, padding: str, dtype: str
+) -> None:
+    from collections import Counter
+
+    net = quantized_tiny(activation, padding)
+    images = np.random.default_rng(8).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    want = mindspore_outputs(net, images)
+    path = export_onnx(
+        net, tmp_path / "q.onnx", input_size=64, batch=None, int8=True, activation_dtype=dtype
+    )
+    model = onnx.load(str(path))
+    onnx.checker.check_model(model, full_check=True)
+    ops = Counter(n.op_type for n in model.graph.node)
+    # 75 int8 weights; fake quants: one per ReLU conv, two per LeakyReLU conv, one per add,
+    # plus the two resize outputs kept on their input's grid
+    relu_convs = 52 if activation == "relu" else 0
+    leaky_convs = 72 - relu_convs
+    assert ops["QuantizeLinear"] == relu_convs + 2 * leaky_convs + 23 + 2
+    assert ops["DequantizeLinear"] == 75 + ops["QuantizeLinear"]
+    weights = {i.name: i for i in model.graph.initializer if i.name.endswith("weight_int8")}
+    assert len(weights) == 75
+    assert all(w.data_type == onnx.TensorProto.INT8 for w in weights.values())
+    act_zp = [i for i in model.graph.initializer if i.name.endswith("act_zero_point")]
+    expected = onnx.TensorProto.INT8 if dtype == "int8" else onnx.TensorProto.UINT8
+    assert act_zp and all(z.data_type == expected and list(z.dims) == [] for z in act_zp)
+
+    # The QDQ graph computed as written (no fusion) is the fake-quant network's arithmetic.
+    plain = ort_session(path, "ORT_DISABLE_ALL").run(None, {"images": images})
+    for g, w in zip(plain, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+    # ONNX Runtime's int8 kernels run it (fused QLinear ops) and stay close: they
+    # accumulate exactly in int32 where MindSpore rounds in float32, so a few values
+    # land one code apart.
+    optimized = tmp_path / "q_opt.onnx"
+    fused = ort_session(path, "ORT_ENABLE_EXTENDED", optimized).run(None, {"images": images})
+    fused_ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
+    assert fused_ops["QLinearConv"] >= 69  # all convs but the first, two after concats, outputs
+    assert fused_ops["QLinearAdd"] == 23
+    assert fused_ops["QLinearLeakyRelu"] == leaky_convs
+    diffs = [np.abs(g - w) for g, w in zip(fused, want)]
+    assert max(float(d.max()) for d in diffs) < 0.15
+    assert max(float(d.mean()) for d in diffs) < 5e-3
+
+
+def test_int8_float_network_and_quantized_without_int8(tmp_path: Path) -> None:
+    net = quantized_tiny("relu", "symmetric")
+    with pytest.raises(UsageError, match=r"quantized \(int8 QAT\).*int8=True"):
+        export_onnx(net, tmp_path / "q.onnx", input_size=64)
+
+
+def test_int8_weights_are_the_fake_quantized_weights(tmp_path: Path) -> None:
+    from onnx import numpy_helper
+
+    from yoloqat.plugins.int8_qat.reference import fake_quant
+
+    net = quantized_tiny("relu", "symmetric")
+    cell = net.backbone.layer1[0].conv2
+    folded, _ = cell.folded_weight_bias()
+    fq = cell.weight_quant
+    want = fake_quant(
+        folded, fq.min_value.asnumpy(), fq.max_value.asnumpy(), symmetric=True, axis=0
+    )
+    model = onnx.load(str(export_onnx(net, tmp_path / "q.onnx", input_size=64, int8=True)))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    prefix = "backbone.layer1.0.conv2."
+    codes = inits[prefix + "weight_int8"].astype(np.float32)
+    scale = inits[prefix + "weight_scale"]
+    assert scale.shape == (folded.shape[0],)  # per output channel
+    assert not inits[prefix + "weight_zero_point"].any()  # symmetric: zero point 0
+    assert codes.min() >= -128 and codes.max() <= 127
+    np.testing.assert_array_equal(codes * scale[:, None, None, None], want)

@@ -193,3 +193,23 @@ def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
     report = json.loads(pred.stdout)
     assert len(report) == 6 and (tmp_path / "pred" / "detections.json").is_file()
     assert all(Path(r["drawn"]).is_file() for r in report)
+
+
+def test_backbone_only_initial_weights(synth: Path, tmp_path: Path) -> None:
+    import mindspore as ms
+
+    from yoloqat.core.detector import yolov3_darknet53
+
+    donor = yolov3_darknet53(num_classes=3, width=0.0625)
+    items = [
+        {"name": p.name, "data": ms.Tensor(np.random.rand(*p.shape).astype(np.float32))}
+        for p in donor.get_parameters()
+        if p.name.startswith("backbone.")
+    ]
+    path = tmp_path / "backbone.ckpt"
+    ms.save_checkpoint(items, str(path))
+    trainer = Trainer(tiny_cfg(synth, tmp_path, f"train.resume_yolov3={path}"))
+    trainer._build()
+    got = {p.name: p.asnumpy() for p in trainer.network.get_parameters()}
+    for item in items:
+        np.testing.assert_array_equal(got[item["name"]], item["data"].asnumpy())

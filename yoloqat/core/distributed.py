@@ -51,11 +51,9 @@ def shared_run_name() -> str:
     from mindspore.communication import get_rank
 
     now = _dt.datetime.now()
-    fields = np.array(
-        [now.year, now.month, now.day, now.hour, now.minute, now.second], np.float32
-    )
+    fields = np.array([now.year, now.month, now.day, now.hour, now.minute, now.second], np.float32)
     if get_rank() != 0:
         fields[:] = 0
     total = ops.AllReduce()(Tensor(fields)).asnumpy()
-    year, month, day, hour, minute, second = (int(round(float(v))) for v in total)
+    year, month, day, hour, minute, second = (round(float(v)) for v in total)
     return _dt.datetime(year, month, day, hour, minute, second).strftime(TIMESTAMP_FORMAT)

@@ -172,7 +172,7 @@ def _size_problem(
 ) -> str:
     need = header.nbytes + 4 * payload_floats(specs)
     return (
-        f"{path.name} has {size} bytes; the {what} needs {need} bytes "
+        f"{path} has {size} bytes; the {what} needs {need} bytes "
         f"(header {header.nbytes} + {payload_floats(specs)} float32 values)"
     )
 

@@ -105,7 +105,7 @@ class Trainer:
         import mindspore as ms
         from mindspore import nn
 
-        from yoloqat.core.training.checkpoint import load_weights, read_checkpoint
+        from yoloqat.core.training.checkpoint import load_weights, read_checkpoint, weights_only
         from yoloqat.core.training.optim import build_optimizer, effective_lr
         from yoloqat.core.training.step import NetWithLoss, TrainStep
         from yoloqat.data.loader import TrainLoader
@@ -125,8 +125,12 @@ class Trainer:
                     "float one",
                     hint="use --resume to continue a QAT run",
                 )
-            load_weights(self.network, params, source=init)
-            events.info(f"loaded initial weights from {init}")
+            weights = weights_only(params)
+            backbone_only = bool(weights) and all(n.startswith("backbone.") for n in weights)
+            allow = ("head.",) if backbone_only else ()
+            load_weights(self.network, params, source=init, allow_missing=allow)
+            part = "backbone weights" if backbone_only else "weights"
+            events.info(f"loaded initial {part} from {init}")
         self.quantizer = pipeline.build_quantizer(cfg, self.registry)
         if self.quantizer is not None:
             self.network = self.quantizer.apply(self.network)

@@ -16,21 +16,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from mindspore import nn, ops
+from mindspore import Tensor, nn, ops
 
 from .observers import ACT_INIT_RANGE, MinMaxObserver
-from .reference import MIN_SCALE, quant_range
+from .reference import MIN_SCALE, quant_range, symmetric_zero_point
 
 
-def nudge(min_value, max_value, qmin: float, qmax: float, symmetric: bool):
-    """Return ``(scale, lo, hi)`` for observed ranges; graph-mode twin of ``reference.nudge``."""
-    if symmetric:
-        max_value = ops.maximum(-min_value, max_value)
-        min_value = -max_value
+def nudge_scale_symmetric(min_value, max_value, qmin: float, qmax: float):
+    """Scale of a symmetric range (its ``lo``/``hi`` are constants); twin of ``reference.nudge``."""
+    m = ops.maximum(ops.maximum(-min_value, max_value), 0.0)
+    return ops.maximum((m + m) / (qmax - qmin), MIN_SCALE)
+
+
+def nudge_asymmetric(min_value, max_value, qmin: float, qmax: float):
+    """Return ``(scale, lo, hi)`` of an asymmetric range; twin of ``reference.nudge``.
+
+    The reference's clamp of the zero point to ``[qmin, qmax]`` is left out: with
+    ``min <= 0 <= max`` it cannot change the rounded result.
+    """
     min_value = ops.minimum(min_value, 0.0)
     max_value = ops.maximum(max_value, 0.0)
     scale = ops.maximum((max_value - min_value) / (qmax - qmin), MIN_SCALE)
-    zero_point = ops.floor(ops.clamp(qmin - min_value / scale, qmin, qmax) + 0.5)
+    zero_point = ops.floor(qmin - min_value / scale + 0.5)
     return scale, qmin - zero_point, qmax - zero_point
 
 
@@ -141,6 +148,9 @@ class FakeQuant(MinMaxObserver):
         self.qmin = float(qmin)
         self.qmax = float(qmax)
         self.symmetric = symmetric
+        zp = symmetric_zero_point(qmin, qmax)
+        self.sym_lo = Tensor(np.float32(qmin - zp))
+        self.sym_hi = Tensor(np.float32(qmax - zp))
         self.quant_delay = int(config.quant_delay)
         self.range_shape = (-1,) + (1,) * (ndim - 1) if per_channel else (1,)
         self.enabled = True
@@ -154,11 +164,16 @@ class FakeQuant(MinMaxObserver):
             lo, hi = self.min_value, self.max_value
         if not self.enabled:
             return x
-        scale, q_lo, q_hi = nudge(lo, hi, self.qmin, self.qmax, self.symmetric)
+        if self.symmetric:
+            scale = nudge_scale_symmetric(lo, hi, self.qmin, self.qmax)
+            q_lo, q_hi = self.sym_lo, self.sym_hi
+        else:
+            scale, q_lo, q_hi = nudge_asymmetric(lo, hi, self.qmin, self.qmax)
         if self.per_channel:
             scale = ops.reshape(scale, self.range_shape)
-            q_lo = ops.reshape(q_lo, self.range_shape)
-            q_hi = ops.reshape(q_hi, self.range_shape)
+            if not self.symmetric:
+                q_lo = ops.reshape(q_lo, self.range_shape)
+                q_hi = ops.reshape(q_hi, self.range_shape)
         if self.training and self.quant_delay > 0:
             on = ops.cast(step >= self.quant_delay, x.dtype)
             return self.gated_ste(x, scale, q_lo, q_hi, on)

@@ -54,8 +54,10 @@ class QuantLayer(nn.Cell):
     def _set_weight_range(self, weight: np.ndarray) -> None:
         fq = self.weight_quant
         axes = tuple(range(1, weight.ndim)) if fq.per_channel else None
-        fq.min_value.set_data(Tensor(np.reshape(weight.min(axis=axes), (-1,)).astype(np.float32)))
-        fq.max_value.set_data(Tensor(np.reshape(weight.max(axis=axes), (-1,)).astype(np.float32)))
+        lo = np.minimum(np.reshape(weight.min(axis=axes), (-1,)), 0.0).astype(np.float32)
+        hi = np.maximum(np.reshape(weight.max(axis=axes), (-1,)), 0.0).astype(np.float32)
+        fq.min_value.set_data(Tensor(lo))
+        fq.max_value.set_data(Tensor(hi))
 
 
 class QuantConvBnAct(QuantLayer):
@@ -76,6 +78,9 @@ class QuantConvBnAct(QuantLayer):
     ranges observed in training are the ranges of the weights that eval and export use.
     Batch statistics come from the quantized conv output rather than from an extra float conv:
     one conv per layer instead of two, which keeps QAT close to the float training speed.
+    Before ``freeze_bn`` no gradient flows through ``s``: ``s`` cancels in ``bn(conv(x, w*s)/s)``
+    (exactly without quantization, through the straight-through estimator with it), so
+    ``gamma`` learns through the BN as in float training; once frozen ``s`` is differentiated.
     Then the activation fake quants (spec §7.2 item 3): ReLU -> fake quant after it (batch
     range); LeakyReLU -> fake quant before and after (EMA); no activation -> one after (EMA).
     """
@@ -97,32 +102,41 @@ class QuantConvBnAct(QuantLayer):
 
     def construct(self, x):
         step = self._count_step()
-        bn = self.bn
-        s = bn.gamma / ops.sqrt(bn.moving_variance + self.eps)
-        w = self.weight_quant(self.conv.weight * ops.reshape(s, (-1, 1, 1, 1)), step)
-        z = self.conv.conv2d(x, w)
-        y_run = z + ops.reshape(bn.beta - bn.moving_mean * s, (1, -1, 1, 1))
-        y = self._batch_norm(z, s, y_run, step) if self.training else y_run
+        if self.training:
+            y = self._train_conv_bn(x, step)
+        else:
+            _, y = self._folded_conv(x, self._fold_scale(), step)
         if self.activation == "leaky":
             y = self.act(self.act_quant_before(y, step))
         elif self.activation == "relu":
             y = self.act(y)
         return self.act_quant(y, step)
 
-    def _batch_norm(self, z, s, y_run, step):
-        """Training: BN with batch statistics on ``z / s``, or ``y_run`` once frozen.
+    def _fold_scale(self):
+        return self.bn.gamma / ops.sqrt(self.bn.moving_variance + self.eps)
 
-        Written as a blend with ``frozen`` in {0, 1} instead of a tensor ``if``: graph
-        control flow in 72 layers made compilation ~10x and the train step ~5x slower.
-        The blend costs a few element-wise ops; the BN's running-statistics update is undone
-        while frozen.
+    def _folded_conv(self, x, s, step):
+        """``z = conv(x, fq(w * s))`` and ``z`` plus the running-statistics folded bias."""
+        w = self.weight_quant(self.conv.weight * ops.reshape(s, (-1, 1, 1, 1)), step)
+        z = self.conv.conv2d(x, w)
+        return z, z + ops.reshape(self.bn.beta - self.bn.moving_mean * s, (1, -1, 1, 1))
+
+    def _train_conv_bn(self, x, step):
+        """Training: BN with batch statistics on ``z / s``, or the folded form once frozen.
+
+        ``frozen`` in {0, 1} blends the two instead of a tensor ``if``: graph control flow
+        in 72 layers made compilation ~10x and the train step ~5x slower. The BN's
+        running-statistics update is undone while frozen.
         """
         bn = self.bn
-        frozen = ops.cast(step >= self.freeze_bn, z.dtype)
+        s = self._fold_scale()
+        frozen = ops.cast(step >= self.freeze_bn, s.dtype)
+        s_const = ops.stop_gradient(s)
+        z, y_run = self._folded_conv(x, s_const + frozen * (s - s_const), step)
         mean_before = bn.moving_mean + 0.0
         var_before = bn.moving_variance + 0.0
         # gamma == 0 gives s == 0 and z == 0: divide by 1 there (BN then outputs beta)
-        s_div = s + ops.cast(s == 0, s.dtype)
+        s_div = s_const + ops.cast(s_const == 0, s.dtype)
         y_bn = bn(z * ops.reshape(self.one_f / s_div, (1, -1, 1, 1)))
         keep = self.one_f - frozen
         ops.assign(bn.moving_mean, mean_before + keep * (bn.moving_mean - mean_before))

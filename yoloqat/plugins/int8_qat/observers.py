@@ -49,8 +49,8 @@ class MinMaxObserver(nn.Cell):
     ) -> None:
         super().__init__()
         size = channels if per_channel else 1
-        lo = np.broadcast_to(np.asarray(init_min, np.float32), (size,)).copy()
-        hi = np.broadcast_to(np.asarray(init_max, np.float32), (size,)).copy()
+        lo = np.minimum(np.broadcast_to(np.asarray(init_min, np.float32), (size,)), 0.0)
+        hi = np.maximum(np.broadcast_to(np.asarray(init_max, np.float32), (size,)), 0.0)
         self.min_value = Parameter(Tensor(lo), name="min_value", requires_grad=False)
         self.max_value = Parameter(Tensor(hi), name="max_value", requires_grad=False)
         self.per_channel = per_channel

@@ -11,7 +11,8 @@ Arithmetic (seed spec §7.2 item 6, the TensorFlow/MindSpore "nudged" fake quant
 2. symmetric mode: ``min = -max(|min|, |max|)``, ``max = max(|min|, |max|)``;
 3. ``min`` is clamped to ``<= 0`` and ``max`` to ``>= 0`` (so 0.0 is exactly representable);
 4. ``scale = (max - min) / (qmax - qmin)`` (at least :data:`MIN_SCALE`);
-5. zero point ``zp = floor(clamp(qmin - min / scale, qmin, qmax) + 0.5)``, an integer in range;
+5. zero point ``zp = floor(clamp(qmin - min / scale, qmin, qmax) + 0.5)``, an integer in range
+   (symmetric ranges: the exact value, see :func:`symmetric_zero_point`);
 6. nudged range ``[(qmin - zp) * scale, (qmax - zp) * scale]``;
 7. ``q = floor(clamp(x / scale, qmin - zp, qmax - zp) + 0.5)`` and the fake-quantized value is
    ``q * scale``.
@@ -33,6 +34,16 @@ MIN_SCALE = 1e-12
 def quant_range(num_bits: int = 8, narrow_range: bool = False) -> tuple[int, int]:
     """Return ``(qmin, qmax)``: ``(0, 2**bits - 1)``, or ``(1, 2**bits - 1)`` if narrow."""
     return (1 if narrow_range else 0), 2**num_bits - 1
+
+
+def symmetric_zero_point(qmin: int, qmax: int) -> int:
+    """Zero point of a symmetric range: ``floor(qmin + (qmax - qmin) / 2 + 0.5)`` exactly.
+
+    128 for 8 bits, narrow or not (0 as int8). Evaluating ``qmin - min / scale`` in float32
+    gives 127.49999 or 127.50001 depending on the range, i.e. 127 or 128 at random; the
+    exact value keeps symmetric weights at int8 zero point 0, as int8 kernels expect.
+    """
+    return (qmin + qmax + 1) // 2
 
 
 def _f32(value: object) -> np.ndarray:
@@ -60,9 +71,12 @@ def nudge(
     lo_in = np.minimum(lo_in, np.float32(0.0))
     hi_in = np.maximum(hi_in, np.float32(0.0))
     scale = np.maximum((hi_in - lo_in) / np.float32(qmax - qmin), np.float32(MIN_SCALE))
-    zp_from_min = np.float32(qmin) - lo_in / scale
-    zp_clamped = np.clip(zp_from_min, np.float32(qmin), np.float32(qmax))
-    zero_point = np.floor(zp_clamped + np.float32(0.5))
+    if symmetric:
+        zero_point = np.full_like(scale, symmetric_zero_point(qmin, qmax))
+    else:
+        zp_from_min = np.float32(qmin) - lo_in / scale
+        zp_clamped = np.clip(zp_from_min, np.float32(qmin), np.float32(qmax))
+        zero_point = np.floor(zp_clamped + np.float32(0.5))
     lo = np.float32(qmin) - zero_point
     hi = np.float32(qmax) - zero_point
     return scale.astype(np.float32), zero_point.astype(np.float32), lo, hi

@@ -1,0 +1,177 @@
+"""CPU latency of YOLOv3-DarkNet53: MindSpore fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8.
+
+``python benchmarks/bench_int8.py [--size 416] [--threads 2] [--runs 10]``
+
+Builds the full-width network with random weights (and non-trivial BN statistics), then:
+
+1. MindSpore fp32, GRAPH_MODE, eval mode;
+2. the same network exported to ONNX (float, BN folded) and run by ONNX Runtime;
+3. the network quantized in place with the bundled ``int8_qat`` quantizer, its observers
+   calibrated by a few training-mode forwards (real coco128 images when present, else
+   random ones), exported in int8 QDQ form and run by ONNX Runtime (uint8 activations,
+   int8 per-channel weights: the CPU QLinearConv fast path).
+
+Each engine runs ``--warmup`` times, then the ONNX Runtime sessions are timed in alternating
+rounds (so machine load affects them alike) and MindSpore before them. Prints one JSON line:
+median latencies in milliseconds, the speed-up ratios, the largest difference between the
+int8 graph's outputs and the MindSpore fake-quant network's (eval mode), and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+COCO128 = REPO.parent / "shared" / "data" / "coco128" / "images" / "train2017"
+
+
+def build_network(width: float, seed: int):
+    """The detector with random weights and random (but plausible) BN statistics."""
+    import mindspore as ms
+    from mindspore import Tensor
+
+    from yoloqat.core.detector import yolov3_darknet53
+    from yoloqat.core.layers import ConvBnAct
+
+    ms.set_seed(seed)
+    rng = np.random.default_rng(seed)
+    net = yolov3_darknet53(width=width)
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, ConvBnAct):
+            n = cell.bn.gamma.shape[0]
+            cell.bn.gamma.set_data(Tensor(rng.uniform(0.8, 1.2, n).astype(np.float32)))
+            cell.bn.beta.set_data(Tensor(rng.uniform(-0.1, 0.1, n).astype(np.float32)))
+    net.set_train(False)
+    return net
+
+
+def calibration_batches(size: int, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` single-image batches: coco128 images if present, else Gaussian noise."""
+    files = sorted(COCO128.glob("*.jpg"))[:count] if COCO128.is_dir() else []
+    if files:
+        from yoloqat.data.eval_transforms import preprocess_eval
+        from yoloqat.data.imageio import read_image
+
+        return [preprocess_eval(read_image(f), size)[0][None] for f in files]
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((1, 3, size, size)).astype(np.float32) for _ in range(count)]
+
+
+def time_calls(fn, runs: int) -> list[float]:
+    """Wall-clock milliseconds of ``runs`` calls of ``fn``."""
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=416)
+    parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--calib", type=int, default=4, help="calibration forwards")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-mindspore", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GLOG_v", "3")
+
+    import mindspore as ms
+    from mindspore import Tensor
+
+    from yoloqat.deploy.onnx_export import export_onnx
+    from yoloqat.deploy.onnx_runtime import OnnxPredictor
+    from yoloqat.plugins.int8_qat import int8_qat
+
+    ms.set_device("CPU")
+    size = args.size
+    image = calibration_batches(size, 1, args.seed + 1)[0]
+    net = build_network(args.width, args.seed)
+    result: dict = {
+        "benchmark": "int8_latency",
+        "size": size,
+        "batch": 1,
+        "width": args.width,
+        "ort_threads": args.threads,
+        "runs": args.runs,
+        "cpu_count": os.cpu_count(),
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="yoloqat_bench_"))
+
+    if not args.skip_mindspore:
+        ms.set_context(mode=ms.GRAPH_MODE)
+        x = Tensor(image)
+        for _ in range(args.warmup):
+            net(x)
+        result["mindspore_fp32_ms"] = statistics.median(time_calls(lambda: net(x), args.runs))
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+
+    fp32 = OnnxPredictor(export_onnx(net, tmp / "fp32.onnx", input_size=size), threads=args.threads)
+
+    # quantize in place, calibrate the observers (training-mode forwards), back to eval
+    qnet = int8_qat().apply(net)
+    qnet.set_train(True)
+    for batch in calibration_batches(size, args.calib, args.seed + 2):
+        qnet(Tensor(batch))
+    qnet.set_train(False)
+    int8 = OnnxPredictor(
+        export_onnx(qnet, tmp / "int8.onnx", input_size=size, int8=True), threads=args.threads
+    )
+    fq_out = [o.asnumpy() for o in qnet(Tensor(image))]
+    int8_out = int8(image)
+    result["int8_vs_fake_quant_max_abs_diff"] = max(
+        float(np.abs(a - b).max()) for a, b in zip(int8_out, fq_out)
+    )
+    scores = [(a[..., 4:], b[..., 4:]) for a, b in zip(int8_out, fq_out)]
+    result["int8_vs_fake_quant_scores_max_abs_diff"] = max(
+        float(np.abs(a - b).max()) for a, b in scores
+    )
+
+    for _ in range(args.warmup):
+        fp32(image)
+        int8(image)
+    times: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for _ in range(args.runs):  # alternate, so load changes hit both engines alike
+        times["fp32"] += time_calls(lambda: fp32(image), 1)
+        times["int8"] += time_calls(lambda: int8(image), 1)
+    result["ort_fp32_ms"] = statistics.median(times["fp32"])
+    result["ort_int8_ms"] = statistics.median(times["int8"])
+    result["speedup_int8_vs_ort_fp32"] = result["ort_fp32_ms"] / result["ort_int8_ms"]
+    if "mindspore_fp32_ms" in result:
+        result["speedup_int8_vs_mindspore_fp32"] = (
+            result["mindspore_fp32_ms"] / result["ort_int8_ms"]
+        )
+        result["speedup_ort_fp32_vs_mindspore_fp32"] = (
+            result["mindspore_fp32_ms"] / result["ort_fp32_ms"]
+        )
+    result["model_mb"] = {
+        "fp32": round((tmp / "fp32.onnx").stat().st_size / 2**20, 1),
+        "int8": round((tmp / "int8.onnx").stat().st_size / 2**20, 1),
+    }
+    result["load_avg_1m"] = os.getloadavg()[0]
+    for key, value in list(result.items()):
+        if isinstance(value, float):
+            result[key] = round(value, 4)
+    for f in tmp.iterdir():
+        f.unlink()
+    tmp.rmdir()
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()

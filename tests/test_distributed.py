@@ -1,0 +1,298 @@
+"""Data parallel with MindSpore's own engine: 2 msrun workers on CPU vs one process.
+
+What "equal to a single-process run on the combined batch" means here: the seed has no
+SyncBN, so in data parallel each rank normalises with the statistics of its own half
+batch, and each rank's BN running statistics follow its own halves. The single-process
+reference therefore takes the combined batch (2 x per-rank batch, the same images in the
+same order), computes forward/backward on each rank's half separately (with that half's own
+BN running statistics), averages the two gradients and applies one optimizer update. That
+is exactly the data-parallel computation without the collectives, so weights and optimizer
+state must agree with both ranks, and each rank's BN running statistics with its half's.
+
+How the shards combine: the sampler gives every rank the same padded permutation and rank
+r takes every 2nd item from r, so at step s rank r's batch is positions
+``s*2B + r + 2j`` (j < B). The one-process loader with batch 2B yields positions
+``s*2B .. s*2B + 2B - 1`` at step s, and rank r's half is rows ``r::2`` of it. Augmentation
+is keyed by the global position, so both runs see pixel-identical images.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from yoloqat.core.config import apply_overrides, load_config
+from yoloqat.core.training.checkpoint import read_checkpoint
+from yoloqat.data.synth import make_synthetic_coco
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+WORKERS = 2
+PER_RANK_BATCH = 2
+TIMEOUT_S = 480
+INPUTS = ("image", "y_true_l", "y_true_m", "y_true_s", "gt_l", "gt_m", "gt_s")
+BN_STATS = (".moving_mean", ".moving_variance")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (read from /proc; empty where /proc is missing)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop msrun and the workers it started (they run in their own sessions)."""
+    started = _descendants(proc.pid)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # msrun's handler kills its workers and scheduler
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    for pid in started:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _tail(log_dir: Path, lines: int = 25) -> str:
+    out = []
+    for log in sorted(log_dir.glob("*.log")):
+        text = log.read_text(errors="replace").splitlines()
+        keep = [t for t in text if not t.startswith(("[WARNING]", "[INFO]"))][-lines:]
+        out.append(f"--- {log.name}\n" + "\n".join(keep))
+    return "\n".join(out)
+
+
+def _config(data_dir: Path, out: Path) -> dict:
+    return apply_overrides(
+        load_config("synth_tiny"),
+        [
+            f"dataset.data_dir={data_dir}",
+            f"train.ckpt_path={out}",
+            "model.num_classes=3",
+            "model.backbone.width=0.0625",
+            "model.head.width=0.0625",
+            "data.training_shape=64",
+            "data.multi_scale=[64]",
+            f"train.per_batch_size={PER_RANK_BATCH}",
+            "train.max_epoch=2",
+            "train.log_interval=1",
+            "train.keep_checkpoints=5",
+            "train.is_save_on_master=0",  # every rank writes ckpt_<rank>/ for the comparison
+            "train.loss_scale=1.0",
+            "scheduler.lr=0.01",
+            "scheduler.T_max=2",
+            "scheduler.warmup_epochs=0",
+        ],
+    )
+
+
+def _launch(cfg_path: Path, out: Path, log_dir: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    # msrun starts every worker as `python ...` from PATH: make that this interpreter
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["GLOG_v"] = "3"
+    env.pop("YOLOQAT_RUN_NAME", None)  # the run folder name must come from rank 0
+    cmd = [
+        sys.executable,
+        "-m",
+        "mindspore.parallel.cluster.run",
+        f"--worker_num={WORKERS}",
+        f"--local_worker_num={WORKERS}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        f"--log_dir={log_dir}",
+        "--join=True",
+        "--cluster_time_out=120",
+        "python",
+        "-m",
+        "yoloqat",
+        "train",
+        "--config",
+        str(cfg_path),
+        "--is_distributed",
+        "1",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=out,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        pytest.fail(f"msrun did not finish in {TIMEOUT_S}s\n{_tail(log_dir)}")
+    except BaseException:
+        _stop(proc)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, "")
+
+
+def _reference(cfg: dict, run_dir: Path) -> tuple[dict, dict, list[dict], list[list[list[int]]]]:
+    """One process, combined batch, per-half forward/backward with per-half BN, mean grads.
+
+    Returns the initial and final states (name -> array), each rank's BN running
+    statistics, and the image ids of each rank's half, per step.
+    """
+    import mindspore as ms
+    from mindspore import Tensor, nn, ops
+
+    from yoloqat.core.training.trainer import Trainer
+
+    class Grads(nn.Cell):
+        def __init__(self, net: nn.Cell, weights) -> None:
+            super().__init__(auto_prefix=False)
+            self.net = net
+            self.weights = weights
+            self.grad = ops.GradOperation(get_by_list=True)
+
+        def construct(self, *inputs):
+            return self.grad(self.net, self.weights)(*inputs)
+
+    combined = apply_overrides(cfg, [f"train.per_batch_size={WORKERS * PER_RANK_BATCH}"])
+    trainer = Trainer(combined, run_dir=run_dir)  # one process, group size 1
+    ms.set_context(mode=ms.GRAPH_MODE)
+    trainer._build()
+    grads_of = Grads(trainer.step_cell.network, trainer.optimizer.parameters)
+    init = {p.name: p.asnumpy().copy() for p in trainer.step_cell.get_parameters()}
+    stats = {p.name: p for p in trainer.network.get_parameters() if p.name.endswith(BN_STATS)}
+    per_rank = [{n: p.asnumpy().copy() for n, p in stats.items()} for _ in range(WORKERS)]
+    seen: list[list[list[int]]] = [[] for _ in range(WORKERS)]
+    for epoch in range(trainer.max_epoch):
+        for batch in trainer.loader.epoch(epoch):
+            total = None
+            for r in range(WORKERS):
+                for name, p in stats.items():
+                    p.set_data(Tensor(per_rank[r][name]))
+                half = [Tensor(np.ascontiguousarray(batch[k][r::WORKERS])) for k in INPUTS]
+                grads = grads_of(*half)
+                per_rank[r] = {n: p.asnumpy().copy() for n, p in stats.items()}
+                seen[r].append([int(i) for i in batch["image_ids"][r::WORKERS]])
+                total = grads if total is None else tuple(a + b for a, b in zip(total, grads))
+            trainer.optimizer(tuple(g * (1.0 / WORKERS) for g in total))
+    state = {p.name: p.asnumpy().copy() for p in trainer.step_cell.get_parameters()}
+    return init, state, per_rank, seen
+
+
+def _rank_ids(run_dir: Path, rank: int) -> list[list[int]]:
+    name = "metrics.jsonl" if rank == 0 else f"metrics_rank{rank}.jsonl"
+    records = [json.loads(line) for line in (run_dir / name).read_text().splitlines()]
+    return [rec["image_ids"] for rec in records if rec.get("kind") == "step"]
+
+
+@pytest.fixture
+def _graph_mode_restored():
+    import mindspore as ms
+
+    yield
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+@pytest.mark.usefixtures("_graph_mode_restored")
+def test_two_msrun_workers_equal_one_process_on_the_combined_batch(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    make_synthetic_coco(data, train=8, val=2, size=64, seed=5, num_classes=3)
+    out = tmp_path / "runs"
+    out.mkdir()
+    cfg = _config(data, out)
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+
+    t0 = time.monotonic()
+    done = _launch(cfg_path, out, tmp_path / "msrun")
+    launch_s = time.monotonic() - t0
+    assert done.returncode == 0, f"{done.stdout[-3000:]}\n{_tail(tmp_path / 'msrun')}"
+
+    # one run folder shared by both ranks, each with its own log and checkpoint folder
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    run = runs[0]
+    assert (run / "log.txt").is_file() and (run / "log_rank1.txt").is_file()
+    ckpts = [sorted((run / f"ckpt_{r}").glob("*.ckpt"))[-1] for r in range(WORKERS)]
+    assert [c.name for c in ckpts] == ["0-2_4.ckpt", "1-2_4.ckpt"]
+
+    # only rank 0 reports progress; rank 1's log has none of it
+    worker0 = (tmp_path / "msrun" / "worker_0.log").read_text(errors="replace")
+    worker1 = (tmp_path / "msrun" / "worker_1.log").read_text(errors="replace")
+    assert "epoch 2/2" in worker0 and "run folder:" in worker0
+    assert "epoch" not in worker1 and "run folder" not in worker1
+
+    # disjoint shards whose union per step is the combined batch
+    ids = [_rank_ids(run, r) for r in range(WORKERS)]
+    for epoch_steps in zip(*ids):
+        assert not set(epoch_steps[0]) & set(epoch_steps[1])
+    for epoch in range(2):
+        seen = {
+            i for r in range(WORKERS) for step in ids[r][2 * epoch : 2 * epoch + 2] for i in step
+        }
+        assert seen == set(range(1, 9)), seen  # each epoch covers all 8 images once
+
+    t1 = time.monotonic()
+    init, ref, ref_stats, ref_ids = _reference(cfg, tmp_path / "reference" / "run")
+    reference_s = time.monotonic() - t1
+    assert ref_ids == ids, "the one-process halves are not the ranks' shards"
+
+    states = [{k: v.asnumpy() for k, v in read_checkpoint(c)[0].items()} for c in ckpts]
+    shared = [k for k in ref if not k.endswith(BN_STATS)]
+    assert any(k.startswith("moments.") for k in shared)  # optimizer state is compared too
+    for name in shared:
+        # both ranks hold the same weights and optimizer state, bit for bit
+        np.testing.assert_array_equal(states[0][name], states[1][name], err_msg=name)
+        np.testing.assert_allclose(states[0][name], ref[name], rtol=1e-5, atol=1e-7, err_msg=name)
+    # the updates themselves agree (not only weights dominated by their initial values)
+    weights = [k for k in shared if not k.startswith(("moments.", "global_", "learning_rate"))]
+    moved = np.concatenate([(ref[k] - init[k]).ravel() for k in weights])
+    diff = np.concatenate([(states[0][k] - ref[k]).ravel() for k in weights])
+    size = np.linalg.norm(np.concatenate([init[k].ravel() for k in weights]))
+    moved_rel = float(np.linalg.norm(moved) / size)
+    diff_rel = float(np.linalg.norm(diff) / np.linalg.norm(moved))
+    assert moved_rel > 1e-3, f"the weights hardly moved ({moved_rel:.2e}): nothing is compared"
+    assert diff_rel <= 1e-4, f"updates differ from the reference by {diff_rel:.2e} (relative)"
+    # each rank's BN running statistics follow its own halves
+    for r in range(WORKERS):
+        for name, value in ref_stats[r].items():
+            np.testing.assert_allclose(states[r][name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert any(not np.allclose(states[0][k], states[1][k]) for k in ref_stats[0]), (
+        "rank 0 and rank 1 BN statistics are identical: the shards were not different"
+    )
+    print(
+        f"\nmsrun 2 workers {launch_s:.0f}s, reference {reference_s:.0f}s; weights moved "
+        f"{moved_rel:.2e} (relative), update mismatch {diff_rel:.2e} (relative)"
+    )
