@@ -86,6 +86,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--calib", type=int, default=4, help="calibration forwards")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-mindspore", action="store_true")
+    parser.add_argument(
+        "--int8-activations",
+        action="store_true",
+        help="also time a QDQ graph with int8 (instead of uint8) activations",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("GLOG_v", "3")
 
@@ -130,6 +135,12 @@ def main(argv: list[str] | None = None) -> dict:
     int8 = OnnxPredictor(
         export_onnx(qnet, tmp / "int8.onnx", input_size=size, int8=True), threads=args.threads
     )
+    engines = {"fp32": fp32, "int8": int8}
+    if args.int8_activations:
+        engines["int8_s8act"] = OnnxPredictor(
+            export_onnx(qnet, tmp / "s8.onnx", input_size=size, int8=True, activation_dtype="int8"),
+            threads=args.threads,
+        )
     fq_out = [o.asnumpy() for o in qnet(Tensor(image))]
     int8_out = int8(image)
     result["int8_vs_fake_quant_max_abs_diff"] = max(
@@ -141,14 +152,14 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
     for _ in range(args.warmup):
-        fp32(image)
-        int8(image)
-    times: dict[str, list[float]] = {"fp32": [], "int8": []}
-    for _ in range(args.runs):  # alternate, so load changes hit both engines alike
-        times["fp32"] += time_calls(lambda: fp32(image), 1)
-        times["int8"] += time_calls(lambda: int8(image), 1)
-    result["ort_fp32_ms"] = statistics.median(times["fp32"])
-    result["ort_int8_ms"] = statistics.median(times["int8"])
+        for engine in engines.values():
+            engine(image)
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    for _ in range(args.runs):  # alternate, so load changes hit all engines alike
+        for name, engine in engines.items():
+            times[name] += time_calls(lambda e=engine: e(image), 1)
+    for name, values in times.items():
+        result[f"ort_{name}_ms"] = statistics.median(values)
     result["speedup_int8_vs_ort_fp32"] = result["ort_fp32_ms"] / result["ort_int8_ms"]
     if "mindspore_fp32_ms" in result:
         result["speedup_int8_vs_mindspore_fp32"] = (

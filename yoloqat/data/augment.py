@@ -27,7 +27,13 @@ GRAY = 128
 
 
 def placement_candidates(
-    rng: np.random.Generator, width: int, height: int, *, jitter: float = 0.3, trials: int = 10
+    rng: np.random.Generator,
+    width: int,
+    height: int,
+    *,
+    jitter: float = 0.3,
+    trials: int = 10,
+    scale: tuple[float, float] = (0.25, 2.0),
 ) -> np.ndarray:
     """Random placements [trials+1, 4] of (dx, dy, nw, nh); the last row is (0, 0, W, H).
 
@@ -38,7 +44,7 @@ def placement_candidates(
     u = rng.random((trials, 5))
     lo, hi = 1.0 - jitter, 1.0 + jitter
     new_ar = (width / height) * (lo + u[:, 0] * (hi - lo)) / (lo + u[:, 1] * (hi - lo))
-    scale = 0.25 + u[:, 2] * 1.75
+    scale = scale[0] + u[:, 2] * (scale[1] - scale[0])
     tall = new_ar < 1
     nh = np.where(tall, np.trunc(scale * height), 0.0)
     nw = np.where(tall, np.trunc(nh * new_ar), np.trunc(scale * width))
@@ -137,6 +143,8 @@ def augment(
     hue: float = 0.1,
     saturation: float = 1.5,
     value: float = 1.5,
+    scale: tuple[float, float] = (0.25, 2.0),
+    flip: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Augment one image for training at canvas ``size`` = (W, H).
 
@@ -145,6 +153,9 @@ def augment(
         boxes: [K, 5] x1, y1, x2, y2, class in the image's pixels.
         size: canvas (W, H) — the batch's training shape.
         rng: the sample's random generator.
+        jitter, scale, flip, hue, saturation, value: the augmentation strengths; the
+            defaults are the seed's (aspect jitter 0.3, scale 0.25-2, flip probability 0.5,
+            HSV 0.1 / 1.5 / 1.5).
 
     Returns:
         (canvas RGB uint8 [H, W, 3], boxes float32 [n <= max_boxes, 5] in canvas pixels,
@@ -154,10 +165,10 @@ def augment(
     ih, iw = image.shape[:2]
     boxes = np.asarray(boxes, np.float32).reshape(-1, 5)
     boxes = boxes[rng.permutation(len(boxes))][:max_boxes]
-    flip = bool(rng.random() < 0.5)
-    cands = placement_candidates(rng, width, height, jitter=jitter)
+    do_flip = bool(rng.random() < flip)
+    cands = placement_candidates(rng, width, height, jitter=jitter, scale=scale)
     order = np.append(rng.permutation(len(cands) - 1), len(cands) - 1)
-    moved = transform_boxes(boxes[None, :, :4], (iw, ih), cands[order], (width, height), flip)
+    moved = transform_boxes(boxes[None, :, :4], (iw, ih), cands[order], (width, height), do_flip)
     alive = _keep(moved)
     hits = np.flatnonzero(alive.any(axis=1))
     pick = int(hits[0]) if len(hits) else (len(order) - 1 if len(boxes) else 0)
@@ -165,7 +176,7 @@ def augment(
     out_boxes = np.concatenate([moved[pick][kept], boxes[kept, 4:5]], axis=1).astype(np.float32)
     interp = INTERPOLATIONS[int(rng.integers(len(INTERPOLATIONS)))]
     canvas = place_image(image, cands[order[pick]], (width, height), interp)
-    if flip:
+    if do_flip:
         canvas = cv2.flip(canvas, 1)
     canvas = color_jitter(canvas, rng, hue=hue, saturation=saturation, value=value)
     return canvas, out_boxes

@@ -11,7 +11,7 @@ count, and ``epoch(e, start_step=s)`` reproduces the uninterrupted run exactly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,6 +30,44 @@ from yoloqat.data.targets import build_targets_batch
 MAX_SUBSTITUTES = 8
 _TRAIN_COLUMNS = ["image", "boxes", "image_id", "info"]
 _EVAL_COLUMNS = ["image", "image_id", "orig_size", "letterbox", "valid"]
+
+
+#: Augmentation strengths a config may set under ``data.augment`` (defaults: the seed's).
+AUGMENT_DEFAULTS: dict[str, Any] = {
+    "jitter": 0.3,
+    "scale": (0.25, 2.0),
+    "flip": 0.5,
+    "hue": 0.1,
+    "saturation": 1.5,
+    "value": 1.5,
+}
+
+
+def check_augment(augment: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Validate ``data.augment`` and fill in the seed's defaults."""
+    out = dict(AUGMENT_DEFAULTS)
+    for key, value in (augment or {}).items():
+        if key not in AUGMENT_DEFAULTS:
+            raise ConfigError(
+                f"data.augment.{key} is not an augmentation option; expected one of "
+                f"{', '.join(AUGMENT_DEFAULTS)}"
+            )
+        out[key] = value
+    lo_hi = out["scale"]
+    if (
+        not isinstance(lo_hi, (list, tuple))
+        or len(lo_hi) != 2
+        or not 0 < float(lo_hi[0]) <= float(lo_hi[1])
+    ):
+        raise ConfigError(f"data.augment.scale={lo_hi!r} must be [low, high] with 0 < low <= high")
+    out["scale"] = (float(lo_hi[0]), float(lo_hi[1]))
+    for key in ("jitter", "flip", "hue"):
+        if not 0 <= float(out[key]) <= 1:
+            raise ConfigError(f"data.augment.{key}={out[key]!r} must be in [0, 1]")
+    for key in ("saturation", "value"):
+        if float(out[key]) < 1:
+            raise ConfigError(f"data.augment.{key}={out[key]!r} must be >= 1")
+    return out
 
 
 class _TrainSamples:
@@ -61,7 +99,7 @@ class _TrainSamples:
             image = np.zeros((3, size, size), np.float32)
             return image, padded, np.int64(-1), info
         canvas, boxes = augment(
-            sample.image, sample.boxes, (size, size), rng, max_boxes=p["max_boxes"]
+            sample.image, sample.boxes, (size, size), rng, max_boxes=p["max_boxes"], **p["augment"]
         )
         padded[: len(boxes)] = boxes
         info[0:2] = self.source.bad_box_counts(idx)
@@ -155,8 +193,10 @@ class TrainLoader:
         group_size: int = 1,
         label_smooth: bool = False,
         label_smooth_factor: float = 0.1,
+        augment: Mapping[str, Any] | None = None,
     ) -> None:
         self.source = source
+        self.augment = check_augment(augment)
         self.batch_size = _check_positive("batch_size", batch_size)
         self.anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
         self.anchor_masks = tuple(tuple(int(a) for a in m) for m in anchor_masks)
@@ -208,6 +248,7 @@ class TrainLoader:
             "epoch": int(epoch),
             "seed": self.seed,
             "max_boxes": self.max_boxes,
+            "augment": self.augment,
         }
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, Any]]:

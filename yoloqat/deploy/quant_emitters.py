@@ -107,7 +107,9 @@ def qdq(g: GraphBuilder, x: str, fq: Any, hint: str) -> str:
     if (qmin, qmax) != lim:  # narrow range / fewer bits: clamp to the nudged range first
         lo = np.float32((qmin - int(zp)) * scale)
         hi = np.float32((qmax - int(zp)) * scale)
-        x = g.node("Clip", [x, g.const(lo, f"{hint}_lo"), g.const(hi, f"{hint}_hi")], f"{hint}_clip")
+        x = g.node(
+            "Clip", [x, g.const(lo, f"{hint}_lo"), g.const(hi, f"{hint}_hi")], f"{hint}_clip"
+        )
     q = g.node("QuantizeLinear", [x, s, z], f"{hint}_q", shape=shape)
     out = g.node("DequantizeLinear", [q, s, z], f"{hint}_dq", shape=shape)
     g.qparams[out] = (s, z)

@@ -156,6 +156,7 @@ class Trainer:
             num_workers=int(_data(cfg, "num_workers", 1)),
             rank=self.rank,
             group_size=self.group_size,
+            augment=_data(cfg, "augment", None),
         )
         self.steps_per_epoch = self.loader.steps_per_epoch
         if self.steps_per_epoch < 1:

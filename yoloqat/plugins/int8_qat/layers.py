@@ -93,6 +93,7 @@ class QuantConvBnAct(QuantLayer):
         self.activation = cell.activation if cell.has_act else "none"
         self.eps = float(cell.bn.eps)
         self.freeze_bn = int(config.freeze_bn)
+        self.bn_freezes = config.bn_freezes
         folded, _ = self.folded_weight_bias()
         self.weight_quant = config.weight_quant(folded)
         if self.activation == "leaky":
@@ -102,7 +103,9 @@ class QuantConvBnAct(QuantLayer):
 
     def construct(self, x):
         step = self._count_step()
-        if self.training:
+        if self.training and self.bn_freezes:
+            y = self._train_conv_bn_freezable(x, step)
+        elif self.training:
             y = self._train_conv_bn(x, step)
         else:
             _, y = self._folded_conv(x, self._fold_scale(), step)
@@ -121,7 +124,19 @@ class QuantConvBnAct(QuantLayer):
         z = self.conv.conv2d(x, w)
         return z, z + ops.reshape(self.bn.beta - self.bn.moving_mean * s, (1, -1, 1, 1))
 
+    def _bn_of_folded(self, z, s_const):
+        """``bn(z / s)``: BN (batch statistics, running-statistics update) of ``~conv(x, w)``."""
+        # gamma == 0 gives s == 0 and z == 0: divide by 1 there (BN then outputs beta)
+        s_div = s_const + ops.cast(s_const == 0, s_const.dtype)
+        return self.bn(z * ops.reshape(self.one_f / s_div, (1, -1, 1, 1)))
+
     def _train_conv_bn(self, x, step):
+        """Training, BN never frozen: ``bn(conv(x, fq(w * s)) / s)``."""
+        s_const = ops.stop_gradient(self._fold_scale())
+        w = self.weight_quant(self.conv.weight * ops.reshape(s_const, (-1, 1, 1, 1)), step)
+        return self._bn_of_folded(self.conv.conv2d(x, w), s_const)
+
+    def _train_conv_bn_freezable(self, x, step):
         """Training: BN with batch statistics on ``z / s``, or the folded form once frozen.
 
         ``frozen`` in {0, 1} blends the two instead of a tensor ``if``: graph control flow
@@ -135,9 +150,7 @@ class QuantConvBnAct(QuantLayer):
         z, y_run = self._folded_conv(x, s_const + frozen * (s - s_const), step)
         mean_before = bn.moving_mean + 0.0
         var_before = bn.moving_variance + 0.0
-        # gamma == 0 gives s == 0 and z == 0: divide by 1 there (BN then outputs beta)
-        s_div = s_const + ops.cast(s_const == 0, s.dtype)
-        y_bn = bn(z * ops.reshape(self.one_f / s_div, (1, -1, 1, 1)))
+        y_bn = self._bn_of_folded(z, s_const)
         keep = self.one_f - frozen
         ops.assign(bn.moving_mean, mean_before + keep * (bn.moving_mean - mean_before))
         ops.assign(bn.moving_variance, var_before + keep * (bn.moving_variance - var_before))
