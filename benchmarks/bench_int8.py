@@ -11,8 +11,8 @@ Builds the full-width network with random weights (and non-trivial BN statistics
    random ones), exported in int8 QDQ form and run by ONNX Runtime (uint8 activations,
    int8 per-channel weights: the CPU QLinearConv fast path).
 
-Each engine runs ``--warmup`` times, then the ONNX Runtime sessions are timed in alternating
-rounds (so machine load affects them alike) and MindSpore before them. Prints one JSON line:
+Each engine runs ``--warmup`` times, then all engines are timed in alternating rounds (so
+machine load affects them alike). Prints one JSON line:
 median latencies in milliseconds, the speed-up ratios, the largest difference between the
 int8 graph's outputs and the MindSpore fake-quant network's (eval mode), and the load average.
 """
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
     from yoloqat.plugins.int8_qat import int8_qat
 
     ms.set_device("CPU")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
     size = args.size
     image = calibration_batches(size, 1, args.seed + 1)[0]
     net = build_network(args.width, args.seed)
@@ -113,44 +114,44 @@ def main(argv: list[str] | None = None) -> dict:
         "ort_threads": args.threads,
         "runs": args.runs,
         "cpu_count": os.cpu_count(),
+        "load_avg_1m_start": os.getloadavg()[0],
     }
     tmp = Path(tempfile.mkdtemp(prefix="yoloqat_bench_"))
+    engines: dict = {}
+    engines["ort_fp32"] = OnnxPredictor(
+        export_onnx(net, tmp / "fp32.onnx", input_size=size), threads=args.threads
+    )
 
-    if not args.skip_mindspore:
-        ms.set_context(mode=ms.GRAPH_MODE)
-        x = Tensor(image)
-        for _ in range(args.warmup):
-            net(x)
-        result["mindspore_fp32_ms"] = statistics.median(time_calls(lambda: net(x), args.runs))
-        ms.set_context(mode=ms.PYNATIVE_MODE)
-
-    fp32 = OnnxPredictor(export_onnx(net, tmp / "fp32.onnx", input_size=size), threads=args.threads)
-
-    # quantize in place, calibrate the observers (training-mode forwards), back to eval
-    qnet = int8_qat().apply(net)
+    # a twin with the same weights, quantized; observers calibrated by training-mode forwards
+    qnet = build_network(args.width, args.seed)
+    ms.load_param_into_net(qnet, {p.name: p.copy() for p in net.get_parameters()})
+    qnet = int8_qat().apply(qnet)
     qnet.set_train(True)
     for batch in calibration_batches(size, args.calib, args.seed + 2):
         qnet(Tensor(batch))
     qnet.set_train(False)
-    int8 = OnnxPredictor(
+    engines["ort_int8"] = OnnxPredictor(
         export_onnx(qnet, tmp / "int8.onnx", input_size=size, int8=True), threads=args.threads
     )
-    engines = {"fp32": fp32, "int8": int8}
     if args.int8_activations:
-        engines["int8_s8act"] = OnnxPredictor(
+        engines["ort_int8_s8act"] = OnnxPredictor(
             export_onnx(qnet, tmp / "s8.onnx", input_size=size, int8=True, activation_dtype="int8"),
             threads=args.threads,
         )
     fq_out = [o.asnumpy() for o in qnet(Tensor(image))]
-    int8_out = int8(image)
+    int8_out = engines["ort_int8"](image)
     result["int8_vs_fake_quant_max_abs_diff"] = max(
         float(np.abs(a - b).max()) for a, b in zip(int8_out, fq_out)
     )
-    scores = [(a[..., 4:], b[..., 4:]) for a, b in zip(int8_out, fq_out)]
     result["int8_vs_fake_quant_scores_max_abs_diff"] = max(
-        float(np.abs(a - b).max()) for a, b in scores
+        float(np.abs(a[..., 4:] - b[..., 4:]).max()) for a, b in zip(int8_out, fq_out)
     )
+    del qnet
 
+    if not args.skip_mindspore:
+        ms.set_context(mode=ms.GRAPH_MODE)
+        x = Tensor(image)
+        engines["mindspore_fp32"] = lambda _image: net(x)
     for _ in range(args.warmup):
         for engine in engines.values():
             engine(image)
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
         for name, engine in engines.items():
             times[name] += time_calls(lambda e=engine: e(image), 1)
     for name, values in times.items():
-        result[f"ort_{name}_ms"] = statistics.median(values)
+        result[f"{name}_ms"] = statistics.median(values)
     result["speedup_int8_vs_ort_fp32"] = result["ort_fp32_ms"] / result["ort_int8_ms"]
     if "mindspore_fp32_ms" in result:
         result["speedup_int8_vs_mindspore_fp32"] = (
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         "fp32": round((tmp / "fp32.onnx").stat().st_size / 2**20, 1),
         "int8": round((tmp / "int8.onnx").stat().st_size / 2**20, 1),
     }
-    result["load_avg_1m"] = os.getloadavg()[0]
+    result["load_avg_1m_end"] = os.getloadavg()[0]
     for key, value in list(result.items()):
         if isinstance(value, float):
             result[key] = round(value, 4)

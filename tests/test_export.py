@@ -122,7 +122,9 @@ def test_unknown_cell_type_is_a_clear_error(tmp_path: Path) -> None:
 
     net = tiny()
     net.backbone.layer1.append(MyBlock())
-    with pytest.raises(PluginError, match=r"no emitter for cell type .*MyBlock") as info:
+    with pytest.raises(
+        PluginError, match=r"no emitter for cell type .*MyBlock \(at backbone\.layer1\.1\)"
+    ) as info:
         export_onnx(net, tmp_path / "m.onnx", input_size=64)
     assert "register_emitter" in (info.value.hint or "")
 
@@ -277,17 +279,24 @@ def test_cli_int8_with_float_checkpoint_is_a_clear_error(tmp_path: Path, float_c
 
 
 # -- int8 QDQ ------------------------------------------------------------------------------------
-def quantized_tiny(activation: str, padding: str, seed: int = 0):
-    """A tiny QAT network whose observers were set by a few training-mode forwards."""
+_QUANTIZED: dict[tuple[str, str], nn.Cell] = {}
+
+
+def quantized_tiny(activation: str, padding: str):
+    """A tiny QAT network whose observers were set by training-mode forwards (cached:
+    building one costs a few PYNATIVE forwards; tests only read it)."""
     from yoloqat.plugins.int8_qat import int8_qat
 
-    net = int8_qat(ema_decay=0.5).apply(tiny(activation, padding, seed))
-    rng = np.random.default_rng(seed + 100)
-    net.set_train(True)
-    for _ in range(3):
-        net(Tensor(rng.standard_normal((2, 3, 64, 64)).astype(np.float32)))
-    net.set_train(False)
-    return net
+    key = (activation, padding)
+    if key not in _QUANTIZED:
+        net = int8_qat(ema_decay=0.5).apply(tiny(activation, padding))
+        rng = np.random.default_rng(100)
+        net.set_train(True)
+        for _ in range(3):
+            net(Tensor(rng.standard_normal((2, 3, 64, 64)).astype(np.float32)))
+        net.set_train(False)
+        _QUANTIZED[key] = net
+    return _QUANTIZED[key]
 
 
 def ort_session(path: Path, level: str, optimized: Path | None = None):
@@ -303,7 +312,7 @@ def ort_session(path: Path, level: str, optimized: Path | None = None):
 
 @pytest.mark.parametrize(
     ("activation", "padding", "dtype"),
-    [("relu", "symmetric", "uint8"), ("leaky", "same", "uint8"), ("leaky", "symmetric", "int8")],
+    [("relu", "symmetric", "uint8"), ("leaky", "same", "uint8"), ("leaky", "same", "int8")],
 )
 def test_int8_qdq_matches_fake_quant_network(
     tmp_path: Path, activation: str, padding: str, dtype: str
@@ -394,5 +403,32 @@ def test_int8_narrow_range_and_fewer_bits(tmp_path: Path) -> None:
     images = rng.standard_normal((1, 3, 64, 64)).astype(np.float32)
     path = export_onnx(net, tmp_path / "q6.onnx", input_size=64, int8=True)
     plain = ort_session(path, "ORT_DISABLE_ALL").run(None, {"images": images})
+    for g, w in zip(plain, mindspore_outputs(net, images)):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_cli_export_int8_from_qat_checkpoint(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from yoloqat.cli import app
+    from yoloqat.core.config import load_config
+    from yoloqat.core.training.checkpoint import save_checkpoint
+
+    net = quantized_tiny("relu", "symmetric")
+    cfg = load_config("yolov3_darknet53_quant")
+    cfg["model"]["num_classes"] = NUM_CLASSES
+    cfg["model"]["backbone"]["width"] = WIDTH
+    cfg["model"]["head"]["width"] = WIDTH
+    ckpt = save_checkpoint(net, tmp_path / "qat.ckpt", {"quantized": True, "config": cfg})
+    runner = CliRunner()
+    out = tmp_path / "q.onnx"
+    args = ["export", "--checkpoint", str(ckpt), "--testing_shape", "64", "--output", str(out)]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 2 and "add --int8" in res.output
+    res = runner.invoke(app, [*args, "--int8"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.strip().splitlines()[-1] == str(out)
+    images = np.random.default_rng(10).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    plain = ort_session(out, "ORT_DISABLE_ALL").run(None, {"images": images})
     for g, w in zip(plain, mindspore_outputs(net, images)):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)

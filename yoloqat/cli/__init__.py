@@ -16,7 +16,17 @@ import typer
 from yoloqat import __version__
 
 #: Command modules, in ``--help`` order.
-COMMAND_MODULES = ["inspect", "train", "evaluate", "predict", "export", "darknet", "synth"]
+COMMAND_MODULES = [
+    "demo",
+    "train",
+    "evaluate",
+    "predict",
+    "export",
+    "quant_report",
+    "synth",
+    "darknet",
+    "inspect",
+]
 
 app = typer.Typer(
     name="yoloqat",

@@ -33,8 +33,11 @@ def register_emitter(cell_type: type, emitter: Emitter | None = None) -> Any:
     return add if emitter is None else add(emitter)
 
 
-def find_emitter(cell: Any) -> Emitter:
-    """The emitter of ``type(cell)`` (or of a base whose ``construct`` it inherits)."""
+def find_emitter(cell: Any, where: str = "") -> Emitter:
+    """The emitter of ``type(cell)`` (or of a base whose ``construct`` it inherits).
+
+    ``where`` (the cell's path in the network) goes into the error message.
+    """
     cls = type(cell)
     if cls in EMITTERS:
         return EMITTERS[cls]
@@ -42,7 +45,8 @@ def find_emitter(cell: Any) -> Emitter:
         if base in EMITTERS and getattr(cls, "construct", None) is getattr(base, "construct", 0):
             return EMITTERS[base]
     raise PluginError(
-        f"cannot export to ONNX: no emitter for cell type {cls.__module__}.{cls.__qualname__}",
+        f"cannot export to ONNX: no emitter for cell type {cls.__module__}.{cls.__qualname__}"
+        + (f" (at {where})" if where else ""),
         hint="register one with yoloqat.deploy.register_emitter("
         f"{cls.__qualname__}, fn) where fn(graph, cell, *inputs) returns the output name(s)",
     )
@@ -50,7 +54,7 @@ def find_emitter(cell: Any) -> Emitter:
 
 def emit(g: GraphBuilder, cell: Any, *inputs: str, name: str = "") -> Any:
     """Emit ``cell`` on ``inputs`` inside the naming scope ``name``."""
-    fn = find_emitter(cell)
+    fn = find_emitter(cell, ".".join([*g.scope, name] if name else g.scope))
     if name:
         g.scope.append(name)
     try:

@@ -98,7 +98,8 @@ class QuantConvBnAct(QuantLayer):
         self.weight_quant = config.weight_quant(folded)
         if self.activation == "leaky":
             self.act_quant_before = config.act_quant(ema=True)
-        self.act_quant = config.act_quant(ema=self.activation != "relu")
+        relu = self.activation == "relu"
+        self.act_quant = config.act_quant(ema=not relu, nonnegative=relu)
         self.one_f = Tensor(1.0, ms.float32)
 
     def construct(self, x):
@@ -133,7 +134,10 @@ class QuantConvBnAct(QuantLayer):
     def _train_conv_bn(self, x, step):
         """Training, BN never frozen: ``bn(conv(x, fq(w * s)) / s)``."""
         s_const = ops.stop_gradient(self._fold_scale())
-        w = self.weight_quant(self.conv.weight * ops.reshape(s_const, (-1, 1, 1, 1)), step)
+        if self.weight_quant.per_channel:
+            w = self.weight_quant.fold_quant(self.conv.weight, s_const, step)
+        else:
+            w = self.weight_quant(self.conv.weight * ops.reshape(s_const, (-1, 1, 1, 1)), step)
         return self._bn_of_folded(self.conv.conv2d(x, w), s_const)
 
     def _train_conv_bn_freezable(self, x, step):

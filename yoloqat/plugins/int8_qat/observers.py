@@ -22,17 +22,31 @@ from mindspore import Parameter, Tensor, nn, ops
 ACT_INIT_RANGE = (-6.0, 6.0)
 
 
+def batch_min_max(x, per_channel: bool = False):
+    """Min and max of ``x`` (shape (1,)), or per index of axis 0 (shape (C,)), no gradient.
+
+    Uses ``ops.min``/``ops.max`` with an axis (ArgMinWithValue/ArgMaxWithValue), which on
+    MindSpore 2.10 CPU is 5-10x faster than ``ops.amin``/``ops.amax`` (ReduceMin/ReduceMax).
+    """
+    xs = ops.stop_gradient(x)
+    if per_channel:
+        x2 = ops.reshape(xs, (xs.shape[0], -1))
+        return ops.min(x2, 1)[0], ops.max(x2, 1)[0]
+    x1 = ops.reshape(xs, (1, -1))
+    return ops.min(x1, 1)[0], ops.max(x1, 1)[0]
+
+
 class MinMaxObserver(nn.Cell):
-    """Tracks the range of a tensor, one range per tensor or one per channel.
+    """Tracks the range of a tensor, one range per tensor or one per channel (axis 0).
 
     Args:
         channels: number of ranges (1 for a per-tensor observer).
-        per_channel: one range per index of ``channel_axis`` (then ``channels`` must match).
-        channel_axis: channel axis of the observed tensor (0 for conv weights).
-        ndim: rank of the observed tensor (needed for per-channel reductions).
+        per_channel: one range per index of axis 0 (then ``channels`` must match).
         ema: moving-average update (True) or the batch range (False).
         ema_decay: the moving-average decay.
         init_min, init_max: initial range, scalars or per-channel arrays.
+        nonnegative: the observed tensor is known to be >= 0 (a ReLU output): with
+            ``ema=False`` the stored min is then 0 without a reduction.
     """
 
     def __init__(
@@ -40,12 +54,11 @@ class MinMaxObserver(nn.Cell):
         channels: int = 1,
         *,
         per_channel: bool = False,
-        channel_axis: int = 0,
-        ndim: int = 4,
         ema: bool = False,
         ema_decay: float = 0.999,
         init_min: float | np.ndarray = ACT_INIT_RANGE[0],
         init_max: float | np.ndarray = ACT_INIT_RANGE[1],
+        nonnegative: bool = False,
     ) -> None:
         super().__init__()
         size = channels if per_channel else 1
@@ -54,20 +67,14 @@ class MinMaxObserver(nn.Cell):
         self.min_value = Parameter(Tensor(lo), name="min_value", requires_grad=False)
         self.max_value = Parameter(Tensor(hi), name="max_value", requires_grad=False)
         self.per_channel = per_channel
-        self.reduce_axes = tuple(i for i in range(ndim) if i != channel_axis)
         self.ema = ema
         self.ema_decay = float(ema_decay)
         self.zero = Tensor(0.0, self.min_value.dtype)
+        self.skip_min = bool(nonnegative) and not ema and not per_channel
+        self.zeros = Tensor(np.zeros(1, np.float32))
 
-    def observe(self, x):
-        """Update the stored range from ``x`` (training) and return ``(min, max)`` tensors."""
-        xs = ops.stop_gradient(x)
-        if self.per_channel:
-            lo = ops.amin(xs, self.reduce_axes)
-            hi = ops.amax(xs, self.reduce_axes)
-        else:
-            lo = ops.reshape(ops.amin(xs), (1,))
-            hi = ops.reshape(ops.amax(xs), (1,))
+    def update(self, lo, hi):
+        """Store a new batch range (EMA-averaged if ``ema``, clamped to include 0); return it."""
         if self.ema:
             d = self.ema_decay
             lo = d * self.min_value + (1.0 - d) * lo
@@ -77,6 +84,14 @@ class MinMaxObserver(nn.Cell):
         ops.assign(self.min_value, lo)
         ops.assign(self.max_value, hi)
         return lo, hi
+
+    def observe(self, x):
+        """Update the stored range from ``x`` (training) and return ``(min, max)`` tensors."""
+        if self.skip_min:
+            xs = ops.reshape(ops.stop_gradient(x), (1, -1))
+            return self.update(self.zeros, ops.max(xs, 1)[0])
+        lo, hi = batch_min_max(x, self.per_channel)
+        return self.update(lo, hi)
 
     def construct(self, x):
         if self.training:

@@ -13,14 +13,17 @@ Arithmetic (seed spec §7.2 item 6, the TensorFlow/MindSpore "nudged" fake quant
 4. ``scale = (max - min) / (qmax - qmin)`` (at least :data:`MIN_SCALE`);
 5. zero point ``zp = floor(clamp(qmin - min / scale, qmin, qmax) + 0.5)``, an integer in range
    (symmetric ranges: the exact value, see :func:`symmetric_zero_point`);
-6. nudged range ``[(qmin - zp) * scale, (qmax - zp) * scale]``;
-7. ``q = floor(clamp(x / scale, qmin - zp, qmax - zp) + 0.5)`` and the fake-quantized value is
-   ``q * scale``.
+6. nudged range ``[lo * scale, hi * scale]`` with ``lo = qmin - zp``, ``hi = qmax - zp``;
+7. in quant units counted from the nudged min, ``u = x * (1 / scale) - lo``; clamp ``u`` to
+   ``[0, qmax - qmin]`` (i.e. ``x`` to the nudged range) and round: ``r = floor(u + 0.5)``;
+8. the fake-quantized value is ``(r + lo) * scale``.
 
-Step 7 clamps ``x`` to the nudged range and rounds ``(x - nudged_min) / scale`` with
-``floor(. + 0.5)``, written so the subtraction of the (integer) ``qmin - zp`` cancels: the
-result is exactly the ONNX ``DequantizeLinear(QuantizeLinear(x))`` value ``(q_u - zp) * scale``
-with ``q_u = q + zp`` in ``[qmin, qmax]`` (ONNX rounds ties to even, we round them up).
+Steps 7-8 are TensorFlow's ``FakeQuantWithMinMaxVars`` (multiply by the inverse scale, add
+0.5, floor), written as ``t = clamp(x * inv_scale + (0.5 - lo), 0.5, qmax - qmin + 0.5)``,
+``r = floor(t)``: the clamp bounds are then constants, which is much faster in MindSpore than
+clamping to tensor bounds. ``r + qmin`` is the integer code and ``r + lo = code - zp``, so the
+result is exactly the ONNX ``DequantizeLinear(QuantizeLinear(x))`` value
+``(code - zp) * scale`` (ONNX rounds ties to even where we round them up).
 """
 
 from __future__ import annotations
@@ -107,10 +110,17 @@ def quantize(
     """
     x = _f32(x)
     scale, zero_point, lo, hi = nudge(min_value, max_value, num_bits, narrow_range, symmetric)
+    r = _round_clamp(x, scale, lo, hi, axis)
+    return (r + quant_range(num_bits, narrow_range)[0]).astype(np.int32), scale, zero_point
+
+
+def _round_clamp(x: np.ndarray, scale, lo, hi, axis: int | None) -> np.ndarray:
+    """``r = floor(clamp(x * (1 / scale) + (0.5 - lo), 0.5, hi - lo + 0.5))`` (steps 7)."""
     s, lo_b, hi_b = (_channel_shape(v, x.ndim, axis) for v in (scale, lo, hi))
-    q = np.floor(np.clip(x / s, lo_b, hi_b) + np.float32(0.5))
-    q_u = q + _channel_shape(zero_point, x.ndim, axis)
-    return q_u.astype(np.int32), scale, zero_point
+    half = np.float32(0.5)
+    inv = np.float32(1.0) / s
+    t = np.clip(x * inv + (half - lo_b), half, hi_b - lo_b + half)
+    return np.floor(t)
 
 
 def fake_quant(
@@ -125,8 +135,9 @@ def fake_quant(
     """Fake-quantize ``x`` (quantize then dequantize), float32, same shape as ``x``."""
     x = _f32(x)
     scale, _, lo, hi = nudge(min_value, max_value, num_bits, narrow_range, symmetric)
-    s, lo_b, hi_b = (_channel_shape(v, x.ndim, axis) for v in (scale, lo, hi))
-    return (np.floor(np.clip(x / s, lo_b, hi_b) + np.float32(0.5)) * s).astype(np.float32)
+    r = _round_clamp(x, scale, lo, hi, axis)
+    s, lo_b = (_channel_shape(v, x.ndim, axis) for v in (scale, lo))
+    return ((r + lo_b) * s).astype(np.float32)
 
 
 def to_int8(q_u: np.ndarray, zero_point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

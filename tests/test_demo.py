@@ -1,0 +1,57 @@
+"""The demo end to end at toy scale: every stage runs and the report has every row."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_small(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "yoloqat",
+            "demo",
+            "--output",
+            str(out),
+            "--epochs",
+            "1",
+            "--qat_epochs",
+            "1",
+            "--train_images",
+            "32",
+            "--val_images",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((out / "report" / "report.json").read_text())
+    models = [r["model"] for r in report["rows"]]
+    assert models == [
+        "mindspore_float",
+        "mindspore_fake_quant",
+        "onnxruntime_float",
+        "onnxruntime_int8",
+    ]
+    assert all(r["latency_ms"] > 0 for r in report["rows"])
+    assert report["int8_size_ratio"] < 0.5  # int8 weights are a quarter of float32
+    assert len(list((out / "predictions" / "int8").glob("*_pred.jpg"))) == 8
+    assert "int8 AP50 - float AP50" in res.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "yoloqat", "demo", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert again.returncode == 2 and "--force" in again.stderr

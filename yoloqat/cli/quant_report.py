@@ -1,0 +1,113 @@
+"""``yoloqat quant-report``: float vs fake-quant vs exported int8, and layer sensitivity."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from yoloqat.cli.common import handle_errors
+from yoloqat.cli.train import _opt
+
+
+def render_table(report: dict[str, Any]) -> Any:
+    """A Rich table of the report's rows."""
+    from rich.table import Table
+
+    table = Table(title=f"float vs int8 at {report['testing_shape']} px, {report['images']} images")
+    for col in ("model", "AP", "AP50", "size", "latency (ms)"):
+        table.add_column(col, justify="right" if col != "model" else "left")
+    for r in report["rows"]:
+        size = f"{r['size_bytes'] / 1e6:.2f} MB" if r["size_bytes"] else "-"
+        table.add_row(
+            r["model"], f"{r['AP']:.4f}", f"{r['AP50']:.4f}", size, f"{r['latency_ms']:.2f}"
+        )
+    return table
+
+
+def build_networks(
+    cfg: dict, checkpoint: str, float_checkpoint: Optional[str], explicit: bool
+) -> tuple[Any, Any]:
+    """(float network, fake-quant network); without a float checkpoint the float network is
+    the QAT checkpoint with fake quantization switched off."""
+    from yoloqat.core.errors import CheckpointError
+    from yoloqat.core.inference import load_detector
+    from yoloqat.plugins.int8_qat.quantizer import is_quantized, set_fake_quant
+
+    qat_net, _, _ = load_detector(cfg, checkpoint, explicit_config=explicit)
+    if not is_quantized(qat_net):
+        raise CheckpointError(
+            f"{checkpoint} is a float checkpoint; quant-report needs a QAT checkpoint",
+            hint="fine-tune it first: yoloqat train --config <quant config> --resume_yolov3 CKPT",
+        )
+    if float_checkpoint:
+        float_net, _, _ = load_detector(cfg, float_checkpoint, explicit_config=False)
+    else:
+        float_net, _, _ = load_detector(cfg, checkpoint, explicit_config=explicit)
+        set_fake_quant(float_net, False)
+    return float_net, qat_net
+
+
+def quant_report(
+    checkpoint: str = _opt(..., "checkpoint", help="QAT checkpoint (.ckpt)."),
+    float_checkpoint: Optional[str] = _opt(
+        None,
+        "float_checkpoint",
+        help="Float checkpoint to compare with (default: the QAT weights, fake quant off).",
+    ),
+    config: Optional[str] = _opt(None, "config", help="Config (default: the checkpoint's own)."),
+    data_dir: Optional[str] = _opt(None, "data_dir", help="COCO 2014 root."),
+    images: Optional[str] = _opt(None, "images", help="Image folder (with --annotations)."),
+    annotations: Optional[str] = _opt(None, "annotations", help="COCO instances json."),
+    testing_shape: int = _opt(416, "testing_shape", help="Square input size."),
+    output: Path = _opt(
+        Path("outputs/quant_report"), "output", help="Folder for the ONNX files and report.json."
+    ),
+    sensitivity: bool = _opt(
+        True,
+        "sensitivity",
+        help="Also rank layers by the AP drop when only that layer is quantized.",
+    ),
+    top: int = _opt(10, "top", help="How many of the most sensitive layers to show."),
+    sensitivity_images: int = _opt(
+        50, "sensitivity_images", help="Val images used per sensitivity evaluation."
+    ),
+    repeats: int = _opt(10, "repeats", help="Timed runs per latency figure."),
+) -> None:
+    """Compare float, fake-quant and exported int8 models: AP, AP50, size, latency."""
+    from yoloqat.cli.evaluate import dataset_overrides
+    from yoloqat.cli.render import out_console
+    from yoloqat.core.config import load_config
+    from yoloqat.core.pipeline import build_dataset
+    from yoloqat.core.report import compare_models, layer_sensitivity
+
+    cfg = dataset_overrides(
+        load_config(config or "yolov3_darknet53"), data_dir, images, annotations
+    )
+    dataset = build_dataset(cfg)
+    float_net, qat_net = build_networks(cfg, checkpoint, float_checkpoint, config is not None)
+    report = compare_models(
+        float_net,
+        qat_net,
+        dataset,
+        testing_shape=testing_shape,
+        output_dir=output,
+        float_checkpoint=float_checkpoint,
+        qat_checkpoint=checkpoint,
+        repeats=repeats,
+    )
+    if sensitivity:
+        report["sensitivity"] = layer_sensitivity(
+            qat_net, dataset, testing_shape=testing_shape, top=top, max_images=sensitivity_images
+        )
+    (output / "report.json").write_text(json.dumps(report, indent=2))
+    out_console.print(render_table(report))
+    for row in report.get("sensitivity", []):
+        out_console.print(f"  {row['layer']:<40} AP drop {row['AP_drop']:+.4f}")
+    typer.echo(f"report: {output / 'report.json'}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quant-report")(handle_errors(quant_report))

@@ -1,0 +1,178 @@
+"""Float vs fake-quant vs exported int8: accuracy, model size, latency, layer sensitivity.
+
+Used by ``yoloqat quant-report`` and ``yoloqat demo``. Every number is measured on the same
+data and machine in one run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yoloqat.core import events
+from yoloqat.core.evaluate import evaluate_source
+
+
+def latency_ms(predictor: Any, input_size: int, *, repeats: int = 10, warmup: int = 2) -> float:
+    """Median wall time (ms) of one batch-1 call at ``input_size``."""
+    x = np.random.default_rng(0).standard_normal((1, 3, input_size, input_size)).astype(np.float32)
+    for _ in range(warmup):
+        predictor(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predictor(x)
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return round(statistics.median(times), 3)
+
+
+def _row(name: str, result: Any, size: int | None, latency: float | None) -> dict[str, Any]:
+    return {
+        "model": name,
+        "AP": round(result.stats["AP"], 4),
+        "AP50": round(result.stats["AP50"], 4),
+        "size_bytes": size,
+        "latency_ms": latency,
+    }
+
+
+def compare_models(
+    float_net: Any,
+    qat_net: Any,
+    dataset: Any,
+    *,
+    testing_shape: int,
+    output_dir: str | Path,
+    batch_size: int = 8,
+    repeats: int = 10,
+    float_checkpoint: str | Path | None = None,
+    qat_checkpoint: str | Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate and time the float net, the fake-quant net and their ONNX exports.
+
+    Writes ``float.onnx`` and ``int8.onnx`` into ``output_dir``. Returns a JSON-able dict
+    with one row per model and the int8-vs-float differences.
+    """
+    from yoloqat.core.inference import MindSporePredictor
+    from yoloqat.deploy.onnx_export import export_onnx
+    from yoloqat.deploy.onnx_runtime import OnnxPredictor
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    source = dataset.val_source()
+
+    def run(name: str, predictor: Any) -> Any:
+        return evaluate_source(
+            predictor,
+            source,
+            dataset.category_ids,
+            testing_shape=testing_shape,
+            batch_size=batch_size,
+            description=f"eval {name}",
+        )
+
+    float_pred = MindSporePredictor(float_net)
+    qat_pred = MindSporePredictor(qat_net)
+    float_onnx = export_onnx(float_net, out / "float.onnx", input_size=testing_shape, batch=None)
+    int8_onnx = export_onnx(
+        qat_net, out / "int8.onnx", input_size=testing_shape, batch=None, int8=True
+    )
+    ort_float, ort_int8 = OnnxPredictor(float_onnx), OnnxPredictor(int8_onnx)
+    rows = []
+    results = {}
+    for name, pred, size_path in (
+        ("mindspore_float", float_pred, float_checkpoint),
+        ("mindspore_fake_quant", qat_pred, qat_checkpoint),
+        ("onnxruntime_float", ort_float, float_onnx),
+        ("onnxruntime_int8", ort_int8, int8_onnx),
+    ):
+        results[name] = run(name, pred)
+        size = Path(size_path).stat().st_size if size_path else None
+        rows.append(
+            _row(name, results[name], size, latency_ms(pred, testing_shape, repeats=repeats))
+        )
+        events.info(f"{name}: AP50 {rows[-1]['AP50']:.4f}, {rows[-1]['latency_ms']} ms")
+    by = {r["model"]: r for r in rows}
+    return {
+        "testing_shape": testing_shape,
+        "images": results["mindspore_float"].num_images,
+        "rows": rows,
+        "int8_vs_float_AP50": round(
+            by["onnxruntime_int8"]["AP50"] - by["mindspore_float"]["AP50"], 4
+        ),
+        "int8_vs_fake_quant_AP": round(
+            by["onnxruntime_int8"]["AP"] - by["mindspore_fake_quant"]["AP"], 4
+        ),
+        "int8_speedup_vs_onnx_float": round(
+            by["onnxruntime_float"]["latency_ms"] / by["onnxruntime_int8"]["latency_ms"], 3
+        ),
+        "int8_size_ratio": round(
+            by["onnxruntime_int8"]["size_bytes"] / by["onnxruntime_float"]["size_bytes"], 3
+        ),
+        "files": {"float_onnx": str(float_onnx), "int8_onnx": str(int8_onnx)},
+    }
+
+
+def layer_sensitivity(
+    qat_net: Any,
+    dataset: Any,
+    *,
+    testing_shape: int,
+    top: int = 10,
+    max_images: int | None = 50,
+) -> list[dict[str, Any]]:
+    """AP change when only one layer is quantized, for every quantized layer (PYNATIVE).
+
+    Returns the ``top`` layers with the largest AP drop against the float (all fake-quant
+    off) network, so a user can list them in the quantizer's ``skip_layers``.
+    """
+    import mindspore as ms
+
+    from yoloqat.core.inference import MindSporePredictor
+    from yoloqat.plugins.int8_qat.quantizer import quantized_layers, set_fake_quant
+
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    source = _Subset(dataset.val_source(), max_images)
+    pred = MindSporePredictor(qat_net, graph_mode=False)
+
+    def ap() -> float:
+        return evaluate_source(
+            pred,
+            source,
+            dataset.category_ids,
+            testing_shape=testing_shape,
+            batch_size=8,
+            description="sensitivity",
+        ).stats["AP"]
+
+    set_fake_quant(qat_net, False)
+    base = ap()
+    rows = []
+    layers = [path for path, _ in quantized_layers(qat_net)]
+    with events.task("layer sensitivity", len(layers)) as bar:
+        for path in layers:
+            set_fake_quant(qat_net, False)
+            set_fake_quant(qat_net, True, (path,))
+            rows.append({"layer": path, "AP_drop": round(base - ap(), 5)})
+            bar.advance(1)
+    set_fake_quant(qat_net, True)
+    rows.sort(key=lambda r: -r["AP_drop"])
+    return rows[:top]
+
+
+class _Subset:
+    """The first ``n`` images of a source (same interface)."""
+
+    def __init__(self, source: Any, n: int | None) -> None:
+        self._source = source
+        self._n = len(source) if n is None else min(n, len(source))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
