@@ -98,7 +98,7 @@ def test_overfitting_a_handful_of_images(synth: Path, tmp_path: Path) -> None:
 
 def test_nan_stops_with_last_good_checkpoint_intact(synth: Path, tmp_path: Path) -> None:
     cfg = tiny_cfg(synth, tmp_path, "scheduler.lr=1e12", "train.ckpt_interval=1")
-    with pytest.raises(RuntimeFailure, match="non-finite|loss became") as info:
+    with pytest.raises(RuntimeFailure, match=r"non-finite|loss became") as info:
         Trainer(cfg, run_dir=tmp_path / "n").run()
     for ckpt in (tmp_path / "n" / "ckpt_0").glob("*.ckpt"):
         params, _ = read_checkpoint(ckpt)

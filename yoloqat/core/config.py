@@ -16,7 +16,6 @@ import yaml
 from yoloqat.core.errors import ConfigError
 
 
-
 class _Loader(yaml.SafeLoader):
     """SafeLoader that also reads ``1e-4`` / ``5E3`` as floats (YAML 1.1 wants ``1.0e-4``)."""
 

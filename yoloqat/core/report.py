@@ -47,14 +47,16 @@ def compare_models(
     *,
     testing_shape: int,
     output_dir: str | Path,
-    batch_size: int = 8,
+    batch_size: int = 1,
     repeats: int = 10,
     float_checkpoint: str | Path | None = None,
     qat_checkpoint: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate and time the float net, the fake-quant net and their ONNX exports.
 
-    Writes ``float.onnx`` and ``int8.onnx`` into ``output_dir``. Returns a JSON-able dict
+    Evaluation runs at ``batch_size`` 1, the batch the latencies are measured at, so each
+    MindSpore network compiles one graph. Writes ``float.onnx`` and ``int8.onnx`` into
+    ``output_dir``. Returns a JSON-able dict
     with one row per model and the int8-vs-float differences.
     """
     from yoloqat.core.inference import MindSporePredictor

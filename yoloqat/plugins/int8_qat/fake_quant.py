@@ -1,19 +1,8 @@
-"""Fake quantization from ordinary MindSpore ops (runs on CPU, GPU and Ascend).
+"""Fake-quant nodes built from ordinary MindSpore ops (runs on CPU, GPU and Ascend).
 
-MindSpore 2.x has no CPU kernel for its ``FakeQuantPerLayer``/``PerChannel`` primitives, so the
-arithmetic of :mod:`.reference` is written with ``mul``, ``add``, ``clamp`` and ``floor``.
-
-Gradient: a straight-through estimator restricted to the range. :class:`RoundClampSTE` has a
-custom ``bprop`` (compiled in GRAPH_MODE like any other cell): ``dL/dx = dL/dy`` where
-``x`` lies in the nudged range and 0 outside; the range inputs get no gradient (observers
-set them, they are not learned). A custom bprop is cheaper than the ``x + stop_gradient(q - x)``
-trick: the backward pass is one range mask and one multiply.
-
-Speed notes (MindSpore 2.10 CPU, measured on 0.5M-element tensors): ``Maximum``/``Minimum``
-against a shape-(1,) tensor take ~25 ms against ~0.5 ms for a 0-d tensor or a Python
-scalar, ``Div`` is 10x ``Mul``, and ``Select`` and comparisons are slower than arithmetic.
-Hence: per-tensor ranges are 0-d tensors, the clamp bounds are Python constants, the scale is
-applied as a multiply by its inverse, and the mask is a float multiply.
+MindSpore 2.x has no CPU kernel for its ``FakeQuantPerLayer``/``PerChannel`` primitives, so
+the arithmetic of :mod:`.reference` is written with ``mul``, ``add``, ``clamp`` and ``trunc``
+(:mod:`.ste` holds the element-wise core and its straight-through gradient).
 """
 
 from __future__ import annotations
@@ -21,11 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from mindspore import Tensor, nn, ops
-from mindspore.ops.auto_generate import ClampScalar
+from mindspore import Tensor, ops
 
 from .observers import ACT_INIT_RANGE, MinMaxObserver, batch_min_max
 from .reference import MIN_SCALE, quant_range, symmetric_zero_point
+from .ste import (
+    FoldedRoundClampSTE,
+    GatedFoldedRoundClampSTE,
+    GatedRoundClampSTE,
+    RoundClampSTE,
+    round_clamp_infer,
+)
 
 #: ``freeze_bn`` at or above this (the seed's default, 10M steps) means "never freeze": the
 #: layers are then compiled without the freeze switch, which saves ~8 element-wise ops per
@@ -50,80 +45,6 @@ def nudge_asymmetric(min_value, max_value, qmin: float, qmax: float):
     scale = ops.maximum((max_value - min_value) / (qmax - qmin), MIN_SCALE)
     zero_point = ops.floor(qmin - min_value / scale + 0.5)
     return scale, qmin - zero_point
-
-
-class RoundClampSTE(nn.Cell):
-    """``(floor(clamp(x * inv_scale + offset, 0.5, top)) + lo) * scale``, straight-through.
-
-    ``offset = 0.5 - lo`` and ``top = qmax - qmin + 0.5`` (see :mod:`.reference`, steps 7-8);
-    ``inv_scale``, ``offset``, ``lo`` and ``scale`` are 0-d or ``(C, 1, 1, 1)`` tensors.
-    The clamp argument is positive, so ``floor`` is computed as ``trunc`` (faster on CPU).
-    """
-
-    def __init__(self, top: float) -> None:
-        super().__init__()
-        self.top = float(top)
-        # the primitive: ``ops.clamp``'s type dispatch does not compile inside a bprop
-        self.clamp = ClampScalar()
-
-    def construct(self, x, inv_scale, offset, lo, scale):
-        t = self.clamp(x * inv_scale + offset, 0.5, self.top)
-        return (ops.trunc(t) + lo) * scale
-
-    def bprop(self, x, inv_scale, offset, lo, scale, out, dout):
-        u = x * inv_scale + offset
-        inside = ops.cast(ops.equal(self.clamp(u, 0.5, self.top), u), dout.dtype)
-        zeros = ops.zeros_like
-        return dout * inside, zeros(inv_scale), zeros(offset), zeros(lo), zeros(scale)
-
-
-class GatedRoundClampSTE(RoundClampSTE):
-    """:class:`RoundClampSTE` switched by ``on`` (0-d, 1.0 or 0.0): the identity when off.
-
-    Used while ``quant_delay`` steps pass; a blend rather than a tensor ``if``, because graph
-    control flow makes MindSpore compile and run the network far slower.
-    """
-
-    def construct(self, x, inv_scale, offset, lo, scale, on):
-        t = self.clamp(x * inv_scale + offset, 0.5, self.top)
-        return x + on * ((ops.trunc(t) + lo) * scale - x)
-
-    def bprop(self, x, inv_scale, offset, lo, scale, on, out, dout):
-        u = x * inv_scale + offset
-        inside = ops.cast(ops.equal(self.clamp(u, 0.5, self.top), u), dout.dtype)
-        zeros = ops.zeros_like
-        grad = dout * (inside * on + (1.0 - on))
-        return grad, zeros(inv_scale), zeros(offset), zeros(lo), zeros(scale), zeros(on)
-
-
-class FoldedRoundClampSTE(RoundClampSTE):
-    """Fake quant of ``w * s`` from ``w``: ``k = s / scale``; gradient ``s`` in range, else 0."""
-
-    def construct(self, w, k, offset, lo, scale, s):
-        t = self.clamp(w * k + offset, 0.5, self.top)
-        return (ops.trunc(t) + lo) * scale
-
-    def bprop(self, w, k, offset, lo, scale, s, out, dout):
-        u = w * k + offset
-        inside = ops.cast(ops.equal(self.clamp(u, 0.5, self.top), u), dout.dtype)
-        zeros = ops.zeros_like
-        return dout * inside * s, zeros(k), zeros(offset), zeros(lo), zeros(scale), zeros(s)
-
-
-class GatedFoldedRoundClampSTE(RoundClampSTE):
-    """:class:`FoldedRoundClampSTE` switched by ``on``: ``w * s`` when off."""
-
-    def construct(self, w, k, offset, lo, scale, s, on):
-        t = self.clamp(w * k + offset, 0.5, self.top)
-        ws = w * s
-        return ws + on * ((ops.trunc(t) + lo) * scale - ws)
-
-    def bprop(self, w, k, offset, lo, scale, s, on, out, dout):
-        u = w * k + offset
-        inside = ops.cast(ops.equal(self.clamp(u, 0.5, self.top), u), dout.dtype)
-        zeros = ops.zeros_like
-        grad = dout * (inside * on + (1.0 - on)) * s
-        return grad, zeros(k), zeros(offset), zeros(lo), zeros(scale), zeros(s), zeros(on)
 
 
 @dataclass(frozen=True)
@@ -211,7 +132,8 @@ class FakeQuant(MinMaxObserver):
         self.quant_delay = int(config.quant_delay)
         self.range_shape = (-1,) + (1,) * (ndim - 1) if per_channel else ()
         self.enabled = True
-        top = qmax - qmin + 0.5
+        self.top = qmax - qmin + 0.5
+        top = self.top
         self.ste = GatedRoundClampSTE(top) if self.quant_delay > 0 else RoundClampSTE(top)
         if per_channel:
             gated = self.quant_delay > 0
@@ -236,35 +158,39 @@ class FakeQuant(MinMaxObserver):
             return x
         scale, q_lo, offset = self._nudge(lo, hi)
         inv_scale = self.one / scale
-        if self.training and self.quant_delay > 0:
-            on = ops.cast(ops.reshape(step, ()) >= self.quant_delay, x.dtype)
-            return self.ste(x, inv_scale, offset, q_lo, scale, on)
+        if not self.training:
+            return round_clamp_infer(x, inv_scale, offset, q_lo, scale, self.top)
         if self.quant_delay > 0:
-            return self.ste(x, inv_scale, offset, q_lo, scale, self.one)
-        return self.ste(x, inv_scale, offset, q_lo, scale)
+            on = ops.cast(ops.reshape(step, ()) >= self.quant_delay, x.dtype)
+            return self.ste(x, inv_scale, offset, q_lo, scale, on)[0]
+        return self.ste(x, inv_scale, offset, q_lo, scale)[0]
 
     def fold_quant(self, w, s, step):
-        """Training fast path of a per-channel node: fake-quantize ``w * s`` in one pass.
+        """Training fast path of a per-channel node: ``conv(x, fq(w * s)) = conv(x, W) * c``.
 
+        Returns ``(W, c)``: the integer-valued weight ``W`` (codes minus zero point) and the
+        per-channel factor ``c`` (shape (C,)) that the conv output must be multiplied by.
         ``s`` (shape (C,), no gradient) is the BN fold factor. The range of ``w * s`` is
         derived from the per-channel min/max of ``w`` (rounding is monotonic, so this is
-        exactly the min/max of the float32 product), and ``w * s / scale`` is computed as
-        ``w * (s / scale)``, which saves a full pass over the weight in each direction. The
-        gradient is ``s`` inside the range (straight-through), 0 outside.
+        exactly the min/max of the float32 product) and ``w * s / scale`` is computed as
+        ``w * (s / scale)``: two fewer passes over the weight than forming ``w * s`` and the
+        fake-quantized weight. The gradient is ``s`` inside the range, 0 outside.
+        Equal to the generic path up to float rounding (rare one-step differences at ties).
         """
         lo_w, hi_w = batch_min_max(w, True)
         a = s * lo_w
         b = s * hi_w
         lo, hi = self.update(ops.minimum(a, b), ops.maximum(a, b))
-        s = ops.reshape(s, self.range_shape)
         if not self.enabled:
-            return w * s
+            return w * ops.reshape(s, self.range_shape), ops.ones_like(s)
         scale, q_lo, offset = self._nudge(lo, hi)
-        k = s * (self.one / scale)
+        k = ops.reshape(s, self.range_shape) * (self.one / scale)
         if self.quant_delay > 0:
             on = ops.cast(ops.reshape(step, ()) >= self.quant_delay, w.dtype)
-            return self.folded_ste(w, k, offset, q_lo, scale, s, on)
-        return self.folded_ste(w, k, offset, q_lo, scale, s)
+            w_int = self.folded_ste(w, k, offset, q_lo, on)[0]
+        else:
+            w_int = self.folded_ste(w, k, offset, q_lo)[0]
+        return w_int, ops.reshape(scale, (-1,))
 
     def quant_params(self) -> dict[str, np.ndarray | int | bool]:
         """Stored range and the derived scale / zero point (NumPy), for export and reports."""

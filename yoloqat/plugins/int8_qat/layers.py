@@ -134,11 +134,14 @@ class QuantConvBnAct(QuantLayer):
     def _train_conv_bn(self, x, step):
         """Training, BN never frozen: ``bn(conv(x, fq(w * s)) / s)``."""
         s_const = ops.stop_gradient(self._fold_scale())
+        # gamma == 0 gives s == 0 and z == 0: divide by 1 there (BN then outputs beta)
+        inv_s = self.one_f / (s_const + ops.cast(s_const == 0, s_const.dtype))
         if self.weight_quant.per_channel:
-            w = self.weight_quant.fold_quant(self.conv.weight, s_const, step)
-        else:
-            w = self.weight_quant(self.conv.weight * ops.reshape(s_const, (-1, 1, 1, 1)), step)
-        return self._bn_of_folded(self.conv.conv2d(x, w), s_const)
+            w_int, c = self.weight_quant.fold_quant(self.conv.weight, s_const, step)
+            z = self.conv.conv2d(x, w_int)
+            return self.bn(z * ops.reshape(c * inv_s, (1, -1, 1, 1)))
+        w = self.weight_quant(self.conv.weight * ops.reshape(s_const, (-1, 1, 1, 1)), step)
+        return self.bn(self.conv.conv2d(x, w) * ops.reshape(inv_s, (1, -1, 1, 1)))
 
     def _train_conv_bn_freezable(self, x, step):
         """Training: BN with batch statistics on ``z / s``, or the folded form once frozen.
