@@ -52,8 +52,36 @@ def sum_loss(network, batch_size: int, size: int) -> LossSetup:
     return LossSetup(loss_fn=loss_fn, targets=())
 
 
+def real_loss(network, batch_size: int, size: int) -> LossSetup:
+    """The real ``yolov3_loss`` with targets built from 6 random boxes per image."""
+    import numpy as np
+    from mindspore import Tensor
+
+    from yoloqat.data.targets import build_targets_batch
+    from yoloqat.plugins.yolov3_loss import yolov3_loss
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, size * 0.7, (batch_size, 6, 2))
+    wh = rng.uniform(size * 0.05, size * 0.3, (batch_size, 6, 2))
+    cls = rng.integers(0, network.num_classes, (batch_size, 6, 1))
+    boxes = np.concatenate([xy, np.minimum(xy + wh, size), cls], axis=-1)
+    targets = build_targets_batch(
+        boxes, (size, size), network.anchors, network.anchor_masks, network.num_classes
+    )
+    loss = yolov3_loss(
+        num_classes=network.num_classes,
+        anchors=network.anchors.tolist(),
+        anchor_masks=[list(m) for m in network.anchor_masks],
+    )
+
+    def loss_fn(outputs, *t):
+        return loss(outputs[0], outputs[1], outputs[2], *t)
+
+    return LossSetup(loss_fn=loss_fn, targets=tuple(Tensor(a.astype(np.float32)) for a in targets))
+
+
 #: ``--loss`` choices: name -> function(network, batch_size, size) -> LossSetup.
-LOSSES: dict[str, Callable[..., LossSetup]] = {"sum": sum_loss}
+LOSSES: dict[str, Callable[..., LossSetup]] = {"sum": sum_loss, "real": real_loss}
 
 
 def make_train_step(network, loss: LossSetup, optimizer, *, compile_graph: bool) -> Callable:

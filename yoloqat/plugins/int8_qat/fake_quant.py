@@ -184,12 +184,13 @@ class FakeQuant(MinMaxObserver):
         if not self.enabled:
             return w * ops.reshape(s, self.range_shape), ops.ones_like(s)
         scale, q_lo, offset = self._nudge(lo, hi)
-        k = ops.reshape(s, self.range_shape) * (self.one / scale)
+        k = ops.stop_gradient(ops.reshape(s, self.range_shape) * (self.one / scale))
+        u = w * k + offset
         if self.quant_delay > 0:
             on = ops.cast(ops.reshape(step, ()) >= self.quant_delay, w.dtype)
-            w_int = self.folded_ste(w, k, offset, q_lo, on)[0]
+            w_int = self.folded_ste(u, offset, q_lo, on)[0]
         else:
-            w_int = self.folded_ste(w, k, offset, q_lo)[0]
+            w_int = self.folded_ste(u, q_lo)[0]
         return w_int, ops.reshape(scale, (-1,))
 
     def quant_params(self) -> dict[str, np.ndarray | int | bool]:

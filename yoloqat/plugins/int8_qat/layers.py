@@ -196,11 +196,16 @@ class QuantOutputConv(QuantLayer):
         self.in_channels = cell.in_channels
         self.out_channels = cell.out_channels
         self.weight_quant = config.weight_quant(cell.weight.asnumpy())
+        self.ones = Tensor(np.ones(cell.out_channels, np.float32))
 
     def construct(self, x):
         step = self._count_step()
-        w = self.weight_quant(self.weight, step)
-        return ops.bias_add(self.conv2d(x, w), self.bias)
+        if self.training and self.weight_quant.per_channel:
+            w_int, c = self.weight_quant.fold_quant(self.weight, self.ones, step)
+            y = self.conv2d(x, w_int) * ops.reshape(c, (1, -1, 1, 1))
+        else:
+            y = self.conv2d(x, self.weight_quant(self.weight, step))
+        return ops.bias_add(y, self.bias)
 
     def folded_weight_bias(self) -> tuple[np.ndarray, np.ndarray]:
         """The float weight and bias (nothing to fold), NumPy."""

@@ -69,29 +69,30 @@ class GatedRoundClampSTE(RoundClampSTE):
 
 
 class FoldedRoundClampSTE(RoundClampSTE):
-    """``(r + lo, mask)`` for ``u = w * k + offset``: integer-valued weights, gradient ``k``.
+    """``(r + lo, mask)`` from ``u = w * k + offset``: integer-valued weights.
 
     With ``k = s / scale`` this quantizes the folded weight ``w * s`` without forming it; the
-    caller multiplies the conv output by ``scale`` (per channel) instead of the weight.
+    caller multiplies the conv output by ``scale`` (per channel) instead of the weight, and
+    computes ``u`` itself so that autodiff supplies ``dL/dw = dL/du * k``. (Passing the
+    weight Parameter into a custom-bprop cell makes MindSpore copy it every step.)
     """
 
-    def construct(self, w, k, offset, lo):
-        r, mask = self._round(w * k + offset)
+    def construct(self, u, lo):
+        r, mask = self._round(u)
         return r + lo, mask
 
-    def bprop(self, w, k, offset, lo, out, dout):
-        zeros = ops.zeros_like
-        return dout[0] * out[1] * k, zeros(k), zeros(offset), zeros(lo)
+    def bprop(self, u, lo, out, dout):
+        return dout[0] * out[1], ops.zeros_like(lo)
 
 
 class GatedFoldedRoundClampSTE(RoundClampSTE):
-    """:class:`FoldedRoundClampSTE` switched by ``on``: ``w * k`` (unrounded) when off."""
+    """:class:`FoldedRoundClampSTE` switched by ``on``: ``u - offset = w * k`` when off."""
 
-    def construct(self, w, k, offset, lo, on):
-        wk = w * k
-        r, mask = self._round(wk + offset)
+    def construct(self, u, offset, lo, on):
+        r, mask = self._round(u)
+        wk = u - offset
         return wk + on * (r + lo - wk), on * mask + (1.0 - on)
 
-    def bprop(self, w, k, offset, lo, on, out, dout):
+    def bprop(self, u, offset, lo, on, out, dout):
         zeros = ops.zeros_like
-        return dout[0] * out[1] * k, zeros(k), zeros(offset), zeros(lo), zeros(on)
+        return dout[0] * out[1], zeros(offset), zeros(lo), zeros(on)
