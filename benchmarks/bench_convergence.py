@@ -28,7 +28,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="synth_tiny")
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's max_epoch")
-    ap.add_argument("--train", type=int, default=400)
+    ap.add_argument("--train", type=int, default=1000)
     ap.add_argument("--val", type=int, default=100)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
