@@ -351,6 +351,9 @@ def test_freeze_bn_switches_to_running_statistics():
 def test_gradients_reach_conv_and_bn_parameters():
     _, q = _twins("relu")
     q.set_train(True)
+    q(_x())
+    assert q.act_quant.min_value.asnumpy()[0] == 0.0  # ReLU output: min not reduced, 0
+    assert q.act_quant.max_value.asnumpy()[0] > 0.0
     params = [q.conv.weight, q.bn.gamma, q.bn.beta]
 
     def loss(t):
@@ -546,6 +549,12 @@ def test_quant_output_conv_and_add_cells():
     w_q = ref.fake_quant(w, lo, hi, symmetric=True, axis=0)
     expect = _np(ops.conv2d(x, Tensor(w_q))) + out.bias.asnumpy().reshape(1, -1, 1, 1)
     np.testing.assert_allclose(_np(q(x)), expect, atol=1e-5)
+    # training: the integer-weight fast path gives the same output up to rounding ties
+    q.set_train(True)
+    y = _np(q(x))
+    np.testing.assert_array_equal(q.weight_quant.min_value.asnumpy(), np.minimum(lo, 0))
+    np.testing.assert_allclose(y, expect, atol=1e-4)
+    assert int(q.step.asnumpy()[0]) == 1
     add = QuantAdd(Add(), cfg)
     add.set_train(False)
     a = _np(x)

@@ -65,9 +65,9 @@ def quant_report(
     output: Path = _opt(
         Path("outputs/quant_report"), "output", help="Folder for the ONNX files and report.json."
     ),
-    sensitivity: bool = _opt(
+    sensitivity: bool = typer.Option(
         True,
-        "sensitivity",
+        "--sensitivity/--no-sensitivity",
         help="Also rank layers by the AP drop when only that layer is quantized.",
     ),
     top: int = _opt(10, "top", help="How many of the most sensitive layers to show."),

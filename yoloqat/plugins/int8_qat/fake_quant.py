@@ -92,9 +92,10 @@ class FakeQuant(MinMaxObserver):
     ``construct(x, step)``: in training the observer is updated first and the new range is
     used; in eval the stored range is used. ``step`` is the owning layer's training-step
     counter: while ``step < quant_delay`` training passes ``x`` through unchanged (the
-    observer still updates); evaluation always fake-quantizes. Set :attr:`enabled` to
-    False (before the graph is compiled) to pass everything through, e.g. to check the BN
-    fold or to measure one layer's quantization error.
+    observer still updates); evaluation always fake-quantizes. The straight-through
+    gradient is defined in training mode (evaluation rounds without gradient bookkeeping).
+    Set :attr:`enabled` to False (before the graph is compiled) to pass everything through,
+    e.g. to check the BN fold or to measure one layer's quantization error.
     """
 
     def __init__(

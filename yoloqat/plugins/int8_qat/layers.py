@@ -77,10 +77,14 @@ class QuantConvBnAct(QuantLayer):
     The weights are always folded with the running variance (as in the seed), so the weight
     ranges observed in training are the ranges of the weights that eval and export use.
     Batch statistics come from the quantized conv output rather than from an extra float conv:
-    one conv per layer instead of two, which keeps QAT close to the float training speed.
-    Before ``freeze_bn`` no gradient flows through ``s``: ``s`` cancels in ``bn(conv(x, w*s)/s)``
-    (exactly without quantization, through the straight-through estimator with it), so
-    ``gamma`` learns through the BN as in float training; once frozen ``s`` is differentiated.
+    one conv per layer instead of two, which keeps QAT close to the float training speed (as
+    the seed's ``Conv2dBnFoldQuantOneConv``, the r1.1+ default). Before ``freeze_bn`` no
+    gradient flows through ``s``: ``s`` cancels in ``bn(conv(x, w*s)/s)`` (exactly without
+    quantization, through the straight-through estimator with it), so ``gamma`` learns through
+    the BN as in float training; once frozen, ``s`` is differentiated.
+
+    ``freeze_bn`` at or above ``FREEZE_BN_NEVER`` (10M, the default) compiles the training
+    graph without the freeze switch; a smaller value adds it (a few element-wise ops).
     Then the activation fake quants (spec §7.2 item 3): ReLU -> fake quant after it (batch
     range); LeakyReLU -> fake quant before and after (EMA); no activation -> one after (EMA).
     """
@@ -125,17 +129,19 @@ class QuantConvBnAct(QuantLayer):
         z = self.conv.conv2d(x, w)
         return z, z + ops.reshape(self.bn.beta - self.bn.moving_mean * s, (1, -1, 1, 1))
 
-    def _bn_of_folded(self, z, s_const):
-        """``bn(z / s)``: BN (batch statistics, running-statistics update) of ``~conv(x, w)``."""
-        # gamma == 0 gives s == 0 and z == 0: divide by 1 there (BN then outputs beta)
-        s_div = s_const + ops.cast(s_const == 0, s_const.dtype)
-        return self.bn(z * ops.reshape(self.one_f / s_div, (1, -1, 1, 1)))
+    def _inv_scale(self, s_const):
+        # gamma == 0 gives s == 0 and z == 0: divide by 1 there (the BN then outputs beta)
+        return self.one_f / (s_const + ops.cast(s_const == 0, s_const.dtype))
 
     def _train_conv_bn(self, x, step):
-        """Training, BN never frozen: ``bn(conv(x, fq(w * s)) / s)``."""
+        """Training, BN never frozen: ``bn(conv(x, fq(w * s)) / s)``.
+
+        Per-channel weights take the fast path: ``conv(x, fq(w * s)) = conv(x, W) * scale``
+        with ``W`` the integer-valued codes minus zero point, and ``scale / s`` is applied to
+        the conv output in the same multiply that feeds the BN.
+        """
         s_const = ops.stop_gradient(self._fold_scale())
-        # gamma == 0 gives s == 0 and z == 0: divide by 1 there (BN then outputs beta)
-        inv_s = self.one_f / (s_const + ops.cast(s_const == 0, s_const.dtype))
+        inv_s = self._inv_scale(s_const)
         if self.weight_quant.per_channel:
             w_int, c = self.weight_quant.fold_quant(self.conv.weight, s_const, step)
             z = self.conv.conv2d(x, w_int)
@@ -157,7 +163,7 @@ class QuantConvBnAct(QuantLayer):
         z, y_run = self._folded_conv(x, s_const + frozen * (s - s_const), step)
         mean_before = bn.moving_mean + 0.0
         var_before = bn.moving_variance + 0.0
-        y_bn = self._bn_of_folded(z, s_const)
+        y_bn = bn(z * ops.reshape(self._inv_scale(s_const), (1, -1, 1, 1)))
         keep = self.one_f - frozen
         ops.assign(bn.moving_mean, mean_before + keep * (bn.moving_mean - mean_before))
         ops.assign(bn.moving_variance, var_before + keep * (bn.moving_variance - var_before))

@@ -25,7 +25,7 @@ from mindspore.ops.auto_generate import ClampScalar
 
 def round_clamp_infer(x, inv_scale, offset, lo, scale, top: float):
     """The fake-quantized value without gradient bookkeeping (evaluation)."""
-    return ops.minimum(ops.maximum(ops.round(x / scale), lo), lo + (top - 0.5)) * scale
+    return (ops.trunc(ops.clamp(x * inv_scale + offset, 0.5, top)) + lo) * scale
 
 
 class RoundClampSTE(nn.Cell):
