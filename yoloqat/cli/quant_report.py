@@ -98,12 +98,13 @@ def quant_report(
         qat_checkpoint=checkpoint,
         repeats=repeats,
     )
+    (output / "report.json").write_text(json.dumps(report, indent=2))
+    out_console.print(render_table(report))
     if sensitivity:
         report["sensitivity"] = layer_sensitivity(
             qat_net, dataset, testing_shape=testing_shape, top=top, max_images=sensitivity_images
         )
-    (output / "report.json").write_text(json.dumps(report, indent=2))
-    out_console.print(render_table(report))
+        (output / "report.json").write_text(json.dumps(report, indent=2))
     for row in report.get("sensitivity", []):
         out_console.print(f"  {row['layer']:<40} AP drop {row['AP_drop']:+.4f}")
     typer.echo(f"report: {output / 'report.json'}", err=True)

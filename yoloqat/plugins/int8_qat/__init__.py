@@ -66,12 +66,15 @@ def int8_qat(
         num_bits: bits of weights and activations (2..8); the quant range is [0, 2^b - 1].
         narrow_range: start the quant range at 1 instead of 0.
         quant_delay: training steps during which fake quantization is bypassed (observers
-            still update); evaluation always fake-quantizes.
+            still update); evaluation always fake-quantizes. Steps are counted by each
+            quantized layer (a ``step`` Parameter, +1 per training-mode forward, saved in
+            checkpoints), so the train loop has nothing to advance.
         per_channel: [weights, activations]: one range per output channel. Only weights
             can be per-channel.
         symmetric: [weights, activations]: symmetric ranges (min = -max).
         freeze_bn: from this training step on, BN uses (and no longer updates) its running
-            statistics; before it, batch statistics.
+            statistics; before it, batch statistics. 10,000,000 or more (the default)
+            means never, and compiles the training graph without the freeze switch.
         ema_decay: decay of the moving-average activation ranges (LeakyReLU, residual adds).
         skip_layers: fnmatch patterns of cell paths left in float, e.g. ["head.*.out"].
     """

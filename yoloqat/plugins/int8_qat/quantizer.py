@@ -52,17 +52,23 @@ class Int8QAT:
             if self.skipped(""):
                 return network
             return self._replace(network, root_prefix.rstrip("."))
-        self._walk(network, "", root_prefix)
+        self._walk(network, "", root_prefix, {})
         return network
 
-    def _walk(self, cell: nn.Cell, path: str, root_prefix: str) -> None:
+    def _walk(self, cell: nn.Cell, path: str, root_prefix: str, done: dict) -> None:
         for key, child in list(cell.name_cells().items()):
             child_path = f"{path}.{key}" if path else key
-            if type(child) in REPLACEMENTS:
+            if id(child) in done:  # a cell shared by several parents: one replacement
+                shared = done[id(child)]
+                names = [(p, p.name) for p in shared.get_parameters()]
+                _set_child(cell, key, shared)
+                for param, name in names:  # keep the names of the first occurrence
+                    param.name = name
+            elif type(child) in REPLACEMENTS:
                 if not self.skipped(child_path):
-                    self._replace(child, root_prefix + child_path, cell, key)
+                    done[id(child)] = self._replace(child, root_prefix + child_path, cell, key)
             elif not isinstance(child, QuantLayer):
-                self._walk(child, child_path, root_prefix)
+                self._walk(child, child_path, root_prefix, done)
 
     def _replace(
         self, cell: nn.Cell, full_path: str, parent: nn.Cell | None = None, key: str = ""
