@@ -6,24 +6,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from yoloqat import hookimpl
+from yoloqat.core.defaults import ANCHOR_MASKS, ANCHORS
 
 if TYPE_CHECKING:
     from .model import YoloV3Head
 
-#: The 9 YOLOv3 anchors (w, h) in network-input pixels (spec §1.4).
-DEFAULT_ANCHORS: tuple[tuple[int, int], ...] = (
-    (10, 13),
-    (16, 30),
-    (33, 23),
-    (30, 61),
-    (62, 45),
-    (59, 119),
-    (116, 90),
-    (156, 198),
-    (373, 326),
-)
-#: Anchor indices of the (stride 32, stride 16, stride 8) outputs (spec §1.4).
-DEFAULT_ANCHOR_MASKS: tuple[tuple[int, ...], ...] = ((6, 7, 8), (3, 4, 5), (0, 1, 2))
+#: The seed's anchors and masks (spec §1.4), re-exported for reuse.
+DEFAULT_ANCHORS = ANCHORS
+DEFAULT_ANCHOR_MASKS = ANCHOR_MASKS
 
 
 def yolov3_head(

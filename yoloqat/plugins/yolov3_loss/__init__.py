@@ -6,25 +6,15 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from yoloqat import hookimpl
+from yoloqat.core.defaults import ANCHOR_MASKS, ANCHORS
 from yoloqat.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from .loss import YoloV3Loss
 
-#: The seed's anchors, (w, h) in pixels of the network input.
-DEFAULT_ANCHORS = (
-    (10, 13),
-    (16, 30),
-    (33, 23),
-    (30, 61),
-    (62, 45),
-    (59, 119),
-    (116, 90),
-    (156, 198),
-    (373, 326),
-)
-#: Anchor indices of the outputs in order stride 32, 16, 8.
-DEFAULT_ANCHOR_MASKS = ((6, 7, 8), (3, 4, 5), (0, 1, 2))
+#: The seed's anchors and masks (spec §1.4), re-exported for reuse.
+DEFAULT_ANCHORS = ANCHORS
+DEFAULT_ANCHOR_MASKS = ANCHOR_MASKS
 
 
 def _check_anchors(anchors: Sequence, anchor_masks: Sequence) -> tuple[list, list]:
