@@ -29,7 +29,12 @@ def eval_command(
     annotations: Optional[str] = _opt(
         None, "annotations", help="COCO instances json for --images."
     ),
-    testing_shape: int = _opt(416, "testing_shape", help="Square input size (multiple of 32)."),
+    testing_shape: Optional[int] = _opt(
+        None,
+        "testing_shape",
+        help="Square input size, a multiple of 32 (default: the ONNX model's size, else the "
+        "checkpoint config's eval.testing_shape, else 416).",
+    ),
     per_batch_size: int = _opt(1, "per_batch_size", help="Images per batch."),
     ignore_threshold: float = _opt(
         0.001, "ignore_threshold", help="Score threshold (obj x cls), the seed's name."
@@ -61,12 +66,16 @@ def eval_command(
     init_runtime(device_target)
     dataset = build_dataset(cfg)
     if pretrained is not None:
-        network, _cfg, _meta = load_detector(cfg, pretrained, explicit_config=config is not None)
+        network, _cfg, meta = load_detector(cfg, pretrained, explicit_config=config is not None)
         predictor: Any = MindSporePredictor(network)
+        stored = (meta.get("config") or {}).get("eval", {}) if config is None else cfg.get("eval")
+        default_shape = int((stored or {}).get("testing_shape") or 416)
     else:
         from yoloqat.deploy.onnx_runtime import OnnxPredictor
 
         predictor = OnnxPredictor(onnx)
+        default_shape = int(predictor.input_size or 416)
+    testing_shape = testing_shape or default_shape
     result = evaluate_source(
         predictor,
         dataset.val_source(),
