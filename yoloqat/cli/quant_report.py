@@ -74,6 +74,9 @@ def quant_report(
     sensitivity_images: int = _opt(
         50, "sensitivity_images", help="Val images used per sensitivity evaluation."
     ),
+    sensitivity_layers: list[str] = _opt(
+        [], "sensitivity_layers", help="Only layers matching this pattern (repeatable)."
+    ),
     repeats: int = _opt(10, "repeats", help="Timed runs per latency figure."),
 ) -> None:
     """Compare float, fake-quant and exported int8 models: AP, AP50, size, latency."""
@@ -102,7 +105,12 @@ def quant_report(
     out_console.print(render_table(report))
     if sensitivity:
         report["sensitivity"] = layer_sensitivity(
-            qat_net, dataset, testing_shape=testing_shape, top=top, max_images=sensitivity_images
+            qat_net,
+            dataset,
+            testing_shape=testing_shape,
+            top=top,
+            max_images=sensitivity_images,
+            patterns=tuple(sensitivity_layers) or ("*",),
         )
         (output / "report.json").write_text(json.dumps(report, indent=2))
     for row in report.get("sensitivity", []):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -126,8 +127,10 @@ def layer_sensitivity(
     testing_shape: int,
     top: int = 10,
     max_images: int | None = 50,
+    patterns: tuple[str, ...] = ("*",),
 ) -> list[dict[str, Any]]:
-    """AP change when only one layer is quantized, for every quantized layer (PYNATIVE).
+    """AP change when only one layer is quantized, for each quantized layer whose path
+    matches one of ``patterns`` (fnmatch; default: all), evaluated in PYNATIVE mode.
 
     Returns the ``top`` layers with the largest AP drop against the float (all fake-quant
     off) network, so a user can list them in the quantizer's ``skip_layers``.
@@ -154,7 +157,9 @@ def layer_sensitivity(
     set_fake_quant(qat_net, False)
     base = ap()
     rows = []
-    layers = [path for path, _ in quantized_layers(qat_net)]
+    layers = [
+        path for path, _ in quantized_layers(qat_net) if any(fnmatchcase(path, p) for p in patterns)
+    ]
     with events.task("layer sensitivity", len(layers)) as bar:
         for path in layers:
             set_fake_quant(qat_net, False)
