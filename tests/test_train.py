@@ -82,9 +82,8 @@ def test_overfitting_a_handful_of_images(synth: Path, tmp_path: Path) -> None:
     cfg = tiny_cfg(
         synth,
         tmp_path,
-        "train.max_epoch=40",
-        "scheduler.T_max=40",
-        "scheduler.lr=0.01",
+        "train.max_epoch=20",
+        "scheduler.T_max=20",
         "scheduler.warmup_epochs=1",
         "train.ckpt_interval=1000",
         "train.keep_checkpoints=1",
