@@ -91,6 +91,12 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="also time a QDQ graph with int8 (instead of uint8) activations",
     )
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=3,
+        help="timed train steps for the QAT / float train-step ratio (0 to skip it)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("GLOG_v", "3")
 
@@ -173,6 +179,13 @@ def main(argv: list[str] | None = None) -> dict:
         "fp32": round((tmp / "fp32.onnx").stat().st_size / 2**20, 1),
         "int8": round((tmp / "int8.onnx").stat().st_size / 2**20, 1),
     }
+    if args.train_steps > 0:
+        # QAT train step over float train step, same network and input, steps interleaved
+        from yoloqat.plugins.int8_qat.bench import measure
+
+        result["qat_vs_float_train_step"] = measure(
+            "yolov3", args.width, args.size, batch=1, steps=args.train_steps
+        )
     result["load_avg_1m_end"] = os.getloadavg()[0]
     for key, value in list(result.items()):
         if isinstance(value, float):
