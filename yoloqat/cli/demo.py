@@ -38,7 +38,7 @@ def demo(
         Path("yoloqat_demo"), "output", help="Folder for everything the demo writes."
     ),
     epochs: int = _opt(12, "epochs", help="Float training epochs."),
-    qat_epochs: int = _opt(3, "qat_epochs", help="QAT fine-tuning epochs."),
+    qat_epochs: int = _opt(6, "qat_epochs", help="QAT fine-tuning epochs."),
     train_images: int = _opt(1000, "train_images", help="Synthetic training images."),
     val_images: int = _opt(100, "val_images", help="Synthetic validation images."),
     seed: int = _opt(0, "seed", help="Seed of the synthetic dataset."),
