@@ -48,6 +48,24 @@ def test_demo_small(tmp_path: Path) -> None:
     assert report["int8_size_ratio"] < 0.5  # int8 weights are a quarter of float32
     assert len(list((out / "predictions" / "int8").glob("*_pred.jpg"))) == 8
     assert "int8 AP50 - float AP50" in res.stdout
+    # quant-report on the demo's QAT checkpoint needs no data flags: the checkpoint's own
+    # dataset and eval size are used
+    qat = report["checkpoints"]["qat"]
+    rep = subprocess.run(
+        [
+            *(sys.executable, "-m", "yoloqat", "quant-report", "--checkpoint", qat),
+            *("--no-sensitivity", "--repeats", "1", "--output", str(tmp_path / "qr")),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    again_report = json.loads((tmp_path / "qr" / "report.json").read_text())
+    assert again_report["testing_shape"] == 128 and again_report["images"] == 8
+    fq = {r["model"]: r for r in report["rows"]}["mindspore_fake_quant"]
+    fq2 = {r["model"]: r for r in again_report["rows"]}["mindspore_fake_quant"]
+    assert fq2["AP50"] == pytest.approx(fq["AP50"], abs=1e-6)  # same weights, same data
     again = subprocess.run(
         [sys.executable, "-m", "yoloqat", "demo", "--output", str(out)],
         capture_output=True,

@@ -9,7 +9,7 @@ import pytest
 
 from yoloqat.core.config import apply_overrides, load_config
 from yoloqat.core.errors import CheckpointError
-from yoloqat.core.inference import MindSporePredictor, load_detector
+from yoloqat.core.inference import MindSporePredictor, default_testing_shape, load_detector
 from yoloqat.core.pipeline import build_model, build_quantizer
 from yoloqat.core.training.checkpoint import save_checkpoint
 
@@ -55,3 +55,13 @@ def test_predictor_pads_partial_batches(tmp_path: Path) -> None:
             np.testing.assert_allclose(b[4:], c, rtol=1e-5, atol=1e-5)
     finally:
         ms.set_context(mode=ms.PYNATIVE_MODE)
+
+
+def test_default_testing_shape_follows_the_checkpoint_config() -> None:
+    synth = load_config("synth_tiny")  # eval.testing_shape 128
+    seed = load_config("yolov3_darknet53")  # eval.testing_shape 416
+    meta = {"config": synth}
+    assert default_testing_shape(seed, meta, explicit=False) == 128
+    assert default_testing_shape(seed, meta, explicit=True) == 416  # --config wins
+    assert default_testing_shape(seed, {}, explicit=False) == 416  # nothing stored
+    assert default_testing_shape({}, {}, explicit=True, fallback=320) == 320

@@ -170,6 +170,18 @@ def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
     assert len(lines) == 12
     saved = json.loads(next((tmp_path / "ev").glob("eval_*.json")).read_text())
     assert set(saved["stats"]) >= {"AP", "AP50", "AR100"}
+    assert saved["testing_shape"] == 64
+    # no dataset flags, no --testing_shape: the checkpoint's own data and eval size
+    own = subprocess.run(
+        [*base, "eval", "--pretrained", ckpt, "--output", str(tmp_path / "ev2")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert own.returncode == 0, own.stderr[-2000:]
+    saved2 = json.loads(next((tmp_path / "ev2").glob("eval_*.json")).read_text())
+    assert saved2["testing_shape"] == 128  # synth_tiny's eval.testing_shape
+    assert saved2["num_images"] == saved["num_images"] > 0
     pred = subprocess.run(
         [
             *base,

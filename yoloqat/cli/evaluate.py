@@ -55,27 +55,41 @@ def eval_command(
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.errors import UsageError
     from yoloqat.core.evaluate import evaluate_source
-    from yoloqat.core.inference import MindSporePredictor, load_detector
+    from yoloqat.core.inference import (
+        MindSporePredictor,
+        default_testing_shape,
+        load_detector,
+    )
     from yoloqat.core.pipeline import build_dataset
     from yoloqat.core.runtime import init_runtime
 
     if (pretrained is None) == (onnx is None):
         raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
-    cfg = load_config(config or "yolov3_darknet53")
-    cfg = apply_overrides(dataset_overrides(cfg, data_dir, images, annotations), set_)
+    dataset_overrides({}, data_dir, images, annotations)  # flag clashes fail before loading
+    cfg = apply_overrides(load_config(config or "yolov3_darknet53"), set_)
     init_runtime(device_target)
-    dataset = build_dataset(cfg)
+    meta: dict[str, Any] = {}
     if pretrained is not None:
         network, _cfg, meta = load_detector(cfg, pretrained, explicit_config=config is not None)
         predictor: Any = MindSporePredictor(network)
-        stored = (meta.get("config") or {}).get("eval", {}) if config is None else cfg.get("eval")
-        default_shape = int((stored or {}).get("testing_shape") or 416)
+        default_shape = default_testing_shape(cfg, meta, explicit=config is not None)
     else:
         from yoloqat.deploy.onnx_runtime import OnnxPredictor
 
         predictor = OnnxPredictor(onnx)
         default_shape = int(predictor.input_size or 416)
     testing_shape = testing_shape or default_shape
+    dataset = build_dataset(
+        data_config(
+            cfg,
+            meta,
+            explicit=config is not None,
+            data_dir=data_dir,
+            images=images,
+            annotations=annotations,
+            overrides=set_,
+        )
+    )
     result = evaluate_source(
         predictor,
         dataset.val_source(),
@@ -96,7 +110,12 @@ def eval_command(
 def dataset_overrides(
     cfg: dict[str, Any], data_dir: Optional[str], images: Optional[str], annotations: Optional[str]
 ) -> dict[str, Any]:
-    """Point the config's dataset at ``--data_dir`` (COCO 2014) or ``--images/--annotations``."""
+    """Point the config's dataset at ``--data_dir`` or ``--images/--annotations``.
+
+    ``--data_dir`` sets ``dataset.data_dir`` of the config's dataset (COCO 2014's root for
+    the seed configs, the ``yoloqat synth`` folder for the synthetic ones);
+    ``--images/--annotations`` switch to a generic COCO-format validation set.
+    """
     from yoloqat.core.errors import UsageError
 
     if (images is None) != (annotations is None):
@@ -106,8 +125,34 @@ def dataset_overrides(
             raise UsageError("give --data_dir or --images/--annotations, not both")
         cfg["dataset"] = {"name": "coco", "val_images": images, "val_annotations": annotations}
     elif data_dir is not None:
-        cfg["dataset"] = {"name": "coco2014", "data_dir": data_dir}
+        dataset = dict(cfg.get("dataset") or {"name": "coco2014"})
+        cfg["dataset"] = {**dataset, "data_dir": data_dir}
     return cfg
+
+
+def data_config(
+    cfg: dict[str, Any],
+    meta: dict[str, Any],
+    *,
+    explicit: bool,
+    data_dir: Optional[str],
+    images: Optional[str],
+    annotations: Optional[str],
+    overrides: list[str],
+) -> dict[str, Any]:
+    """The config whose ``dataset`` block to evaluate on.
+
+    Without an explicit ``--config``, the config stored in the checkpoint (so a checkpoint
+    evaluates on the data it was trained for, with ``--data_dir`` pointing elsewhere);
+    else ``cfg``. Then the dataset flags and ``--set`` overrides.
+    """
+    import copy
+
+    from yoloqat.core.config import apply_overrides
+
+    stored = meta.get("config") if isinstance(meta.get("config"), dict) else None
+    base = copy.deepcopy(stored if stored is not None and not explicit else cfg)
+    return apply_overrides(dataset_overrides(base, data_dir, images, annotations), overrides)
 
 
 def register(app: typer.Typer) -> None:

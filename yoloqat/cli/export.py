@@ -25,7 +25,12 @@ def export_command(
     int8: bool = _opt(
         False, "int8", help="ONNX: write the int8 QDQ graph (needs a QAT checkpoint)."
     ),
-    testing_shape: int = _opt(416, "testing_shape", help="Square input size (multiple of 32)."),
+    testing_shape: Optional[int] = _opt(
+        None,
+        "testing_shape",
+        help="Square input size, a multiple of 32 (default: the checkpoint config's "
+        "eval.testing_shape, else 416).",
+    ),
     batch_size: int = _opt(
         1, "batch_size", help="Fixed batch size; 0 = dynamic batch (ONNX only)."
     ),
@@ -42,18 +47,21 @@ def export_command(
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import CheckpointError, UsageError
-    from yoloqat.core.inference import load_detector
+    from yoloqat.core.inference import default_testing_shape, load_detector
     from yoloqat.core.runtime import init_runtime
 
     fmt = file_format.lower()
     if fmt not in FORMATS:
         raise UsageError(f"--format {file_format!r} is not valid; expected mindir or onnx")
-    check_input_shape(testing_shape, testing_shape)
+    if testing_shape is not None:
+        check_input_shape(testing_shape, testing_shape)
     if batch_size < 0 or (batch_size == 0 and fmt != "onnx"):
         raise UsageError(f"--batch_size {batch_size} is not valid; expected >= 1 (0: ONNX only)")
     init_runtime(device_target)
     cfg = load_config(config or "yolov3_darknet53")
-    network, _cfg, _meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
+    network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
+    if testing_shape is None:
+        testing_shape = default_testing_shape(cfg, meta, explicit=config is not None)
 
     from yoloqat.deploy.quant_emitters import is_quantized
 

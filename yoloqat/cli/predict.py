@@ -119,7 +119,12 @@ def predict(
     output: Optional[Path] = _opt(
         Path("outputs/predict"), "output", help="Folder for drawn images and detections.json."
     ),
-    testing_shape: int = _opt(416, "testing_shape", help="Square input size (multiple of 32)."),
+    testing_shape: Optional[int] = _opt(
+        None,
+        "testing_shape",
+        help="Square input size, a multiple of 32 (default: the checkpoint config's "
+        "eval.testing_shape, else 416).",
+    ),
     score_threshold: float = _opt(
         0.3, "score_threshold", help="Keep detections scoring at least this."
     ),
@@ -129,14 +134,21 @@ def predict(
     """Detect objects in images: JSON to stdout, labelled pictures to --output."""
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.inference import MindSporePredictor, load_detector
+    from yoloqat.core.inference import (
+        MindSporePredictor,
+        default_testing_shape,
+        load_detector,
+    )
     from yoloqat.core.runtime import init_runtime
 
-    check_input_shape(testing_shape, testing_shape)
+    if testing_shape is not None:
+        check_input_shape(testing_shape, testing_shape)
     files = collect_images(source)
     init_runtime(device_target)
     cfg = load_config(config or "yolov3_darknet53")
     network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
+    if testing_shape is None:
+        testing_shape = default_testing_shape(cfg, meta, explicit=config is not None)
     names = meta.get("class_names") or [str(i) for i in range(network.num_classes)]
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)

@@ -29,14 +29,14 @@ def render_table(report: dict[str, Any]) -> Any:
 
 def build_networks(
     cfg: dict, checkpoint: str, float_checkpoint: Optional[str], explicit: bool
-) -> tuple[Any, Any]:
-    """(float network, fake-quant network); without a float checkpoint the float network is
-    the QAT checkpoint with fake quantization switched off."""
+) -> tuple[Any, Any, dict[str, Any]]:
+    """(float network, fake-quant network, QAT checkpoint meta); without a float checkpoint
+    the float network is the QAT checkpoint with fake quantization switched off."""
     from yoloqat.core.errors import CheckpointError
     from yoloqat.core.inference import load_detector
     from yoloqat.plugins.int8_qat.quantizer import is_quantized, set_fake_quant
 
-    qat_net, _, _ = load_detector(cfg, checkpoint, explicit_config=explicit)
+    qat_net, _, meta = load_detector(cfg, checkpoint, explicit_config=explicit)
     if not is_quantized(qat_net):
         raise CheckpointError(
             f"{checkpoint} is a float checkpoint; quant-report needs a QAT checkpoint",
@@ -47,7 +47,7 @@ def build_networks(
     else:
         float_net, _, _ = load_detector(cfg, checkpoint, explicit_config=explicit)
         set_fake_quant(float_net, False)
-    return float_net, qat_net
+    return float_net, qat_net, meta
 
 
 def quant_report(
@@ -61,7 +61,11 @@ def quant_report(
     data_dir: Optional[str] = _opt(None, "data_dir", help="COCO 2014 root."),
     images: Optional[str] = _opt(None, "images", help="Image folder (with --annotations)."),
     annotations: Optional[str] = _opt(None, "annotations", help="COCO instances json."),
-    testing_shape: int = _opt(416, "testing_shape", help="Square input size."),
+    testing_shape: Optional[int] = _opt(
+        None,
+        "testing_shape",
+        help="Square input size (default: the checkpoint config's eval.testing_shape, else 416).",
+    ),
     output: Path = _opt(
         Path("outputs/quant_report"), "output", help="Folder for the ONNX files and report.json."
     ),
@@ -80,17 +84,31 @@ def quant_report(
     repeats: int = _opt(10, "repeats", help="Timed runs per latency figure."),
 ) -> None:
     """Compare float, fake-quant and exported int8 models: AP, AP50, size, latency."""
-    from yoloqat.cli.evaluate import dataset_overrides
+    from yoloqat.cli.evaluate import data_config, dataset_overrides
     from yoloqat.cli.render import out_console
     from yoloqat.core.config import load_config
+    from yoloqat.core.detector import check_input_shape
+    from yoloqat.core.inference import default_testing_shape
     from yoloqat.core.pipeline import build_dataset
     from yoloqat.core.report import compare_models, layer_sensitivity
 
-    cfg = dataset_overrides(
-        load_config(config or "yolov3_darknet53"), data_dir, images, annotations
+    dataset_overrides({}, data_dir, images, annotations)  # flag clashes fail before loading
+    cfg = load_config(config or "yolov3_darknet53")
+    float_net, qat_net, meta = build_networks(cfg, checkpoint, float_checkpoint, config is not None)
+    dataset = build_dataset(
+        data_config(
+            cfg,
+            meta,
+            explicit=config is not None,
+            data_dir=data_dir,
+            images=images,
+            annotations=annotations,
+            overrides=[],
+        )
     )
-    dataset = build_dataset(cfg)
-    float_net, qat_net = build_networks(cfg, checkpoint, float_checkpoint, config is not None)
+    if testing_shape is None:
+        testing_shape = default_testing_shape(cfg, meta, explicit=config is not None)
+    check_input_shape(testing_shape, testing_shape)
     report = compare_models(
         float_net,
         qat_net,

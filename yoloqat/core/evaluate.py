@@ -76,6 +76,7 @@ def evaluate_source(
             )
             bar.advance(1)
     result = engine.evaluate(source.coco, image_ids=engine.image_ids or None)
+    result.extra.update(testing_shape=testing_shape, letterbox=letterbox)
     if output_dir is not None:
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)

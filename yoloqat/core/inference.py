@@ -77,6 +77,20 @@ def load_detector(
     return network, cfg, meta
 
 
+def default_testing_shape(
+    cfg: dict[str, Any], meta: dict[str, Any], *, explicit: bool, fallback: int = 416
+) -> int:
+    """The input size a checkpoint is meant to run at, when the user gives none.
+
+    The ``eval.testing_shape`` of the config stored in the checkpoint (or of the explicit
+    ``--config``), else ``fallback`` (the seed's 416).
+    """
+    stored = meta.get("config") if isinstance(meta.get("config"), dict) else None
+    source = cfg if explicit or stored is None else stored
+    shape = (source.get("eval") or {}).get("testing_shape")
+    return int(shape or fallback)
+
+
 class MindSporePredictor:
     """Runs a MindSpore detector (eval mode, GRAPH_MODE unless told otherwise).
 

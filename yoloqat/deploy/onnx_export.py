@@ -73,9 +73,11 @@ def build_onnx_model(
             hint="fine-tune it with the int8_qat quantizer first (configs/yolov3_darknet53_quant"
             ".yaml), or export without int8",
         )
-    if quantized and not int8:
+    if quantized and not int8 and quant_emitters.any_fake_quant_enabled(network):
         raise UsageError(
             "this network is quantized (int8 QAT): export it with int8=True (--int8)",
+            hint="or switch its fake quantization off (set_fake_quant(network, False)) to "
+            "export the float graph of its weights",
         )
     if quantized:
         quant_emitters.register_quant_emitters()

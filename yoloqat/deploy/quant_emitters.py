@@ -47,6 +47,19 @@ def is_quantized(network: Any) -> bool:
     return any(isinstance(cell, base) for _, cell in network.cells_and_names())
 
 
+def any_fake_quant_enabled(network: Any) -> bool:
+    """Whether any fake-quant node of a quantized ``network`` is switched on."""
+    base = _quant_layer_type()
+    if base is None:
+        return False
+    return any(
+        getattr(fq, "enabled", True)
+        for _, cell in network.cells_and_names()
+        if isinstance(cell, base)
+        for fq in cell.fake_quants().values()
+    )
+
+
 # -- quantization parameters -----------------------------------------------------------------
 def activation_qparams(fq: Any, dtype: str = "uint8") -> tuple[np.ndarray, np.ndarray, tuple]:
     """``(scale, zero_point, (qmin, qmax))`` of a per-tensor activation fake quant.
