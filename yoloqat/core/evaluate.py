@@ -27,6 +27,27 @@ def _letterbox_transform(params: np.ndarray, size: int) -> Any:
     return transform
 
 
+def _loader(
+    source: Any, batch_size: int, testing_shape: int, letterbox: bool, num_workers: int
+) -> Any:
+    from yoloqat.data.loader import EvalLoader
+
+    return EvalLoader(
+        source,
+        batch_size=batch_size,
+        testing_shape=testing_shape,
+        letterbox=letterbox,
+        num_workers=num_workers,
+    )
+
+
+def load_batches(
+    source: Any, *, testing_shape: int, batch_size: int = 1, letterbox: bool = False
+) -> list[dict[str, Any]]:
+    """Every eval batch of ``source``, decoded and resized once (for repeated evaluation)."""
+    return list(_loader(source, batch_size, testing_shape, letterbox, 1))
+
+
 def evaluate_source(
     predictor: Any,
     source: Any,
@@ -41,14 +62,16 @@ def evaluate_source(
     num_workers: int = 1,
     output_dir: str | Path | None = None,
     description: str = "eval",
+    batches: list[dict[str, Any]] | None = None,
 ) -> EvalResult:
     """Detect on every image of ``source`` and evaluate against its annotations.
 
     Writes ``predict_<time>.json`` (COCO results) and ``eval_<time>.json`` (the 12 numbers
-    and the printed summary) into ``output_dir`` when given.
+    and the printed summary) into ``output_dir`` when given. ``batches``: the loader's
+    batches decoded beforehand (:func:`load_batches`), to evaluate several networks on the
+    same images without decoding them again.
     """
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.data.loader import EvalLoader
 
     check_input_shape(testing_shape, testing_shape)
     engine = DetectionEngine(
@@ -57,13 +80,9 @@ def evaluate_source(
         nms_threshold=nms_threshold,
         multi_label=multi_label,
     )
-    loader = EvalLoader(
-        source,
-        batch_size=batch_size,
-        testing_shape=testing_shape,
-        letterbox=letterbox,
-        num_workers=num_workers,
-    )
+    loader: Any = batches
+    if loader is None:
+        loader = _loader(source, batch_size, testing_shape, letterbox, num_workers)
     total = (len(source) + batch_size - 1) // batch_size
     with events.task(description, total) as bar:
         for batch in loader:

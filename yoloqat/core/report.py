@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from yoloqat.core import events
-from yoloqat.core.evaluate import evaluate_source
+from yoloqat.core.evaluate import evaluate_source, load_batches
 
 
 def latency_ms(predictor: Any, input_size: int, *, repeats: int = 10, warmup: int = 2) -> float:
@@ -143,6 +143,7 @@ def layer_sensitivity(
     ms.set_context(mode=ms.PYNATIVE_MODE)
     source = _Subset(dataset.val_source(), max_images)
     pred = MindSporePredictor(qat_net, graph_mode=False)
+    batches = load_batches(source, testing_shape=testing_shape, batch_size=8)
 
     def ap() -> float:
         return evaluate_source(
@@ -152,6 +153,7 @@ def layer_sensitivity(
             testing_shape=testing_shape,
             batch_size=8,
             description="sensitivity",
+            batches=batches,
         ).stats["AP"]
 
     set_fake_quant(qat_net, False)
