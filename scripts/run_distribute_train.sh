@@ -31,14 +31,9 @@ USAGE
     exit "${1:-2}"
 }
 
-fail() {
-    echo "error: $1" >&2
-    usage 2
-}
-
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    usage 0
-fi
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+help_requested "$@"
 
 positional=()
 while [[ $# -gt 0 && ${#positional[@]} -lt 4 && "${1:0:1}" != "-" ]]; do
@@ -55,13 +50,13 @@ device_num=${positional[3]:-${DEVICE_NUM:-8}}
 device_target=${DEVICE_TARGET:-CPU}
 master_port=${MASTER_PORT:-8118}
 
-[[ -d "$dataset_path" ]] || fail "DATASET_PATH is not a folder: $dataset_path"
-[[ -f "$float_ckpt" ]] || fail "FLOAT_CKPT is not a file: $float_ckpt"
+require_dir DATASET_PATH "$dataset_path"
+require_file FLOAT_CKPT "$float_ckpt"
 [[ "$device_num" =~ ^[1-9][0-9]*$ ]] || fail "DEVICE_NUM must be a positive integer, got '$device_num'"
 [[ "$master_port" =~ ^[0-9]+$ ]] || fail "MASTER_PORT must be a port number, got '$master_port'"
 
 if [[ -n "$rank_table" && "$rank_table" != "none" ]]; then
-    [[ -f "$rank_table" ]] || fail "RANK_TABLE_FILE is not a file: $rank_table"
+    require_file RANK_TABLE_FILE "$rank_table"
     if [[ "${device_target,,}" == "ascend" ]]; then
         rank_table=$(cd "$(dirname "$rank_table")" && pwd)/$(basename "$rank_table")
         export RANK_TABLE_FILE="$rank_table"

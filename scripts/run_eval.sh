@@ -17,21 +17,16 @@ USAGE
     exit "${1:-2}"
 }
 
-fail() {
-    echo "error: $1" >&2
-    usage 2
-}
-
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    usage 0
-fi
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+help_requested "$@"
 
 [[ $# -ge 2 && "${1:0:1}" != "-" && "${2:0:1}" != "-" ]] || fail "DATASET_PATH and CHECKPOINT_PATH are required"
 dataset_path=$1
 checkpoint=$2
 shift 2
-[[ -d "$dataset_path" ]] || fail "DATASET_PATH is not a folder: $dataset_path"
-[[ -f "$checkpoint" ]] || fail "CHECKPOINT_PATH is not a file: $checkpoint"
+require_dir DATASET_PATH "$dataset_path"
+require_file CHECKPOINT_PATH "$checkpoint"
 
 exec "${PYTHON:-python3}" -m yoloqat eval \
     --data_dir "$dataset_path" \

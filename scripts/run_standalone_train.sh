@@ -17,21 +17,16 @@ USAGE
     exit "${1:-2}"
 }
 
-fail() {
-    echo "error: $1" >&2
-    usage 2
-}
-
-if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then
-    usage 0
-fi
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+help_requested "$@"
 
 [[ $# -ge 2 && "${1:0:1}" != "-" && "${2:0:1}" != "-" ]] || fail "DATASET_PATH and FLOAT_CKPT are required"
 dataset_path=$1
 float_ckpt=$2
 shift 2
-[[ -d "$dataset_path" ]] || fail "DATASET_PATH is not a folder: $dataset_path"
-[[ -f "$float_ckpt" ]] || fail "FLOAT_CKPT is not a file: $float_ckpt"
+require_dir DATASET_PATH "$dataset_path"
+require_file FLOAT_CKPT "$float_ckpt"
 
 exec "${PYTHON:-python3}" -m yoloqat train \
     --config yolov3_darknet53_quant \
