@@ -249,6 +249,26 @@ def test_batch_observer_tracks_the_batch_and_ema_observer_averages():
     np.testing.assert_array_equal(y, ref.fake_quant(x1 * 10, *stored))
 
 
+def test_first_batch_ema_init_starts_the_average_at_the_data():
+    cfg = QuantConfig(ema_decay=0.9, ema_init="first_batch")
+    fq = FakeQuant(cfg, ema=True)
+    fq.set_train(True)
+    rng = np.random.default_rng(1)
+    x1 = rng.uniform(0.5, 12.0, (2, 3, 4, 4)).astype(np.float32)
+    x2 = rng.uniform(-1.0, 9.0, (2, 3, 4, 4)).astype(np.float32)
+    fq(Tensor(x1), STEP0)  # step 0: the batch range, not an average with +-6
+    assert fq.min_value.asnumpy()[0] == 0.0
+    assert fq.max_value.asnumpy()[0] == pytest.approx(x1.max())
+    fq(Tensor(x2), Tensor(np.int32([1])))  # later steps average as usual
+    np.testing.assert_allclose(fq.max_value.asnumpy()[0], ref.ema(x1.max(), x2.max(), 0.9), 1e-6)
+    np.testing.assert_allclose(fq.min_value.asnumpy()[0], min(ref.ema(0, x2.min(), 0.9), 0), 1e-6)
+    # the seed's fixed start, for comparison: clipped at about 6 after the first batch
+    seed = FakeQuant(QuantConfig(ema_decay=0.9), ema=True)
+    seed.set_train(True)
+    seed(Tensor(x1), STEP0)
+    assert seed.max_value.asnumpy()[0] == pytest.approx(ref.ema(6.0, x1.max(), 0.9))
+
+
 def test_weight_observer_is_per_channel_min_max_of_the_weight():
     w = np.random.default_rng(2).normal(size=(3, 2, 3, 3)).astype(np.float32)
     fq = QuantConfig().weight_quant(np.zeros_like(w))
@@ -533,6 +553,7 @@ def test_factory_validates_and_registers():
         {"freeze_bn": 1.5},
         {"skip_layers": "head"},
         {"narrow_range": 1},
+        {"ema_init": "zero"},
     ):
         with pytest.raises(ConfigError, match="quantizer"):
             int8_qat(**bad)

@@ -52,6 +52,7 @@ def int8_qat(
     symmetric: Sequence[bool] = (True, False),
     freeze_bn: int = 10_000_000,
     ema_decay: float = 0.999,
+    ema_init: str = "fixed",
     skip_layers: Sequence[str] = (),
 ) -> Int8QAT:
     """Int8 quantization-aware training: BN folding and fake quantization (seed defaults).
@@ -76,6 +77,9 @@ def int8_qat(
             statistics; before it, batch statistics. 10,000,000 or more (the default)
             means never, and compiles the training graph without the freeze switch.
         ema_decay: decay of the moving-average activation ranges (LeakyReLU, residual adds).
+        ema_init: where those averages start: ``fixed`` (the seed: ``±6``) or
+            ``first_batch`` (the first training batch's range; better for short fine-tunes,
+            whose activations may exceed 6 long before a 0.999 average gets there).
         skip_layers: fnmatch patterns of cell paths left in float, e.g. ["head.*.out"].
     """
     num_bits = _int("num_bits", num_bits, 2, 8)
@@ -100,6 +104,10 @@ def int8_qat(
         raise ConfigError(
             f"quantizer.ema_decay={ema_decay!r} is not valid; expected a number in [0, 1)"
         )
+    if ema_init not in ("fixed", "first_batch"):
+        raise ConfigError(
+            f"quantizer.ema_init={ema_init!r} is not valid; expected fixed or first_batch"
+        )
     if isinstance(skip_layers, str) or not all(isinstance(p, str) for p in skip_layers):
         raise ConfigError(
             f"quantizer.skip_layers={skip_layers!r} is not valid; expected a list of patterns"
@@ -117,6 +125,7 @@ def int8_qat(
         quant_delay=quant_delay,
         freeze_bn=freeze_bn,
         ema_decay=float(ema_decay),
+        ema_init=ema_init,
     )
     return Int8QAT(config, skip_layers=tuple(skip_layers))
 

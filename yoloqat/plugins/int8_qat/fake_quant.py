@@ -59,6 +59,7 @@ class QuantConfig:
     quant_delay: int = 0
     freeze_bn: int = 10_000_000
     ema_decay: float = 0.999
+    ema_init: str = "fixed"
 
     @property
     def bn_freezes(self) -> bool:
@@ -119,6 +120,7 @@ class FakeQuant(MinMaxObserver):
             init_min=init_min,
             init_max=init_max,
             nonnegative=nonnegative,
+            ema_init=config.ema_init,
         )
         qmin, qmax = quant_range(config.num_bits, config.narrow_range)
         self.num_bits = config.num_bits
@@ -152,7 +154,7 @@ class FakeQuant(MinMaxObserver):
 
     def construct(self, x, step):
         if self.training:
-            lo, hi = self.observe(x)
+            lo, hi = self.observe(x, step)
         else:
             lo, hi = self.min_value, self.max_value
         if not self.enabled:
