@@ -128,47 +128,47 @@ def layer_sensitivity(
     top: int = 10,
     max_images: int | None = 50,
     patterns: tuple[str, ...] = ("*",),
+    batch_size: int = 8,
 ) -> list[dict[str, Any]]:
     """AP change when only one layer is quantized, for each quantized layer whose path
-    matches one of ``patterns`` (fnmatch; default: all), evaluated in PYNATIVE mode.
+    matches one of ``patterns`` (fnmatch; default: all).
 
     Returns the ``top`` layers with the largest AP drop against the float (all fake-quant
-    off) network, so a user can list them in the quantizer's ``skip_layers``.
+    off) network, so a user can list them in the quantizer's ``skip_layers``. One GRAPH_MODE
+    graph serves every layer: the fake quants are switched by Parameters
+    (:func:`~yoloqat.plugins.int8_qat.quantizer.eval_gates`), not by recompiling.
     """
-    import mindspore as ms
+    from mindspore import Tensor
 
     from yoloqat.core.inference import MindSporePredictor
-    from yoloqat.plugins.int8_qat.quantizer import quantized_layers, set_fake_quant
+    from yoloqat.plugins.int8_qat.quantizer import eval_gates
 
-    ms.set_context(mode=ms.PYNATIVE_MODE)
     source = _Subset(dataset.val_source(), max_images)
-    pred = MindSporePredictor(qat_net, graph_mode=False)
-    batches = load_batches(source, testing_shape=testing_shape, batch_size=8)
+    batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size)
+    with eval_gates(qat_net) as (net, gates):
+        layers = [path for path in gates if any(fnmatchcase(path, p) for p in patterns)]
+        pred = MindSporePredictor(net)
 
-    def ap() -> float:
-        return evaluate_source(
-            pred,
-            source,
-            dataset.category_ids,
-            testing_shape=testing_shape,
-            batch_size=8,
-            description="sensitivity",
-            batches=batches,
-        ).stats["AP"]
+        def ap(quantized: str | None) -> float:
+            for path, params in gates.items():
+                for param in params:
+                    param.set_data(Tensor(np.float32(path == quantized)))
+            return evaluate_source(
+                pred,
+                source,
+                dataset.category_ids,
+                testing_shape=testing_shape,
+                batch_size=batch_size,
+                description="sensitivity",
+                batches=batches,
+            ).stats["AP"]
 
-    set_fake_quant(qat_net, False)
-    base = ap()
-    rows = []
-    layers = [
-        path for path, _ in quantized_layers(qat_net) if any(fnmatchcase(path, p) for p in patterns)
-    ]
-    with events.task("layer sensitivity", len(layers)) as bar:
-        for path in layers:
-            set_fake_quant(qat_net, False)
-            set_fake_quant(qat_net, True, (path,))
-            rows.append({"layer": path, "AP_drop": round(base - ap(), 5)})
-            bar.advance(1)
-    set_fake_quant(qat_net, True)
+        base = ap(None)
+        rows = []
+        with events.task("layer sensitivity", len(layers)) as bar:
+            for path in layers:
+                rows.append({"layer": path, "AP_drop": round(base - ap(path), 5)})
+                bar.advance(1)
     rows.sort(key=lambda r: -r["AP_drop"])
     return rows[:top]
 

@@ -135,6 +135,7 @@ class FakeQuant(MinMaxObserver):
         self.quant_delay = int(config.quant_delay)
         self.range_shape = (-1,) + (1,) * (ndim - 1) if per_channel else ()
         self.enabled = True
+        self.gated = False  # see yoloqat.plugins.int8_qat.quantizer.eval_gates
         self.top = qmax - qmin + 0.5
         top = self.top
         self.ste = GatedRoundClampSTE(top) if self.quant_delay > 0 else RoundClampSTE(top)
@@ -162,7 +163,10 @@ class FakeQuant(MinMaxObserver):
         scale, q_lo, offset = self._nudge(lo, hi)
         inv_scale = self.one / scale
         if not self.training:
-            return round_clamp_infer(x, inv_scale, offset, q_lo, scale, self.top)
+            y = round_clamp_infer(x, inv_scale, offset, q_lo, scale, self.top)
+            if self.gated:  # eval gate: 1 quantizes, 0 passes x through (no recompilation)
+                return x + self.gate * (y - x)
+            return y
         if self.quant_delay > 0:
             on = ops.cast(ops.reshape(step, ()) >= self.quant_delay, x.dtype)
             return self.ste(x, inv_scale, offset, q_lo, scale, on)[0]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fnmatch import fnmatchcase
 
-from mindspore import nn
+import numpy as np
+from mindspore import Parameter, Tensor, nn
 
 from yoloqat.core.layers import Add, ConvBnAct, OutputConv
 
@@ -137,3 +140,47 @@ def set_fake_quant(network: nn.Cell, enabled: bool, patterns: tuple[str, ...] = 
             cell.set_fake_quant(enabled)
             count += 1
     return count
+
+
+class _Fresh(nn.Cell):
+    """A new cell around ``network``: MindSpore caches a compiled graph per cell object and
+    input shape, so a wrapper is what makes the gated graph compile at all."""
+
+    def __init__(self, network: nn.Cell) -> None:
+        super().__init__()
+        self.network = network
+
+    def construct(self, x):
+        return self.network(x)
+
+
+@contextmanager
+def eval_gates(network: nn.Cell) -> Iterator[tuple[nn.Cell, dict[str, list[Parameter]]]]:
+    """Per-layer switches of evaluation-mode fake quantization that need no recompilation.
+
+    Inside the block every fake quant of ``network`` multiplies its quantization error by a
+    0/1 Parameter (``x + gate * (fq(x) - x)``), so one compiled GRAPH_MODE graph evaluates
+    any subset of quantized layers: set the gates with ``set_data``. Yields ``(net, gates)``:
+    ``net`` is the network to run (a new cell around ``network``, so that a graph compiled
+    earlier for ``network`` is not reused) and ``gates`` maps each quantized layer's path to
+    its gate Parameters, all 1 (every layer quantized). On exit the gates are removed.
+    Used by the layer-sensitivity report.
+    """
+    gates: dict[str, list[Parameter]] = {}
+    nodes = []
+    for path, layer in quantized_layers(network):
+        for attr, fq in layer.fake_quants().items():
+            fq.gate = Parameter(
+                Tensor(np.float32(1.0)), name=f"{path}.{attr}.eval_gate", requires_grad=False
+            )
+            fq.gated = True
+            gates.setdefault(path, []).append(fq.gate)
+            nodes.append(fq)
+    net = _Fresh(network)
+    net.set_train(False)
+    try:
+        yield net, gates
+    finally:
+        for fq in nodes:
+            fq.gated = False
+            delattr(fq, "gate")
