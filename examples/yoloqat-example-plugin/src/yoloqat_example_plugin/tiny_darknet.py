@@ -1,10 +1,10 @@
 """TinyDarkNet: a small DarkNet-style backbone built from yoloqat's shared layers.
 
-Built only from :class:`yoloqat.core.layers.ConvBnAct` and :class:`~yoloqat.core.layers.Add`,
-so yoloqat's int8 QAT quantizer finds and rewrites its layers like DarkNet-53's. It follows
-the backbone contract: ``construct(image) -> (C3, C4, C5)`` at strides 8, 16, 32 and an
-``out_channels`` attribute; ``conv_units()`` (optional) lists its convs in forward order,
-which lets ``yoloqat export-darknet`` write it.
+Built from yoloqat's own parts (:class:`yoloqat.core.layers.ConvBnAct` and DarkNet-53's
+``ResidualBlock``), so yoloqat's int8 QAT quantizer and ONNX exporter handle its layers like
+DarkNet-53's. It follows the backbone contract: ``construct(image) -> (C3, C4, C5)`` at
+strides 8, 16, 32 and an ``out_channels`` attribute; ``conv_units()`` (optional) lists its
+convs in forward order, which lets ``yoloqat export-darknet`` write it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ import math
 from mindspore import nn
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.core.layers import PADDINGS, Add, ConvBnAct, check_choice
+from yoloqat.core.layers import PADDINGS, ConvBnAct, check_choice
+from yoloqat.plugins.darknet53.model import ResidualBlock
 
 #: Channels of the stem and of the five downsampled stages at width 1.0.
 STEM = 16
@@ -35,27 +36,16 @@ def _check(width: object, depth: object, negative_slope: object, bn_momentum: ob
         raise ConfigError(f"bn_momentum={bn_momentum!r} is not valid; expected 0 <= x < 1")
 
 
-class Residual(nn.Cell):
-    """1x1 conv to half the channels, 3x3 conv back, identity add."""
-
-    def __init__(self, channels: int, **unit: object) -> None:
-        super().__init__()
-        hidden = max(1, channels // 2)
-        self.conv1 = ConvBnAct(channels, hidden, 1, **unit)
-        self.conv2 = ConvBnAct(hidden, channels, 3, **unit)
-        self.add = Add()
-
-    def construct(self, x):
-        return self.add(self.conv2(self.conv1(x)), x)
-
-
 class Stage(nn.Cell):
     """A stride-2 3x3 conv followed by ``depth`` residual blocks."""
 
     def __init__(self, in_channels: int, channels: int, depth: int, **unit: object) -> None:
         super().__init__()
         self.down = ConvBnAct(in_channels, channels, 3, 2, **unit)
-        self.blocks = nn.SequentialCell([Residual(channels, **unit) for _ in range(depth)])
+        hidden = max(1, channels // 2)
+        self.blocks = nn.SequentialCell(
+            [ResidualBlock(channels, hidden, **unit) for _ in range(depth)]
+        )
         self.depth = depth
 
     def conv_units(self) -> list[ConvBnAct]:
