@@ -73,3 +73,14 @@ def test_demo_small(tmp_path: Path) -> None:
         timeout=300,
     )
     assert again.returncode == 2 and "--force" in again.stderr
+    bad = subprocess.run(
+        [
+            *(sys.executable, "-m", "yoloqat", "demo"),
+            *("--output", str(tmp_path / "b"), "--val_images", "0"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "--val_images 0 is not valid" in bad.stderr
+    assert not (tmp_path / "b").exists()  # refused before anything was written

@@ -57,6 +57,14 @@ def demo(
     from yoloqat.data.synth import make_synthetic_coco
     from yoloqat.deploy.onnx_runtime import OnnxPredictor
 
+    for flag, value in (
+        ("epochs", epochs),
+        ("qat_epochs", qat_epochs),
+        ("train_images", train_images),
+        ("val_images", val_images),
+    ):
+        if value < 1:
+            raise UsageError(f"--{flag} {value} is not valid; expected an integer >= 1")
     start = time.perf_counter()
     if output.exists() and any(output.iterdir()):
         if not force:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Optional
 
 import typer
@@ -60,7 +61,6 @@ def eval_command(
         default_testing_shape,
         load_detector,
     )
-    from yoloqat.core.pipeline import build_dataset
     from yoloqat.core.runtime import init_runtime
 
     if (pretrained is None) == (onnx is None):
@@ -79,16 +79,14 @@ def eval_command(
         predictor = OnnxPredictor(onnx)
         default_shape = int(predictor.input_size or 416)
     testing_shape = testing_shape or default_shape
-    dataset = build_dataset(
-        data_config(
-            cfg,
-            meta,
-            explicit=config is not None,
-            data_dir=data_dir,
-            images=images,
-            annotations=annotations,
-            overrides=set_,
-        )
+    dataset = eval_dataset(
+        cfg,
+        meta,
+        explicit=config is not None,
+        data_dir=data_dir,
+        images=images,
+        annotations=annotations,
+        overrides=set_,
     )
     result = evaluate_source(
         predictor,
@@ -130,7 +128,7 @@ def dataset_overrides(
     return cfg
 
 
-def data_config(
+def eval_dataset(
     cfg: dict[str, Any],
     meta: dict[str, Any],
     *,
@@ -138,21 +136,23 @@ def data_config(
     data_dir: Optional[str],
     images: Optional[str],
     annotations: Optional[str],
-    overrides: list[str],
-) -> dict[str, Any]:
-    """The config whose ``dataset`` block to evaluate on.
+    overrides: Sequence[str] = (),
+) -> Any:
+    """The dataset to evaluate on, built.
 
-    Without an explicit ``--config``, the config stored in the checkpoint (so a checkpoint
-    evaluates on the data it was trained for, with ``--data_dir`` pointing elsewhere);
+    Its config: without an explicit ``--config``, the one stored in the checkpoint (so a
+    checkpoint evaluates on the data it was trained for, ``--data_dir`` pointing elsewhere);
     else ``cfg``. Then the dataset flags and ``--set`` overrides.
     """
     import copy
 
     from yoloqat.core.config import apply_overrides
+    from yoloqat.core.inference import effective_config
+    from yoloqat.core.pipeline import build_dataset
 
-    stored = meta.get("config") if isinstance(meta.get("config"), dict) else None
-    base = copy.deepcopy(stored if stored is not None and not explicit else cfg)
-    return apply_overrides(dataset_overrides(base, data_dir, images, annotations), overrides)
+    base = copy.deepcopy(effective_config(cfg, meta, explicit=explicit))
+    base = dataset_overrides(base, data_dir, images, annotations)
+    return build_dataset(apply_overrides(base, list(overrides)))
 
 
 def register(app: typer.Typer) -> None:

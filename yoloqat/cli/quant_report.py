@@ -84,31 +84,24 @@ def quant_report(
     repeats: int = _opt(10, "repeats", help="Timed runs per latency figure."),
 ) -> None:
     """Compare float, fake-quant and exported int8 models: AP, AP50, size, latency."""
-    from yoloqat.cli.evaluate import data_config, dataset_overrides
+    from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
     from yoloqat.cli.render import out_console
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.inference import default_testing_shape
-    from yoloqat.core.pipeline import build_dataset
     from yoloqat.core.report import compare_models, layer_sensitivity
 
     dataset_overrides({}, data_dir, images, annotations)  # flag clashes fail before loading
+    if testing_shape is not None:
+        check_input_shape(testing_shape, testing_shape)
     cfg = load_config(config or "yolov3_darknet53")
-    float_net, qat_net, meta = build_networks(cfg, checkpoint, float_checkpoint, config is not None)
-    dataset = build_dataset(
-        data_config(
-            cfg,
-            meta,
-            explicit=config is not None,
-            data_dir=data_dir,
-            images=images,
-            annotations=annotations,
-            overrides=[],
-        )
+    explicit = config is not None
+    float_net, qat_net, meta = build_networks(cfg, checkpoint, float_checkpoint, explicit)
+    dataset = eval_dataset(
+        cfg, meta, explicit=explicit, data_dir=data_dir, images=images, annotations=annotations
     )
     if testing_shape is None:
-        testing_shape = default_testing_shape(cfg, meta, explicit=config is not None)
-    check_input_shape(testing_shape, testing_shape)
+        testing_shape = default_testing_shape(cfg, meta, explicit=explicit)
     report = compare_models(
         float_net,
         qat_net,

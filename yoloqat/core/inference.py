@@ -30,7 +30,7 @@ def model_config(cfg: dict[str, Any], meta: dict[str, Any], *, explicit: bool) -
     win, so ``yoloqat eval --pretrained C`` just works. With one, a QAT checkpoint loaded
     into a float config (or the reverse) is an error that says so.
     """
-    stored = meta.get("config") if isinstance(meta.get("config"), dict) else None
+    stored = stored_config(meta)
     out = copy.deepcopy(cfg)
     if stored is not None and not explicit:
         for key in ("model", "quantizer"):
@@ -77,6 +77,18 @@ def load_detector(
     return network, cfg, meta
 
 
+def stored_config(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The config a checkpoint was trained with (its ``meta["config"]``), if it has one."""
+    config = meta.get("config")
+    return config if isinstance(config, dict) else None
+
+
+def effective_config(cfg: dict[str, Any], meta: dict[str, Any], *, explicit: bool) -> dict:
+    """``cfg`` when the user gave ``--config``, else the checkpoint's own (or ``cfg``)."""
+    stored = stored_config(meta)
+    return cfg if explicit or stored is None else stored
+
+
 def default_testing_shape(
     cfg: dict[str, Any], meta: dict[str, Any], *, explicit: bool, fallback: int = 416
 ) -> int:
@@ -85,8 +97,7 @@ def default_testing_shape(
     The ``eval.testing_shape`` of the config stored in the checkpoint (or of the explicit
     ``--config``), else ``fallback`` (the seed's 416).
     """
-    stored = meta.get("config") if isinstance(meta.get("config"), dict) else None
-    source = cfg if explicit or stored is None else stored
+    source = effective_config(cfg, meta, explicit=explicit)
     shape = (source.get("eval") or {}).get("testing_shape")
     return int(shape or fallback)
 
