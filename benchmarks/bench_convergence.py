@@ -17,11 +17,11 @@ from pathlib import Path
 
 import yoloqat  # noqa: F401  (sets the fast oneDNN kernel default before MindSpore runs)
 from yoloqat.core.config import apply_overrides, load_config
-from yoloqat.core.evaluate import evaluate_source
-from yoloqat.core.inference import MindSporePredictor, load_detector
-from yoloqat.core.pipeline import build_dataset
-from yoloqat.core.training.trainer import Trainer
 from yoloqat.data.synth import make_synthetic_coco
+from yoloqat.engine.evaluate import evaluate_source
+from yoloqat.engine.inference import MindSporePredictor, load_detector
+from yoloqat.engine.pipeline import build_dataset
+from yoloqat.engine.training.trainer import Trainer
 
 
 def main() -> None:

@@ -39,8 +39,8 @@ def build_network(width: float, seed: int):
     import mindspore as ms
     from mindspore import Tensor
 
-    from yoloqat.core.detector import yolov3_darknet53
     from yoloqat.core.layers import ConvBnAct
+    from yoloqat.engine.models import yolov3_darknet53
 
     ms.set_seed(seed)
     rng = np.random.default_rng(seed)
@@ -181,7 +181,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     if args.train_steps > 0:
         # QAT train step over float train step, same network and input, steps interleaved
-        from yoloqat.plugins.int8_qat.bench import measure
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from qat_step import measure
 
         result["qat_vs_float_train_step"] = measure(
             "yolov3", args.width, args.size, batch=1, steps=args.train_steps

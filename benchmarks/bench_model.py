@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> dict:
     import numpy as np
     from mindspore import Tensor, nn
 
-    from yoloqat.core.detector import yolov3_darknet53
+    from yoloqat.engine.models import yolov3_darknet53
 
     ms.set_device("CPU")
     graph = args.mode == "graph"

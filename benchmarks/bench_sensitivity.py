@@ -23,17 +23,17 @@ import numpy as np
 
 import yoloqat  # noqa: F401  (sets the fast oneDNN kernel default before MindSpore runs)
 from yoloqat.core.config import apply_overrides, load_config
-from yoloqat.core.evaluate import evaluate_source, load_batches
-from yoloqat.core.pipeline import build_dataset, build_model, build_quantizer
-from yoloqat.core.report import _Subset, layer_sensitivity
 from yoloqat.data.synth import make_synthetic_coco
+from yoloqat.engine.evaluate import evaluate_source, load_batches
+from yoloqat.engine.pipeline import build_dataset, build_model, build_quantizer
+from yoloqat.engine.report import _Subset, layer_sensitivity
 
 
 def pynative_sensitivity(net, dataset, layers, *, size: int, images: int) -> list[dict]:
     """The replaced approach: one PyNative evaluation per layer, switched in Python."""
     import mindspore as ms
 
-    from yoloqat.core.inference import MindSporePredictor
+    from yoloqat.engine.inference import MindSporePredictor
     from yoloqat.plugins.int8_qat.quantizer import set_fake_quant
 
     ms.set_context(mode=ms.PYNATIVE_MODE)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from yoloqat.core.detector import yolov3_darknet53
 from yoloqat.core.errors import CheckpointError, ConfigError
-from yoloqat.core.training.checkpoint import (
+from yoloqat.engine.models import yolov3_darknet53
+from yoloqat.engine.training.checkpoint import (
     load_weights,
     read_checkpoint,
     save_checkpoint,
     weights_only,
 )
-from yoloqat.core.training.optim import build_optimizer, effective_lr, param_groups
+from yoloqat.engine.training.optim import build_optimizer, effective_lr, param_groups
 
 
 def tiny(num_classes: int = 3, width: float = 0.0625):

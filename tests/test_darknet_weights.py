@@ -13,10 +13,8 @@ import pytest
 import yaml
 
 import yoloqat  # noqa: F401  (sets the oneDNN ISA before any conv runs)
-from yoloqat.core.detector import yolov3_darknet53
 from yoloqat.core.errors import CheckpointError
-from yoloqat.core.training.checkpoint import read_checkpoint, save_checkpoint
-from yoloqat.deploy.darknet_weights import (
+from yoloqat.engine.darknet import (
     DarknetHeader,
     conv_specs,
     darknet_config,
@@ -25,6 +23,8 @@ from yoloqat.deploy.darknet_weights import (
     parse_header,
     payload_floats,
 )
+from yoloqat.engine.models import yolov3_darknet53
+from yoloqat.engine.training.checkpoint import read_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = 0.0625
@@ -113,7 +113,7 @@ def test_full_round_trip_is_bit_exact(tiny) -> None:
 
     # eval/predict rebuild the network from the stored config and load it
     from yoloqat.core.config import load_config
-    from yoloqat.core.inference import load_detector
+    from yoloqat.engine.inference import load_detector
 
     net, _, _ = load_detector(load_config("yolov3_darknet53"), out, explicit_config=False)
     assert net.backbone.activation == "leaky" and net.num_classes == NUM_CLASSES

@@ -33,8 +33,8 @@ import pytest
 import yaml
 
 from yoloqat.core.config import apply_overrides, load_config
-from yoloqat.core.training.checkpoint import read_checkpoint
 from yoloqat.data.synth import make_synthetic_coco
+from yoloqat.engine.training.checkpoint import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = 2
@@ -172,7 +172,7 @@ def _reference(cfg: dict, run_dir: Path) -> tuple[dict, dict, list[dict], list[l
     import mindspore as ms
     from mindspore import Tensor, nn, ops
 
-    from yoloqat.core.training.trainer import Trainer
+    from yoloqat.engine.training.trainer import Trainer
 
     class Grads(nn.Cell):
         def __init__(self, net: nn.Cell, weights) -> None:

@@ -131,7 +131,7 @@ def test_trains_with_the_bundled_config(site: Path, tmp_path: Path) -> None:
     check = run(
         site,
         "-c",
-        "import sys, yoloqat; from yoloqat.core.training.checkpoint import read_checkpoint; "
+        "import sys, yoloqat; from yoloqat.engine.training.checkpoint import read_checkpoint; "
         "p, m = read_checkpoint(sys.argv[1]); "
         "print(m['config']['model']['backbone']['name'], m['config']['scheduler']['name'], "
         "'backbone.stage5.down.conv.weight' in p)",

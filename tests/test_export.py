@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from yoloqat.core.detector import yolov3_darknet53
 from yoloqat.core.errors import CheckpointError, ConfigError, PluginError, UsageError
 from yoloqat.core.layers import ConvBnAct
+from yoloqat.engine.models import yolov3_darknet53
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -196,7 +196,7 @@ def test_mindir_export_roundtrip(tmp_path: Path) -> None:
 def float_checkpoint(tmp_path: Path) -> tuple[Path, nn.Cell]:
     from yoloqat.core import pipeline
     from yoloqat.core.config import load_config
-    from yoloqat.core.training.checkpoint import save_checkpoint
+    from yoloqat.engine.training.checkpoint import save_checkpoint
 
     cfg = load_config("yolov3_darknet53")
     cfg["model"]["num_classes"] = NUM_CLASSES
@@ -439,7 +439,7 @@ def test_cli_export_int8_from_qat_checkpoint(tmp_path: Path) -> None:
 
     from yoloqat.cli import app
     from yoloqat.core.config import load_config
-    from yoloqat.core.training.checkpoint import save_checkpoint
+    from yoloqat.engine.training.checkpoint import save_checkpoint
 
     net = quantized_tiny("relu", "symmetric")
     cfg = load_config("yolov3_darknet53_quant")

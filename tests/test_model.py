@@ -13,9 +13,10 @@ import pytest
 from mindspore import Tensor, nn
 
 from yoloqat.core.decode import YoloDecode, YoloPredict
-from yoloqat.core.detector import Detector, check_input_shape, yolov3_darknet53
+from yoloqat.core.detector import Detector, check_input_shape
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.layers import ConvBnAct, OutputConv
+from yoloqat.engine.models import yolov3_darknet53
 from yoloqat.plugins.darknet53 import darknet53, yoloqat_backbones
 from yoloqat.plugins.yolov3_head import DEFAULT_ANCHORS, yoloqat_heads, yolov3_head
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from yoloqat.core.config import apply_overrides, load_config
-from yoloqat.core.pipeline import build_dataset, build_model, build_quantizer
-from yoloqat.core.report import latency_ms, layer_sensitivity
 from yoloqat.data.synth import make_synthetic_coco
+from yoloqat.engine.pipeline import build_dataset, build_model, build_quantizer
+from yoloqat.engine.report import latency_ms, layer_sensitivity
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_layer_sensitivity_ranks_every_quantized_layer(tmp_path: Path) -> None:
     import mindspore as ms
 
-    from yoloqat.core.inference import MindSporePredictor
+    from yoloqat.engine.inference import MindSporePredictor
     from yoloqat.plugins.int8_qat.quantizer import quantized_layers
 
     make_synthetic_coco(tmp_path, train=4, val=2, size=64, seed=1, num_classes=3)
@@ -53,7 +53,7 @@ def test_eval_gates_switch_layers_in_one_compiled_graph() -> None:
     import mindspore as ms
     from mindspore import Tensor
 
-    from yoloqat.core.detector import yolov3_darknet53
+    from yoloqat.engine.models import yolov3_darknet53
     from yoloqat.plugins.int8_qat import int8_qat
     from yoloqat.plugins.int8_qat.quantizer import eval_gates, set_fake_quant
 

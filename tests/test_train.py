@@ -12,9 +12,9 @@ import pytest
 
 from yoloqat.core.config import apply_overrides, load_config
 from yoloqat.core.errors import CheckpointError, ConfigError, RuntimeFailure
-from yoloqat.core.training.checkpoint import read_checkpoint
-from yoloqat.core.training.trainer import Trainer
 from yoloqat.data.synth import make_synthetic_coco
+from yoloqat.engine.training.checkpoint import read_checkpoint
+from yoloqat.engine.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 
@@ -209,7 +209,7 @@ def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
 def test_backbone_only_initial_weights(synth: Path, tmp_path: Path) -> None:
     import mindspore as ms
 
-    from yoloqat.core.detector import yolov3_darknet53
+    from yoloqat.engine.models import yolov3_darknet53
 
     donor = yolov3_darknet53(num_classes=3, width=0.0625)
     items = [

@@ -33,7 +33,7 @@ def import_darknet(
     The checkpoint stores its config, so `yoloqat eval --pretrained CKPT` rebuilds the
     network; a --backbone-only checkpoint starts training via --resume_yolov3.
     """
-    from yoloqat.deploy.darknet_weights import import_darknet as run
+    from yoloqat.engine.darknet import import_darknet as run
 
     summary = run(
         weights,
@@ -62,7 +62,7 @@ def export_darknet(
     ),
 ) -> None:
     """Write a float yoloqat checkpoint as a Darknet .weights file (version 0.2.0)."""
-    from yoloqat.deploy.darknet_weights import export_darknet as run
+    from yoloqat.engine.darknet import export_darknet as run
 
     summary = run(checkpoint, output, config=config, backbone_only=backbone_only)
     typer.echo(

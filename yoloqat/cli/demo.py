@@ -27,7 +27,7 @@ def _stage(title: str) -> None:
 
 def _train(config: str, overrides: list[str]) -> Any:
     from yoloqat.core.config import apply_overrides, load_config
-    from yoloqat.core.training.trainer import Trainer
+    from yoloqat.engine.training.trainer import Trainer
 
     cfg = apply_overrides(load_config(config), overrides)
     return cfg, Trainer(cfg).run()
@@ -51,11 +51,11 @@ def demo(
     from yoloqat.cli.quant_report import render_table
     from yoloqat.cli.render import out_console
     from yoloqat.core.errors import UsageError
-    from yoloqat.core.inference import MindSporePredictor, load_detector
-    from yoloqat.core.pipeline import build_dataset
-    from yoloqat.core.report import compare_models
     from yoloqat.data.synth import make_synthetic_coco
     from yoloqat.deploy.onnx_runtime import OnnxPredictor
+    from yoloqat.engine.inference import MindSporePredictor, load_detector
+    from yoloqat.engine.pipeline import build_dataset
+    from yoloqat.engine.report import compare_models
 
     for flag, value in (
         ("epochs", epochs),

@@ -55,13 +55,13 @@ def eval_command(
     """Evaluate COCO mAP: prints the seed's 12-line summary and saves it as JSON."""
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.errors import UsageError
-    from yoloqat.core.evaluate import evaluate_source
-    from yoloqat.core.inference import (
+    from yoloqat.core.runtime import init_runtime
+    from yoloqat.engine.evaluate import evaluate_source
+    from yoloqat.engine.inference import (
         MindSporePredictor,
         default_testing_shape,
         load_detector,
     )
-    from yoloqat.core.runtime import init_runtime
 
     if (pretrained is None) == (onnx is None):
         raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
@@ -147,8 +147,8 @@ def eval_dataset(
     import copy
 
     from yoloqat.core.config import apply_overrides
-    from yoloqat.core.inference import effective_config
-    from yoloqat.core.pipeline import build_dataset
+    from yoloqat.engine.inference import effective_config
+    from yoloqat.engine.pipeline import build_dataset
 
     base = copy.deepcopy(effective_config(cfg, meta, explicit=explicit))
     base = dataset_overrides(base, data_dir, images, annotations)

@@ -47,8 +47,8 @@ def export_command(
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import CheckpointError, UsageError
-    from yoloqat.core.inference import default_testing_shape, load_detector
     from yoloqat.core.runtime import init_runtime
+    from yoloqat.engine.inference import default_testing_shape, load_detector
 
     fmt = file_format.lower()
     if fmt not in FORMATS:

@@ -134,12 +134,12 @@ def predict(
     """Detect objects in images: JSON to stdout, labelled pictures to --output."""
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.inference import (
+    from yoloqat.core.runtime import init_runtime
+    from yoloqat.engine.inference import (
         MindSporePredictor,
         default_testing_shape,
         load_detector,
     )
-    from yoloqat.core.runtime import init_runtime
 
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)

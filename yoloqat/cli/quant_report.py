@@ -33,7 +33,7 @@ def build_networks(
     """(float network, fake-quant network, QAT checkpoint meta); without a float checkpoint
     the float network is the QAT checkpoint with fake quantization switched off."""
     from yoloqat.core.errors import CheckpointError
-    from yoloqat.core.inference import load_detector
+    from yoloqat.engine.inference import load_detector
     from yoloqat.plugins.int8_qat.quantizer import is_quantized, set_fake_quant
 
     qat_net, _, meta = load_detector(cfg, checkpoint, explicit_config=explicit)
@@ -88,8 +88,8 @@ def quant_report(
     from yoloqat.cli.render import out_console
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.inference import default_testing_shape
-    from yoloqat.core.report import compare_models, layer_sensitivity
+    from yoloqat.engine.inference import default_testing_shape
+    from yoloqat.engine.report import compare_models, layer_sensitivity
 
     dataset_overrides({}, data_dir, images, annotations)  # flag clashes fail before loading
     if testing_shape is not None:

@@ -143,7 +143,7 @@ def train(
     from yoloqat.cli import render
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.runtime import init_runtime
-    from yoloqat.core.training.trainer import Trainer
+    from yoloqat.engine.training.trainer import Trainer
     from yoloqat.registry import default_registry
 
     reg = default_registry()

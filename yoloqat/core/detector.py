@@ -7,8 +7,6 @@ with ``num_classes``, ``anchors`` ([K, 2] pixels) and ``anchor_masks`` attribute
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from mindspore import Tensor, nn
 
@@ -95,45 +93,3 @@ class Detector(nn.Cell):
             self.predict(raw_m, self.anchors_m, w, h),
             self.predict(raw_s, self.anchors_s, w, h),
         )
-
-
-def yolov3_darknet53(
-    *,
-    num_classes: int = 80,
-    width: float = 1.0,
-    activation: str = "relu",
-    negative_slope: float = 0.1,
-    padding: str = "symmetric",
-    bn_momentum: float = 0.9,
-    anchors: Sequence[Sequence[float]] | None = None,
-    anchor_masks: Sequence[Sequence[int]] | None = None,
-    in_channels: int = 3,
-) -> Detector:
-    """The default YOLOv3-DarkNet53 detector (seed layout) built directly, without a config.
-
-    ``activation`` is the backbone's ("relu" as in the seed, or "leaky"); the neck and heads
-    always use LeakyReLU(``negative_slope``). ``anchors``/``anchor_masks`` default to the
-    9 YOLOv3 anchors and masks ((6, 7, 8), (3, 4, 5), (0, 1, 2)).
-    """
-    from yoloqat.plugins.darknet53 import darknet53
-    from yoloqat.plugins.yolov3_head import DEFAULT_ANCHOR_MASKS, DEFAULT_ANCHORS, yolov3_head
-
-    backbone = darknet53(
-        activation=activation,
-        negative_slope=negative_slope,
-        width=width,
-        padding=padding,
-        bn_momentum=bn_momentum,
-        in_channels=in_channels,
-    )
-    head = yolov3_head(
-        in_channels=backbone.out_channels,
-        num_classes=num_classes,
-        anchors=DEFAULT_ANCHORS if anchors is None else anchors,
-        anchor_masks=DEFAULT_ANCHOR_MASKS if anchor_masks is None else anchor_masks,
-        width=width,
-        negative_slope=negative_slope,
-        bn_momentum=bn_momentum,
-        padding=padding,
-    )
-    return Detector(backbone, head)

@@ -1,6 +1,6 @@
 """Run an exported ONNX detector with ONNX Runtime (CPU), as a drop-in predictor.
 
-:class:`OnnxPredictor` has the :class:`yoloqat.core.inference.Predictor` interface: a
+:class:`OnnxPredictor` has the :class:`yoloqat.engine.inference.Predictor` interface: a
 float32 batch ``[B, 3, S, S]`` in, the three decoded outputs ``[B, H, W, A, 5+C]`` out.
 """
 

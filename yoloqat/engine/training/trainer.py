@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from yoloqat.core import events, pipeline
+from yoloqat.core import events
 from yoloqat.core.config import get_dotted
 from yoloqat.core.errors import CheckpointError, ConfigError, RuntimeFailure
-from yoloqat.core.training.logs import RunLog, make_run_dir, plot_curves
+from yoloqat.engine import pipeline
+from yoloqat.engine.training.logs import RunLog, make_run_dir, plot_curves
 
 DEFAULT_SHAPES = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
 
@@ -105,10 +106,10 @@ class Trainer:
         import mindspore as ms
         from mindspore import nn
 
-        from yoloqat.core.training.checkpoint import load_weights, read_checkpoint, weights_only
-        from yoloqat.core.training.optim import build_optimizer, effective_lr
-        from yoloqat.core.training.step import NetWithLoss, TrainStep
         from yoloqat.data.loader import TrainLoader
+        from yoloqat.engine.training.checkpoint import load_weights, read_checkpoint, weights_only
+        from yoloqat.engine.training.optim import build_optimizer, effective_lr
+        from yoloqat.engine.training.step import NetWithLoss, TrainStep
 
         cfg = self.cfg
         ms.set_seed(self.seed)
@@ -196,7 +197,7 @@ class Trainer:
     def _restore(self) -> None:
         import mindspore as ms
 
-        from yoloqat.core.training.checkpoint import read_checkpoint
+        from yoloqat.engine.training.checkpoint import read_checkpoint
 
         params, meta = read_checkpoint(self.resume)
         if meta.get("format") != "yoloqat-ckpt" or "epoch" not in meta:
@@ -235,7 +236,7 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------
     def _save(self, epoch: int, step_in_epoch: int, global_step: int) -> Path | None:
-        from yoloqat.core.training.checkpoint import save_checkpoint
+        from yoloqat.engine.training.checkpoint import save_checkpoint
 
         if not self.writes_ckpt:
             return None

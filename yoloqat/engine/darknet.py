@@ -101,8 +101,9 @@ def import_darknet(
     (``darknet53.conv.74``) or a whole detector of this config (``yolov3.weights``), and only
     the ``backbone.*`` tensors are written. Returns a summary dict.
     """
-    from yoloqat.core import events, pipeline
-    from yoloqat.core.training.checkpoint import save_checkpoint
+    from yoloqat.core import events
+    from yoloqat.engine import pipeline
+    from yoloqat.engine.training.checkpoint import save_checkpoint
 
     weights = Path(weights)
     if not weights.is_file():
@@ -166,10 +167,11 @@ def export_darknet(
     checkpoint is refused. With ``backbone_only`` only the backbone convs are written (a
     ``darknet53.conv.74``-style file); a backbone-only checkpoint needs it.
     """
-    from yoloqat.core import events, pipeline
+    from yoloqat.core import events
     from yoloqat.core.config import load_config
-    from yoloqat.core.inference import model_config
-    from yoloqat.core.training.checkpoint import load_weights, read_checkpoint, weights_only
+    from yoloqat.engine import pipeline
+    from yoloqat.engine.inference import model_config
+    from yoloqat.engine.training.checkpoint import load_weights, read_checkpoint, weights_only
 
     params, meta = read_checkpoint(checkpoint)
     if meta.get("quantized"):

@@ -1,6 +1,6 @@
 """Train-step time of a quantized network relative to its float twin (GRAPH_MODE).
 
-``python -m yoloqat.plugins.int8_qat.bench --net yolov3 --width 0.25 --size 128`` builds the
+``python benchmarks/qat_step.py --net yolov3 --width 0.25 --size 128`` builds the
 network twice from the same seed, quantizes one copy, compiles a train step (forward, loss,
 backward, Momentum update) for each and times them in alternating steps, so that machine
 load affects both alike. Prints one JSON line: median step times and their ratios.
@@ -54,15 +54,15 @@ def _build(net_name: str, width: float, quantize: bool):
 
     ms.set_seed(0)
     if net_name == "yolov3":
-        from yoloqat.core.detector import yolov3_darknet53
+        from yoloqat.engine.models import yolov3_darknet53
 
         net = yolov3_darknet53(width=width, num_classes=80)
     else:
         net = _tiny_net(width)
     if quantize:
-        from . import int8_qat
+        from yoloqat import create
 
-        int8_qat().apply(net)
+        create("quantizer", "int8_qat").apply(net)
     return net
 
 

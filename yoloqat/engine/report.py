@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from yoloqat.core import events
-from yoloqat.core.evaluate import evaluate_source, load_batches
+from yoloqat.engine.evaluate import evaluate_source, load_batches
 
 
 def latency_ms(predictor: Any, input_size: int, *, repeats: int = 10, warmup: int = 2) -> float:
@@ -60,9 +60,9 @@ def compare_models(
     ``output_dir``. Returns a JSON-able dict
     with one row per model and the int8-vs-float differences.
     """
-    from yoloqat.core.inference import MindSporePredictor
     from yoloqat.deploy.onnx_export import export_onnx
     from yoloqat.deploy.onnx_runtime import OnnxPredictor
+    from yoloqat.engine.inference import MindSporePredictor
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -140,7 +140,7 @@ def layer_sensitivity(
     """
     from mindspore import Tensor
 
-    from yoloqat.core.inference import MindSporePredictor
+    from yoloqat.engine.inference import MindSporePredictor
     from yoloqat.plugins.int8_qat.quantizer import eval_gates
 
     source = _Subset(dataset.val_source(), max_images)

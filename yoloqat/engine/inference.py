@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from yoloqat.core import pipeline
 from yoloqat.core.errors import CheckpointError
+from yoloqat.engine import pipeline
 
 
 class Predictor(Protocol):
@@ -64,7 +64,7 @@ def load_detector(
 
     Returns ``(network, config used, checkpoint meta)``.
     """
-    from yoloqat.core.training.checkpoint import load_weights, read_checkpoint
+    from yoloqat.engine.training.checkpoint import load_weights, read_checkpoint
 
     params, meta = read_checkpoint(checkpoint)
     cfg = model_config(cfg, meta, explicit=explicit_config)
