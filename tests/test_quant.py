@@ -10,14 +10,14 @@ from mindspore import Tensor, nn, ops  # noqa: E402
 
 from yoloqat.core.errors import ConfigError  # noqa: E402
 from yoloqat.core.layers import Add, ConvBnAct, OutputConv  # noqa: E402
-from yoloqat.plugins.int8_qat import int8_qat, yoloqat_quantizers  # noqa: E402
-from yoloqat.plugins.int8_qat import reference as ref  # noqa: E402
-from yoloqat.plugins.int8_qat.fake_quant import FakeQuant, QuantConfig  # noqa: E402
-from yoloqat.plugins.int8_qat.layers import (  # noqa: E402
+from yoloqat.core.quant import reference as ref  # noqa: E402
+from yoloqat.core.quant.fake_quant import FakeQuant, QuantConfig  # noqa: E402
+from yoloqat.core.quant.layers import (  # noqa: E402
     QuantAdd,
     QuantConvBnAct,
     QuantOutputConv,
 )
+from yoloqat.plugins.int8_qat import int8_qat, yoloqat_quantizers  # noqa: E402
 from yoloqat.plugins.int8_qat.quantizer import (  # noqa: E402
     is_quantized,
     quantized_layers,
@@ -298,7 +298,7 @@ def _conv_bn(activation: str = "relu", seed: int = 0, cin: int = 4, cout: int = 
 def _twins(activation: str = "relu", **kwargs):
     """(float cell, quantized cell) with equal parameter values but no shared Parameters."""
     flt, src = _conv_bn(activation), _conv_bn(activation)
-    return flt, QuantConvBnAct(src, QuantConfig(**kwargs))
+    return flt, QuantConvBnAct.from_block(src, QuantConfig(**kwargs))
 
 
 def _x(seed: int = 3, shape=(2, 4, 8, 8)) -> Tensor:
@@ -452,8 +452,9 @@ def test_apply_skip_layers_and_layer_listing():
 
 
 def test_apply_on_the_yolov3_detector():
-    detector = pytest.importorskip("yoloqat.core.detector")
-    net = detector.yolov3_darknet53(width=0.125, num_classes=3)
+    from yoloqat.engine.models import yolov3_darknet53
+
+    net = yolov3_darknet53(width=0.125, num_classes=3)
     before = {p.name for p in net.get_parameters()}
     int8_qat().apply(net)
     layers = quantized_layers(net)

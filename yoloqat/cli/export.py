@@ -63,13 +63,12 @@ def export_command(
     if testing_shape is None:
         testing_shape = default_testing_shape(cfg, meta, explicit=config is not None)
 
-    from yoloqat.deploy.quant_emitters import is_quantized
+    from yoloqat.core.contracts.quantizer import is_quantized
 
     quantized = is_quantized(network)
     if int8 and not quantized:
         raise CheckpointError(
-            f"--int8 needs a quantization-aware-trained (QAT) checkpoint; {checkpoint} is a "
-            "float checkpoint",
+            f"--int8 needs a quantized (QAT or PTQ) checkpoint; {checkpoint} is a float checkpoint",
             hint="fine-tune it with QAT first (yoloqat train --config "
             "configs/yolov3_darknet53_quant.yaml --resume_yolov3 CKPT), or drop --int8",
         )

@@ -32,14 +32,15 @@ def build_networks(
 ) -> tuple[Any, Any, dict[str, Any]]:
     """(float network, fake-quant network, QAT checkpoint meta); without a float checkpoint
     the float network is the QAT checkpoint with fake quantization switched off."""
+    from yoloqat.core.contracts.quantizer import is_quantized, set_fake_quant
     from yoloqat.core.errors import CheckpointError
     from yoloqat.engine.inference import load_detector
-    from yoloqat.plugins.int8_qat.quantizer import is_quantized, set_fake_quant
 
     qat_net, _, meta = load_detector(cfg, checkpoint, explicit_config=explicit)
     if not is_quantized(qat_net):
         raise CheckpointError(
-            f"{checkpoint} is a float checkpoint; quant-report needs a QAT checkpoint",
+            f"{checkpoint} is a float checkpoint; quant-report needs a quantized (QAT or PTQ) "
+            "checkpoint",
             hint="fine-tune it first: yoloqat train --config <quant config> --resume_yolov3 CKPT",
         )
     if float_checkpoint:

@@ -13,8 +13,6 @@ _EXPORTS = {
     "export_mindir": "yoloqat.deploy.onnx_export",
     "build_onnx_model": "yoloqat.deploy.onnx_export",
     "OnnxPredictor": "yoloqat.deploy.onnx_runtime",
-    "register_emitter": "yoloqat.deploy.emitters",
-    "EMITTERS": "yoloqat.deploy.emitters",
 }
 
 

@@ -1,24 +1,29 @@
-"""Export a trained :class:`~yoloqat.core.detector.Detector` to ONNX (float or int8 QDQ)
-and to MindSpore MINDIR.
+"""Export a trained detector to ONNX (float or int8 QDQ) and to MindSpore MINDIR.
 
-``mindspore.export(..., file_format="ONNX")`` cannot convert this network (no ONNX mapping
-for ResizeNearestNeighborV2), so the ONNX graph is written directly: the exporter walks the
-architecture with one emitter per cell type (:mod:`yoloqat.deploy.emitters`). Its three
-outputs are exactly the detector's eval-mode outputs ``[N, H, W, A, 5 + C]`` (decoded,
-boxes normalised to the input), so ONNX Runtime and MindSpore predictions are
-interchangeable.
+The ONNX graph is traced by MindSpore's own exporter (``mindspore.export(...,
+file_format="ONNX")``), so any network built from standard MindSpore cells and ops exports
+with no per-cell code from its author; :mod:`yoloqat.deploy.onnx_graph` then folds BNs,
+fuses LeakyReLU and renames the inputs and outputs. For int8, the network's quantizer (the
+quantizer contract, :mod:`yoloqat.core.contracts.quantizer`) puts it in export form and
+hands over an :class:`~yoloqat.core.contracts.quantizer.ExportPlan`, which
+:mod:`yoloqat.deploy.qdq` writes as int8 weights and Q/DQ pairs. The three outputs are
+exactly the detector's eval-mode outputs ``[N, H, W, A, 5 + C]`` (decoded, boxes normalised
+to the input), so ONNX Runtime and MindSpore predictions are interchangeable.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from yoloqat import __version__
-from yoloqat.core.errors import RuntimeFailure, UsageError
+from yoloqat.core.errors import PluginError, RuntimeFailure, UsageError
 
 #: Graph input and output names.
 INPUT_NAME = "images"
@@ -47,6 +52,76 @@ def _check_args(network: Any, input_size: int, batch: int | None, opset: int) ->
         raise UsageError(f"opset={opset!r} is not supported; expected 13 to 21 (default 17)")
 
 
+_UNSUPPORTED = re.compile(r"Can not find key (\w+) in convert map")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def _trace_cell(network: Any) -> Any:
+    """A new cell around ``network``: MindSpore keeps compiled graphs per cell object, and
+    tracing the same cell object twice (e.g. a second export) fails inside MindSpore."""
+    from mindspore import nn
+
+    class Trace(nn.Cell):
+        def __init__(self, network: Any) -> None:
+            super().__init__()
+            self.network = network
+
+        def construct(self, x):
+            return self.network(x)
+
+    return Trace(network)
+
+
+@contextlib.contextmanager
+def fresh_cell(network: Any) -> Any:
+    """A wrapper cell for one trace; the network's Parameter names stay as they were."""
+    names = [(p, p.name) for p in network.get_parameters()]
+    cell = _trace_cell(network)
+    for param, name in names:  # MindSpore prefixes them with the attribute name
+        param.name = name
+    try:
+        yield cell
+    finally:
+        for param, name in names:
+            param.name = name
+
+
+def trace_onnx(network: Any, inputs: list[np.ndarray]) -> Any:
+    """``mindspore.export`` of ``network`` (eval mode) on ``inputs``, loaded as a ModelProto.
+
+    A cell MindSpore cannot convert is reported by its path and the op (found by exporting
+    the failing sub-cells on the inputs they receive).
+    """
+    import mindspore as ms
+    import onnx
+
+    with tempfile.TemporaryDirectory(prefix="yoloqat-onnx-") as tmp:
+        stem = str(Path(tmp) / "traced")
+        try:
+            with fresh_cell(network) as cell:
+                ms.export(cell, *[ms.Tensor(x) for x in inputs], file_name=stem, file_format="ONNX")
+        except Exception as exc:
+            match = _UNSUPPORTED.search(str(exc))
+            if match is None:
+                raise RuntimeFailure(
+                    f"MindSpore could not trace the network for ONNX: {_first_line(exc)}"
+                ) from exc
+            from yoloqat.deploy.locate import locate_unsupported
+
+            where = locate_unsupported(network, inputs, match.group(1))
+            raise PluginError(
+                f"cannot export to ONNX: MindSpore has no ONNX mapping for the op "
+                f"{match.group(1)}" + (f" used by the cell {where}" if where else ""),
+                hint="use ops with an ONNX mapping (e.g. ops.ResizeNearestNeighbor instead "
+                "of ops.interpolate; ReLU/LeakyReLU/SiLU instead of HSwish)",
+            ) from exc
+        return onnx.load(f"{stem}.onnx")
+
+
 def build_onnx_model(
     network: Any,
     *,
@@ -59,45 +134,46 @@ def build_onnx_model(
     """The ``onnx.ModelProto`` of ``network`` (see :func:`export_onnx`)."""
     _require_onnx()
     _check_args(network, input_size, batch, opset)
-    from yoloqat.deploy import quant_emitters
-    from yoloqat.deploy.emitters import decode_output, emit, register_builtin_emitters
-    from yoloqat.deploy.graph import GraphBuilder
+    from onnx import version_converter
+
+    from yoloqat.core.contracts.quantizer import quantizer_of
+    from yoloqat.deploy import onnx_graph, qdq
 
     if activation_dtype not in ACTIVATION_DTYPES:
         raise UsageError(f"activation_dtype={activation_dtype!r}; expected uint8 or int8")
-    register_builtin_emitters()
-    quantized = quant_emitters.is_quantized(network)
-    if int8 and not quantized:
+    quantizer = quantizer_of(network)
+    summary = quantizer.summary(network) if quantizer is not None else None
+    if int8 and (summary is None or not summary.quantized):
         raise UsageError(
-            "int8 export needs a quantization-aware-trained (QAT) network; this one is float",
+            "int8 export needs a quantized (QAT or PTQ) network; this one is float",
             hint="fine-tune it with the int8_qat quantizer first (configs/yolov3_darknet53_quant"
-            ".yaml), or export without int8",
+            ".yaml), calibrate it with int8_ptq, or export without int8",
         )
-    if quantized and not int8 and quant_emitters.any_fake_quant_enabled(network):
-        raise UsageError(
-            "this network is quantized (int8 QAT): export it with int8=True (--int8)",
-            hint="or switch its fake quantization off (set_fake_quant(network, False)) to "
-            "export the float graph of its weights",
-        )
-    if quantized:
-        quant_emitters.register_quant_emitters()
-
-    g = GraphBuilder(int8=int8, opset=opset, activation_dtype=activation_dtype)
-    x = g.reserve(INPUT_NAME)
-    g.shapes[x] = (3, input_size, input_size)
-    c3, c4, c5 = emit(g, network.backbone, x, name="backbone")
-    raws = emit(g, network.head, c3, c4, c5, name="head")
-    outputs = []
-    for raw, anchors, out_name, stride in zip(
-        raws, network.scale_anchors, OUTPUT_NAMES, network.strides
-    ):
-        g.scope.append(f"decode{stride}")
-        decode_output(g, raw, np.asarray(anchors), (input_size, input_size), out_name)
-        g.scope.pop()
-        grid = input_size // stride
-        outputs.append(
-            (out_name, (batch or "batch", grid, grid, len(anchors), 5 + network.num_classes))
-        )
+    network.set_train(False)
+    dummy = np.zeros((batch or 1, 3, input_size, input_size), np.float32)
+    with contextlib.ExitStack() as stack:
+        plan = stack.enter_context(quantizer.export_plan(network)) if quantizer else None
+        if plan is not None and not int8 and (plan.weights or plan.activations):
+            raise UsageError(
+                "this network is quantized: export it with int8=True (--int8)",
+                hint="or switch its fake quantization off (set_fake_quant(network, False)) to "
+                "export the float graph of its weights",
+            )
+        model = trace_onnx(network, [dummy])
+    model = version_converter.convert_version(model, int(opset))
+    g = onnx_graph.Graph(model)
+    if int8:
+        assert plan is not None and summary is not None
+        float_convs = qdq.quantize_weights(g, plan)
+        _refuse_float_convs(float_convs, summary.skipped)
+        qdq.quantize_activations(g, plan, activation_dtype)
+    onnx_graph.drop_markers(g)
+    onnx_graph.fold_batchnorms(g)
+    onnx_graph.fuse_leaky_relu(g)
+    if batch is None:
+        onnx_graph.make_batch_dynamic(g)
+    g.sort()
+    _name_io(model)
     meta = {
         "yoloqat_version": __version__,
         "input_size": str(input_size),
@@ -107,14 +183,44 @@ def build_onnx_model(
         "strides": json.dumps(list(network.strides)),
         "int8": str(bool(int8)).lower(),
     }
-    return g.model(
-        [(INPUT_NAME, (batch or "batch", 3, input_size, input_size))],
-        outputs,
-        graph_name="yolov3_int8_qdq" if int8 else "yolov3",
-        doc="YOLOv3 detector exported by yoloqat; outputs [N, H, W, A, 5+C] decoded "
-        "(bx, by, bw, bh normalised to the input, objectness, class probabilities)",
-        metadata=meta,
+    model.graph.name = "yolov3_int8_qdq" if int8 else "yolov3"
+    model.producer_name = "yoloqat"
+    model.doc_string = (
+        "detector exported by yoloqat; outputs [N, H, W, A, 5+C] decoded "
+        "(bx, by, bw, bh normalised to the input, objectness, class probabilities)"
     )
+    del model.metadata_props[:]
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
+
+
+def _refuse_float_convs(float_convs: list[str], skipped: list[str]) -> None:
+    """PluginError naming the convs left float that no ``skip_layers`` pattern asked for."""
+    allowed = tuple(f"{path}." for path in skipped)
+    bad = [w.rsplit(".", 1)[0] for w in float_convs if not w.startswith(allowed)]
+    if bad:
+        shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+        raise PluginError(
+            f"int8 export: {len(bad)} conv(s) are not quantized and not in skip_layers: {shown}",
+            hint="use cells the quantizer knows (nn.Conv2d, nn.BatchNorm2d, ReLU/LeakyReLU/SiLU), "
+            "or list them in the quantizer's skip_layers to keep them float on purpose",
+        )
+
+
+def _name_io(model: Any) -> None:
+    """Name the graph input ``images`` and the outputs ``pred_stride32/16/8``."""
+    renames = {model.graph.input[0].name: INPUT_NAME}
+    for out, name in zip(model.graph.output, OUTPUT_NAMES):
+        renames[out.name] = name
+    for value in [*model.graph.input, *model.graph.output]:
+        value.name = renames.get(value.name, value.name)
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = renames.get(name, name)
+        for i, name in enumerate(node.output):
+            node.output[i] = renames.get(name, name)
 
 
 def export_onnx(

@@ -71,10 +71,15 @@ def load_detector(
     network = pipeline.build_model(cfg, registry)
     quantizer = pipeline.build_quantizer(cfg, registry)
     if quantizer is not None:
-        network = quantizer.apply(network)
+        network = pipeline.quantize(network, quantizer, _quantizer_name(cfg))
     load_weights(network, params, source=checkpoint)
     network.set_train(False)
     return network, cfg, meta
+
+
+def _quantizer_name(cfg: dict[str, Any]) -> str:
+    block = cfg.get("quantizer")
+    return str(block.get("name", "quantizer")) if isinstance(block, dict) else "quantizer"
 
 
 def stored_config(meta: dict[str, Any]) -> dict[str, Any] | None:

@@ -63,6 +63,29 @@ def build_quantizer(cfg: Mapping[str, Any], registry: Any = None) -> Any | None:
     return _registry(registry).create("quantizer", name, **params)
 
 
+def quantize(network: Any, quantizer: Any, name: str = "quantizer") -> Any:
+    """Apply ``quantizer`` to ``network``, record it on the network (the quantizer contract's
+    :func:`~yoloqat.core.contracts.quantizer.attach`) and return the network.
+
+    When some convs stay float without being asked to (``skip_layers``), a warning says how
+    many of how many convs were quantized and names the float ones.
+    """
+    from yoloqat.core import events
+    from yoloqat.core.contracts.quantizer import attach
+
+    network = quantizer.apply(network)
+    attach(network, quantizer)
+    summary = quantizer.summary(network)
+    if summary.unsupported:
+        shown = ", ".join(summary.unsupported[:6])
+        more = f" and {len(summary.unsupported) - 6} more" if len(summary.unsupported) > 6 else ""
+        events.warn(
+            f"{name} quantized {summary.quantized_convs}/{summary.total_convs} convs; "
+            f"left float (no pattern it knows): {shown}{more}"
+        )
+    return network
+
+
 def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> Any:
     """The loss cell; ``num_classes``, ``anchors`` and ``anchor_masks`` come from the model."""
     name, params = _block(cfg, "loss")

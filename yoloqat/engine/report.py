@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from yoloqat.core import events
+from yoloqat.core.errors import UsageError
 from yoloqat.engine.evaluate import evaluate_source, load_batches
 
 
@@ -136,16 +137,19 @@ def layer_sensitivity(
     Returns the ``top`` layers with the largest AP drop against the float (all fake-quant
     off) network, so a user can list them in the quantizer's ``skip_layers``. One GRAPH_MODE
     graph serves every layer: the fake quants are switched by Parameters
-    (:func:`~yoloqat.plugins.int8_qat.quantizer.eval_gates`), not by recompiling.
+    (the quantizer contract's ``eval_gates``), not by recompiling.
     """
     from mindspore import Tensor
 
+    from yoloqat.core.contracts.quantizer import quantizer_of
     from yoloqat.engine.inference import MindSporePredictor
-    from yoloqat.plugins.int8_qat.quantizer import eval_gates
 
     source = _Subset(dataset.val_source(), max_images)
     batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size)
-    with eval_gates(qat_net) as (net, gates):
+    quantizer = quantizer_of(qat_net)
+    if quantizer is None:
+        raise UsageError("layer sensitivity needs a quantized network; this one is float")
+    with quantizer.eval_gates(qat_net) as (net, gates):
         layers = [path for path in gates if any(fnmatchcase(path, p) for p in patterns)]
         pred = MindSporePredictor(net)
 

@@ -134,7 +134,8 @@ class Trainer:
             events.info(f"loaded initial {part} from {init}")
         self.quantizer = pipeline.build_quantizer(cfg, self.registry)
         if self.quantizer is not None:
-            self.network = self.quantizer.apply(self.network)
+            qname = str(get_dotted(cfg, "quantizer.name", "quantizer"))
+            self.network = pipeline.quantize(self.network, self.quantizer, qname)
         if dataset.num_classes != self.network.num_classes:
             raise ConfigError(
                 f"model.num_classes={self.network.num_classes} but the dataset has "

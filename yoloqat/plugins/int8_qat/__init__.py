@@ -57,11 +57,14 @@ def int8_qat(
 ) -> Int8QAT:
     """Int8 quantization-aware training: BN folding and fake quantization (seed defaults).
 
-    Returns a quantizer whose ``apply(network)`` rewrites, in place, every conv+BN+activation
-    block into a BN-folded conv with fake-quantized weights and activations, every output
-    conv into a conv with fake-quantized weights (float bias and outputs), and every residual
-    add into an add followed by a fake quant. Parameter names are unchanged, so float
-    checkpoints load into the quantized network.
+    Returns a quantizer whose ``apply(network)`` rewrites, in place, every conv + BN +
+    activation block (the bundled ``ConvBnAct``, or ``nn.Conv2d, nn.BatchNorm2d[, nn.ReLU |
+    nn.LeakyReLU | nn.SiLU]`` in a ``SequentialCell``) into a BN-folded conv with
+    fake-quantized weights and activations, every output conv into a conv with
+    fake-quantized weights (float bias and outputs), every residual ``Add`` cell into an add
+    followed by a fake quant, and any other ``nn.Conv2d`` (any ``group``) into a conv with
+    fake-quantized input and weights. Parameter names are unchanged, so float checkpoints
+    load into the quantized network.
 
     Args:
         num_bits: bits of weights and activations (2..8); the quant range is [0, 2^b - 1].
@@ -113,7 +116,8 @@ def int8_qat(
             f"quantizer.skip_layers={skip_layers!r} is not valid; expected a list of patterns"
         )
 
-    from .fake_quant import QuantConfig
+    from yoloqat.core.quant.fake_quant import QuantConfig
+
     from .quantizer import Int8QAT
 
     config = QuantConfig(

@@ -200,8 +200,8 @@ class YoloV3Head(nn.Cell):
 
     def construct(self, c3, c4, c5):
         route, out_l = self.backblock0(c5)
-        up = ops.interpolate(self.conv1(route), size=(c4.shape[2], c4.shape[3]), mode="nearest")
+        up = ops.ResizeNearestNeighbor((c4.shape[2], c4.shape[3]))(self.conv1(route))
         route, out_m = self.backblock1(ops.concat((up, c4), 1))
-        up = ops.interpolate(self.conv2(route), size=(c3.shape[2], c3.shape[3]), mode="nearest")
+        up = ops.ResizeNearestNeighbor((c3.shape[2], c3.shape[3]))(self.conv2(route))
         out_s = self.backblock2(ops.concat((up, c3), 1))
         return out_l, out_m, out_s

@@ -1,4 +1,6 @@
-"""Quantized replacements of the shared building blocks (``ConvBnAct``, ``OutputConv``, ``Add``).
+"""Quantized layers: replacements of conv + BN + activation blocks (``ConvBnAct`` or a
+``nn.Conv2d``/``nn.BatchNorm2d``/activation run of a ``SequentialCell``), output convs, residual
+``Add`` cells and stand-alone ``nn.Conv2d`` cells.
 
 Each replacement reuses the original cell's Parameters (same objects, same names, e.g.
 ``conv.weight``, ``bn.gamma``, ``bn.moving_mean``, ``weight``, ``bias``), so float checkpoints
@@ -19,20 +21,41 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
+from yoloqat.core.contracts.quantizer import WeightQuant
 from yoloqat.core.layers import Add, ConvBnAct, OutputConv
 
 from .fake_quant import FakeQuant, QuantConfig
 from .reference import bn_scale, fold_conv_bn
 
+#: Activations whose input gets a fake quant of its own (non-monotonic or signed outputs):
+#: the conv before them then has a quantized output, so int8 engines can fuse it.
+PRE_QUANT_ACTIVATIONS = ("leaky", "silu")
+
+
+def activation_kind(cell: nn.Cell | None) -> str | None:
+    """``relu`` / ``leaky`` / ``silu`` / ``none`` for a standard activation cell (or None for
+    no cell / ``nn.Identity``); None-like ``"unknown"`` is returned as None for other cells."""
+    if cell is None or type(cell) is nn.Identity:
+        return "none"
+    return {nn.ReLU: "relu", nn.LeakyReLU: "leaky", nn.SiLU: "silu"}.get(type(cell))
+
 
 class QuantLayer(nn.Cell):
     """Base of the quantized layers: the shared ``step`` counter and the config."""
+
+    #: What the layer is, for quantizer summaries (``conv``, ``output_conv``, ``add``).
+    kind = "layer"
 
     def __init__(self, config: QuantConfig) -> None:
         super().__init__()
         self.config = config
         self.step = Parameter(Tensor(np.zeros(1, np.int32)), name="step", requires_grad=False)
         self.one = Tensor(np.ones(1, np.int32))
+        self.exporting = False  # export form (see FakeQuantizer.export_plan)
+
+    def export_weight(self) -> tuple[str, WeightQuant] | None:
+        """``(weight Parameter name, int8 weight)`` for the exporter; None without a weight."""
+        return None
 
     def _count_step(self):
         """Return the current step and, in training, increment the counter afterwards."""
@@ -89,32 +112,57 @@ class QuantConvBnAct(QuantLayer):
     range); LeakyReLU -> fake quant before and after (EMA); no activation -> one after (EMA).
     """
 
-    def __init__(self, cell: ConvBnAct, config: QuantConfig) -> None:
+    kind = "conv"
+
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        bn: nn.BatchNorm2d,
+        act: nn.Cell | None,
+        activation: str,
+        config: QuantConfig,
+    ) -> None:
         super().__init__(config)
-        self.conv = cell.conv
-        self.bn = cell.bn
-        self.act = cell.act
-        self.activation = cell.activation if cell.has_act else "none"
-        self.eps = float(cell.bn.eps)
+        self.conv = conv
+        self.bn = bn
+        self.act = act if act is not None else nn.Identity()
+        self.activation = activation
+        self.eps = float(bn.eps)
         self.freeze_bn = int(config.freeze_bn)
         self.bn_freezes = config.bn_freezes
         folded, _ = self.folded_weight_bias()
         self.weight_quant = config.weight_quant(folded)
-        if self.activation == "leaky":
+        if self.activation in PRE_QUANT_ACTIVATIONS:
             self.act_quant_before = config.act_quant(ema=True)
         relu = self.activation == "relu"
         self.act_quant = config.act_quant(ema=not relu, nonnegative=relu)
         self.one_f = Tensor(1.0, ms.float32)
 
+    @classmethod
+    def from_block(cls, cell: ConvBnAct, config: QuantConfig) -> QuantConvBnAct:
+        """From a :class:`~yoloqat.core.layers.ConvBnAct`."""
+        activation = cell.activation if cell.has_act else "none"
+        return cls(cell.conv, cell.bn, cell.act if cell.has_act else None, activation, config)
+
+    def export_weight(self) -> tuple[str, WeightQuant] | None:
+        if not self.weight_quant.enabled:
+            return None
+        weight, bias = self.folded_weight_bias()
+        return self.conv.weight.name, self.weight_quant.weight_quant(
+            weight, folds_bn=True, bias=bias
+        )
+
     def construct(self, x):
         step = self._count_step()
-        if self.training and self.bn_freezes:
+        if self.exporting:  # the float graph; the exporter folds the BN and quantizes
+            y = self.bn(self.conv(x))
+        elif self.training and self.bn_freezes:
             y = self._train_conv_bn_freezable(x, step)
         elif self.training:
             y = self._train_conv_bn(x, step)
         else:
             _, y = self._folded_conv(x, self._fold_scale(), step)
-        if self.activation == "leaky":
+        if self.activation in PRE_QUANT_ACTIVATIONS:
             y = self.act(self.act_quant_before(y, step))
         elif self.activation == "relu":
             y = self.act(y)
@@ -194,6 +242,8 @@ class QuantConvBnAct(QuantLayer):
 class QuantOutputConv(QuantLayer):
     """``OutputConv`` with per-channel fake-quantized weights; float bias, float outputs."""
 
+    kind = "output_conv"
+
     def __init__(self, cell: OutputConv, config: QuantConfig) -> None:
         super().__init__(config)
         self.weight = cell.weight
@@ -206,12 +256,21 @@ class QuantOutputConv(QuantLayer):
 
     def construct(self, x):
         step = self._count_step()
-        if self.training and self.weight_quant.per_channel:
+        if self.exporting:
+            y = self.conv2d(x, self.weight)
+        elif self.training and self.weight_quant.per_channel:
             w_int, c = self.weight_quant.fold_quant(self.weight, self.ones, step)
             y = self.conv2d(x, w_int) * ops.reshape(c, (1, -1, 1, 1))
         else:
             y = self.conv2d(x, self.weight_quant(self.weight, step))
         return ops.bias_add(y, self.bias)
+
+    def export_weight(self) -> tuple[str, WeightQuant] | None:
+        if not self.weight_quant.enabled:
+            return None
+        return self.weight.name, self.weight_quant.weight_quant(
+            self.weight.asnumpy(), folds_bn=False
+        )
 
     def folded_weight_bias(self) -> tuple[np.ndarray, np.ndarray]:
         """The float weight and bias (nothing to fold), NumPy."""
@@ -225,6 +284,8 @@ class QuantOutputConv(QuantLayer):
 class QuantAdd(QuantLayer):
     """Residual ``Add`` followed by a per-tensor EMA fake quant."""
 
+    kind = "add"
+
     def __init__(self, cell: Add, config: QuantConfig) -> None:
         super().__init__(config)
         self.act_quant = config.act_quant(ema=True)
@@ -232,3 +293,57 @@ class QuantAdd(QuantLayer):
     def construct(self, x, y):
         step = self._count_step()
         return self.act_quant(ops.add(x, y), step)
+
+
+class QuantConv2d(QuantLayer):
+    """A stand-alone ``nn.Conv2d`` (no BN/activation pattern around it that the quantizer
+    could see): fake quant of its input (per tensor, EMA) and of its weight (per channel).
+
+    The weight is quantized unfolded. With per-channel symmetric weights a BatchNorm that
+    follows in the parent's ``construct`` can still be folded at export without changing the
+    codes (the fold only rescales each channel), so the int8 graph stays exact.
+    """
+
+    kind = "conv"
+
+    def __init__(self, cell: nn.Conv2d, config: QuantConfig) -> None:
+        super().__init__(config)
+        self.weight = cell.weight
+        self.has_bias = bool(cell.has_bias)
+        self.bias = cell.bias if cell.has_bias else None
+        self.conv2d = cell.conv2d
+        self.in_channels = cell.in_channels
+        self.out_channels = cell.out_channels
+        self.weight_quant = config.weight_quant(cell.weight.asnumpy())
+        self.input_quant = config.act_quant(ema=True)
+        self.ones = Tensor(np.ones(cell.out_channels, np.float32))
+
+    def construct(self, x):
+        step = self._count_step()
+        x = self.input_quant(x, step)
+        if self.exporting:
+            y = self.conv2d(x, self.weight)
+        elif self.training and self.weight_quant.per_channel:
+            w_int, c = self.weight_quant.fold_quant(self.weight, self.ones, step)
+            y = self.conv2d(x, w_int) * ops.reshape(c, (1, -1, 1, 1))
+        else:
+            y = self.conv2d(x, self.weight_quant(self.weight, step))
+        if self.has_bias:
+            y = ops.bias_add(y, self.bias)
+        return y
+
+    def folded_weight_bias(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The float weight and bias (nothing folded), NumPy."""
+        bias = self.bias.asnumpy() if self.bias is not None else None
+        return self.weight.asnumpy(), bias
+
+    def refresh_weight_range(self) -> None:
+        """Set the stored weight range from the current weights (e.g. after loading)."""
+        self._set_weight_range(self.weight.asnumpy())
+
+    def export_weight(self) -> tuple[str, WeightQuant] | None:
+        if not self.weight_quant.enabled:
+            return None
+        return self.weight.name, self.weight_quant.weight_quant(
+            self.weight.asnumpy(), folds_bn=False
+        )

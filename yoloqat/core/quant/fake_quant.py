@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from mindspore import Tensor, ops
 
+from yoloqat.core.contracts.quantizer import ActivationQuant, WeightQuant
+
 from .observers import ACT_INIT_RANGE, MinMaxObserver, batch_min_max
 from .reference import MIN_SCALE, quant_range, symmetric_zero_point
 from .ste import (
@@ -135,7 +137,8 @@ class FakeQuant(MinMaxObserver):
         self.quant_delay = int(config.quant_delay)
         self.range_shape = (-1,) + (1,) * (ndim - 1) if per_channel else ()
         self.enabled = True
-        self.gated = False  # see yoloqat.plugins.int8_qat.quantizer.eval_gates
+        self.gated = False  # see FakeQuantizer.eval_gates (yoloqat.core.quant.rewrite)
+        self.exporting = False  # see FakeQuantizer.export_plan: x * marker instead
         self.top = qmax - qmin + 0.5
         top = self.top
         self.ste = GatedRoundClampSTE(top) if self.quant_delay > 0 else RoundClampSTE(top)
@@ -154,6 +157,8 @@ class FakeQuant(MinMaxObserver):
         return scale, q_lo, 0.5 - q_lo
 
     def construct(self, x, step):
+        if self.exporting:  # export form: a named identity the ONNX exporter replaces by Q/DQ
+            return x * self.marker
         if self.training:
             lo, hi = self.observe(x, step)
         else:
@@ -199,6 +204,49 @@ class FakeQuant(MinMaxObserver):
         else:
             w_int = self.folded_ste(u, q_lo)[0]
         return w_int, ops.reshape(scale, (-1,))
+
+    def activation_quant(self) -> ActivationQuant:
+        """This (per-tensor) node's scale and zero point for an int8 QDQ graph."""
+        p = self.quant_params()
+        qmin, qmax = quant_range(self.num_bits, self.narrow_range)
+        return ActivationQuant(
+            scale=float(np.asarray(p["scale"]).reshape(-1)[0]),
+            zero_point=int(np.asarray(p["zero_point"]).reshape(-1)[0]),
+            qmin=qmin,
+            qmax=qmax,
+        )
+
+    def weight_quant(self, weight: np.ndarray, *, folds_bn: bool, bias=None) -> WeightQuant:
+        """The int8 codes of ``weight`` (the tensor this node quantizes) with the stored range.
+
+        ``(codes - zero_point) * scale`` equals this node's fake-quantized ``weight``.
+        """
+        from .reference import quantize, to_int8
+
+        axis = 0 if self.per_channel else None
+        q_u, scale, zp = quantize(
+            weight,
+            self.min_value.asnumpy(),
+            self.max_value.asnumpy(),
+            self.num_bits,
+            self.narrow_range,
+            self.symmetric,
+            axis=axis,
+        )
+        codes, zp8 = to_int8(q_u, zp)
+        if axis is None:
+            scale_out = np.asarray(np.reshape(scale, -1)[0], np.float32)
+            zp_out = np.asarray(np.reshape(zp8, -1)[0], np.int8)
+        else:
+            scale_out = np.asarray(scale, np.float32).reshape(-1)
+            zp_out = np.asarray(zp8, np.int8).reshape(-1)
+        return WeightQuant(
+            codes=codes,
+            scale=scale_out,
+            zero_point=zp_out,
+            folds_bn=folds_bn,
+            bias=None if bias is None else np.asarray(bias, np.float32),
+        )
 
     def quant_params(self) -> dict[str, np.ndarray | int | bool]:
         """Stored range and the derived scale / zero point (NumPy), for export and reports."""
