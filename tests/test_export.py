@@ -182,8 +182,8 @@ def test_mindir_export_roundtrip(tmp_path: Path) -> None:
 
 @pytest.fixture
 def float_checkpoint(tmp_path: Path) -> tuple[Path, nn.Cell]:
-    from yoloqat.engine import pipeline
     from yoloqat.core.config import load_config
+    from yoloqat.engine import pipeline
     from yoloqat.engine.training.checkpoint import save_checkpoint
 
     cfg = load_config("yolov3_darknet53")
