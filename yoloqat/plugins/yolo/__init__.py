@@ -40,7 +40,7 @@ def yolo(
         names: the class names: a list, a file with one name per line (``.names``,
             ``.txt``) or a yaml with ``names`` (a list or ``{index: name}``); relative to
             ``data_dir``. Default: the data yaml's, else the one ``*.names``,
-            ``classes.txt`` or yaml-with-names file in ``data_dir``.
+            ``classes.txt``, ``names.txt`` or yaml-with-names file in ``data_dir``.
         category_ids: the ``category_id`` written in COCO-json detections for each class
             index (default ``0 .. n-1``; COCO's 1..90 ids to score against COCO files).
     """

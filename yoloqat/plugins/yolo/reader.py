@@ -21,7 +21,7 @@ from yoloqat.data.source import (
 )
 
 DEFAULT_SPLITS = {"train": "images/train", "val": "images/val"}
-_NAME_FILES = ("*.names", "classes.txt", "*.yaml", "*.yml")
+_NAME_FILES = ("*.names", "classes.txt", "names.txt", "*.yaml", "*.yml")
 
 
 def label_path(image: Path) -> Path:
