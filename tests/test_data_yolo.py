@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from dataset_layouts import coco_to_yolo
 
-from yoloqat.core.contracts.dataset import DataSource, Dataset
+from yoloqat.core.contracts.dataset import Dataset, DataSource
 from yoloqat.core.errors import ConfigError, DataError
 from yoloqat.core.evaluation import DetectionEngine
 from yoloqat.core.events import subscribe
@@ -68,8 +68,9 @@ def _detections(annotations: list, ids: list[int], seed: int = 0) -> list[dict]:
             j = rng.normal(0, 0.08, 4)
             c = cls if rng.random() > 0.1 else rng.integers(len(ids))
             box = [x + j[0] * w, y + j[1] * h, w * (1 + j[2]), h * (1 + j[3])]
+            score = rng.random()
             dets.append(
-                {"image_id": rec.image_id, "category_id": ids[c], "bbox": box, "score": rng.random()}
+                {"image_id": rec.image_id, "category_id": ids[c], "bbox": box, "score": score}
             )
         for _ in range(3):
             w, h = rng.uniform(5, 200, 2)
@@ -277,8 +278,18 @@ def test_train_then_eval_onnx_on_a_yolo_folder(tmp_path: Path) -> None:
     for name, folder in (("yolo", data), ("coco", synth)):
         out = tmp_path / f"ev_{name}"
         res = subprocess.run(
-            [sys.executable, "-m", "yoloqat", "eval", "--onnx", str(model)]
-            + ["--data_dir", str(folder), "--output", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "yoloqat",
+                "eval",
+                "--onnx",
+                str(model),
+                "--data_dir",
+                str(folder),
+                "--output",
+                str(out),
+            ],
             capture_output=True,
             text=True,
             timeout=600,
