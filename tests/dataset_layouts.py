@@ -7,6 +7,11 @@ import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yoloqat.core.evaluation import DetectionEngine
 
 
 def _link(src: Path, dst: Path) -> None:
@@ -73,11 +78,17 @@ def voc_xml(
 
 
 def coco_to_voc(
-    annotations: Path, images: Path, root: Path, split: str, difficult: frozenset = frozenset()
+    annotations: Path,
+    images: Path,
+    root: Path,
+    split: str,
+    difficult: frozenset = frozenset(),
+    prefix: str = "",
 ) -> list[str]:
     """Write ``root/{JPEGImages,Annotations,ImageSets/Main/<split>.txt}``; boxes as VOC's
     1-based inclusive pixels (``xmin = x + 1``, ``xmax = x + w``); annotation ids in
-    ``difficult`` get ``<difficult>1``. Returns the class names in index order."""
+    ``difficult`` get ``<difficult>1``; ``prefix`` goes before every file name (VOC keeps
+    all splits in one folder). Returns the class names in index order."""
     data, ids = _load(annotations)
     names = {c["id"]: c["name"] for c in data["categories"]}
     by_image: dict[int, list[dict]] = {}
@@ -87,8 +98,9 @@ def coco_to_voc(
     (root / "ImageSets" / "Main").mkdir(parents=True, exist_ok=True)
     stems = []
     for img in data["images"]:
-        name = Path(img["file_name"])
-        _link(Path(images) / name, root / "JPEGImages" / name.name)
+        src = Path(img["file_name"])
+        name = Path(prefix + src.name)
+        _link(Path(images) / src, root / "JPEGImages" / name)
         objects = []
         for a in by_image.get(img["id"], []):
             if a.get("iscrowd"):
@@ -102,3 +114,34 @@ def coco_to_voc(
     lst = root / "ImageSets" / "Main" / f"{split}.txt"
     lst.write_text("".join(f"{s}\n" for s in stems))
     return [names[c] for c in ids]
+
+
+def synthetic_detections(annotations: list, ids: list[int], seed: int = 0) -> list[dict]:
+    """Jittered copies of 80% of the non-crowd boxes (10% with a wrong class) plus three
+    random false positives per image, random scores."""
+    rng = np.random.default_rng(seed)
+    dets = []
+    for rec in annotations:
+        for (x, y, w, h), cls, crowd in zip(rec.boxes, rec.classes, rec.crowd):
+            if crowd or rng.random() < 0.2:
+                continue
+            j = rng.normal(0, 0.08, 4)
+            c = cls if rng.random() > 0.1 else rng.integers(len(ids))
+            box = [x + j[0] * w, y + j[1] * h, w * (1 + j[2]), h * (1 + j[3])]
+            score = rng.random()
+            dets.append(
+                {"image_id": rec.image_id, "category_id": ids[c], "bbox": box, "score": score}
+            )
+        for _ in range(3):
+            w, h = rng.uniform(5, 200, 2)
+            box = [rng.uniform(0, rec.width - w), rng.uniform(0, rec.height - h), w, h]
+            cat = ids[rng.integers(len(ids))]
+            score = 0.5 * rng.random()
+            dets.append({"image_id": rec.image_id, "category_id": cat, "bbox": box, "score": score})
+    return dets
+
+
+def score_stats(dets: list[dict], gt: Any) -> dict[str, float]:
+    engine = DetectionEngine(sorted(gt.getCatIds()))
+    engine.extend(dets, image_ids=gt.getImgIds())
+    return engine.evaluate(gt).stats

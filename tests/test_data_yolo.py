@@ -11,11 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from dataset_layouts import coco_to_yolo
+from dataset_layouts import coco_to_yolo, score_stats, synthetic_detections
 
 from yoloqat.core.contracts.dataset import Dataset, DataSource
 from yoloqat.core.errors import ConfigError, DataError
-from yoloqat.core.evaluation import DetectionEngine
 from yoloqat.core.events import subscribe
 from yoloqat.core.ground_truth import coco_ground_truth
 from yoloqat.data import ANCHORS
@@ -56,37 +55,6 @@ def test_coco128_yolo_reads_the_same_boxes_as_coco(coco128: Path) -> None:
     assert worst < 1e-3  # the txt files' 6-digit rounding, at 640 px
 
 
-def _detections(annotations: list, ids: list[int], seed: int = 0) -> list[dict]:
-    """Jittered copies of 80% of the non-crowd boxes (10% with a wrong class) plus three
-    random false positives per image, random scores."""
-    rng = np.random.default_rng(seed)
-    dets = []
-    for rec in annotations:
-        for (x, y, w, h), cls, crowd in zip(rec.boxes, rec.classes, rec.crowd):
-            if crowd or rng.random() < 0.2:
-                continue
-            j = rng.normal(0, 0.08, 4)
-            c = cls if rng.random() > 0.1 else rng.integers(len(ids))
-            box = [x + j[0] * w, y + j[1] * h, w * (1 + j[2]), h * (1 + j[3])]
-            score = rng.random()
-            dets.append(
-                {"image_id": rec.image_id, "category_id": ids[c], "bbox": box, "score": score}
-            )
-        for _ in range(3):
-            w, h = rng.uniform(5, 200, 2)
-            box = [rng.uniform(0, rec.width - w), rng.uniform(0, rec.height - h), w, h]
-            cat = ids[rng.integers(len(ids))]
-            score = 0.5 * rng.random()
-            dets.append({"image_id": rec.image_id, "category_id": cat, "bbox": box, "score": score})
-    return dets
-
-
-def _score(dets: list[dict], gt) -> dict[str, float]:
-    engine = DetectionEngine(sorted(gt.getCatIds()))
-    engine.extend(dets, image_ids=gt.getImgIds())
-    return engine.evaluate(gt).stats
-
-
 def _touches(box, regions) -> bool:
     x, y, w, h = box
     return any(
@@ -98,10 +66,10 @@ def _touches(box, regions) -> bool:
 def test_coco128_same_detections_same_ap_through_coco_and_yolo(coco128: Path) -> None:
     y, c, ids = _coco128(coco128)
     coco_ann = c.val_source().annotations()
-    dets = _detections(coco_ann, ids)
-    via_file = _score(dets, load_coco(coco128 / "annotations" / "instances_train2017.json"))
-    via_coco = _score(dets, ground_truth(c.val_source(), c.category_ids))
-    via_yolo = _score(dets, ground_truth(y.val_source(), y.category_ids))
+    dets = synthetic_detections(coco_ann, ids)
+    via_file = score_stats(dets, load_coco(coco128 / "annotations" / "instances_train2017.json"))
+    via_coco = score_stats(dets, ground_truth(c.val_source(), c.category_ids))
+    via_yolo = score_stats(dets, ground_truth(y.val_source(), y.category_ids))
     # 1. the coco plugin's ground truth scores exactly as pycocotools on the file itself
     assert via_coco == via_file
     assert 0.2 < via_coco["AP"] < 0.4  # the detections are neither perfect nor useless
@@ -113,7 +81,7 @@ def test_coco128_same_detections_same_ap_through_coco_and_yolo(coco128: Path) ->
         )
         for r in coco_ann
     ]
-    assert via_yolo == _score(dets, coco_ground_truth(plain, ids))
+    assert via_yolo == score_stats(dets, coco_ground_truth(plain, ids))
     # 3. against the file: recall numbers identical; AP/AP50/AP75 too when no detection
     #    touches one of the 10 crowd regions (which COCO ignores and txt cannot express);
     #    the size split differs (COCO's area is the segmentation area, txt has boxes only)
@@ -123,8 +91,8 @@ def test_coco128_same_detections_same_ap_through_coco_and_yolo(coco128: Path) ->
     crowd = {r.image_id: r.boxes[r.crowd] for r in coco_ann if r.crowd.any()}
     clear = [d for d in dets if not _touches(d["bbox"], crowd.get(d["image_id"], []))]
     assert len(clear) < len(dets)
-    on_file = _score(clear, load_coco(coco128 / "annotations" / "instances_train2017.json"))
-    on_yolo = _score(clear, ground_truth(y.val_source(), y.category_ids))
+    on_file = score_stats(clear, load_coco(coco128 / "annotations" / "instances_train2017.json"))
+    on_yolo = score_stats(clear, ground_truth(y.val_source(), y.category_ids))
     for key in ("AP", "AP50", "AP75", "AR1", "AR10", "AR100"):
         assert on_yolo[key] == on_file[key], key
     assert on_yolo["AP_small"] != on_file["AP_small"]
