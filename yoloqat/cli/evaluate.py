@@ -66,8 +66,7 @@ def eval_command(
 ) -> None:
     """Evaluate COCO mAP: prints the seed's 12-line summary and saves it as JSON.
 
-    The dataset: --images/--annotations, else --dataset/--data_dir, else the --config's or
-    the checkpoint's own dataset block (--data_dir pointing it elsewhere).
+    Data: --images/--annotations, else --dataset/--data_dir, else the config's or checkpoint's.
     """
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.errors import UsageError

@@ -184,10 +184,13 @@ def build(
             spec, split, len(class_names), root
         )
     if builders["train"] is None and builders["val"] is None:
+        found = sorted(p.name for p in (root / "images").glob("*") if p.is_dir())
+        example = f"images/{found[0]}" if found else "FOLDER"
         raise DataError(
             f"yolo: neither {root / DEFAULT_SPLITS['train']} nor {root / DEFAULT_SPLITS['val']} "
-            "exists",
-            hint="set dataset.train / dataset.val to the image folders",
+            "exists" + (f" (images/ has {', '.join(found)})" if found else ""),
+            hint=f"set dataset.train / dataset.val to the image folders (e.g. --set "
+            f"dataset.val={example})",
         )
     return ClassListDataset(
         name="yolo",
