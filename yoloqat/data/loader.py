@@ -110,7 +110,7 @@ class _TrainSamples:
             sample.image, sample.boxes, (size, size), rng, max_boxes=p["max_boxes"], **p["augment"]
         )
         padded[: len(boxes)] = boxes
-        info[0:2] = sample.bad_boxes
+        info[0:2] = getattr(sample, "bad_boxes", (0, 0))
         return normalize(canvas), padded, np.int64(sample.image_id), info
 
 

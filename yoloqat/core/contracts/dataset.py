@@ -25,7 +25,7 @@ import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -40,6 +40,7 @@ __all__ = [
     "ImageAnnotations",
     "Sample",
     "UnreadableImageError",
+    "check_classes",
     "check_dataset",
     "check_source",
 ]
@@ -190,7 +191,7 @@ def _missing(obj: Any, members: dict[str, str]) -> list[str]:
     return bad
 
 
-def _fail(problems: list[str], *, kind: str, plugin: str, name: str, cls: type) -> None:
+def _fail(problems: list[str], *, kind: str, plugin: str, name: str, cls: type) -> NoReturn:
     raise PluginError(
         f"{kind} '{name}' from plugin '{plugin}' breaks the {kind} contract: "
         f"{'; '.join(problems)} ({cls.__module__}.{cls.__qualname__})",
@@ -210,8 +211,6 @@ def check_classes(obj: Any, *, plugin: str, name: str) -> None:
     """Check the class list's values: as many names and unique integer ids as classes."""
     try:
         n, names, ids = obj.num_classes, list(obj.class_names), list(obj.category_ids)
-    except PluginError:
-        raise
     except (TypeError, ValueError) as exc:
         _fail([f"bad class list ({exc})"], kind="dataset", plugin=plugin, name=name, cls=type(obj))
     problems = []
