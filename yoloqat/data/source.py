@@ -199,6 +199,8 @@ class ClassListDataset:
         self.class_names = [str(n) for n in class_names]
         self.num_classes = len(self.class_names)
         ids = list(range(self.num_classes)) if category_ids is None else list(category_ids)
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+            raise DataError(f"{name}: category_ids must be integers, got {ids[:5]!r}")
         if len(ids) != self.num_classes or len(set(ids)) != len(ids):
             raise DataError(
                 f"{name}: category_ids must be {self.num_classes} unique ints (one per class), "

@@ -166,8 +166,8 @@ def build(
         check_path(root, "yolo data_dir", directory=True)
     if names is None:
         class_names = _default_names(root)
-    elif isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
-        class_names = read_names(list(names), None, "yolo")
+    elif isinstance(names, dict):
+        class_names = names_from_yaml_value(names, "yolo names")
     else:
         class_names = read_names(names, root, "yolo")
     builders: dict[str, Any] = {}
