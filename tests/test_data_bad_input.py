@@ -160,8 +160,9 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, events):
     seen = np.concatenate([b["image_id"] for b in ev]).tolist()
     assert sorted(seen) == [1, 6, 7, 8]
     assert ev.stats["skipped_images"] == 4
-    # the plain source API returns None with a warning
-    assert val.load(1) is None
+    # the source contract: load() raises the reason, naming the file
+    with pytest.raises(ImageReadError, match=r"2\.jpg"):
+        val.load(1)
 
 
 def test_a_run_of_unreadable_images_is_a_runtime_failure(tmp_path):

@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from yoloqat.cli.common import SET_HELP, handle_errors
-from yoloqat.cli.train import _opt
+from yoloqat.cli.train import DEFAULT_CONFIG, _opt
 
 
 def eval_command(
@@ -22,7 +22,19 @@ def eval_command(
         None, "onnx", help="Evaluate an exported ONNX model with ONNX Runtime instead."
     ),
     data_dir: Optional[str] = _opt(
-        None, "data_dir", help="COCO 2014 root: val2014/ and annotations/instances_val2014.json."
+        None,
+        "data_dir",
+        help="Dataset root for the config's (or checkpoint's) dataset plugin, e.g. the COCO "
+        "2014 root of the seed configs. Without a config or checkpoint dataset (--onnx), the "
+        "plugin is told from the layout: annotations/instances_*2014.json -> coco2014, "
+        "annotations/instances_{train,val}.json -> coco, Annotations/ + JPEGImages/ -> voc, "
+        "images/ + labels/ (or a data .yaml) -> yolo.",
+    ),
+    dataset: Optional[str] = _opt(
+        None,
+        "dataset",
+        help="Dataset plugin for --data_dir (coco2014, coco, yolo, voc or a third-party one), "
+        "replacing the config's dataset block; more parameters with --set dataset.KEY=VALUE.",
     ),
     images: Optional[str] = _opt(
         None, "images", help="Any image folder (with --annotations): a generic COCO dataset."
@@ -52,7 +64,10 @@ def eval_command(
     device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
-    """Evaluate COCO mAP: prints the seed's 12-line summary and saves it as JSON."""
+    """Evaluate COCO mAP: prints the seed's 12-line summary and saves it as JSON.
+
+    Data: --images/--annotations, else --dataset/--data_dir, else the config's or checkpoint's.
+    """
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.errors import UsageError
     from yoloqat.core.runtime import init_runtime
@@ -65,8 +80,10 @@ def eval_command(
 
     if (pretrained is None) == (onnx is None):
         raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
-    dataset_overrides({}, data_dir, images, annotations)  # flag clashes fail before loading
-    cfg = apply_overrides(load_config(config or "yolov3_darknet53"), set_)
+    dataset_overrides({}, data_dir, images, annotations, dataset)  # clashes fail before loading
+    cfg: dict[str, Any] = {}  # an ONNX model needs no network config
+    if config is not None or onnx is None:  # a checkpoint without its config: the seed's net
+        cfg = apply_overrides(load_config(config or DEFAULT_CONFIG), set_)
     init_runtime(device_target)
     meta: dict[str, Any] = {}
     if pretrained is not None:
@@ -79,7 +96,7 @@ def eval_command(
         predictor = OnnxPredictor(onnx)
         default_shape = int(predictor.input_size or 416)
     testing_shape = testing_shape or default_shape
-    dataset = eval_dataset(
+    data = eval_dataset(
         cfg,
         meta,
         explicit=config is not None,
@@ -87,11 +104,12 @@ def eval_command(
         images=images,
         annotations=annotations,
         overrides=set_,
+        dataset=dataset,
     )
     result = evaluate_source(
         predictor,
-        dataset.val_source(),
-        dataset.category_ids,
+        data.val_source(),
+        data.category_ids,
         testing_shape=testing_shape,
         batch_size=per_batch_size,
         letterbox=letterbox,
@@ -106,25 +124,36 @@ def eval_command(
 
 
 def dataset_overrides(
-    cfg: dict[str, Any], data_dir: Optional[str], images: Optional[str], annotations: Optional[str]
+    cfg: dict[str, Any],
+    data_dir: Optional[str],
+    images: Optional[str],
+    annotations: Optional[str],
+    dataset: Optional[str] = None,
 ) -> dict[str, Any]:
-    """Point the config's dataset at ``--data_dir`` or ``--images/--annotations``.
+    """Point the config's dataset at ``--data_dir`` / ``--dataset`` or ``--images/--annotations``.
 
-    ``--data_dir`` sets ``dataset.data_dir`` of the config's dataset (COCO 2014's root for
-    the seed configs, the ``yoloqat synth`` folder for the synthetic ones);
-    ``--images/--annotations`` switch to a generic COCO-format validation set.
+    ``--images/--annotations`` switch to a generic COCO-format validation set. ``--dataset``
+    names the plugin (its block replaced, or kept when it names the same plugin) and
+    ``--data_dir`` sets its ``data_dir``. ``--data_dir`` alone sets ``dataset.data_dir`` of
+    the config's dataset (with no dataset block, :func:`eval_dataset` tells the plugin from
+    the folder layout).
     """
     from yoloqat.core.errors import UsageError
 
     if (images is None) != (annotations is None):
         raise UsageError("--images and --annotations go together")
     if images is not None:
-        if data_dir is not None:
-            raise UsageError("give --data_dir or --images/--annotations, not both")
+        if data_dir is not None or dataset is not None:
+            raise UsageError("give --data_dir/--dataset or --images/--annotations, not both")
         cfg["dataset"] = {"name": "coco", "val_images": images, "val_annotations": annotations}
-    elif data_dir is not None:
-        dataset = dict(cfg.get("dataset") or {"name": "coco2014"})
-        cfg["dataset"] = {**dataset, "data_dir": data_dir}
+        return cfg
+    block = cfg.get("dataset") if isinstance(cfg.get("dataset"), dict) else None
+    if dataset is not None:
+        block = dict(block) if block and block.get("name") == dataset else {"name": dataset}
+    if block is not None and data_dir is not None:
+        block = {**block, "data_dir": data_dir}
+    if block is not None:
+        cfg["dataset"] = block
     return cfg
 
 
@@ -137,22 +166,40 @@ def eval_dataset(
     images: Optional[str],
     annotations: Optional[str],
     overrides: Sequence[str] = (),
+    dataset: Optional[str] = None,
 ) -> Any:
     """The dataset to evaluate on, built.
 
     Its config: without an explicit ``--config``, the one stored in the checkpoint (so a
     checkpoint evaluates on the data it was trained for, ``--data_dir`` pointing elsewhere);
-    else ``cfg``. Then the dataset flags and ``--set`` overrides.
+    else ``cfg``. Then the dataset flags and ``--set`` overrides. With no dataset block
+    at all (an ONNX model without ``--config``), ``--data_dir``'s layout names the plugin.
     """
     import copy
 
     from yoloqat.core.config import apply_overrides
+    from yoloqat.core.errors import UsageError
+    from yoloqat.data.layout import detect_dataset
     from yoloqat.engine.inference import effective_config
     from yoloqat.engine.pipeline import build_dataset
 
     base = copy.deepcopy(effective_config(cfg, meta, explicit=explicit))
-    base = dataset_overrides(base, data_dir, images, annotations)
-    return build_dataset(apply_overrides(base, list(overrides)))
+    base = dataset_overrides(base, data_dir, images, annotations, dataset)
+    if not isinstance(base.get("dataset"), dict) and data_dir is not None:
+        detected = detect_dataset(data_dir)
+        if detected is None:
+            raise UsageError(
+                f"cannot tell the dataset layout of --data_dir {data_dir}",
+                hint="name the plugin with --dataset (coco2014, coco, yolo, voc, ...)",
+            )
+        base["dataset"] = detected
+    base = apply_overrides(base, list(overrides))
+    if not isinstance(base.get("dataset"), dict):
+        raise UsageError(
+            "no dataset to evaluate on",
+            hint="give --data_dir DIR (and --dataset NAME) or --images/--annotations",
+        )
+    return build_dataset(base)
 
 
 def register(app: typer.Typer) -> None:

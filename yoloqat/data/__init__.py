@@ -1,4 +1,4 @@
-"""Data side of yoloqat: COCO sources, augmentation, targets, loaders, synthetic data.
+"""Data side of yoloqat: COCO and box-list sources, augmentation, targets, loaders, synth data.
 
 Everything here is NumPy/OpenCV; only :mod:`yoloqat.data.loader` imports MindSpore, and
 only when a loader is built. Nothing is imported at package import time.

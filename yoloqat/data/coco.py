@@ -11,22 +11,16 @@ import contextlib
 import io
 import json
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
+from yoloqat.core.contracts.dataset import ImageAnnotations, Sample
 from yoloqat.core.errors import DataError
 from yoloqat.core.events import warn
-from yoloqat.data.imageio import ImageReadError, read_image
+from yoloqat.data.imageio import read_image
 
-
-class Sample(NamedTuple):
-    """One loaded image: RGB uint8 HxWx3, boxes [K,5] (x1,y1,x2,y2,class index) in its pixels."""
-
-    image: np.ndarray
-    boxes: np.ndarray
-    image_id: int
-    orig_size: tuple[int, int]  # (w, h)
+__all__ = ["CocoSource", "Sample", "check_path", "clean_boxes", "load_coco"]
 
 
 def check_path(path: str | Path, what: str, *, directory: bool) -> Path:
@@ -198,16 +192,10 @@ class CocoSource:
         """Cleaned boxes [K,5] (x1,y1,x2,y2,class) of image ``i`` in the annotation's pixels."""
         return self._boxes[self._offsets[i] : self._offsets[i + 1]].copy()
 
-    def bad_box_counts(self, i: int) -> tuple[int, int]:
-        """(dropped, clipped) bad boxes of image ``i``."""
-        return int(self._bad[i, 0]), int(self._bad[i, 1])
-
-    def try_load(self, i: int) -> tuple[Sample | None, str | None]:
-        """Load image ``i``: (sample, None), or (None, reason) when the image cannot be read."""
-        try:
-            image = read_image(self.image_path(i))
-        except ImageReadError as exc:
-            return None, str(exc)
+    def load(self, i: int) -> Sample:
+        """Image ``i`` with its cleaned boxes (clipped again if the file's size differs from
+        the annotation's); raises ImageReadError when the file cannot be read."""
+        image = read_image(self.image_path(i))
         h, w = image.shape[:2]
         boxes = self.boxes(i)
         jw, jh = self.sizes[i]
@@ -215,14 +203,33 @@ class CocoSource:
             boxes[:, [0, 2]] = boxes[:, [0, 2]].clip(0, w)
             boxes[:, [1, 3]] = boxes[:, [1, 3]].clip(0, h)
             boxes = boxes[(boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])]
-        return Sample(image, boxes, int(self.image_ids[i]), (w, h)), None
+        bad = (int(self._bad[i, 0]), int(self._bad[i, 1]))
+        return Sample(image, boxes, int(self.image_ids[i]), (w, h), bad)
 
-    def load(self, i: int) -> Sample | None:
-        """Load image ``i``; None (and a warning event) when the file cannot be read."""
-        sample, reason = self.try_load(i)
-        if sample is None:
-            warn(f"skipped unreadable image: {reason}", image_id=int(self.image_ids[i]))
-        return sample
+    def annotations(self) -> list[ImageAnnotations]:
+        """The annotation file's ground truth of every image of this source, as written
+        (boxes unclipped, crowd regions and segmentation areas included, file order), so
+        that evaluation scores exactly as pycocotools on the file itself."""
+        coco = self.coco
+        index = {cid: i for i, cid in enumerate(self.category_ids)}
+        out = []
+        for img_id, name, (w, h) in zip(self.image_ids.tolist(), self.file_names, self.sizes):
+            anns = coco.imgToAnns.get(img_id, [])
+            box = np.array([a["bbox"] for a in anns], np.float64).reshape(-1, 4)
+            area = [a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns]
+            out.append(
+                ImageAnnotations(
+                    image_id=img_id,
+                    file_name=name,
+                    width=float(w),
+                    height=float(h),
+                    boxes=box,
+                    classes=np.array([index[a["category_id"]] for a in anns], np.int64),
+                    crowd=np.array([bool(a.get("iscrowd", 0)) for a in anns], bool),
+                    area=np.array(area, np.float64),
+                )
+            )
+        return out
 
 
 def clean_boxes(

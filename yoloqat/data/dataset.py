@@ -12,7 +12,8 @@ from yoloqat.data.coco import CocoSource, check_path, load_coco, sorted_category
 
 
 class DetectionDataset:
-    """A COCO-format detection dataset with a training and/or a validation split.
+    """A COCO-format detection dataset with a training and/or a validation split (the
+    :class:`~yoloqat.core.contracts.dataset.Dataset` contract).
 
     Paths of each configured split are checked when the dataset is built (a DataError names
     the missing one); annotation files are parsed lazily, on the first call that needs them.
@@ -115,7 +116,7 @@ class DetectionDataset:
         return self._sources["train"]
 
     def val_source(self) -> CocoSource:
-        """Validation images, unfiltered (``.coco`` and ``.annotation_file`` for COCOeval)."""
+        """Validation images, unfiltered (``annotations()``: the file's ground truth)."""
         if self._val is None:
             raise self._errors.get("val") or DataError(
                 f"dataset '{self.name}' has no validation split configured"

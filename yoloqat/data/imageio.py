@@ -10,11 +10,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from yoloqat.core.contracts.dataset import UnreadableImageError
+
 _FLAGS = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
 
 
-class ImageReadError(Exception):
-    """An image file is missing, empty, truncated or not decodable (the message says which)."""
+class ImageReadError(UnreadableImageError):
+    """An image file is missing, empty, truncated or not decodable (the message says which).
+
+    The contract's :class:`~yoloqat.core.contracts.dataset.UnreadableImageError`: a source's
+    ``load`` may let it propagate."""
 
 
 def _jpeg_truncated(data: bytes) -> bool:

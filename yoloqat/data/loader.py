@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from yoloqat.core.contracts.dataset import DataSource, Sample, UnreadableImageError
 from yoloqat.core.errors import ConfigError, RuntimeFailure
 from yoloqat.core.events import warn
 from yoloqat.data import ANCHOR_MASKS, MULTI_SCALE
 from yoloqat.data.augment import augment, normalize
-from yoloqat.data.coco import CocoSource
 from yoloqat.data.eval_transforms import preprocess_eval
 from yoloqat.data.multiscale import check_shapes, shape_for_step
 from yoloqat.data.sampler import DistributedSampler
@@ -70,10 +70,18 @@ def check_augment(augment: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+def try_load(source: DataSource, index: int) -> tuple[Sample | None, str | None]:
+    """``source.load(index)`` as (sample, None), or (None, reason) for an unreadable image."""
+    try:
+        return source.load(index), None
+    except UnreadableImageError as exc:
+        return None, str(exc)
+
+
 class _TrainSamples:
     """Random-access sample source handed to GeneratorDataset (picklable)."""
 
-    def __init__(self, source: CocoSource, plan: dict[str, Any]) -> None:
+    def __init__(self, source: DataSource, plan: dict[str, Any]) -> None:
         self.source = source
         self.plan = plan
 
@@ -85,11 +93,11 @@ class _TrainSamples:
         idx, size = int(p["indices"][q]), int(p["shapes"][q])
         rng = np.random.default_rng([p["seed"], p["epoch"], int(p["positions"][q])])
         skipped: list[int] = []
-        sample, _ = self.source.try_load(idx)
+        sample, _ = try_load(self.source, idx)
         while sample is None and len(skipped) <= MAX_SUBSTITUTES:
             skipped.append(idx)
             idx = (idx + 1) % len(self.source)
-            sample, _ = self.source.try_load(idx)
+            sample, _ = try_load(self.source, idx)
         info = np.full(4 + MAX_SUBSTITUTES, -1, np.int64)
         info[2] = len(skipped)
         info[3 : 3 + len(skipped)] = skipped
@@ -102,26 +110,26 @@ class _TrainSamples:
             sample.image, sample.boxes, (size, size), rng, max_boxes=p["max_boxes"], **p["augment"]
         )
         padded[: len(boxes)] = boxes
-        info[0:2] = self.source.bad_box_counts(idx)
+        info[0:2] = getattr(sample, "bad_boxes", (0, 0))
         return normalize(canvas), padded, np.int64(sample.image_id), info
 
 
 class _EvalSamples:
     """Random-access eval source: unreadable images come back with ``valid = 0``."""
 
-    def __init__(self, source: CocoSource, size: int, use_letterbox: bool) -> None:
+    def __init__(self, source: DataSource, size: int, use_letterbox: bool) -> None:
         self.source, self.size, self.use_letterbox = source, size, use_letterbox
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
-        sample, _ = self.source.try_load(int(i))
+        sample, _ = try_load(self.source, int(i))
         if sample is None:
             image = np.zeros((3, self.size, self.size), np.float32)
             return (
                 image,
-                np.int64(self.source.image_ids[i]),
+                np.int64(0),
                 np.zeros(2, np.int64),
                 np.array([1, 0, 0], np.float32),
                 np.int64(i + 1) * -1,
@@ -177,7 +185,7 @@ class TrainLoader:
 
     def __init__(
         self,
-        source: CocoSource,
+        source: DataSource,
         *,
         batch_size: int,
         anchors: Sequence[Sequence[float]],
@@ -312,7 +320,7 @@ class TrainLoader:
                     continue  # counted once per epoch, even when retried as a substitute
                 st["skipped_images"] += 1
                 st["skipped_files"].append(path)
-                _, reason = self.source.try_load(int(idx))
+                _, reason = try_load(self.source, int(idx))
                 warn(f"skipped unreadable image: {reason or path}", path=path)
 
 
@@ -323,7 +331,7 @@ class EvalLoader:
 
     def __init__(
         self,
-        source: CocoSource,
+        source: DataSource,
         *,
         batch_size: int = 1,
         testing_shape: int = 416,
@@ -352,7 +360,7 @@ class EvalLoader:
                     path = str(self.source.image_path(int(-code - 1)))
                     self.stats["skipped_images"] += 1
                     self.stats["skipped_files"].append(path)
-                    _, reason = self.source.try_load(int(-code - 1))
+                    _, reason = try_load(self.source, int(-code - 1))
                     warn(f"skipped unreadable image: {reason or path}", path=path)
                 if not ok.any():
                     continue

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import weakref
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,26 @@ def _letterbox_transform(params: np.ndarray, size: int) -> Any:
         return out
 
     return transform
+
+
+_GT_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[int, ...], Any]] = weakref.WeakKeyDictionary()
+
+
+def ground_truth(source: Any, category_ids: Sequence[int]) -> Any:
+    """The pycocotools ground truth of ``source.annotations()`` (built once per source)."""
+    from yoloqat.core.ground_truth import coco_ground_truth
+
+    key = tuple(int(c) for c in category_ids)
+    try:
+        cached = _GT_CACHE.get(source)
+    except TypeError:  # not weak-referenceable: build it every time
+        cached = None
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    coco = coco_ground_truth(source.annotations(), key)
+    with contextlib.suppress(TypeError):
+        _GT_CACHE[source] = (key, coco)
+    return coco
 
 
 def _loader(
@@ -66,6 +89,9 @@ def evaluate_source(
 ) -> EvalResult:
     """Detect on every image of ``source`` and evaluate against its annotations.
 
+    The ground truth is built from ``source.annotations()`` (:func:`ground_truth`), the
+    category id of class index ``i`` being ``category_ids[i]``.
+
     Writes ``predict_<time>.json`` (COCO results) and ``eval_<time>.json`` (the 12 numbers
     and the printed summary) into ``output_dir`` when given. ``batches``: the loader's
     batches decoded beforehand (:func:`load_batches`), to evaluate several networks on the
@@ -94,7 +120,8 @@ def evaluate_source(
                 outputs, batch["image_id"], batch["orig_size"], box_transforms=transforms
             )
             bar.advance(1)
-    result = engine.evaluate(source.coco, image_ids=engine.image_ids or None)
+    gt = ground_truth(source, category_ids)
+    result = engine.evaluate(gt, image_ids=engine.image_ids or None)
     result.extra.update(testing_shape=testing_shape, letterbox=letterbox)
     if output_dir is not None:
         out = Path(output_dir)

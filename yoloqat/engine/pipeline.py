@@ -108,5 +108,11 @@ def build_scheduler(cfg: Mapping[str, Any], registry: Any = None) -> Any:
 
 
 def build_dataset(cfg: Mapping[str, Any], registry: Any = None) -> Any:
+    """The dataset of ``cfg['dataset']``, checked against the dataset contract: a plugin
+    missing a member fails with a PluginError naming it (its sources when first asked for)."""
+    from yoloqat.core.contracts.dataset import CheckedDataset
+
     name, params = _block(cfg, "dataset")
-    return _registry(registry).create("dataset", name, **params)
+    reg = _registry(registry)
+    dataset = reg.create("dataset", name, **params)
+    return CheckedDataset(dataset, plugin=reg.get("dataset", name).plugin, name=name)
