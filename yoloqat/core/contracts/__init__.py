@@ -148,7 +148,8 @@ def check_component(kind: str, obj: Any, *, plugin: str, name: str) -> None:
     else:
         problems = _member_problems(kind, obj)
         if not problems:
-            problems = _MODULES[kind].problems(obj)
+            values = getattr(_MODULES[kind], "problems", None)  # optional value checks
+            problems = values(obj) if values is not None else []
     if problems:
         cls = type(obj)
         raise PluginError(
