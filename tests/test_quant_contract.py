@@ -264,3 +264,55 @@ def test_cli_export_int8_refuses_float_convs_with_exit_4(tmp_path: Path) -> None
     assert res.returncode == 4, res.stderr
     assert "not quantized and not in skip_layers: backbone.c4" in res.stderr
     assert not (tmp_path / "odd.onnx").exists()
+
+
+def test_cli_calibrate_then_export_and_eval(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from yoloqat.cli import app
+    from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.data.synth import make_synthetic_coco
+    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.training.trainer import Trainer
+
+    data = tmp_path / "data"
+    make_synthetic_coco(data, train=8, val=4, size=64, seed=5, num_classes=2)
+    cfg = apply_overrides(
+        load_config("synth_tiny"),
+        [
+            f"dataset.data_dir={data}",
+            f"train.ckpt_path={tmp_path / 'runs'}",
+            "model.num_classes=2",
+            "model.backbone.width=0.0625",
+            "model.head.width=0.0625",
+            "data.training_shape=64",
+            "data.multi_scale=[64]",
+            "eval.testing_shape=64",
+            "train.per_batch_size=4",
+            "train.max_epoch=1",
+            "scheduler.T_max=1",
+            "scheduler.warmup_epochs=0",
+        ],
+    )
+    float_ckpt = Trainer(cfg, run_dir=tmp_path / "float").run().checkpoints[-1]
+    runner = CliRunner()
+    ptq = tmp_path / "ptq.ckpt"
+    res = runner.invoke(
+        app,
+        ["calibrate", "--checkpoint", str(float_ckpt), "--images", "4", "--output", str(ptq)],
+    )
+    assert res.exit_code == 0, res.output
+    assert "calibrated int8_ptq on 4 images: 75/75 convs int8" in res.output
+    _, meta = read_checkpoint(ptq)
+    assert meta["quantized"] and meta["config"]["quantizer"]["name"] == "int8_ptq"
+    onnx_path = tmp_path / "ptq.onnx"
+    res = runner.invoke(
+        app, ["export", "--checkpoint", str(ptq), "--int8", "--output", str(onnx_path)]
+    )
+    assert res.exit_code == 0, res.output
+    assert conv_weight_kinds(onnx_path) == Counter({"int8": 75})
+    res = runner.invoke(app, ["eval", "--onnx", str(onnx_path), "--data_dir", str(data)])
+    assert res.exit_code == 0, res.output
+    assert "Average Precision" in res.output
+    again = runner.invoke(app, ["calibrate", "--checkpoint", str(ptq)])
+    assert again.exit_code == 1 and "already quantized" in again.output
