@@ -58,6 +58,11 @@ def quant_report(
         "float_checkpoint",
         help="Float checkpoint to compare with (default: the QAT weights, fake quant off).",
     ),
+    ptq_checkpoint: Optional[str] = _opt(
+        None,
+        "ptq_checkpoint",
+        help="A post-training-quantized checkpoint (yoloqat calibrate) to compare as well.",
+    ),
     config: Optional[str] = _opt(None, "config", help="Config (default: the checkpoint's own)."),
     data_dir: Optional[str] = _opt(None, "data_dir", help="COCO 2014 root."),
     images: Optional[str] = _opt(None, "images", help="Image folder (with --annotations)."),
@@ -84,7 +89,7 @@ def quant_report(
     ),
     repeats: int = _opt(10, "repeats", help="Timed runs per latency figure."),
 ) -> None:
-    """Compare float, fake-quant and exported int8 models: AP, AP50, size, latency."""
+    """Compare float, fake-quant and exported int8 models (and PTQ): AP, AP50, size, latency."""
     from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
     from yoloqat.cli.render import out_console
     from yoloqat.core.config import load_config
@@ -103,6 +108,15 @@ def quant_report(
     )
     if testing_shape is None:
         testing_shape = default_testing_shape(cfg, meta, explicit=explicit)
+    ptq_net = None
+    if ptq_checkpoint:
+        from yoloqat.core.contracts.quantizer import is_quantized
+        from yoloqat.core.errors import CheckpointError
+        from yoloqat.engine.inference import load_detector
+
+        ptq_net, _, _ = load_detector(cfg, ptq_checkpoint, explicit_config=False)
+        if not is_quantized(ptq_net):
+            raise CheckpointError(f"--ptq_checkpoint {ptq_checkpoint} is a float checkpoint")
     report = compare_models(
         float_net,
         qat_net,
@@ -112,6 +126,8 @@ def quant_report(
         float_checkpoint=float_checkpoint,
         qat_checkpoint=checkpoint,
         repeats=repeats,
+        ptq_net=ptq_net,
+        ptq_checkpoint=ptq_checkpoint,
     )
     (output / "report.json").write_text(json.dumps(report, indent=2))
     out_console.print(render_table(report))

@@ -10,8 +10,8 @@ File layout (little endian), as Darknet's ``load_weights``/``save_weights`` writ
   without batch norm (YOLOv3's three output convs): bias (``out``), then the weights.
 
 ``darknet53.conv.74`` holds the 52 backbone convs (the order of
-:meth:`~yoloqat.plugins.darknet53.model.DarkNet53.conv_units`); ``yolov3.weights`` holds all
-75 convs (backbone, then :meth:`~yoloqat.plugins.yolov3_head.model.YoloV3Head.conv_units`,
+the DarkNet-53 backbone's ``conv_units()``); ``yolov3.weights`` holds all
+75 convs (backbone, then the YOLOv3 head's ``conv_units()``,
 which is ``yolov3.cfg`` order). Any network whose backbone and head offer ``conv_units()``
 (ConvBnAct units and bias-only output convs) can be read and written.
 """

@@ -53,8 +53,13 @@ def compare_models(
     repeats: int = 10,
     float_checkpoint: str | Path | None = None,
     qat_checkpoint: str | Path | None = None,
+    ptq_net: Any = None,
+    ptq_checkpoint: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate and time the float net, the fake-quant net and their ONNX exports.
+
+    With ``ptq_net`` (a post-training-quantized network, e.g. ``int8_ptq``), its fake-quant
+    and int8 ONNX rows are added (``ptq.onnx``), for a float / PTQ / QAT comparison.
 
     Evaluation runs at ``batch_size`` 1, the batch the latencies are measured at, so each
     MindSpore network compiles one graph. Writes ``float.onnx`` and ``int8.onnx`` into
@@ -86,14 +91,25 @@ def compare_models(
         qat_net, out / "int8.onnx", input_size=testing_shape, batch=None, int8=True
     )
     ort_float, ort_int8 = OnnxPredictor(float_onnx), OnnxPredictor(int8_onnx)
-    rows = []
-    results = {}
-    for name, pred, size_path in (
+    models = [
         ("mindspore_float", float_pred, float_checkpoint),
         ("mindspore_fake_quant", qat_pred, qat_checkpoint),
         ("onnxruntime_float", ort_float, float_onnx),
         ("onnxruntime_int8", ort_int8, int8_onnx),
-    ):
+    ]
+    files = {"float_onnx": str(float_onnx), "int8_onnx": str(int8_onnx)}
+    if ptq_net is not None:
+        ptq_onnx = export_onnx(
+            ptq_net, out / "ptq.onnx", input_size=testing_shape, batch=None, int8=True
+        )
+        files["ptq_onnx"] = str(ptq_onnx)
+        models += [
+            ("mindspore_ptq", MindSporePredictor(ptq_net), ptq_checkpoint),
+            ("onnxruntime_ptq_int8", OnnxPredictor(ptq_onnx), ptq_onnx),
+        ]
+    rows = []
+    results = {}
+    for name, pred, size_path in models:
         results[name] = run(name, pred)
         size = Path(size_path).stat().st_size if size_path else None
         rows.append(
@@ -101,6 +117,16 @@ def compare_models(
         )
         events.info(f"{name}: AP50 {rows[-1]['AP50']:.4f}, {rows[-1]['latency_ms']} ms")
     by = {r["model"]: r for r in rows}
+    extra = {}
+    if ptq_net is not None:
+        extra = {
+            "ptq_int8_vs_float_AP50": round(
+                by["onnxruntime_ptq_int8"]["AP50"] - by["mindspore_float"]["AP50"], 4
+            ),
+            "ptq_int8_vs_qat_int8_AP50": round(
+                by["onnxruntime_ptq_int8"]["AP50"] - by["onnxruntime_int8"]["AP50"], 4
+            ),
+        }
     return {
         "testing_shape": testing_shape,
         "images": results["mindspore_float"].num_images,
@@ -117,7 +143,8 @@ def compare_models(
         "int8_size_ratio": round(
             by["onnxruntime_int8"]["size_bytes"] / by["onnxruntime_float"]["size_bytes"], 3
         ),
-        "files": {"float_onnx": str(float_onnx), "int8_onnx": str(int8_onnx)},
+        **extra,
+        "files": files,
     }
 
 

@@ -97,15 +97,18 @@ class FakeQuantizer:
             self._fuse_runs(cell, path, root_prefix)
         for key, child in list(cell.name_cells().items()):
             child_path = f"{path}.{key}" if path else key
-            if id(child) in done:  # a cell shared by several parents: one replacement
-                shared = done[id(child)]
+            if done.get(id(child), (None,))[0] is child:  # shared by several parents
+                shared = done[id(child)][1]
                 names = [(p, p.name) for p in shared.get_parameters()]
                 _set_child(cell, key, shared)
                 for param, name in names:  # keep the names of the first occurrence
                     param.name = name
             elif type(child) in REPLACEMENTS:
                 if not self.skipped(child_path):
-                    done[id(child)] = self._replace(child, root_prefix + child_path, cell, key)
+                    # keep the replaced cell alive: a freed cell's id could be reused by a
+                    # new one and mistaken for a shared cell
+                    new = self._replace(child, root_prefix + child_path, cell, key)
+                    done[id(child)] = (child, new)
             elif not isinstance(child, QuantLayer):
                 self._walk(child, child_path, root_prefix, done)
 

@@ -1,0 +1,92 @@
+"""Post-training quantization: a float checkpoint calibrated into a quantized one."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from yoloqat.core import events
+from yoloqat.core.errors import CheckpointError, PluginError
+from yoloqat.engine import pipeline
+
+
+class _First:
+    """The first ``n`` images of a source (same interface)."""
+
+    def __init__(self, source: Any, n: int) -> None:
+        self._source = source
+        self._n = min(n, len(source))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+
+def calibrate_checkpoint(
+    cfg: dict[str, Any],
+    checkpoint: str | Path,
+    output: str | Path,
+    *,
+    images: int = 64,
+    testing_shape: int = 416,
+    batch_size: int = 8,
+    registry: Any = None,
+) -> dict[str, Any]:
+    """Quantize the float ``checkpoint`` with ``cfg``'s quantizer (one that has
+    ``calibrate``, e.g. ``int8_ptq``), calibrate it on the first ``images`` training
+    images (eval transforms at ``testing_shape``) and write the result to ``output``.
+
+    The written checkpoint stores ``cfg`` (the quantizer block included), so ``eval``,
+    ``export --int8`` and ``quant-report`` use it like a QAT checkpoint. Returns a summary.
+    """
+    from yoloqat.engine.evaluate import load_batches
+    from yoloqat.engine.training.checkpoint import (
+        load_weights,
+        read_checkpoint,
+        save_checkpoint,
+        weights_only,
+    )
+
+    params, meta = read_checkpoint(checkpoint)
+    if meta.get("quantized"):
+        raise CheckpointError(
+            f"{checkpoint} is already quantized; calibrate a float checkpoint",
+            hint="post-training quantization starts from float weights",
+        )
+    network = pipeline.build_model(cfg, registry)
+    load_weights(network, weights_only(params), source=checkpoint)
+    quantizer = pipeline.build_quantizer(cfg, registry)
+    name = str(cfg.get("quantizer", {}).get("name", "quantizer"))
+    if quantizer is None or not callable(getattr(quantizer, "calibrate", None)):
+        raise PluginError(
+            f"quantizer '{name}' has no calibrate(network, images) method",
+            hint="use a post-training quantizer such as int8_ptq",
+        )
+    network = pipeline.quantize(network, quantizer, name)
+    dataset = pipeline.build_dataset(cfg, registry)
+    source = _First(dataset.train_source(), images)
+    events.info(f"calibrating {name} on {len(source)} training images at {testing_shape} px")
+    batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size)
+    seen = quantizer.calibrate(network, (b["image"] for b in batches))
+    summary = quantizer.summary(network)
+    stored = copy.deepcopy(cfg)
+    stored.setdefault("eval", {})["testing_shape"] = testing_shape
+    out = save_checkpoint(
+        network,
+        output,
+        {
+            "quantized": True,
+            "config": stored,
+            "calibrated_from": str(checkpoint),
+            "calibration_images": int(seen),
+        },
+    )
+    return {
+        "checkpoint": str(out),
+        "images": int(seen),
+        "quantized_convs": summary.quantized_convs,
+        "total_convs": summary.total_convs,
+    }
