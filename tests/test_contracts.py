@@ -193,10 +193,20 @@ def test_bundled_datasets_pass_check_dataset(tmp_path: Path) -> None:
     assert dataset.num_classes == 2
 
 
+def test_bundled_components_pass_the_registry_checks() -> None:
+    reg = Registry(entry_points=False)
+    for kind in ("quantizer", "loss", "scheduler"):
+        for comp in reg.components(kind):
+            reg.create(kind, comp.name)  # raises a PluginError if it breaks its contract
+
+
 @pytest.mark.slow
-def test_int8_qat_passes_check_quantizer(tmp_path: Path) -> None:
-    from yoloqat.plugins.int8_qat import int8_qat
+@pytest.mark.parametrize(
+    ("name", "params"), [("int8_qat", {"ema_init": "first_batch"}), ("int8_ptq", {})]
+)
+def test_bundled_quantizers_pass_check_quantizer(tmp_path: Path, name: str, params) -> None:
     from yoloqat.testing import check_quantizer
 
-    check_quantizer(int8_qat, workdir=tmp_path, ema_init="first_batch")
+    factory = Registry(entry_points=False).get("quantizer", name).factory
+    check_quantizer(factory, workdir=tmp_path, **params)
     assert (tmp_path / "model_int8.onnx").is_file()

@@ -98,8 +98,9 @@ def check_plugin_end_to_end(
 ) -> EndToEndReport:
     """Build a detector on ``backbone`` (a factory, or a registered name) with the bundled
     ``yolov3_head``, run it, quantize it (a quantizer object, or a registered name built
-    with ``quantizer_params``), set its observers with training-mode forwards on synthetic
-    images, export int8 ONNX, and check:
+    with ``quantizer_params``), set its ranges on synthetic images (its ``calibrate(network,
+    images)`` when it has one, e.g. ``int8_ptq``, else training-mode forwards), export int8
+    ONNX, and check:
 
     - every conv is quantized (the quantizer's summary names none left float) and every
       Conv node of the ONNX graph has int8 weights;
@@ -161,9 +162,12 @@ def check_plugin_end_to_end(
             f"{', '.join(summary.unsupported[:8])}"
         )
         train_images = _images(data.train_source())
-        network.set_train(True)
-        for _ in range(2):  # observers (activation ranges) from real images
-            network(ms.Tensor(train_images))
+        if callable(getattr(quantizer, "calibrate", None)):  # a PTQ: ranges by calibration
+            quantizer.calibrate(network, [train_images])
+        else:  # QAT: observers (activation ranges) from training-mode forwards
+            network.set_train(True)
+            for _ in range(2):
+                network(ms.Tensor(train_images))
         network.set_train(False)
         assert quantizer.set_fake_quant(network, False) > 0, "set_fake_quant switched nothing"
         assert quantizer.set_fake_quant(network, True) > 0
