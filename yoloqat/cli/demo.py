@@ -7,7 +7,6 @@ int8 report (AP, size, latency).
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import typer
 
 from yoloqat.cli.common import handle_errors
 from yoloqat.cli.train import _opt
+from yoloqat.core.atomic import write_json
 
 
 def _stage(title: str) -> None:
@@ -135,11 +135,11 @@ def demo(
             nms_threshold=0.5,
             output=pics,
         )
-        (pics / "detections.json").write_text(json.dumps(dets, indent=2))
+        write_json(pics / "detections.json", dets)
 
     report["minutes"] = round((time.perf_counter() - start) / 60, 2)
     report["checkpoints"] = {"float": str(float_ckpt), "qat": str(qat_ckpt)}
-    (output / "report" / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(output / "report" / "report.json", report)
     out_console.print(render_table(report))
     diff = report["int8_vs_float_AP50"]
     verdict = "within" if abs(diff) <= 0.01 else "NOT within"

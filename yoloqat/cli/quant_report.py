@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -86,6 +85,7 @@ def quant_report(
     """Compare float, fake-quant and exported int8 models: AP, AP50, size, latency."""
     from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
     from yoloqat.cli.render import out_console
+    from yoloqat.core.atomic import check_writable, write_json
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.engine.inference import default_testing_shape
@@ -95,6 +95,7 @@ def quant_report(
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
     cfg = load_config(config or "yolov3_darknet53")
+    check_writable(output, "--output")  # before the evaluations, not after them
     explicit = config is not None
     float_net, qat_net, meta = build_networks(cfg, checkpoint, float_checkpoint, explicit)
     dataset = eval_dataset(
@@ -112,7 +113,7 @@ def quant_report(
         qat_checkpoint=checkpoint,
         repeats=repeats,
     )
-    (output / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(output / "report.json", report)
     out_console.print(render_table(report))
     if sensitivity:
         report["sensitivity"] = layer_sensitivity(
@@ -123,7 +124,7 @@ def quant_report(
             max_images=sensitivity_images,
             patterns=tuple(sensitivity_layers) or ("*",),
         )
-        (output / "report.json").write_text(json.dumps(report, indent=2))
+        write_json(output / "report.json", report)
     for row in report.get("sensitivity", []):
         out_console.print(f"  {row['layer']:<40} AP drop {row['AP_drop']:+.4f}")
     typer.echo(f"report: {output / 'report.json'}", err=True)

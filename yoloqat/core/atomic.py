@@ -37,6 +37,17 @@ TEMP_PATTERN = re.compile(r"^\..+?\.(\d+)(?:\.[0-9a-f]{8})?\.tmp(?:\.[^.]+)?$")
 _ACTIVE: set[Path] = set()
 
 
+class WriteFailure(RuntimeFailure, OSError):
+    """A file could not be written (disk full, no permission); the old file is unchanged.
+
+    Both a :class:`RuntimeFailure` (exit code 1, one clear line) and an ``OSError``.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, errno_: int | None = None):
+        super().__init__(message, hint=hint)
+        self.errno = errno_
+
+
 def temporary_name(path: Path) -> Path:
     """A fresh hidden temporary beside ``path`` (same folder, same suffix)."""
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{path.suffix}")
@@ -56,11 +67,11 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
-def _write_error(path: Path, exc: OSError) -> RuntimeFailure:
+def _write_error(path: Path, exc: OSError) -> WriteFailure:
     reason = exc.strerror or str(exc)
     kept = " (the previous file is unchanged)" if path.exists() else ""
     hint = "free some disk space" if exc.errno == errno.ENOSPC else "check the folder's permissions"
-    return RuntimeFailure(f"could not write {path}: {reason}{kept}", hint=hint)
+    return WriteFailure(f"could not write {path}: {reason}{kept}", hint=hint, errno_=exc.errno)
 
 
 @contextlib.contextmanager
@@ -71,7 +82,7 @@ def atomic_path(path: str | Path, *, extra_suffixes: tuple[str, ...] = ()) -> It
     ``savefig``, ``cv2.imwrite``). ``extra_suffixes``: the temporary's name with its suffix
     replaced by each of these is a file the writer itself may create (MindSpore writes
     ``.tmp`` for ``.ckpt``), removed with it. An
-    ``OSError`` (disk full, permission denied) becomes a :class:`RuntimeFailure` naming
+    ``OSError`` (disk full, permission denied) becomes a :class:`WriteFailure` naming
     ``path``.
     """
     path = Path(path)
@@ -86,6 +97,8 @@ def atomic_path(path: str | Path, *, extra_suffixes: tuple[str, ...] = ()) -> It
             _fsync_file(tmp)
             os.replace(tmp, path)
             _fsync_dir(path.parent)
+        except WriteFailure:
+            raise
         except OSError as exc:
             raise _write_error(path, exc) from exc
     finally:
