@@ -146,7 +146,7 @@ def train(
 ) -> None:
     """Train (or QAT-fine-tune) a detector; the seed's train.py flags all work."""
     from yoloqat.cli import render
-    from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.core.config import apply_overrides, check_config, load_config
     from yoloqat.core.runtime import init_runtime
     from yoloqat.engine.training.trainer import Trainer
     from yoloqat.registry import default_registry
@@ -157,6 +157,7 @@ def train(
     if base is None:
         base = load_config(config or DEFAULT_CONFIG)
     cfg = apply_overrides(apply_flags(base, flags, reg), set_)
+    check_config(cfg, reg)  # every section and component, before MindSpore starts
     rank, group_size = init_runtime(device_target, bool(is_distributed), rank, group_size)
     render.set_rank(rank)  # ranks > 0 stay quiet; rank 0 shows progress
     trainer = Trainer(

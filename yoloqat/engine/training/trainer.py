@@ -118,6 +118,7 @@ class Trainer:
                     f"removed {len(removed)} unfinished file(s) of a killed run in {folder}"
                 )
         self.saved: list[Path] = self._existing_checkpoints()
+        self._written: set[Path] = set()
         self.guard = StopGuard(on_early_exit=self._remove_failed_start)
         self._steps_run = 0
 
@@ -299,9 +300,9 @@ class Trainer:
             )
 
     def _last_good(self) -> Path | None:
-        if self.saved:
-            return self.saved[-1]
-        return self.resume
+        """The newest checkpoint this process wrote, else the one it resumed from."""
+        written = [p for p in self.saved if p in self._written]
+        return written[-1] if written else self.resume
 
     # -- checkpoints -------------------------------------------------------------------
     def _save(self, epoch: int, step_in_epoch: int, global_step: int) -> Path | None:
@@ -336,6 +337,7 @@ class Trainer:
             self.guard.saving = False
         # the run's checkpoints, across resumes: keep_checkpoints counts them all
         self.saved = [p for p in self.saved if p != path] + [path]
+        self._written.add(path)
         while len(self.saved) > self.keep:
             old = self.saved.pop(0)
             old.unlink(missing_ok=True)
