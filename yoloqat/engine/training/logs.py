@@ -49,6 +49,8 @@ class RunLog:
         suffix = "" if rank == 0 else f"_rank{rank}"
         self.text_path = run_dir / f"log{suffix}.txt"
         self.metrics_path = run_dir / f"metrics{suffix}.jsonl"
+        for path in (self.text_path, self.metrics_path):
+            _end_torn_line(path)
 
     def line(self, text: str) -> None:
         stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
@@ -68,13 +70,31 @@ class RunLog:
         return text
 
 
+def _end_torn_line(path: Path) -> None:
+    """A run killed mid-write may leave a last line without its newline: end it, so the
+    resumed run's records start on lines of their own (appending logs are not atomic)."""
+    try:
+        with open(path, "rb+") as fh:
+            fh.seek(0, 2)
+            if fh.tell() == 0:
+                return
+            fh.seek(-1, 2)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+    except FileNotFoundError:
+        return
+
+
 def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     """Plot loss and learning rate per step from ``metrics.jsonl`` into a PNG."""
     if not metrics_path.is_file():
         return None
     steps, losses, lrs = [], [], []
-    for raw in metrics_path.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(raw)
+    for raw in metrics_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError:  # a line torn by a killed run
+            continue
         if rec.get("kind") == "step":
             steps.append(rec["global_step"])
             losses.append(rec["loss"])

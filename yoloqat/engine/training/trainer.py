@@ -111,7 +111,11 @@ class Trainer:
         self.created_run_dir = not join and rank == 0 and not distributed
         self.ckpt_dir = self.run_dir / f"ckpt_{rank}"
         self.log = RunLog(self.run_dir, rank)
-        for folder in {self.run_dir, self.ckpt_dir, *([self.resume.parent] if resume else [])}:
+        # unfinished files of killed runs: this run's folders and (dead writers only) siblings
+        folders = {self.run_dir, self.ckpt_dir, *self.run_dir.parent.glob("*/ckpt_*")}
+        if self.resume is not None:
+            folders.add(self.resume.parent)
+        for folder in sorted(folders):
             removed = remove_stale_temporaries(folder)
             if removed:
                 events.info(
