@@ -16,7 +16,7 @@ import typer
 
 from yoloqat.cli.common import handle_errors
 from yoloqat.cli.train import _opt
-from yoloqat.core.atomic import write_json
+from yoloqat.core.atomic import check_writable, write_json
 
 
 def _stage(title: str) -> None:
@@ -73,6 +73,7 @@ def demo(
                 hint="pass --force to replace it, or --output elsewhere",
             )
         shutil.rmtree(output)
+    check_writable(output, "--output")  # before 8 minutes of work, not after
     data = output / "data"
     _stage("1/5 synthetic dataset")
     make_synthetic_coco(data, train=train_images, val=val_images, size=128, seed=seed)
