@@ -112,7 +112,8 @@ class Trainer:
         self.ckpt_dir = self.run_dir / f"ckpt_{rank}"
         self.log = RunLog(self.run_dir, rank)
         # unfinished files of killed runs: this run's folders and (dead writers only) siblings
-        folders = {self.run_dir, self.ckpt_dir, *self.run_dir.parent.glob("*/ckpt_*")}
+        base = self.run_dir.parent
+        folders = {base, self.run_dir, self.ckpt_dir, *base.glob("*/ckpt_*")}
         if self.resume is not None:
             folders.add(self.resume.parent)
         for folder in sorted(folders):
