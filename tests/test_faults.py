@@ -341,3 +341,19 @@ def test_a_failed_start_leaves_no_run_folder(synth, tmp_path) -> None:
     res = run(train_cmd(synth, tmp_path / "out", 1, "--set", "dataset.data_dir=/nonexistent"))
     assert res.returncode == 3, res.stderr[-2000:]
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_sigint_during_eval_start_up_is_one_line_exit_130(trained, tmp_path) -> None:
+    proc = subprocess.Popen(
+        [*BASE, "eval", "--pretrained", str(trained), "--output", str(tmp_path / "ev")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)  # importing MindSpore or building the network (eval takes far longer)
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted by SIGINT"
+    assert not list((tmp_path / "ev").glob("*.json"))

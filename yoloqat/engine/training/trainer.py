@@ -359,7 +359,10 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> TrainResult:
+        """Train to ``max_epoch``; SIGINT/SIGTERM stop it with a checkpoint (:class:`Interrupted`).
 
+        A run that fails before its first step removes the run folder it created.
+        """
         self.guard.install()
         self._steps_run = 0
         try:
