@@ -357,3 +357,40 @@ def test_sigint_during_eval_start_up_is_one_line_exit_130(trained, tmp_path) -> 
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1] == "interrupted by SIGINT"
     assert not list((tmp_path / "ev").glob("*.json"))
+
+
+EVAL_FULL_DISK = r"""
+set -u
+mount -t tmpfs -o size=2m yoloqat_full "$DISK"
+dd if=/dev/zero of="$DISK/filler" bs=64k 2>/dev/null
+rm -f "$DISK/filler"
+free=$(df -k --output=avail "$DISK" | tail -1)
+dd if=/dev/zero of="$DISK/filler" bs=1k count=$(( free - 16 )) 2>/dev/null
+"$@" > "$KEEP/stdout" 2> "$KEEP/stderr"
+echo $? > "$KEEP/rc"
+ls -a "$DISK" > "$KEEP/listing"
+ls -a "$DISK/ev" > "$KEEP/ev_listing"
+"""
+
+
+@pytest.mark.skipif(not _private_tmpfs_possible(), reason="needs root and unshare -m (tmpfs)")
+def test_eval_onto_a_full_disk_prints_the_ap_then_fails(trained, tmp_path) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    script = tmp_path / "full.sh"
+    script.write_text(EVAL_FULL_DISK)
+    env = dict(os.environ, DISK=str(disk), KEEP=str(tmp_path))
+    # every candidate box kept: far more detections than the 16 KiB left on the disk
+    cmd = [*BASE, "eval", "--pretrained", str(trained), "--ignore_threshold", "0.0",
+           "--output", str(disk / "ev")]  # fmt: skip
+    sh = run(["unshare", "-m", "sh", str(script), *cmd], env=env)
+    assert sh.returncode == 0, sh.stderr
+    stderr = " ".join((tmp_path / "stderr").read_text().split())
+    assert (tmp_path / "rc").read_text().strip() == "1", stderr
+    stdout = (tmp_path / "stdout").read_text()
+    assert stdout.count(" Average Precision") == 6  # the numbers came out first
+    assert "No space left on device" in stderr and "unexpected" not in stderr
+    names = (tmp_path / "listing").read_text().split()
+    assert sorted(names) == [".", "..", "ev", "filler"]
+    # no 0-byte or torn predictions json, no temporary
+    assert sorted((tmp_path / "ev_listing").read_text().split()) == [".", ".."]
