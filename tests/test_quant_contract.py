@@ -316,3 +316,34 @@ def test_cli_calibrate_then_export_and_eval(tmp_path: Path) -> None:
     assert "Average Precision" in res.output
     again = runner.invoke(app, ["calibrate", "--checkpoint", str(ptq)])
     assert again.exit_code == 1 and "already quantized" in again.output
+
+
+def test_disabling_int8_qat_removes_it_everywhere() -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    res = subprocess.run(
+        [sys.executable, "-m", "yoloqat", "--disable-plugin", "int8_qat", "list", "quantizer",
+         "--json"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    import json
+
+    names = {c["name"] for c in json.loads(res.stdout)}
+    assert "int8_qat" not in names and "int8_ptq" in names
+    res = subprocess.run(
+        [sys.executable, "-m", "yoloqat", "--disable-plugin", "int8_qat", "config", "show",
+         "synth_tiny_quant"],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert res.returncode == 3
+    assert (
+        "unknown quantizer 'int8_qat'" in res.stderr and "blocked plugins: int8_qat" in res.stderr
+    )
+    # nothing outside the plugin imports it: deploy, engine and cli import without it
+    code = (
+        "import sys, yoloqat.deploy.onnx_export, yoloqat.engine.report, yoloqat.cli.export, "
+        "yoloqat.cli.quant_report; "
+        "print(any(m.startswith('yoloqat.plugins.int8_qat') for m in sys.modules))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.stdout.strip() == "False", res.stderr

@@ -74,4 +74,7 @@ for _name in COMMAND_MODULES:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console-script entry point (errors are mapped to exit codes by each command)."""
+    from yoloqat.cli.common import install_signal_handlers
+
+    install_signal_handlers()  # Ctrl-C from the start: one line and exit 130, no traceback
     app(args=argv, prog_name="yoloqat")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import typer
 
-from yoloqat.core.errors import EXIT_INTERRUPT, EXIT_RUNTIME, YoloqatError
+from yoloqat.core.errors import EXIT_INTERRUPT, EXIT_RUNTIME, Interrupted, YoloqatError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,13 +33,50 @@ def print_error(message: str, hint: str | None = None) -> None:
         err_console.print(f"[dim]hint:[/] {hint}", highlight=False, soft_wrap=True)
 
 
+def _on_signal(signum: int, _frame: Any) -> None:
+    """SIGINT/SIGTERM outside training: one line, unfinished temporaries removed, exit 130.
+
+    Raising ``KeyboardInterrupt`` instead would surface inside MindSpore's graph compiler
+    as pages of traceback; training installs its own handler (it saves a checkpoint).
+    """
+    from yoloqat.core import atomic
+
+    atomic.discard_active()
+    name = signal.Signals(signum).name
+    try:
+        sys.stderr.write(f"interrupted by {name}\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(EXIT_INTERRUPT)
+
+
+def install_signal_handlers() -> dict[int, Any]:
+    """Route SIGINT and SIGTERM to :func:`_on_signal` (main thread only); return the old ones."""
+    previous: dict[int, Any] = {}
+    if _debug():  # Python's own KeyboardInterrupt, with its traceback
+        return previous
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _on_signal)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
 def handle_errors(func: F) -> F:
     """Turn yoloqat errors into one line + hint + the class's exit code; Ctrl-C into 130."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        previous = install_signal_handlers()
         try:
             return func(*args, **kwargs)
+        except Interrupted as exc:
+            print(exc.message, file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
         except YoloqatError as exc:
             if _debug():
                 traceback.print_exc()
@@ -56,6 +95,8 @@ def handle_errors(func: F) -> F:
                 "rerun with YOLOQAT_DEBUG=1 for the traceback",
             )
             raise typer.Exit(EXIT_RUNTIME) from None
+        finally:
+            _restore_signal_handlers(previous)
 
     return wrapper  # type: ignore[return-value]
 

@@ -8,7 +8,6 @@ int8 report (AP, size, latency).
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import typer
 
 from yoloqat.cli.common import handle_errors
 from yoloqat.cli.train import _opt
+from yoloqat.core.atomic import check_writable, write_json
 
 
 def _stage(title: str) -> None:
@@ -75,6 +75,7 @@ def demo(
                 hint="pass --force to replace it, or --output elsewhere",
             )
         shutil.rmtree(output)
+    check_writable(output, "--output")  # before 8 minutes of work, not after
     data = output / "data"
     _stage("1/5 synthetic dataset")
     make_synthetic_coco(data, train=train_images, val=val_images, size=128, seed=seed)
@@ -145,7 +146,7 @@ def demo(
             nms_threshold=0.5,
             output=pics,
         )
-        (pics / "detections.json").write_text(json.dumps(dets, indent=2))
+        write_json(pics / "detections.json", dets)
 
     report["minutes"] = round((time.perf_counter() - start) / 60, 2)
     report["checkpoints"] = {
@@ -153,7 +154,7 @@ def demo(
         "qat": str(qat_ckpt),
         "ptq": ptq["checkpoint"],
     }
-    (output / "report" / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(output / "report" / "report.json", report)
     out_console.print(render_table(report))
     diff = report["int8_vs_float_AP50"]
     verdict = "within" if abs(diff) <= 0.01 else "NOT within"

@@ -68,9 +68,12 @@ def eval_command(
 
     Data: --images/--annotations, else --dataset/--data_dir, else the config's or checkpoint's.
     """
+    from yoloqat.core.atomic import check_writable
     from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import UsageError
     from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.schema import check_sections
     from yoloqat.engine.evaluate import evaluate_source
     from yoloqat.engine.inference import (
         MindSporePredictor,
@@ -81,9 +84,13 @@ def eval_command(
     if (pretrained is None) == (onnx is None):
         raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
     dataset_overrides({}, data_dir, images, annotations, dataset)  # clashes fail before loading
+    if testing_shape is not None:
+        check_input_shape(testing_shape, testing_shape)
     cfg: dict[str, Any] = {}  # an ONNX model needs no network config
     if config is not None or onnx is None:  # a checkpoint without its config: the seed's net
         cfg = apply_overrides(load_config(config or DEFAULT_CONFIG), set_)
+        check_sections(cfg)
+    check_writable(output, "--output")  # before the whole evaluation, not after it
     init_runtime(device_target)
     meta: dict[str, Any] = {}
     if pretrained is not None:
@@ -95,7 +102,8 @@ def eval_command(
 
         predictor = OnnxPredictor(onnx)
         default_shape = int(predictor.input_size or 416)
-    testing_shape = testing_shape or default_shape
+    if testing_shape is None:
+        testing_shape = default_shape
     data = eval_dataset(
         cfg,
         meta,
@@ -118,8 +126,12 @@ def eval_command(
         multi_label=multi_label,
         num_workers=num_workers,
         output_dir=output,
+        defer_write_errors=True,
     )
     typer.echo(result.summary)
+    write_error = result.extra.pop("write_error", None)
+    if write_error is not None:  # the numbers are printed; saving them failed
+        raise write_error
     typer.echo(f"results: {result.extra.get('eval_file')}", err=True)
 
 

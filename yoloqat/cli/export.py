@@ -57,6 +57,10 @@ def export_command(
         check_input_shape(testing_shape, testing_shape)
     if batch_size < 0 or (batch_size == 0 and fmt != "onnx"):
         raise UsageError(f"--batch_size {batch_size} is not valid; expected >= 1 (0: ONNX only)")
+    if output:
+        from yoloqat.core.atomic import check_writable
+
+        check_writable(Path(output).parent, "--output folder")
     init_runtime(device_target)
     cfg = load_config(config or "yolov3_darknet53")
     network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)

@@ -19,6 +19,15 @@ def collect_images(source: Path) -> list[Path]:
     from yoloqat.core.errors import DataError
 
     if source.is_file():
+        from yoloqat.data.imageio import ImageReadError, read_image
+
+        try:  # before the network is built: a lone file that is no image is an error
+            read_image(source)
+        except ImageReadError as exc:
+            raise DataError(
+                f"{source} is not a readable image: {exc}",
+                hint=f"supported formats: {', '.join(sorted(IMAGE_SUFFIXES))}",
+            ) from None
         return [source]
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -70,6 +79,8 @@ def predict_images(
     import cv2
 
     from yoloqat.core import events
+    from yoloqat.core.atomic import atomic_path
+    from yoloqat.core.errors import DataError, RuntimeFailure
     from yoloqat.core.evaluation import DetectionEngine
     from yoloqat.data.eval_transforms import preprocess_eval
     from yoloqat.data.imageio import ImageReadError, read_image
@@ -78,11 +89,13 @@ def predict_images(
         list(range(len(class_names))), score_threshold=score_threshold, nms_threshold=nms_threshold
     )
     report = []
+    unreadable: list[str] = []
     for i, path in enumerate(events.track(files, "predict")):
         try:
             image = read_image(path)
         except ImageReadError as exc:
             events.warn(f"skipped: {exc}")
+            unreadable.append(str(exc))
             continue
         tensor, _ = preprocess_eval(image, testing_shape)
         engine.reset()
@@ -104,9 +117,17 @@ def predict_images(
         }
         if output is not None:
             out_file = output / f"{path.stem}_pred.jpg"
-            cv2.imwrite(str(out_file), draw_detections(image, dets))
+            with atomic_path(out_file) as tmp:
+                if not cv2.imwrite(str(tmp), draw_detections(image, dets)):
+                    raise RuntimeFailure(f"could not write {out_file} (OpenCV refused it)")
             entry["drawn"] = str(out_file)
         report.append(entry)
+    if files and not report:
+        what = unreadable[0] if len(files) == 1 else f"none of the {len(files)} files"
+        raise DataError(
+            f"no image could be read: {what}",
+            hint=f"supported formats: {', '.join(sorted(IMAGE_SUFFIXES))}",
+        )
     return report
 
 
@@ -132,6 +153,7 @@ def predict(
     device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
 ) -> None:
     """Detect objects in images: JSON to stdout, labelled pictures to --output."""
+    from yoloqat.core.atomic import check_writable, write_text
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.runtime import init_runtime
@@ -144,14 +166,14 @@ def predict(
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
     files = collect_images(source)
+    if output is not None:
+        check_writable(output, "--output")
     init_runtime(device_target)
     cfg = load_config(config or "yolov3_darknet53")
     network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
     if testing_shape is None:
         testing_shape = default_testing_shape(cfg, meta, explicit=config is not None)
     names = meta.get("class_names") or [str(i) for i in range(network.num_classes)]
-    if output is not None:
-        output.mkdir(parents=True, exist_ok=True)
     report = predict_images(
         MindSporePredictor(network),
         files,
@@ -163,7 +185,7 @@ def predict(
     )
     text = json.dumps(report, indent=2)
     if output is not None:
-        (output / "detections.json").write_text(text)
+        write_text(output / "detections.json", text)
         typer.echo(f"wrote {len(report)} image(s) and detections.json to {output}", err=True)
     typer.echo(text)
 

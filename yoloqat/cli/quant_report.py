@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -92,6 +91,7 @@ def quant_report(
     """Compare float, fake-quant and exported int8 models (and PTQ): AP, AP50, size, latency."""
     from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
     from yoloqat.cli.render import out_console
+    from yoloqat.core.atomic import check_writable, write_json
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.engine.inference import default_testing_shape
@@ -101,6 +101,7 @@ def quant_report(
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
     cfg = load_config(config or "yolov3_darknet53")
+    check_writable(output, "--output")  # before the evaluations, not after them
     explicit = config is not None
     float_net, qat_net, meta = build_networks(cfg, checkpoint, float_checkpoint, explicit)
     dataset = eval_dataset(
@@ -129,7 +130,7 @@ def quant_report(
         ptq_net=ptq_net,
         ptq_checkpoint=ptq_checkpoint,
     )
-    (output / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(output / "report.json", report)
     out_console.print(render_table(report))
     if sensitivity:
         report["sensitivity"] = layer_sensitivity(
@@ -140,7 +141,7 @@ def quant_report(
             max_images=sensitivity_images,
             patterns=tuple(sensitivity_layers) or ("*",),
         )
-        (output / "report.json").write_text(json.dumps(report, indent=2))
+        write_json(output / "report.json", report)
     for row in report.get("sensitivity", []):
         out_console.print(f"  {row['layer']:<40} AP drop {row['AP_drop']:+.4f}")
     typer.echo(f"report: {output / 'report.json'}", err=True)

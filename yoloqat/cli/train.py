@@ -71,7 +71,12 @@ def apply_flags(cfg: dict[str, Any], flags: dict[str, Any], registry: Any) -> di
 
 
 def train(
-    config: str = _opt(DEFAULT_CONFIG, "config", help="Config file or bundled config name."),
+    config: Optional[str] = _opt(
+        None,
+        "config",
+        help=f"Config file or bundled config name (default: {DEFAULT_CONFIG}; with --resume, "
+        "the config stored in the checkpoint).",
+    ),
     data_dir: Optional[str] = _opt(
         None, "data_dir", help="COCO 2014 root (train2014/, annotations/)."
     ),
@@ -141,14 +146,18 @@ def train(
 ) -> None:
     """Train (or QAT-fine-tune) a detector; the seed's train.py flags all work."""
     from yoloqat.cli import render
-    from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.core.config import apply_overrides, check_config, load_config
     from yoloqat.core.runtime import init_runtime
     from yoloqat.engine.training.trainer import Trainer
     from yoloqat.registry import default_registry
 
     reg = default_registry()
     flags = {k: v for k, v in locals().items() if k in FLAG_TO_KEY}
-    cfg = apply_overrides(apply_flags(load_config(config), flags, reg), set_)
+    base = resume_config(resume) if resume is not None and config is None else None
+    if base is None:
+        base = load_config(config or DEFAULT_CONFIG)
+    cfg = apply_overrides(apply_flags(base, flags, reg), set_)
+    check_config(cfg, reg)  # every section and component, before MindSpore starts
     rank, group_size = init_runtime(device_target, bool(is_distributed), rank, group_size)
     render.set_rank(rank)  # ranks > 0 stay quiet; rank 0 shows progress
     trainer = Trainer(
@@ -167,6 +176,19 @@ def train(
     typer.echo(f"run folder: {result.run_dir}")
     if last is not None:
         typer.echo(f"last checkpoint: {last}")
+
+
+def resume_config(resume: str) -> dict[str, Any] | None:
+    """The config a ``--resume`` checkpoint was trained with (``None`` if it stores none)."""
+    from yoloqat.core import events
+    from yoloqat.engine.inference import stored_config
+    from yoloqat.engine.training.checkpoint import read_checkpoint
+
+    _params, meta = read_checkpoint(resume)
+    stored = stored_config(meta)
+    if stored is None:
+        events.warn(f"{resume} stores no config; using {DEFAULT_CONFIG} (pass --config)")
+    return stored
 
 
 def _named_run_dir(cfg: dict[str, Any], run_name: str | None) -> Path | None:

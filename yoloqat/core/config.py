@@ -151,9 +151,16 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def load_config(config: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Load a config file (or bundled config name) and apply ``--set`` overrides."""
-    cfg = load_yaml(resolve_config_path(config))
-    return apply_overrides(cfg, overrides)
+    """Load a config file (or bundled config name), apply ``--set`` overrides, check sections.
+
+    The non-component sections are checked against :mod:`yoloqat.core.schema` (unknown
+    keys, types, ranges); component blocks are checked by :func:`check_config`.
+    """
+    from yoloqat.core.schema import check_sections
+
+    cfg = apply_overrides(load_yaml(resolve_config_path(config)), overrides)
+    check_sections(cfg)
+    return cfg
 
 
 def component_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
@@ -173,13 +180,20 @@ def component_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, str, str, dict[s
 
 
 def check_config(cfg: Mapping[str, Any], registry: Any) -> None:
-    """Check every component name and parameter before anything is built.
+    """Check every section, component name and parameter before anything is built.
 
-    ``quantizer: {name: none}`` means no quantization and is always accepted.
+    ``quantizer: {name: none}`` means no quantization and is always accepted. A block that
+    holds parameters its component does not take (typically left over from the component
+    it named before ``--set model.backbone.name=X``) is an error naming them; nothing is
+    dropped silently.
     """
+    from yoloqat.core.schema import check_sections
+
+    check_sections(cfg)
     for dotted, kind, name, params in component_blocks(cfg):
         if kind == "quantizer" and name == "none":
             continue
+        _check_leftovers(dotted, kind, name, params, registry)
         try:
             registry.check(kind, name, params, where=dotted, provided=PROVIDED.get(dotted, ()))
         except ConfigError as exc:
@@ -187,3 +201,29 @@ def check_config(cfg: Mapping[str, Any], registry: Any) -> None:
                 exc.message = f"{dotted}: {exc.message}"
                 exc.args = (exc.message,)
             raise
+
+
+def _check_leftovers(
+    dotted: str, kind: str, name: str, params: Mapping[str, Any], registry: Any
+) -> None:
+    """Parameters ``name`` does not accept, none of them a near-miss of one it does."""
+    import difflib
+
+    try:
+        comp = registry.get(kind, name)
+    except Exception:  # an unknown name: registry.check says so, with suggestions
+        return
+    if getattr(comp, "accepts_any", False):
+        return
+    accepted = list(comp.parameters)
+    foreign = [k for k in params if k not in accepted]
+    if not foreign or any(difflib.get_close_matches(k, accepted, n=1) for k in foreign):
+        return  # a misspelt parameter: registry.check suggests the right one
+    kept = ", ".join(f"{k}: {params[k]!r}" for k in params if k in accepted)
+    example = f"{{name: {name}{', ' + kept if kept else ''}, ...}}"
+    raise ConfigError(
+        f"{dotted}: {kind} '{name}' does not take the parameter(s) {', '.join(foreign)} "
+        f"still in the block (left from the component it named before?); nothing is dropped "
+        f"silently. Parameters of '{name}': {', '.join(accepted) or 'none'}",
+        hint=f"replace the whole block: --set '{dotted}={example}'",
+    )

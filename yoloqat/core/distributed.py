@@ -57,3 +57,13 @@ def shared_run_name() -> str:
     total = ops.AllReduce()(Tensor(fields)).asnumpy()
     year, month, day, hour, minute, second = (round(float(v)) for v in total)
     return _dt.datetime(year, month, day, hour, minute, second).strftime(TIMESTAMP_FORMAT)
+
+
+def broadcast_int(value: int) -> int:
+    """Rank 0's ``value`` on every rank (a collective: every rank must call it)."""
+    import numpy as np
+    from mindspore import Tensor, ops
+    from mindspore.communication import get_rank
+
+    field = np.array([value if get_rank() == 0 else 0], np.float32)
+    return round(float(ops.AllReduce()(Tensor(field)).asnumpy()[0]))

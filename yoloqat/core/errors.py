@@ -45,6 +45,12 @@ class CheckpointError(YoloqatError):
     exit_code = 1
 
 
+class Interrupted(YoloqatError):
+    """Stopped by SIGINT/SIGTERM; the message (printed as is) says what was saved."""
+
+    exit_code = 130
+
+
 class PluginError(YoloqatError):
     """A plugin failed to load, clashes with another, or is blocked."""
 

@@ -221,10 +221,11 @@ class DetectionEngine:
 
     def write_json(self, path: str | Path) -> Path:
         """Write :meth:`results` as a COCO results JSON file; returns its path."""
+        from yoloqat.core.atomic import write_text
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.results()))
-        return path
+        return write_text(path, json.dumps(self.results()))
 
     def evaluate(self, coco_gt: Any, *, image_ids: Iterable[int] | None = None) -> EvalResult:
         """COCO bbox evaluation against ``coco_gt`` (a ``pycocotools.coco.COCO``).

@@ -21,6 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from yoloqat.core.atomic import write_bytes, write_text
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.events import track
 
@@ -173,7 +174,7 @@ def _write_split(
         )
         if not ok:  # pragma: no cover - OpenCV always encodes a uint8 image
             raise RuntimeError(f"could not encode {folder / name}")
-        (folder / name).write_bytes(buf.tobytes())
+        write_bytes(folder / name, buf.tobytes())
         images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
         for cls, (x, y, w, h) in objects:
             annotations.append(
@@ -199,7 +200,7 @@ def _write_split(
     }
     ann_file = out / "annotations" / f"instances_{split}.json"
     ann_file.parent.mkdir(parents=True, exist_ok=True)
-    ann_file.write_text(json.dumps(data))
+    write_text(ann_file, json.dumps(data))
     return {
         "images": str(folder),
         "annotations": str(ann_file),
@@ -232,5 +233,5 @@ def make_synthetic_coco(
             result[split] = _write_split(
                 out, split, count, size=size, seed=seed, num_classes=num_classes
             )
-    (out / "names.txt").write_text("\n".join(result["classes"]) + "\n")
+    write_text(out / "names.txt", "\n".join(result["classes"]) + "\n")
     return result

@@ -18,7 +18,6 @@ which is ``yolov3.cfg`` order). Any network whose backbone and head offer ``conv
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from yoloqat.core.atomic import atomic_path
 from yoloqat.core.errors import CheckpointError, ConfigError
 
 #: Header written by :func:`write_darknet_weights` (Darknet's own current version).
@@ -214,24 +214,16 @@ def write_darknet_weights(
     path = Path(path)
     header = header or DarknetHeader()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(header.to_bytes())
-            for spec in specs:
-                for name, shape in zip(spec.names, spec.shapes):
-                    value = np.asarray(arrays[name], dtype=np.float32)
-                    if tuple(value.shape) != tuple(shape):
-                        raise CheckpointError(
-                            f"tensor {name} has shape {tuple(value.shape)}; expected {shape}"
-                        )
-                    fh.write(np.ascontiguousarray(value, dtype="<f4").tobytes())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(header.to_bytes())
+        for spec in specs:
+            for name, shape in zip(spec.names, spec.shapes):
+                value = np.asarray(arrays[name], dtype=np.float32)
+                if tuple(value.shape) != tuple(shape):
+                    raise CheckpointError(
+                        f"tensor {name} has shape {tuple(value.shape)}; expected {shape}"
+                    )
+                fh.write(np.ascontiguousarray(value, dtype="<f4").tobytes())
     return path.stat().st_size
 
 

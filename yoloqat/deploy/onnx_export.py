@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from yoloqat import __version__
+from yoloqat.core.atomic import atomic_path
 from yoloqat.core.errors import PluginError, RuntimeFailure, UsageError
 
 #: Graph input and output names.
@@ -262,7 +263,8 @@ def export_onnx(
         raise RuntimeFailure(f"the exported ONNX graph is invalid: {exc}") from exc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
+    with atomic_path(path) as tmp:  # a full disk leaves the previous model intact
+        onnx.save(model, str(tmp))
     return path
 
 
@@ -279,17 +281,19 @@ def export_mindir(network: Any, path: str | Path, input_size: int = 416, *, batc
     check_input_shape(input_size, input_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stem = path.with_suffix("") if path.suffix == ".mindir" else path
+    written = path if path.suffix == ".mindir" else Path(f"{path}.mindir")
     network.set_train(False)
     dummy = ms.Tensor(np.zeros((batch, 3, input_size, input_size), dtype=np.float32))
-    try:
-        ms.export(network, dummy, file_name=str(stem), file_format="MINDIR")
-    except Exception as exc:
-        raise RuntimeFailure(
-            f"MindSpore could not export MINDIR to {path}: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
-        ) from exc
-    written = Path(f"{stem}.mindir")
-    if not written.is_file():
-        raise RuntimeFailure(f"MindSpore reported success but {written} was not written")
+    with atomic_path(written) as tmp:  # MindSpore appends ".mindir" to the stem it is given
+        try:
+            ms.export(network, dummy, file_name=str(tmp.with_suffix("")), file_format="MINDIR")
+        except OSError:
+            raise
+        except Exception as exc:
+            raise RuntimeFailure(
+                f"MindSpore could not export MINDIR to {written}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            ) from exc
+        if not tmp.is_file():
+            raise RuntimeFailure(f"MindSpore reported success but {written} was not written")
     return written

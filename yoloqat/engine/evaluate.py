@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,6 +85,7 @@ def evaluate_source(
     output_dir: str | Path | None = None,
     description: str = "eval",
     batches: list[dict[str, Any]] | None = None,
+    defer_write_errors: bool = False,
 ) -> EvalResult:
     """Detect on every image of ``source`` and evaluate against its annotations.
 
@@ -95,7 +95,9 @@ def evaluate_source(
     Writes ``predict_<time>.json`` (COCO results) and ``eval_<time>.json`` (the 12 numbers
     and the printed summary) into ``output_dir`` when given. ``batches``: the loader's
     batches decoded beforehand (:func:`load_batches`), to evaluate several networks on the
-    same images without decoding them again.
+    same images without decoding them again. ``defer_write_errors``: a failure to write
+    the files (full disk) goes into ``result.extra["write_error"]`` instead of being
+    raised, so the caller can print the numbers before failing.
     """
     from yoloqat.core.detector import check_input_shape
 
@@ -120,15 +122,32 @@ def evaluate_source(
                 outputs, batch["image_id"], batch["orig_size"], box_transforms=transforms
             )
             bar.advance(1)
+    if not engine.image_ids:
+        from yoloqat.core.errors import DataError
+
+        raise DataError(
+            f"none of the {len(source)} image(s) to evaluate could be read; no AP to report",
+            hint="see the 'skipped unreadable image' warnings above",
+        )
     gt = ground_truth(source, category_ids)
     result = engine.evaluate(gt, image_ids=engine.image_ids or None)
     result.extra.update(testing_shape=testing_shape, letterbox=letterbox)
     if output_dir is not None:
+        from yoloqat.core.atomic import write_json
+        from yoloqat.core.errors import RuntimeFailure
+
         out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
         stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H_%M_%S")
-        engine.write_json(out / f"predict_{stamp}.json")
-        (out / f"eval_{stamp}.json").write_text(json.dumps(result.to_dict(), indent=2))
-        result.extra["results_file"] = str(out / f"predict_{stamp}.json")
-        result.extra["eval_file"] = str(out / f"eval_{stamp}.json")
+        try:  # a full disk must not cost the numbers: the caller prints them, then fails
+            out.mkdir(parents=True, exist_ok=True)
+            engine.write_json(out / f"predict_{stamp}.json")
+            write_json(out / f"eval_{stamp}.json", result.to_dict())
+            result.extra["results_file"] = str(out / f"predict_{stamp}.json")
+            result.extra["eval_file"] = str(out / f"eval_{stamp}.json")
+        except (OSError, RuntimeFailure) as exc:
+            if isinstance(exc, OSError):
+                exc = RuntimeFailure(f"could not write to {out}: {exc.strerror or exc}")
+            if not defer_write_errors:
+                raise exc from None
+            result.extra["write_error"] = exc
     return result

@@ -2,16 +2,18 @@
 
 A training checkpoint holds the full state (network weights and BN statistics, quantizer
 observers, optimizer moments and step, loss scale) plus a JSON metadata string
-``yoloqat_meta`` (epoch, step, quantized or not, the config). Files are written to a
-temporary name in the same folder, flushed and renamed, so a crash never leaves a
-half-written file under the final name; a CRC lets loading detect truncation.
+``yoloqat_meta`` (epoch, step, quantized or not, the config). Files are written through
+:func:`yoloqat.core.atomic.atomic_path` (a temporary in the same folder, fsync, rename), so a
+crash never leaves a half-written file under the final name. Every file carries a CRC; a
+file that fails it is refused (never re-read without the check), and so is one holding NaN
+or inf.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 import mindspore as ms
 from mindspore import nn
 
+from yoloqat.core.atomic import atomic_path
 from yoloqat.core.errors import CheckpointError
 
 META_KEY = "yoloqat_meta"
@@ -40,41 +43,77 @@ SEED_PREFIX = "yolo_network."
 
 
 def save_checkpoint(cell: nn.Cell, path: str | Path, meta: Mapping[str, Any]) -> Path:
-    """Write ``cell``'s parameters and ``meta`` to ``path`` atomically."""
+    """Write ``cell``'s parameters and ``meta`` to ``path`` atomically (with a CRC)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # MindSpore appends ".ckpt" to names without it; a dot-prefixed name marks it unfinished
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.ckpt")
     payload = json.dumps({"format": FORMAT, **meta}, default=str)
-    try:
+    # MindSpore writes its own temporary (``.tmp`` for ``.ckpt``) and renames it to ``tmp``
+    with atomic_path(path, extra_suffixes=(".tmp",)) as tmp:
         ms.save_checkpoint(cell, str(tmp), append_dict={META_KEY: payload}, crc_check=True)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
     return path
 
 
+@contextlib.contextmanager
+def _quiet_mindspore() -> Any:
+    """Silence MindSpore's own ERROR log line while we raise a clearer error."""
+    from mindspore import log
+
+    logger = log._get_logger()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def non_finite(params: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors in ``params`` holding NaN or inf."""
+    import numpy as np
+
+    bad = []
+    for name, value in params.items():
+        if not hasattr(value, "asnumpy"):
+            continue
+        array = value.asnumpy()
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            bad.append(name)
+    return bad
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Load ``(parameters, meta)``; a clear CheckpointError for missing/corrupt files."""
+    """Load ``(parameters, meta)``; a CheckpointError naming the file when it is unusable.
+
+    Missing, a folder, empty, truncated, failing its CRC, or holding non-finite tensors.
+    Files written without a CRC (the seed's, other tools') load; a CRC that does not match
+    is an error, with no second read that skips the check.
+    """
     path = Path(path)
+    if path.is_dir():
+        found = sorted(path.rglob("*.ckpt"))
+        hint = (
+            f"it holds {len(found)} checkpoint(s), e.g. {found[-1]}"
+            if found
+            else "give the path of a .ckpt file"
+        )
+        raise CheckpointError(f"checkpoint {path} is a folder, not a .ckpt file", hint=hint)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
-        params = ms.load_checkpoint(str(path), crc_check=True)
-    except Exception:
-        try:  # files written without a CRC (the seed's, other tools')
-            params = ms.load_checkpoint(str(path))
-        except Exception as exc:
-            raise CheckpointError(
-                f"checkpoint {path} is truncated or not a MindSpore checkpoint "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
-            ) from exc
+        with _quiet_mindspore():
+            params = ms.load_checkpoint(str(path), crc_check=True)
+    except Exception as exc:
+        raise CheckpointError(_unreadable(path, exc), hint=_CORRUPT_HINT) from exc
     meta_raw = params.pop(META_KEY, None)
+    bad = non_finite(params)
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds non-finite values (NaN or inf) in {len(bad)} tensor(s): "
+            f"{', '.join(bad[:5])}{', ...' if len(bad) > 5 else ''}",
+            hint=_CORRUPT_HINT,
+        )
     meta: dict[str, Any] = {}
     if isinstance(meta_raw, str):
         try:
@@ -82,6 +121,23 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         except json.JSONDecodeError:
             meta = {}
     return dict(params), meta
+
+
+_CORRUPT_HINT = "use another checkpoint of the run (or a backup copy); this one cannot be trusted"
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why ``path`` failed to load: a CRC mismatch if it parses without the check."""
+    try:
+        with _quiet_mindspore():
+            ms.load_checkpoint(str(path))
+    except Exception:
+        first = str(exc).splitlines()[0][:120] if str(exc) else ""
+        return (
+            f"checkpoint {path} is truncated or not a MindSpore checkpoint "
+            f"({type(exc).__name__}: {first})"
+        )
+    return f"checkpoint {path} failed its CRC check: the file is corrupt (changed after writing)"
 
 
 def weights_only(params: Mapping[str, Any]) -> dict[str, Any]:

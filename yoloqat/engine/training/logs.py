@@ -3,24 +3,37 @@
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from yoloqat.core.atomic import atomic_path, check_writable
 from yoloqat.core.errors import ConfigError
 
 
-def make_run_dir(ckpt_path: str | Path, run_name: str | None = None) -> Path:
-    """``ckpt_path/<run_name or timestamp>``, created and checked writable before training."""
+def make_run_dir(ckpt_path: str | Path, run_name: str | None = None, *, join: bool = False) -> Path:
+    """Create a new run folder ``ckpt_path/<run_name or start time>`` and check it writable.
+
+    The folder is created with an exclusive ``mkdir``, so two runs started at once never
+    share one: when the name is taken, ``_2``, ``_3``, ... is appended. ``join``: use the
+    folder as it is if it exists (resuming a run; the other ranks of a distributed run).
+    """
     base = Path(ckpt_path)
     name = run_name or _dt.datetime.now().strftime("%Y-%m-%d_time_%H_%M_%S")
-    run_dir = base / name
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write_test_{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
+        check_writable(base, "ckpt_path")
+        run_dir = base / name
+        if join:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            for index in itertools.count(2):
+                try:
+                    run_dir.mkdir()
+                    break
+                except FileExistsError:
+                    run_dir = base / f"{name}_{index}"
+        check_writable(run_dir, "run folder")
     except OSError as exc:
         raise ConfigError(
             f"ckpt_path {base} is not writable: {exc.strerror or exc}",
@@ -36,6 +49,8 @@ class RunLog:
         suffix = "" if rank == 0 else f"_rank{rank}"
         self.text_path = run_dir / f"log{suffix}.txt"
         self.metrics_path = run_dir / f"metrics{suffix}.jsonl"
+        for path in (self.text_path, self.metrics_path):
+            _end_torn_line(path)
 
     def line(self, text: str) -> None:
         stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
@@ -55,13 +70,31 @@ class RunLog:
         return text
 
 
+def _end_torn_line(path: Path) -> None:
+    """A run killed mid-write may leave a last line without its newline: end it, so the
+    resumed run's records start on lines of their own (appending logs are not atomic)."""
+    try:
+        with open(path, "rb+") as fh:
+            fh.seek(0, 2)
+            if fh.tell() == 0:
+                return
+            fh.seek(-1, 2)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+    except FileNotFoundError:
+        return
+
+
 def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     """Plot loss and learning rate per step from ``metrics.jsonl`` into a PNG."""
     if not metrics_path.is_file():
         return None
     steps, losses, lrs = [], [], []
-    for raw in metrics_path.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(raw)
+    for raw in metrics_path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError:  # a line torn by a killed run
+            continue
         if rec.get("kind") == "step":
             steps.append(rec["global_step"])
             losses.append(rec["loss"])
@@ -83,6 +116,9 @@ def plot_curves(metrics_path: Path, out_path: Path) -> Path | None:
     ax_lr.set_xlabel("step")
     ax_lr.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(out_path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return out_path

@@ -10,6 +10,8 @@ exactly the batches the uninterrupted run would have seen.
 from __future__ import annotations
 
 import math
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,12 +20,16 @@ from typing import Any
 import numpy as np
 
 from yoloqat.core import events
+from yoloqat.core.atomic import remove_stale_temporaries
 from yoloqat.core.config import get_dotted
-from yoloqat.core.errors import CheckpointError, ConfigError, RuntimeFailure
+from yoloqat.core.errors import CheckpointError, ConfigError, Interrupted, RuntimeFailure
 from yoloqat.engine import pipeline
+from yoloqat.engine.training.interrupt import StopGuard
 from yoloqat.engine.training.logs import RunLog, make_run_dir, plot_curves
 
 DEFAULT_SHAPES = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
+#: ``<rank>-<epoch>_<global step>.ckpt``, the seed's checkpoint names.
+CKPT_NAME = re.compile(r"^(\d+)-(\d+)_(\d+)\.ckpt$")
 
 
 @dataclass
@@ -75,31 +81,75 @@ class Trainer:
         pipeline.validate(cfg, registry)
         self.max_epoch = int(_train(cfg, "max_epoch", 1))
         self.batch_size = int(_train(cfg, "per_batch_size", 16))
-        self.log_interval = max(1, int(_train(cfg, "log_interval", 100)))
-        self.keep = max(1, int(_train(cfg, "keep_checkpoints", 5)))
+        self.log_interval = int(_train(cfg, "log_interval", 100))
+        self.keep = int(_train(cfg, "keep_checkpoints", 5))
         self.save_on_master = bool(int(_train(cfg, "is_save_on_master", 1)))
         self.seed = int(_train(cfg, "seed", 1))
         for name, value in (("max_epoch", self.max_epoch), ("per_batch_size", self.batch_size)):
             if value < 1:
                 raise ConfigError(f"train.{name}={value} must be >= 1")
+        if self.resume is not None and self.resume.is_dir():
+            from yoloqat.engine.training.checkpoint import read_checkpoint
+
+            read_checkpoint(self.resume)  # the error that says it is a folder
         if self.resume is not None and not self.resume.is_file():
             raise CheckpointError(f"--resume checkpoint not found: {self.resume}")
         self.writes_ckpt = self.rank == 0 or not self.save_on_master
+        join = False
         if run_dir is not None:
-            self.run_dir = make_run_dir(Path(run_dir).parent, Path(run_dir).name)
+            base, name = Path(run_dir).parent, Path(run_dir).name
         elif self.resume is not None:
-            self.run_dir = self.resume.parent.parent  # <run>/ckpt_<rank>/<file>.ckpt
-            make_run_dir(self.run_dir.parent, self.run_dir.name)
+            run = self.resume.parent.parent  # <run>/ckpt_<rank>/<file>.ckpt
+            base, name, join = run.parent, run.name, True
         else:
-            # [distributed] all ranks must share one run folder: rank 0's start time
-            name = None
-            if distributed:
-                from yoloqat.core.distributed import shared_run_name
-
-                name = shared_run_name()
-            self.run_dir = make_run_dir(_train(cfg, "ckpt_path", "outputs"), name)
+            base, name = Path(_train(cfg, "ckpt_path", "outputs")), None
+        if distributed and not join:
+            self.run_dir = self._shared_run_dir(base, name)
+        else:
+            self.run_dir = make_run_dir(base, name, join=join)
+        #: a folder this run made: removed again if the run fails before its first step
+        self.created_run_dir = not join and rank == 0 and not distributed
         self.ckpt_dir = self.run_dir / f"ckpt_{rank}"
         self.log = RunLog(self.run_dir, rank)
+        # unfinished files of killed runs: this run's folders and (dead writers only) siblings
+        base = self.run_dir.parent
+        folders = {base, self.run_dir, self.ckpt_dir, *base.glob("*/ckpt_*")}
+        if self.resume is not None:
+            folders.add(self.resume.parent)
+        for folder in sorted(folders):
+            removed = remove_stale_temporaries(folder)
+            if removed:
+                events.info(
+                    f"removed {len(removed)} unfinished file(s) of a killed run in {folder}"
+                )
+        self.saved: list[Path] = self._existing_checkpoints()
+        self._written: set[Path] = set()
+        self.guard = StopGuard(on_early_exit=self._remove_failed_start)
+        self._steps_run = 0
+
+    def _shared_run_dir(self, base: Path, name: str | None) -> Path:
+        """[distributed] rank 0 creates a unique folder; every rank learns its name."""
+        from yoloqat.core.distributed import broadcast_int, shared_run_name
+
+        name = name or shared_run_name()
+        suffix = 0
+        if self.rank == 0:
+            made = make_run_dir(base, name)
+            suffix = 0 if made.name == name else int(made.name.rsplit("_", 1)[1])
+        suffix = broadcast_int(suffix)
+        final = name if suffix == 0 else f"{name}_{suffix}"
+        return make_run_dir(base, final, join=True)
+
+    def _existing_checkpoints(self) -> list[Path]:
+        """This rank's checkpoints already in the run folder (a resumed run), oldest first."""
+        if not self.ckpt_dir.is_dir():
+            return []
+        found = []
+        for path in self.ckpt_dir.iterdir():
+            match = CKPT_NAME.match(path.name)
+            if match and int(match.group(1)) == self.rank and path.is_file():
+                found.append((int(match.group(3)), path))
+        return [p for _, p in sorted(found)]
 
     # -- set-up ------------------------------------------------------------------------
     def _build(self) -> None:
@@ -206,6 +256,7 @@ class Trainer:
                 f"--resume {self.resume} is not a yoloqat training checkpoint",
                 hint="use --resume_yolov3 to start from plain weights",
             )
+        self._check_same_schedule(meta)
         if bool(meta.get("quantized")) != (self.quantizer is not None):
             kind = "a QAT" if meta.get("quantized") else "a float"
             raise CheckpointError(
@@ -235,6 +286,30 @@ class Trainer:
             f"resumed from {self.resume} at epoch {self.start_epoch}, step {self.start_step}"
         )
 
+    def _check_same_schedule(self, meta: dict[str, Any]) -> None:
+        """A run continues only with its own batch size and epochs (its lr schedule)."""
+        stored = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        differ = []
+        for key, now in (("per_batch_size", self.batch_size), ("max_epoch", self.max_epoch)):
+            then = get_dotted(stored, f"train.{key}")
+            if then is not None and then != now:
+                differ.append(f"train.{key}={then} (this run: {now})")
+        then_steps = meta.get("steps_per_epoch")
+        if not differ and then_steps is not None and int(then_steps) != self.steps_per_epoch:
+            differ.append(f"{then_steps} steps per epoch (this run: {self.steps_per_epoch})")
+        if differ:
+            raise CheckpointError(
+                f"--resume {self.resume} was trained with {', '.join(differ)}; a run "
+                "continues only with the batch size and epochs it was started with",
+                hint="drop the flags that change them (without --config, --resume uses the "
+                "checkpoint's own config), or start a new run with --resume_yolov3",
+            )
+
+    def _last_good(self) -> Path | None:
+        """The newest checkpoint this process wrote, else the one it resumed from."""
+        written = [p for p in self.saved if p in self._written]
+        return written[-1] if written else self.resume
+
     # -- checkpoints -------------------------------------------------------------------
     def _save(self, epoch: int, step_in_epoch: int, global_step: int) -> Path | None:
         from yoloqat.engine.training.checkpoint import save_checkpoint
@@ -243,7 +318,7 @@ class Trainer:
             return None
         bad = [p.name for p in self.network.get_parameters() if not _finite(p)]
         if bad:
-            last = self.saved[-1] if self.saved else None
+            last = self._last_good()
             raise RuntimeFailure(
                 f"weights became non-finite by epoch {epoch + 1}, step {step_in_epoch} "
                 f"({len(bad)} tensors, e.g. {bad[0]}); no checkpoint written",
@@ -261,21 +336,56 @@ class Trainer:
             "category_ids": [int(c) for c in self.dataset.category_ids],
             "config": self.cfg,
         }
-        save_checkpoint(self.step_cell, path, meta)
-        self.saved.append(path)
+        self.guard.saving = True
+        try:
+            save_checkpoint(self.step_cell, path, meta)
+        finally:
+            self.guard.saving = False
+        # the run's checkpoints, across resumes: keep_checkpoints counts them all
+        self.saved = [p for p in self.saved if p != path] + [path]
+        self._written.add(path)
         while len(self.saved) > self.keep:
             old = self.saved.pop(0)
             old.unlink(missing_ok=True)
         return path
 
+    def _stop(self, epoch: int, step_in_epoch: int, global_step: int, saved: Path | None) -> None:
+        """After a SIGINT/SIGTERM: make sure a checkpoint of this point exists, then stop."""
+        if saved is None:
+            saved = self._save(epoch, step_in_epoch, global_step)
+        where = f"interrupted at epoch {epoch + 1} step {step_in_epoch}"
+        if saved is None:
+            raise Interrupted(f"{where}; this rank writes no checkpoints")
+        raise Interrupted(f"{where}; saved {saved}; continue with --resume {saved}")
+
     # -- the loop ----------------------------------------------------------------------
     def run(self) -> TrainResult:
+        """Train to ``max_epoch``; SIGINT/SIGTERM stop it with a checkpoint (:class:`Interrupted`).
+
+        A run that fails before its first step removes the run folder it created.
+        """
+        self.guard.install()
+        self._steps_run = 0
+        try:
+            return self._run()
+        except BaseException:
+            if self._steps_run == 0:
+                self._remove_failed_start()
+            raise
+        finally:
+            self.guard.restore()
+
+    def _remove_failed_start(self) -> None:
+        """Remove the run folder this run created, if it failed before its first step."""
+        if self.created_run_dir and not any(self.ckpt_dir.glob("*.ckpt")):
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _run(self) -> TrainResult:
         import mindspore as ms
         from mindspore import Tensor
 
         ms.set_context(mode=ms.GRAPH_MODE)
         self._build()
-        self.saved: list[Path] = []
         ckpt_interval = int(_train(self.cfg, "ckpt_interval", 0) or self.steps_per_epoch)
         result = TrainResult(self.run_dir)
         global_step = self.start_epoch * self.steps_per_epoch + self.start_step
@@ -307,12 +417,15 @@ class Trainer:
                             "gt_s",
                         )
                     ]
+                    self.guard.install()  # MindSpore's data engine replaces it per iterator
                     loss, _finite, _scale = self.step_cell(*inputs)
                     loss_value = float(loss.asnumpy())
                     lr = float(self.base_lr[global_step])
                     global_step += 1
+                    self._steps_run += 1
+                    self.guard.armed = True
                     if not math.isfinite(loss_value):
-                        last = self.saved[-1] if self.saved else None
+                        last = self._last_good()
                         raise RuntimeFailure(
                             f"loss became {loss_value} at epoch {epoch + 1}, step {step}; "
                             "training stopped",
@@ -341,11 +454,16 @@ class Trainer:
                     if len(window_loss) >= self.log_interval or step + 1 == self.steps_per_epoch:
                         self.log.step_line(epoch, step, float(np.mean(window_loss)), speed, lr)
                         window_loss, window_imgs, t0 = [], 0, time.perf_counter()
+                    saved = None
                     if global_step % ckpt_interval == 0 and step + 1 < self.steps_per_epoch:
-                        self._save(epoch, step + 1, global_step)
+                        saved = self._save(epoch, step + 1, global_step)
+                    if self.guard.requested and step + 1 < self.steps_per_epoch:
+                        self._stop(epoch, step + 1, global_step, saved)
             stats = dict(getattr(self.loader, "stats", {}) or {})
             result.skipped_images += int(stats.get("skipped_images", 0))
             saved = self._save(epoch, self.steps_per_epoch, global_step)
+            if self.guard.requested and epoch + 1 < self.max_epoch:
+                self._stop(epoch, self.steps_per_epoch, global_step, saved)
             self.log.record(kind="epoch", epoch=epoch, global_step=global_step, **stats)
             events.emit(
                 "epoch",

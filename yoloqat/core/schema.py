@@ -1,0 +1,196 @@
+"""The schema of every config section that is not a component block (pydantic models).
+
+Component blocks (``model.backbone``, ``model.head``, ``quantizer``, ``loss``,
+``scheduler``, ``dataset``) are checked against their factory's signature by the registry;
+everything else is described here: ``model`` (besides its two blocks), ``data``, ``train``
+and ``eval``. An unknown key is an error with a "Did you mean" suggestion, a value of the
+wrong type or out of range an error naming the key, the value and what is expected. Values
+are never coerced in ways that change them: ``2.5`` is not a batch size, ``"abc"`` not an
+epoch count, ``0`` not an input size.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Annotated, Any, List, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+
+from yoloqat.core.errors import ConfigError
+
+#: Network input sides must be multiples of this (the stride of the coarsest output).
+INPUT_MULTIPLE = 32
+
+PositiveInt = Annotated[StrictInt, Field(ge=1)]
+NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
+InputSize = Annotated[StrictInt, Field(ge=INPUT_MULTIPLE, multiple_of=INPUT_MULTIPLE)]
+Number = Union[StrictInt, float]
+#: The seed's 0/1 switches; true/false work too.
+Switch = Union[StrictBool, Literal[0, 1]]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class ModelSection(_Section):
+    """``model``: the class count and the two component blocks (checked by the registry)."""
+
+    num_classes: PositiveInt = 80
+    backbone: Any = None
+    head: Any = None
+
+
+class DataSection(_Section):
+    """``data``: training input sizes, batching of sizes, targets, augmentation, workers."""
+
+    multi_scale: Optional[Annotated[List[InputSize], Field(min_length=1)]] = None
+    training_shape: Optional[InputSize] = None
+    resize_rate: PositiveInt = 1
+    max_boxes: PositiveInt = 50
+    augment: Optional[dict[str, Any]] = None  # keys and ranges: yoloqat.data.loader
+    num_workers: PositiveInt = 1
+
+
+class TrainSection(_Section):
+    """``train``: the seed's train.py options."""
+
+    resume_yolov3: Optional[str] = None
+    max_epoch: PositiveInt = 1
+    per_batch_size: PositiveInt = 16
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0.0)] = 5e-4
+    loss_scale: Annotated[float, Field(gt=0.0)] = 1.0
+    loss_scale_semantics: Literal["seed", "standard"] = "standard"
+    dynamic_loss_scale: StrictBool = False
+    log_interval: PositiveInt = 100
+    ckpt_interval: Optional[PositiveInt] = None
+    keep_checkpoints: PositiveInt = 5
+    is_save_on_master: Switch = 1
+    need_profiler: Switch = 0
+    ckpt_path: str = "outputs"
+    seed: NonNegativeInt = 1
+
+
+class EvalSection(_Section):
+    """``eval``: the defaults of ``yoloqat eval`` / ``predict`` / ``export``."""
+
+    testing_shape: Optional[InputSize] = None
+    score_threshold: Probability = 0.001
+    nms_threshold: Probability = 0.5
+    multi_label: StrictBool = False
+    letterbox: StrictBool = False
+
+
+#: Top-level sections: ``None`` for component blocks (the registry checks those).
+SECTIONS: dict[str, type[_Section] | None] = {
+    "model": ModelSection,
+    "quantizer": None,
+    "loss": None,
+    "scheduler": None,
+    "dataset": None,
+    "data": DataSection,
+    "train": TrainSection,
+    "eval": EvalSection,
+}
+
+
+def did_you_mean(key: str, choices: list[str], prefix: str = "") -> str:
+    """`` Did you mean 'x'?`` for the closest of ``choices``, or ``""``."""
+    close = difflib.get_close_matches(key, choices, n=1, cutoff=0.6)
+    return f" Did you mean '{prefix}{close[0]}'?" if close else ""
+
+
+_EXPECTED = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "literal_error": None,  # pydantic's message lists the choices
+}
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    """What the key expects, in words (pydantic's message, made readable)."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "multiple_of" or (kind == "greater_than_equal" and ctx["ge"] == INPUT_MULTIPLE):
+        return f"a positive multiple of {INPUT_MULTIPLE} (e.g. 320, 416, 608)"
+    if kind == "greater_than_equal":
+        return f"a value >= {ctx['ge']}"
+    if kind == "greater_than":
+        return f"a value > {ctx['gt']}"
+    if kind == "less_than_equal":
+        return f"a value <= {ctx['le']}"
+    if kind == "less_than":
+        return f"a value < {ctx['lt']}"
+    if kind == "too_short":
+        return "a non-empty list"
+    expected = _EXPECTED.get(kind)
+    if expected:
+        return expected
+    msg = str(error.get("msg", kind))
+    return msg[len("Input should be ") :] if msg.startswith("Input should be ") else msg
+
+
+def _schema_error(section: str, model: type[_Section], exc: ValidationError) -> ConfigError:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    loc = [str(p) for p in first["loc"]]
+    if first["type"] == "extra_forbidden":
+        key = loc[0]
+        known = list(model.model_fields)
+        return ConfigError(
+            f"{section}.{'.'.join(loc)} is not a known key."
+            f"{did_you_mean(key, known, prefix=section + '.')}",
+            hint=f"{section} keys: {', '.join(known)}",
+        )
+    # union types report one error per alternative: describe them all, for the first key
+    alternatives = []
+    for error in errors:
+        if [str(p) for p in error["loc"]][: len(loc)] == loc or _same_field(error, first):
+            text = _describe(error)
+            if text not in alternatives:
+                alternatives.append(text)
+    field = loc[0]
+    # drop pydantic's names of union members (``int``, ``literal[0,1]``) from the path
+    path = field + "".join(f"[{p}]" for p in loc[1:] if p.isdigit())
+    value = first.get("input")
+    expected = " or ".join(alternatives)
+    fractional = isinstance(value, float) and "integer" in expected
+    hint = (
+        "a count or size is a whole number, written without a decimal point" if fractional else None
+    )
+    return ConfigError(f"{section}.{path}={value!r} is not valid: expected {expected}", hint=hint)
+
+
+def _same_field(error: Mapping[str, Any], first: Mapping[str, Any]) -> bool:
+    return bool(error["loc"]) and error["loc"][0] == first["loc"][0]
+
+
+def check_sections(cfg: Mapping[str, Any]) -> None:
+    """Check the top-level keys and every non-component section of ``cfg``."""
+    known = list(SECTIONS)
+    for key, value in cfg.items():
+        if key not in SECTIONS:
+            raise ConfigError(
+                f"'{key}' is not a config section.{did_you_mean(str(key), known)}",
+                hint=f"sections: {', '.join(known)}",
+            )
+        model = SECTIONS[key]
+        if model is None or value is None:
+            continue
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}={value!r} is not valid: expected a mapping of {key} keys")
+        try:
+            model.model_validate(dict(value))
+        except ValidationError as exc:
+            raise _schema_error(key, model, exc) from None
