@@ -30,6 +30,7 @@ from yoloqat.testing.end_to_end import (
     check_plugin_end_to_end,
     count_int8_convs,
     max_onnx_difference,
+    onnx_differences,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "check_scheduler",
     "count_int8_convs",
     "max_onnx_difference",
+    "onnx_differences",
 ]

@@ -147,16 +147,14 @@ def check_scheduler(factory: Callable[..., Any], /, **params: Any) -> Any:
     return scheduler
 
 
-def check_quantizer(
-    factory: Callable[..., Any], /, *, workdir: Any = None, bound: float = 1e-4, **params: Any
-) -> Any:
+def check_quantizer(factory: Callable[..., Any], /, *, workdir: Any = None, **params: Any) -> Any:
     """Build the quantizer, check its contract, and run it end to end on the bundled toy
     DarkNet-53 (:func:`~yoloqat.testing.check_plugin_end_to_end`): quantize, switch fake
-    quantization, gates, int8 export, ONNX Runtime vs fake-quant within ``bound``."""
+    quantization, gates, int8 export, ONNX Runtime vs fake quant."""
     from yoloqat.testing.end_to_end import check_plugin_end_to_end
 
     quantizer = _build("quantizer", factory, params)
-    check_plugin_end_to_end(quantizer=quantizer, workdir=workdir, bound=bound)
+    check_plugin_end_to_end(quantizer=quantizer, workdir=workdir)
     return quantizer
 
 

@@ -16,6 +16,8 @@ from yoloqat.testing.components import TOY_ANCHORS, TOY_MASKS, check_backbone
 INPUT_SIZE = 64
 NUM_CLASSES = 3
 HEAD_WIDTH = 0.0625
+#: Outputs of ONNX Runtime and the fake-quant network this close count as equal.
+MATCH_ATOL = 1e-5
 
 
 @dataclass
@@ -25,7 +27,8 @@ class EndToEndReport:
     ``convs``: Conv nodes of the int8 ONNX graph; ``int8_convs``: those whose weight is a
     DequantizeLinear of an INT8 initializer; ``quantized_convs``/``float_convs``: the
     quantizer's own count and the convs it left float (paths); ``max_abs_diff``: max
-    ``|ONNX Runtime (ORT_DISABLE_ALL) - MindSpore fake-quant|`` over the three outputs;
+    ``|ONNX Runtime (ORT_DISABLE_ALL) - MindSpore fake-quant|`` over the three outputs and
+    ``match_fraction`` the share of output values within ``MATCH_ATOL`` of each other;
     ``stats``: pycocotools' numbers of the int8 ONNX model on the toy val split.
     """
 
@@ -34,6 +37,7 @@ class EndToEndReport:
     quantized_convs: int
     float_convs: list[str]
     max_abs_diff: float
+    match_fraction: float
     onnx_path: Path
     stats: dict[str, float] = field(default_factory=dict)
 
@@ -55,8 +59,8 @@ def count_int8_convs(model: Any) -> tuple[int, int]:
     return sum(1 for c in convs if len(c.input) > 1 and c.input[1] in int8_weights), len(convs)
 
 
-def max_onnx_difference(network: Any, onnx_path: str | Path, images: np.ndarray) -> float:
-    """Max ``|ONNX Runtime - network|`` over the three outputs on ``images``: ONNX Runtime
+def onnx_differences(network: Any, onnx_path: str | Path, images: np.ndarray) -> list:
+    """``|ONNX Runtime - network|`` of each of the three outputs on ``images``: ONNX Runtime
     with graph optimizations off (``ORT_DISABLE_ALL``: the QDQ graph computed as written),
     the MindSpore network in eval mode (fake quant on)."""
     import onnxruntime as ort
@@ -69,7 +73,12 @@ def max_onnx_difference(network: Any, onnx_path: str | Path, images: np.ndarray)
     got = session.run(None, {session.get_inputs()[0].name: images.astype(np.float32)})
     network.set_train(False)
     want = [o.asnumpy() for o in network(Tensor(images.astype(np.float32)))]
-    return max(float(np.abs(g - w).max()) for g, w in zip(got, want))
+    return [np.abs(g - w) for g, w in zip(got, want)]
+
+
+def max_onnx_difference(network: Any, onnx_path: str | Path, images: np.ndarray) -> float:
+    """Max ``|ONNX Runtime - network|`` over the outputs (see :func:`onnx_differences`)."""
+    return max(float(d.max()) for d in onnx_differences(network, onnx_path, images))
 
 
 def _toy_data(root: Path) -> Any:
@@ -94,7 +103,9 @@ def check_plugin_end_to_end(
     quantizer: Any = "int8_qat",
     quantizer_params: Mapping[str, Any] | None = None,
     workdir: str | Path | None = None,
-    bound: float = 1e-4,
+    min_match: float = 0.9,
+    bound: float = 0.15,
+    seed: int = 0,
 ) -> EndToEndReport:
     """Build a detector on ``backbone`` (a factory, or a registered name) with the bundled
     ``yolov3_head``, run it, quantize it (a quantizer object, or a registered name built
@@ -104,12 +115,20 @@ def check_plugin_end_to_end(
 
     - every conv is quantized (the quantizer's summary names none left float) and every
       Conv node of the ONNX graph has int8 weights;
-    - ONNX Runtime and the fake-quant network agree within ``bound`` on the toy images;
+    - ONNX Runtime and the fake-quant network agree on the toy images: at least
+      ``min_match`` of the output values within ``MATCH_ATOL`` (1e-5), and all within
+      ``bound``. The QDQ graph is the fake-quant arithmetic, but MindSpore's and ONNX
+      Runtime's float convs differ by ~1e-7, so an activation on a rounding boundary can
+      land one int8 code apart and shift the outputs downstream of it (at 64 px one such
+      value in the stride-32 path moves ~5% of the output values by up to ~1e-2); an
+      export error (a float weight, a missing or wrong scale) moves nearly all of them.
+      The report gives the exact figures;
     - the int8 ONNX model evaluates (pycocotools) on the toy val split.
 
     Everything runs on CPU at 64 px; ``workdir`` keeps the files (default: a temporary
-    folder, removed on return: ``onnx_path`` is then gone). Failures are AssertionErrors
-    naming what failed.
+    folder, removed on return: ``onnx_path`` is then gone); ``seed`` seeds MindSpore's and
+    NumPy's global generators (the weights) for reproducible figures. Failures are
+    AssertionErrors naming what failed.
     """
     import mindspore as ms
 
@@ -121,6 +140,8 @@ def check_plugin_end_to_end(
     from yoloqat.engine.pipeline import quantize
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
+    ms.set_seed(seed)
+    np.random.seed(seed)
     with tempfile.TemporaryDirectory(prefix="yoloqat-e2e-") as tmp:
         root = Path(workdir) if workdir is not None else Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
@@ -181,9 +202,12 @@ def check_plugin_end_to_end(
         assert int8_convs == convs - len(summary.skipped), (
             f"only {int8_convs} of {convs} ONNX convs have int8 weights"
         )
-        diff = max_onnx_difference(network, path, images)
-        assert diff <= bound, (
-            f"ONNX Runtime and the fake-quant network differ by {diff:.3g} (bound {bound:g})"
+        diffs = onnx_differences(network, path, images)
+        diff = max(float(d.max()) for d in diffs)
+        match = float(np.mean(np.concatenate([(d <= MATCH_ATOL).ravel() for d in diffs])))
+        assert match >= min_match and diff <= bound, (
+            f"ONNX Runtime and the fake-quant network differ: {match:.2%} of the outputs "
+            f"within {MATCH_ATOL:g} (need {min_match:.0%}), max {diff:.3g} (bound {bound:g})"
         )
         result = evaluate_source(
             OnnxPredictor(path, threads=1),
@@ -199,6 +223,7 @@ def check_plugin_end_to_end(
             quantized_convs=summary.quantized_convs,
             float_convs=left,
             max_abs_diff=diff,
+            match_fraction=match,
             onnx_path=Path(path),
             stats=dict(result.stats),
         )
