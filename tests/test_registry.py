@@ -54,7 +54,18 @@ from yoloqat import hookimpl
 
 def tinynet(*, depth: int = 2, width: float = 0.5):
     """A tiny third-party backbone for tests."""
-    return {"depth": depth, "width": width}
+    from mindspore import nn
+
+    class TinyNet(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.depth, self.width = depth, width
+            self.out_channels = (8, 16, 32)
+
+        def construct(self, x):
+            return x, x, x
+
+    return TinyNet()
 
 @hookimpl
 def yoloqat_backbones():
@@ -104,7 +115,8 @@ def test_third_party_plugin_discovered_and_usable(tmp_path: Path) -> None:
             "loaded",
         )
         assert info.hooks == ["yoloqat_backbones"]
-        assert reg.create("backbone", "tinynet", depth=3) == {"depth": 3, "width": 0.5}
+        built = reg.create("backbone", "tinynet", depth=3)
+        assert (built.depth, built.width, built.out_channels) == (3, 0.5, (8, 16, 32))
         blocked = Registry(disabled=["yq_tinynet"])
         with pytest.raises(ConfigError):
             blocked.get("backbone", "tinynet")

@@ -301,9 +301,22 @@ class Registry:
         return comp
 
     def create(self, kind: str, name: str, /, **params: Any) -> object:
-        """Check, then build the component."""
+        """Check the name and parameters, build the component, check it against its kind's
+        Protocol (:func:`yoloqat.core.contracts.check_component`) and return it.
+
+        A component that breaks its contract is a :class:`PluginError` naming the plugin,
+        the kind and the member. A dataset comes back wrapped in a
+        :class:`~yoloqat.core.contracts.dataset.CheckedDataset`, which checks its class
+        list and its sources when they are first used (they may be parsed lazily).
+        """
+        from yoloqat.core.contracts import CheckedDataset, check_component
+
         comp = self.check(kind, name, params)
-        return comp.factory(**params)
+        obj = comp.factory(**params)
+        check_component(kind, obj, plugin=comp.plugin, name=name)
+        if kind == "dataset" and not isinstance(obj, CheckedDataset):
+            obj = CheckedDataset(obj, plugin=comp.plugin, name=name)
+        return obj
 
 
 def _name(c: Component) -> str:

@@ -2,7 +2,9 @@
 
 Each hook takes no arguments and returns ``{name: factory}``. A factory is a keyword-only
 callable whose signature is its config schema and whose docstring's first line is the
-summary ``yoloqat list`` shows.
+summary ``yoloqat list`` shows. What each factory returns is a ``typing.Protocol`` in
+:mod:`yoloqat.core.contracts`, checked by the registry on every build; ``docs/plugins.md``
+documents every hook and member.
 """
 
 from __future__ import annotations
@@ -28,31 +30,38 @@ KINDS: dict[str, str] = {
 
 @hookspec
 def yoloqat_backbones() -> Factories:
-    """Backbones: factories returning an ``nn.Cell`` mapping images to (C3, C4, C5) with
-    an ``out_channels`` attribute."""
+    """Backbones: factories returning an ``nn.Cell`` mapping images to (C3, C4, C5) at
+    strides 8, 16, 32, with ``out_channels`` (:class:`~yoloqat.core.contracts.Backbone`)."""
 
 
 @hookspec
 def yoloqat_heads() -> Factories:
-    """Heads: factories taking ``in_channels`` (and ``num_classes``) returning a neck+head cell."""
+    """Heads: factories (given ``in_channels`` and ``num_classes`` when they declare them)
+    returning a neck+head ``nn.Cell`` with ``num_classes``, ``anchors`` and ``anchor_masks``
+    (:class:`~yoloqat.core.contracts.Head`)."""
 
 
 @hookspec
 def yoloqat_quantizers() -> Factories:
-    """Quantizers: factories returning an object with ``apply(network) -> network``."""
+    """Quantizers: factories returning an object with ``apply``, ``summary``,
+    ``set_fake_quant``, ``eval_gates`` and ``export_plan``
+    (:class:`~yoloqat.core.contracts.Quantizer`)."""
 
 
 @hookspec
 def yoloqat_losses() -> Factories:
-    """Losses: factories returning an ``nn.Cell`` (network outputs, targets) -> scalar."""
+    """Losses: factories (given ``num_classes``, ``anchors``, ``anchor_masks`` when they
+    declare them) returning an ``nn.Cell`` (3 raw outputs, 3 y_true, 3 gt) -> scalar
+    (:class:`~yoloqat.core.contracts.Loss`)."""
 
 
 @hookspec
 def yoloqat_schedulers() -> Factories:
     """LR schedulers: factories returning an object with ``per_step(steps_per_epoch,
-    max_epoch)``."""
+    max_epoch)`` -> float32 learning rates (:class:`~yoloqat.core.contracts.Scheduler`)."""
 
 
 @hookspec
 def yoloqat_datasets() -> Factories:
-    """Datasets: factories returning a detection dataset (train/val sources, class names)."""
+    """Datasets: factories returning the class list and train/val sources
+    (:class:`~yoloqat.core.contracts.Dataset`, :class:`~yoloqat.core.contracts.DataSource`)."""

@@ -36,20 +36,28 @@ def num_classes_of(cfg: Mapping[str, Any]) -> int:
     return value
 
 
+def injected(comp: Any, params: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` plus those of ``values`` that ``comp``'s factory declares and ``params``
+    does not set: the pipeline's values go only to factories that ask for them."""
+    extra = {k: v for k, v in values.items() if k in comp.parameters and k not in params}
+    return {**params, **extra}
+
+
 def build_model(cfg: Mapping[str, Any], registry: Any = None) -> Any:
-    """The float :class:`~yoloqat.core.detector.Detector` described by ``cfg['model']``."""
+    """The float :class:`~yoloqat.core.detector.Detector` described by ``cfg['model']``.
+
+    The head factory gets ``in_channels`` (the backbone's ``out_channels``) and
+    ``num_classes`` (``model.num_classes``) when it declares them. Both components are
+    checked against their contracts when built (a PluginError naming the member).
+    """
     from yoloqat.core.detector import Detector
 
     reg = _registry(registry)
     bname, bparams = _block(cfg, "model.backbone")
     hname, hparams = _block(cfg, "model.head")
     backbone = reg.create("backbone", bname, **bparams)
-    out_channels = getattr(backbone, "out_channels", None)
-    if out_channels is None:
-        raise ConfigError(f"backbone '{bname}' has no out_channels attribute")
-    head = reg.create(
-        "head", hname, in_channels=tuple(out_channels), num_classes=num_classes_of(cfg), **hparams
-    )
+    provided = {"in_channels": tuple(backbone.out_channels), "num_classes": num_classes_of(cfg)}
+    head = reg.create("head", hname, **injected(reg.get("head", hname), hparams, provided))
     return Detector(backbone, head)
 
 
@@ -87,19 +95,16 @@ def quantize(network: Any, quantizer: Any, name: str = "quantizer") -> Any:
 
 
 def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> Any:
-    """The loss cell; ``num_classes``, ``anchors`` and ``anchor_masks`` come from the model."""
+    """The loss cell; ``num_classes``, ``anchors`` and ``anchor_masks`` come from the model
+    (for a factory that declares them and whose block does not set them)."""
     name, params = _block(cfg, "loss")
     reg = _registry(registry)
-    comp = reg.get("loss", name)
-    injected = {
+    provided = {
         "num_classes": detector.num_classes,
         "anchors": [list(map(float, a)) for a in detector.anchors],
         "anchor_masks": [list(m) for m in detector.anchor_masks],
     }
-    for key, value in injected.items():
-        if key in comp.parameters and key not in params:
-            params[key] = value
-    return reg.create("loss", name, **params)
+    return reg.create("loss", name, **injected(reg.get("loss", name), params, provided))
 
 
 def build_scheduler(cfg: Mapping[str, Any], registry: Any = None) -> Any:
@@ -108,11 +113,8 @@ def build_scheduler(cfg: Mapping[str, Any], registry: Any = None) -> Any:
 
 
 def build_dataset(cfg: Mapping[str, Any], registry: Any = None) -> Any:
-    """The dataset of ``cfg['dataset']``, checked against the dataset contract: a plugin
-    missing a member fails with a PluginError naming it (its sources when first asked for)."""
-    from yoloqat.core.contracts.dataset import CheckedDataset
-
+    """The dataset of ``cfg['dataset']``, checked against the dataset contract by the
+    registry: a :class:`~yoloqat.core.contracts.dataset.CheckedDataset`, so a plugin
+    missing a member fails with a PluginError naming it (its sources when first used)."""
     name, params = _block(cfg, "dataset")
-    reg = _registry(registry)
-    dataset = reg.create("dataset", name, **params)
-    return CheckedDataset(dataset, plugin=reg.get("dataset", name).plugin, name=name)
+    return _registry(registry).create("dataset", name, **params)

@@ -1,4 +1,4 @@
-"""An example third-party yoloqat plugin: a ``tiny_darknet`` backbone and a ``constant`` LR.
+"""An example third-party yoloqat plugin: a ``mobile_lite`` backbone and a ``constant`` LR.
 
 This module is the plugin's manifest. yoloqat imports it through the entry point
 ``[project.entry-points."yoloqat.plugins"]`` in ``pyproject.toml`` and calls its hooks, so it
@@ -12,46 +12,36 @@ from typing import TYPE_CHECKING
 from yoloqat import hookimpl
 
 if TYPE_CHECKING:
+    from .mobile_lite import MobileLite
     from .schedules import Constant
-    from .tiny_darknet import TinyDarkNet
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
-def tiny_darknet(
+def mobile_lite(
     *,
-    activation: str = "leaky",
-    negative_slope: float = 0.1,
     width: float = 1.0,
     depth: int = 1,
-    padding: str = "symmetric",
+    expand: int = 4,
     bn_momentum: float = 0.9,
     in_channels: int = 3,
-) -> TinyDarkNet:
-    """A small DarkNet-style backbone (5 downsamplings, residual blocks) returning C3, C4, C5.
+) -> MobileLite:
+    """A small MobileNetV2-style backbone (depthwise convs, SiLU, inverted residuals).
 
-    It takes the same parameters as ``darknet53`` (plus ``depth``), so any config can switch
-    to it with ``--set model.backbone.name=tiny_darknet``.
+    Plain MindSpore cells only: yoloqat's int8_qat quantizes it by pattern and its ONNX
+    exporter traces it, with no quantizer or export code here.
 
     Parameters:
-        activation: "leaky" (LeakyReLU) or "relu".
-        negative_slope: slope of the leaky activation; unused for "relu".
-        width: multiplies every channel count; at 1.0 C3/C4/C5 have 128/256/512 channels.
-        depth: residual blocks after each downsampling conv (>= 0).
-        padding: "symmetric" (k//2 on every side) or "same" (TensorFlow SAME).
+        width: multiplies every channel count; at 1.0 C3/C4/C5 have 32/64/128 channels.
+        depth: stride-1 inverted residual blocks after each downsampling block (>= 0).
+        expand: expansion ratio of the inverted residual blocks (>= 1).
         bn_momentum: BatchNorm momentum (``running = m * running + (1 - m) * batch``).
         in_channels: channels of the input image.
     """
-    from .tiny_darknet import TinyDarkNet
+    from .mobile_lite import MobileLite
 
-    return TinyDarkNet(
-        activation=activation,
-        negative_slope=negative_slope,
-        width=width,
-        depth=depth,
-        padding=padding,
-        bn_momentum=bn_momentum,
-        in_channels=in_channels,
+    return MobileLite(
+        width=width, depth=depth, expand=expand, bn_momentum=bn_momentum, in_channels=in_channels
     )
 
 
@@ -70,7 +60,7 @@ def constant(*, lr: float = 0.001, warmup_epochs: float = 0) -> Constant:
 @hookimpl
 def yoloqat_backbones() -> dict:
     """Backbones of this plugin."""
-    return {"tiny_darknet": tiny_darknet}
+    return {"mobile_lite": mobile_lite}
 
 
 @hookimpl
