@@ -1,4 +1,11 @@
-"""Shared test fixtures: CPU MindSpore context and the real coco128 data where present."""
+"""Shared test fixtures: CPU MindSpore context and the real coco128 data where present.
+
+Under ``CI=true`` or ``--require-data`` nothing is skipped silently: missing coco128 data
+fails the tests that need it, naming what is missing, and any other run-time skip (a
+``pytest.importorskip`` of a missing module, a ``pytest.skip`` for a missing tool) becomes
+a failure that carries the skip's reason. Skips declared with ``skip``/``skipif`` markers
+are left alone.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +16,59 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 COCO128 = Path(os.environ.get("YOLOQAT_COCO128", REPO.parent / "shared" / "data" / "coco128"))
+STRICT_HELP = (
+    "fail instead of skip when test data (coco128) or a dependency is missing "
+    "(also on with CI=true)"
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--require-data", action="store_true", default=False, help=STRICT_HELP)
+
+
+def strict(config: pytest.Config) -> bool:
+    """Whether missing data or dependencies fail (``--require-data`` or ``CI=true``)."""
+    ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+    return bool(config.getoption("--require-data")) or ci
+
+
+def _why_strict(config: pytest.Config) -> str:
+    return "--require-data" if config.getoption("--require-data") else "CI=true"
+
+
+def _fail_skip(report, config: pytest.Config) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    report.outcome = "failed"
+    report.longrepr = f"not skipped under {_why_strict(config)}: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    declared = any(item.iter_markers("skip")) or any(item.iter_markers("skipif"))
+    runtime_skip = report.skipped and not declared and not hasattr(report, "wasxfail")
+    if runtime_skip and strict(item.config):
+        _fail_skip(report, item.config)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and strict(collector.config):  # a module-level importorskip
+        _fail_skip(report, collector.config)
 
 
 @pytest.fixture(scope="session")
-def coco128() -> Path:
+def coco128(request: pytest.FixtureRequest) -> Path:
     """Path of ../shared/data/coco128 (images/train2017 + annotations/instances_train2017.json)."""
     ann = COCO128 / "annotations" / "instances_train2017.json"
     if not ann.is_file():
-        pytest.skip(f"coco128 not found at {COCO128} (set YOLOQAT_COCO128 to its folder)")
+        message = f"coco128 not found: {ann} is missing (set YOLOQAT_COCO128 to its folder)"
+        if strict(request.config):
+            pytest.fail(f"{message}; it is required under {_why_strict(request.config)}", False)
+        pytest.skip(message)
     return COCO128
 
 
@@ -24,9 +76,7 @@ def coco128() -> Path:
 def _mindspore_cpu() -> None:
     """Every test runs MindSpore on CPU; tests that need GRAPH_MODE set it themselves."""
     os.environ.setdefault("GLOG_v", "3")  # silence MindSpore's C++ INFO/WARNING logs
-    try:
-        import mindspore as ms
-    except ImportError:  # pragma: no cover - mindspore is a hard dependency
-        return
+    import mindspore as ms  # a hard dependency: a broken install is an error, not a skip
+
     ms.set_context(mode=ms.PYNATIVE_MODE)
     ms.set_device("CPU")

@@ -66,21 +66,14 @@ def test_demo_small(tmp_path: Path) -> None:
     fq = {r["model"]: r for r in report["rows"]}["mindspore_fake_quant"]
     fq2 = {r["model"]: r for r in again_report["rows"]}["mindspore_fake_quant"]
     assert fq2["AP50"] == pytest.approx(fq["AP50"], abs=1e-6)  # same weights, same data
-    again = subprocess.run(
-        [sys.executable, "-m", "yoloqat", "demo", "--output", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert again.returncode == 2 and "--force" in again.stderr
-    bad = subprocess.run(
-        [
-            *(sys.executable, "-m", "yoloqat", "demo"),
-            *("--output", str(tmp_path / "b"), "--val_images", "0"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert bad.returncode == 2 and "--val_images 0 is not valid" in bad.stderr
+    # usage errors in-process (Typer's runner): no interpreter start needed to check them
+    from typer.testing import CliRunner
+
+    from yoloqat.cli import app
+
+    runner = CliRunner()
+    again = runner.invoke(app, ["demo", "--output", str(out)])
+    assert again.exit_code == 2 and "--force" in again.stderr
+    bad = runner.invoke(app, ["demo", "--output", str(tmp_path / "b"), "--val_images", "0"])
+    assert bad.exit_code == 2 and "--val_images 0 is not valid" in bad.stderr
     assert not (tmp_path / "b").exists()  # refused before anything was written

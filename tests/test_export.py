@@ -6,18 +6,15 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from mindspore import Tensor, nn
 
 from yoloqat.core.errors import CheckpointError, ConfigError, PluginError, UsageError
 from yoloqat.core.layers import ConvBnAct
+from yoloqat.deploy.onnx_export import OUTPUT_NAMES, export_mindir, export_onnx
+from yoloqat.deploy.onnx_runtime import OnnxPredictor
 from yoloqat.engine.models import yolov3_darknet53
-
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
-
-from yoloqat.deploy.onnx_export import OUTPUT_NAMES, export_mindir, export_onnx  # noqa: E402
-from yoloqat.deploy.onnx_runtime import OnnxPredictor  # noqa: E402
 
 WIDTH = 0.0625
 NUM_CLASSES = 3

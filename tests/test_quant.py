@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import Tensor, nn, ops
 
-ms = pytest.importorskip("mindspore")
-from mindspore import Tensor, nn, ops  # noqa: E402
-
-from yoloqat.core.errors import ConfigError  # noqa: E402
-from yoloqat.core.layers import Add, ConvBnAct, OutputConv  # noqa: E402
-from yoloqat.core.quant import reference as ref  # noqa: E402
-from yoloqat.core.quant.fake_quant import FakeQuant, QuantConfig  # noqa: E402
-from yoloqat.core.quant.layers import (  # noqa: E402
+from yoloqat.core.errors import ConfigError
+from yoloqat.core.layers import Add, ConvBnAct, OutputConv
+from yoloqat.core.quant import reference as ref
+from yoloqat.core.quant.fake_quant import FakeQuant, QuantConfig
+from yoloqat.core.quant.layers import (
     QuantAdd,
     QuantConvBnAct,
     QuantOutputConv,
 )
-from yoloqat.plugins.int8_qat import int8_qat, yoloqat_quantizers  # noqa: E402
-from yoloqat.plugins.int8_qat.quantizer import (  # noqa: E402
+from yoloqat.plugins.int8_qat import int8_qat, yoloqat_quantizers
+from yoloqat.plugins.int8_qat.quantizer import (
     is_quantized,
     quantized_layers,
     refresh_weight_ranges,

@@ -153,7 +153,16 @@ def weights_only(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _seed_rename(name: str) -> str:
-    """Map the seed float model's Sequential indices onto ConvBnAct names (spec §6.6)."""
+    """Map the seed float model's names onto ours (spec §6.6).
+
+    The seed's network holds everything under ``feature_map``: its ``feature_map.backbone.*``
+    is our ``backbone.*``, its other cells (``backblock0-2``, ``conv1``, ``conv2``) are our
+    ``head.*``; its Sequential indices ``0``/``1`` are ConvBnAct's ``conv``/``bn``.
+    """
+    if name.startswith("feature_map.backbone."):
+        name = name[len("feature_map.") :]
+    elif name.startswith("feature_map."):
+        name = "head." + name[len("feature_map.") :]
     name = re.sub(r"\.1\.(gamma|beta|moving_mean|moving_variance)$", r".bn.\1", name)
     return re.sub(r"\.0\.weight$", ".conv.weight", name)
 

@@ -1,0 +1,111 @@
+"""Layer sensitivity finds the layer that is known to be the worst.
+
+A tiny QAT network gets real observer ranges and BN statistics from a few training-mode
+passes; the ground truth is its own float detections, so the float AP is high. Then one
+layer (``backbone.conv2``, which every path to the heads goes through) gets an activation
+range a thousand times too small: quantizing it alone clips its output to almost nothing.
+The ranking must put it first, far ahead of layers with sane ranges.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mindspore import Tensor
+
+from yoloqat.core.config import apply_overrides, load_config
+from yoloqat.core.evaluation import DetectionEngine
+from yoloqat.data.synth import make_synthetic_coco
+from yoloqat.engine.evaluate import load_batches
+from yoloqat.engine.pipeline import build_dataset, build_model, build_quantizer
+from yoloqat.engine.report import layer_sensitivity
+
+pytestmark = pytest.mark.slow
+
+WORST = "backbone.conv2"
+PATTERNS = (
+    "backbone.conv1",
+    WORST,
+    "backbone.layer1.0.conv1",
+    "head.conv1",
+    "head.backblock1.conv6",
+)
+
+
+def test_sensitivity_ranks_the_broken_layer_first(tmp_path: Path) -> None:
+    import mindspore as ms
+
+    from yoloqat.plugins.int8_qat.quantizer import quantized_layers, set_fake_quant
+
+    make_synthetic_coco(tmp_path, train=2, val=4, size=64, seed=1, num_classes=3)
+    cfg = apply_overrides(
+        load_config("synth_tiny_quant"),
+        [
+            f"dataset.data_dir={tmp_path}",
+            "model.num_classes=3",
+            "model.backbone.width=0.0625",
+            "model.head.width=0.0625",
+            "quantizer.ema_init=first_batch",
+        ],
+    )
+    ms.set_seed(0)
+    net = build_model(cfg)
+    dataset = build_dataset(cfg)
+    batch = load_batches(dataset.val_source(), testing_shape=64, batch_size=4)[0]
+    images = Tensor(batch["image"])
+    net.set_train(True)
+    for _ in range(60):  # BN statistics of these images (momentum 0.9), in float: fast
+        net(images)
+    net = build_quantizer(cfg).apply(net)
+    for _ in range(2):  # observer ranges
+        net(images)
+    net.set_train(False)
+
+    # ground truth: the float network's own three best boxes per image
+    set_fake_quant(net, False)
+    engine = DetectionEngine(dataset.category_ids)
+    engine.add_batch([o.asnumpy() for o in net(images)], batch["image_id"], batch["orig_size"])
+    set_fake_quant(net, True)
+    ann_file = tmp_path / "annotations" / "instances_val.json"
+    ann = json.loads(ann_file.read_text())
+    ann["annotations"] = []
+    for image in ann["images"]:
+        dets = [d for d in engine.results() if d["image_id"] == image["id"]]
+        for d in sorted(dets, key=lambda d: -d["score"])[:3]:
+            box = d["bbox"]
+            ann["annotations"].append(
+                {
+                    "id": len(ann["annotations"]) + 1,
+                    "image_id": image["id"],
+                    "category_id": d["category_id"],
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
+    ann_file.write_text(json.dumps(ann))
+
+    layers = dict(quantized_layers(net))
+    fq = layers[WORST].act_quant
+    fq.max_value.set_data(Tensor(fq.max_value.asnumpy() * 1e-3))
+    try:
+        rows = layer_sensitivity(
+            net,
+            build_dataset(cfg),
+            testing_shape=64,
+            top=50,
+            max_images=4,
+            batch_size=4,
+            patterns=PATTERNS,
+        )
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    names = [r["layer"] for r in rows]
+    assert sorted(names) == sorted(PATTERNS)  # every matching layer is ranked
+    drops = [r["AP_drop"] for r in rows]
+    assert drops == sorted(drops, reverse=True)
+    assert names[0] == WORST, rows
+    assert drops[0] > 0.3, rows
+    assert drops[0] > 2 * max(drops[1], 0.01), rows  # far ahead of sane layers

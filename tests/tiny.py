@@ -1,0 +1,58 @@
+"""Helpers shared by the training-path tests: tiny configs and snapshots of network state.
+
+Not a test module (pytest collects ``test_*.py`` only); the test files import it by name
+because ``tests/`` is on ``sys.path`` under pytest's default import mode.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yoloqat.core.config import apply_overrides, load_config
+
+#: Observer ranges and step counters of the int8_qat layers (names end with these).
+QUANT_STATE = (".min_value", ".max_value", ".step")
+
+
+def tiny_cfg(data_dir: Path, out: Path, *extra: str, quant: bool = False) -> dict[str, Any]:
+    """``synth_tiny`` (or ``synth_tiny_quant``) at 1/16 width, 64 px, batch 4, 2 epochs."""
+    return apply_overrides(
+        load_config("synth_tiny_quant" if quant else "synth_tiny"),
+        [
+            f"dataset.data_dir={data_dir}",
+            f"train.ckpt_path={out}",
+            "model.num_classes=3",
+            "model.backbone.width=0.0625",
+            "model.head.width=0.0625",
+            "data.training_shape=64",
+            "train.per_batch_size=4",
+            "train.max_epoch=2",
+            "train.log_interval=1",
+            "train.keep_checkpoints=10",
+            "scheduler.T_max=2",
+            "scheduler.warmup_epochs=0",
+            *extra,
+        ],
+    )
+
+
+def state(cell: Any, suffixes: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Copies of ``cell``'s parameters (optionally only names ending with ``suffixes``)."""
+    return {
+        p.name: p.asnumpy().copy()
+        for p in cell.get_parameters()
+        if suffixes is None or p.name.endswith(suffixes)
+    }
+
+
+INPUTS = ("image", "y_true_l", "y_true_m", "y_true_s", "gt_l", "gt_m", "gt_s")
+
+
+def inputs(batch: dict[str, Any]) -> list[Any]:
+    """A loader batch as the train step's input Tensors."""
+    from mindspore import Tensor
+
+    return [Tensor(batch[k]) for k in INPUTS]
