@@ -43,17 +43,21 @@ def test_demo_small(tmp_path: Path) -> None:
         "mindspore_fake_quant",
         "onnxruntime_float",
         "onnxruntime_int8",
+        "mindspore_ptq",
+        "onnxruntime_ptq_int8",
     ]
     assert all(r["latency_ms"] > 0 for r in report["rows"])
     assert report["int8_size_ratio"] < 0.5  # int8 weights are a quarter of float32
     assert len(list((out / "predictions" / "int8").glob("*_pred.jpg"))) == 8
     assert "int8 AP50 - float AP50" in res.stdout
+    assert "post-training int8 (int8_ptq, 64 calibration images)" in res.stdout
     # quant-report on the demo's QAT checkpoint needs no data flags: the checkpoint's own
     # dataset and eval size are used
     qat = report["checkpoints"]["qat"]
     rep = subprocess.run(
         [
             *(sys.executable, "-m", "yoloqat", "quant-report", "--checkpoint", qat),
+            *("--ptq_checkpoint", report["checkpoints"]["ptq"]),
             *("--no-sensitivity", "--repeats", "1", "--output", str(tmp_path / "qr")),
         ],
         capture_output=True,
@@ -66,6 +70,9 @@ def test_demo_small(tmp_path: Path) -> None:
     fq = {r["model"]: r for r in report["rows"]}["mindspore_fake_quant"]
     fq2 = {r["model"]: r for r in again_report["rows"]}["mindspore_fake_quant"]
     assert fq2["AP50"] == pytest.approx(fq["AP50"], abs=1e-6)  # same weights, same data
+    ptq = {r["model"]: r for r in report["rows"]}["onnxruntime_ptq_int8"]
+    ptq2 = {r["model"]: r for r in again_report["rows"]}["onnxruntime_ptq_int8"]
+    assert ptq2["AP50"] == pytest.approx(ptq["AP50"], abs=1e-6)
     # usage errors in-process (Typer's runner): no interpreter start needed to check them
     from typer.testing import CliRunner
 
