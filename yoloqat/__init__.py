@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import os
 
-import pluggy
-
 # On AVX-512 machines MindSpore's oneDNN falls back to a reference kernel for 3x3 convs,
 # about 100x slower than its AVX2 kernel (measured: one 256->256 conv at 52x52, 4.0 s vs
 # 0.018 s). Capping the ISA must happen before the first conv runs, so it is the one
 # process-wide default yoloqat sets at import; export ONEDNN_MAX_CPU_ISA to override it.
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 
-__version__ = "0.1.0"
-
 #: Marker a plugin uses on its hook implementations: ``@yoloqat.hookimpl``.
-hookimpl = pluggy.HookimplMarker("yoloqat")
+from yoloqat.core.hookspecs import hookimpl
+from yoloqat.core.version import __version__
 
 
 def create(kind: str, name: str, /, **params: object) -> object:

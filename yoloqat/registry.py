@@ -21,9 +21,9 @@ from typing import Any
 
 import pluggy
 
-from yoloqat import __version__
 from yoloqat.core import hookspecs
 from yoloqat.core.errors import ConfigError, PluginError
+from yoloqat.core.version import __version__
 
 ENTRY_POINT_GROUP = "yoloqat.plugins"
 DISABLE_ENV = "YOLOQAT_DISABLE_PLUGINS"

@@ -13,7 +13,7 @@ from typing import Optional
 
 import typer
 
-from yoloqat import __version__
+from yoloqat.core.version import __version__
 
 #: Command modules, in ``--help`` order.
 COMMAND_MODULES = [

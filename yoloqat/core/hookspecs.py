@@ -14,6 +14,8 @@ from collections.abc import Callable
 import pluggy
 
 hookspec = pluggy.HookspecMarker("yoloqat")
+#: Marker of hook implementations (re-exported as ``yoloqat.hookimpl`` for plugin authors).
+hookimpl = pluggy.HookimplMarker("yoloqat")
 
 Factories = dict[str, Callable[..., object]]
 

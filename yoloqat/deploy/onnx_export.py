@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from yoloqat import __version__
 from yoloqat.core.atomic import atomic_path
 from yoloqat.core.errors import PluginError, RuntimeFailure, UsageError
+from yoloqat.core.version import __version__
 
 #: Graph input and output names.
 INPUT_NAME = "images"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from yoloqat import hookimpl
+from yoloqat.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from yoloqat.data.dataset import DetectionDataset

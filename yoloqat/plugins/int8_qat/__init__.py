@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from yoloqat import hookimpl
 from yoloqat.core.errors import ConfigError
+from yoloqat.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .quantizer import Int8QAT

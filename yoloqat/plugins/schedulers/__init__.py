@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from yoloqat import hookimpl
+from yoloqat.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .schedules import CosineAnnealing, Exponential

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Union
 
-from yoloqat import hookimpl
+from yoloqat.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from yoloqat.data.source import ClassListDataset

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from yoloqat import hookimpl
 from yoloqat.core.defaults import ANCHOR_MASKS, ANCHORS
+from yoloqat.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .model import YoloV3Head

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from yoloqat import hookimpl
 from yoloqat.core.defaults import ANCHOR_MASKS, ANCHORS
 from yoloqat.core.errors import ConfigError
+from yoloqat.core.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from .loss import YoloV3Loss
