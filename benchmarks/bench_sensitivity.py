@@ -24,9 +24,9 @@ import numpy as np
 import yoloqat  # noqa: F401  (sets the fast oneDNN kernel default before MindSpore runs)
 from yoloqat.core.config import apply_overrides, load_config
 from yoloqat.data.synth import make_synthetic_coco
-from yoloqat.engine.evaluate import evaluate_source, load_batches
+from yoloqat.engine.evaluate import Subset, evaluate_source, load_batches
 from yoloqat.engine.pipeline import build_dataset, build_model, build_quantizer
-from yoloqat.engine.report import _Subset, layer_sensitivity
+from yoloqat.engine.report import layer_sensitivity
 
 
 def pynative_sensitivity(net, dataset, layers, *, size: int, images: int) -> list[dict]:
@@ -37,7 +37,7 @@ def pynative_sensitivity(net, dataset, layers, *, size: int, images: int) -> lis
     from yoloqat.plugins.int8_qat.quantizer import set_fake_quant
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    source = _Subset(dataset.val_source(), images)
+    source = Subset(dataset.val_source(), images)
     batches = load_batches(source, testing_shape=size, batch_size=8)
     pred = MindSporePredictor(net, graph_mode=False)
 

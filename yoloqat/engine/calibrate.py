@@ -11,20 +11,6 @@ from yoloqat.core.errors import CheckpointError, PluginError
 from yoloqat.engine import pipeline
 
 
-class _First:
-    """The first ``n`` images of a source (same interface)."""
-
-    def __init__(self, source: Any, n: int) -> None:
-        self._source = source
-        self._n = min(n, len(source))
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._source, name)
-
-
 def calibrate_checkpoint(
     cfg: dict[str, Any],
     checkpoint: str | Path,
@@ -42,7 +28,7 @@ def calibrate_checkpoint(
     The written checkpoint stores ``cfg`` (the quantizer block included), so ``eval``,
     ``export --int8`` and ``quant-report`` use it like a QAT checkpoint. Returns a summary.
     """
-    from yoloqat.engine.evaluate import load_batches
+    from yoloqat.engine.evaluate import Subset, load_batches
     from yoloqat.engine.training.checkpoint import (
         load_weights,
         read_checkpoint,
@@ -67,7 +53,7 @@ def calibrate_checkpoint(
         )
     network = pipeline.quantize(network, quantizer, name)
     dataset = pipeline.build_dataset(cfg, registry)
-    source = _First(dataset.train_source(), images)
+    source = Subset(dataset.train_source(), images)
     events.info(f"calibrating {name} on {len(source)} training images at {testing_shape} px")
     batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size)
     seen = quantizer.calibrate(network, (b["image"] for b in batches))

@@ -151,3 +151,17 @@ def evaluate_source(
                 raise exc from None
             result.extra["write_error"] = exc
     return result
+
+
+class Subset:
+    """The first ``n`` images of a source (same interface)."""
+
+    def __init__(self, source: Any, n: int | None) -> None:
+        self._source = source
+        self._n = len(source) if n is None else min(n, len(source))
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)

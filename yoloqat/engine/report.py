@@ -16,7 +16,7 @@ import numpy as np
 
 from yoloqat.core import events
 from yoloqat.core.errors import UsageError
-from yoloqat.engine.evaluate import evaluate_source, load_batches
+from yoloqat.engine.evaluate import Subset, evaluate_source, load_batches
 
 
 def latency_ms(predictor: Any, input_size: int, *, repeats: int = 10, warmup: int = 2) -> float:
@@ -171,7 +171,7 @@ def layer_sensitivity(
     from yoloqat.core.contracts.quantizer import quantizer_of
     from yoloqat.engine.inference import MindSporePredictor
 
-    source = _Subset(dataset.val_source(), max_images)
+    source = Subset(dataset.val_source(), max_images)
     batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size)
     quantizer = quantizer_of(qat_net)
     if quantizer is None:
@@ -202,17 +202,3 @@ def layer_sensitivity(
                 bar.advance(1)
     rows.sort(key=lambda r: -r["AP_drop"])
     return rows[:top]
-
-
-class _Subset:
-    """The first ``n`` images of a source (same interface)."""
-
-    def __init__(self, source: Any, n: int | None) -> None:
-        self._source = source
-        self._n = len(source) if n is None else min(n, len(source))
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._source, name)

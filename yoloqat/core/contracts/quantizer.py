@@ -24,7 +24,7 @@ the network must be as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -174,8 +174,3 @@ def set_fake_quant(network: Any, enabled: bool, patterns: Sequence[str] = ("*",)
 
 #: Members :func:`yoloqat.core.contracts.check_component` checks on a quantizer.
 MEMBERS: tuple[str, ...] = ("apply", "summary", "set_fake_quant", "eval_gates", "export_plan")
-
-
-def iter_weights(plan: ExportPlan) -> Iterator[tuple[str, WeightQuant]]:
-    """``(parameter name, weight)`` pairs of ``plan`` in a stable order."""
-    return iter(sorted(plan.weights.items()))
