@@ -8,7 +8,9 @@ keeping the parameter names (``conv.weight``, ``bn.gamma``, ``bn.beta``, ``bn.mo
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import mindspore as ms
 from mindspore import nn, ops
@@ -110,3 +112,33 @@ class Add(nn.Cell):
 
     def construct(self, x, y):
         return ops.add(x, y)
+
+
+class _Wrapper(nn.Cell):
+    def __init__(self, network: nn.Cell) -> None:
+        super().__init__()
+        self.network = network
+
+    def construct(self, x):
+        return self.network(x)
+
+
+@contextlib.contextmanager
+def fresh_cell(network: nn.Cell) -> Iterator[nn.Cell]:
+    """A new cell around ``network`` whose Parameter names stay the network's own.
+
+    MindSpore keeps a compiled graph per cell object and input shape, so a fresh wrapper is
+    what makes a changed graph (gated fake quants, an export form) compile at all, and
+    tracing the same cell object twice for ONNX fails inside MindSpore. Assigning the
+    network as an attribute prefixes its Parameter names with the attribute name; they are
+    put back at once and again on exit.
+    """
+    names = [(p, p.name) for p in network.get_parameters()]
+    cell = _Wrapper(network)
+    for param, name in names:
+        param.name = name
+    try:
+        yield cell
+    finally:
+        for param, name in names:
+            param.name = name

@@ -61,36 +61,6 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
-def _trace_cell(network: Any) -> Any:
-    """A new cell around ``network``: MindSpore keeps compiled graphs per cell object, and
-    tracing the same cell object twice (e.g. a second export) fails inside MindSpore."""
-    from mindspore import nn
-
-    class Trace(nn.Cell):
-        def __init__(self, network: Any) -> None:
-            super().__init__()
-            self.network = network
-
-        def construct(self, x):
-            return self.network(x)
-
-    return Trace(network)
-
-
-@contextlib.contextmanager
-def fresh_cell(network: Any) -> Any:
-    """A wrapper cell for one trace; the network's Parameter names stay as they were."""
-    names = [(p, p.name) for p in network.get_parameters()]
-    cell = _trace_cell(network)
-    for param, name in names:  # MindSpore prefixes them with the attribute name
-        param.name = name
-    try:
-        yield cell
-    finally:
-        for param, name in names:
-            param.name = name
-
-
 def trace_onnx(network: Any, inputs: list[np.ndarray]) -> Any:
     """``mindspore.export`` of ``network`` (eval mode) on ``inputs``, loaded as a ModelProto.
 
@@ -99,6 +69,8 @@ def trace_onnx(network: Any, inputs: list[np.ndarray]) -> Any:
     """
     import mindspore as ms
     import onnx
+
+    from yoloqat.core.layers import fresh_cell
 
     with tempfile.TemporaryDirectory(prefix="yoloqat-onnx-") as tmp:
         stem = str(Path(tmp) / "traced")

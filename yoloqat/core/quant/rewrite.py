@@ -18,7 +18,7 @@ Parameter names never change, so float checkpoints load into the quantized netwo
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -31,7 +31,7 @@ from yoloqat.core.contracts.quantizer import (
     QuantSummary,
     attach,
 )
-from yoloqat.core.layers import Add, ConvBnAct, OutputConv
+from yoloqat.core.layers import Add, ConvBnAct, OutputConv, fresh_cell
 
 from .fake_quant import QuantConfig
 from .layers import (
@@ -180,39 +180,11 @@ class FakeQuantizer:
         self, network: nn.Cell, enabled: bool, patterns: Sequence[str] = ("*",)
     ) -> int:
         """Switch fake quantization of the quantized layers matching ``patterns``."""
-        count = 0
-        for path, layer in quantized_layers(network):
-            if any(fnmatchcase(path, p) for p in patterns):
-                layer.set_fake_quant(enabled)
-                count += 1
-        return count
+        return set_fake_quant(network, enabled, patterns)
 
-    @contextmanager
-    def eval_gates(self, network: nn.Cell) -> Iterator[tuple[nn.Cell, dict[str, list]]]:
-        """Per-layer 0/1 gates of eval-mode fake quantization (``x + g * (fq(x) - x)``)."""
-        gates: dict[str, list[Parameter]] = {}
-        nodes = []
-        for path, layer in quantized_layers(network):
-            for attr, fq in layer.fake_quants().items():
-                fq.gate = Parameter(
-                    Tensor(np.float32(1.0)), name=f"{path}.{attr}.eval_gate", requires_grad=False
-                )
-                fq.gated = True
-                gates.setdefault(path, []).append(fq.gate)
-                nodes.append(fq)
-        names = [(p, p.name) for p in network.get_parameters()]
-        net = _Fresh(network)
-        for param, name in names:  # MindSpore prefixed them with the wrapper's attribute
-            param.name = name
-        net.set_train(False)
-        try:
-            yield net, gates
-        finally:
-            for param, name in names:
-                param.name = name
-            for fq in nodes:
-                fq.gated = False
-                delattr(fq, "gate")
+    def eval_gates(self, network: nn.Cell) -> AbstractContextManager[tuple[nn.Cell, dict]]:
+        """Per-layer 0/1 gates of eval-mode fake quantization (see :func:`eval_gates`)."""
+        return eval_gates(network)
 
     @contextmanager
     def export_plan(self, network: nn.Cell) -> Iterator[ExportPlan]:
@@ -244,6 +216,39 @@ class FakeQuantizer:
                 layer.exporting = False
 
 
+def set_fake_quant(network: nn.Cell, enabled: bool, patterns: Sequence[str] = ("*",)) -> int:
+    """Switch fake quantization of the quantized layers matching ``patterns``."""
+    count = 0
+    for path, layer in quantized_layers(network):
+        if any(fnmatchcase(path, p) for p in patterns):
+            layer.set_fake_quant(enabled)
+            count += 1
+    return count
+
+
+@contextmanager
+def eval_gates(network: nn.Cell) -> Iterator[tuple[nn.Cell, dict[str, list]]]:
+    """Per-layer 0/1 gates of eval-mode fake quantization (``x + g * (fq(x) - x)``)."""
+    gates: dict[str, list[Parameter]] = {}
+    nodes = []
+    for path, layer in quantized_layers(network):
+        for attr, fq in layer.fake_quants().items():
+            fq.gate = Parameter(
+                Tensor(np.float32(1.0)), name=f"{path}.{attr}.eval_gate", requires_grad=False
+            )
+            fq.gated = True
+            gates.setdefault(path, []).append(fq.gate)
+            nodes.append(fq)
+    with fresh_cell(network) as net:
+        net.set_train(False)
+        try:
+            yield net, gates
+        finally:
+            for fq in nodes:
+                fq.gated = False
+                delattr(fq, "gate")
+
+
 def refresh_weight_ranges(network: nn.Cell) -> int:
     """Reset every weight fake-quant range from the current (folded) weights.
 
@@ -254,18 +259,6 @@ def refresh_weight_ranges(network: nn.Cell) -> int:
     for cell in layers:
         cell.refresh_weight_range()
     return len(layers)
-
-
-class _Fresh(nn.Cell):
-    """A new cell around ``network``: MindSpore caches a compiled graph per cell object and
-    input shape, so a wrapper is what makes the gated graph compile at all."""
-
-    def __init__(self, network: nn.Cell) -> None:
-        super().__init__()
-        self.network = network
-
-    def construct(self, x):
-        return self.network(x)
 
 
 def _root_prefix(network: nn.Cell) -> str:

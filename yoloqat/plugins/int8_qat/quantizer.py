@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-
 from mindspore import nn
 
-from yoloqat.core.contracts import quantizer as contract
-from yoloqat.core.quant.rewrite import FakeQuantizer, quantized_layers, refresh_weight_ranges
+from yoloqat.core.quant.rewrite import (
+    FakeQuantizer,
+    eval_gates,
+    quantized_layers,
+    refresh_weight_ranges,
+    set_fake_quant,
+)
 
 __all__ = [
     "Int8QAT",
@@ -33,20 +35,3 @@ class Int8QAT(FakeQuantizer):
 def is_quantized(network: nn.Cell) -> bool:
     """Whether ``network`` contains at least one quantized layer."""
     return bool(quantized_layers(network))
-
-
-def set_fake_quant(network: nn.Cell, enabled: bool, patterns: Sequence[str] = ("*",)) -> int:
-    """Switch fake quantization on/off in the quantized layers whose path matches ``patterns``.
-
-    Read when the graph is compiled: in GRAPH_MODE change it before the first call of a
-    network (or build a new train/eval cell). Returns the count.
-    """
-    quantizer = contract.quantizer_of(network) or Int8QAT(None)  # type: ignore[arg-type]
-    return quantizer.set_fake_quant(network, enabled, patterns)
-
-
-@contextmanager
-def eval_gates(network: nn.Cell) -> Iterator[tuple[nn.Cell, dict[str, list]]]:
-    """See :meth:`FakeQuantizer.eval_gates`."""
-    with Int8QAT(None).eval_gates(network) as pair:  # type: ignore[arg-type]
-        yield pair
