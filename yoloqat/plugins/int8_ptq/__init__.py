@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.hookspecs import hookimpl
+from yoloqat.core.quant.params import check_int, check_pair, check_patterns, check_per_channel
 
 if TYPE_CHECKING:
     from .calibrate import Int8PTQ
@@ -52,27 +53,10 @@ def int8_ptq(
         raise ConfigError(
             f"quantizer.percentile={percentile!r} is not valid; expected a number in (50, 100]"
         )
-    if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not 2 <= num_bits <= 8:
-        raise ConfigError(f"quantizer.num_bits={num_bits!r} is not valid; expected 2..8")
-    pairs = []
-    for name, value in (("per_channel", per_channel), ("symmetric", symmetric)):
-        if (
-            isinstance(value, str)
-            or not isinstance(value, Sequence)
-            or len(value) != 2
-            or not all(isinstance(v, bool) for v in value)
-        ):
-            raise ConfigError(
-                f"quantizer.{name}={value!r} is not valid; expected [weights, activations] "
-                "booleans, e.g. [true, false]"
-            )
-        pairs.append((bool(value[0]), bool(value[1])))
-    if pairs[0][1]:
-        raise ConfigError("quantizer.per_channel: activations are quantized per tensor")
-    if isinstance(skip_layers, str) or not all(isinstance(p, str) for p in skip_layers):
-        raise ConfigError(
-            f"quantizer.skip_layers={skip_layers!r} is not valid; expected a list of patterns"
-        )
+    num_bits = check_int("num_bits", num_bits, 2, 8)
+    per_w = check_per_channel(per_channel)
+    sym_w, sym_a = check_pair("symmetric", symmetric)
+    skip_layers = check_patterns("skip_layers", skip_layers)
 
     from yoloqat.core.quant.fake_quant import QuantConfig
 
@@ -80,9 +64,9 @@ def int8_ptq(
 
     config = QuantConfig(
         num_bits=num_bits,
-        per_channel_weights=pairs[0][0],
-        symmetric_weights=pairs[1][0],
-        symmetric_acts=pairs[1][1],
+        per_channel_weights=per_w,
+        symmetric_weights=sym_w,
+        symmetric_acts=sym_a,
     )
     return Int8PTQ(config, skip_layers=tuple(skip_layers), method=method, percentile=percentile)
 

@@ -10,37 +10,10 @@ from typing import TYPE_CHECKING
 
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.hookspecs import hookimpl
+from yoloqat.core.quant.params import check_int, check_pair, check_patterns, check_per_channel
 
 if TYPE_CHECKING:
     from .quantizer import Int8QAT
-
-
-def _pair(name: str, value: object) -> tuple[bool, bool]:
-    if isinstance(value, bool):
-        return value, value
-    if (
-        isinstance(value, Sequence)
-        and not isinstance(value, str)
-        and len(value) == 2
-        and all(isinstance(v, bool) for v in value)
-    ):
-        return bool(value[0]), bool(value[1])
-    raise ConfigError(
-        f"quantizer.{name}={value!r} is not valid; expected [weights, activations] booleans, "
-        "e.g. [true, false]"
-    )
-
-
-def _int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < low
-        or (high is not None and value > high)
-    ):
-        bound = f"an integer in [{low}, {high}]" if high is not None else f"an integer >= {low}"
-        raise ConfigError(f"quantizer.{name}={value!r} is not valid; expected {bound}")
-    return value
 
 
 def int8_qat(
@@ -85,16 +58,11 @@ def int8_qat(
             whose activations may exceed 6 long before a 0.999 average gets there).
         skip_layers: fnmatch patterns of cell paths left in float, e.g. ["head.*.out"].
     """
-    num_bits = _int("num_bits", num_bits, 2, 8)
-    quant_delay = _int("quant_delay", quant_delay, 0)
-    freeze_bn = _int("freeze_bn", freeze_bn, 0)
-    per_w, per_a = _pair("per_channel", per_channel)
-    sym_w, sym_a = _pair("symmetric", symmetric)
-    if per_a:
-        raise ConfigError(
-            f"quantizer.per_channel={list(per_channel)!r} is not valid; activations are "
-            "quantized per tensor: expected [true, false] or [false, false]"
-        )
+    num_bits = check_int("num_bits", num_bits, 2, 8)
+    quant_delay = check_int("quant_delay", quant_delay, 0)
+    freeze_bn = check_int("freeze_bn", freeze_bn, 0)
+    per_w = check_per_channel(per_channel)
+    sym_w, sym_a = check_pair("symmetric", symmetric)
     if not isinstance(narrow_range, bool):
         raise ConfigError(
             f"quantizer.narrow_range={narrow_range!r} is not valid; expected a boolean"
@@ -111,10 +79,7 @@ def int8_qat(
         raise ConfigError(
             f"quantizer.ema_init={ema_init!r} is not valid; expected fixed or first_batch"
         )
-    if isinstance(skip_layers, str) or not all(isinstance(p, str) for p in skip_layers):
-        raise ConfigError(
-            f"quantizer.skip_layers={skip_layers!r} is not valid; expected a list of patterns"
-        )
+    skip_layers = check_patterns("skip_layers", skip_layers)
 
     from yoloqat.core.quant.fake_quant import QuantConfig
 
