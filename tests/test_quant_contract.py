@@ -314,6 +314,12 @@ def test_cli_calibrate_then_export_and_eval(tmp_path: Path) -> None:
     res = runner.invoke(app, ["eval", "--onnx", str(onnx_path), "--data_dir", str(data)])
     assert res.exit_code == 0, res.output
     assert "Average Precision" in res.output
+    (tmp_path / "afile").write_text("x")
+    blocked = runner.invoke(
+        app,
+        ["calibrate", "--checkpoint", str(float_ckpt), "--output", str(tmp_path / "afile" / "p")],
+    )
+    assert blocked.exit_code == 3 and "--output" in blocked.output
     again = runner.invoke(app, ["calibrate", "--checkpoint", str(ptq)])
     assert again.exit_code == 1 and "already quantized" in again.output
 

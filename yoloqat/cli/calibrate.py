@@ -35,6 +35,8 @@ def calibrate(
     Writes a quantized checkpoint that eval, export --int8 and quant-report
     (--ptq_checkpoint) use like a QAT checkpoint.
     """
+    from yoloqat.cli.evaluate import dataset_overrides
+    from yoloqat.core.atomic import check_writable
     from yoloqat.core.config import apply_overrides, get_dotted, load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import UsageError
@@ -54,13 +56,13 @@ def calibrate(
     if method is not None:
         block["method"] = method
     cfg["quantizer"] = block
-    if data_dir is not None:
-        cfg.setdefault("dataset", {})["data_dir"] = data_dir
+    cfg = dataset_overrides(cfg, data_dir, None, None)
     cfg = apply_overrides(cfg, overrides)
     if testing_shape is None:
         testing_shape = int(get_dotted(cfg, "eval.testing_shape", 416))
     check_input_shape(testing_shape, testing_shape)
     out = output or Path(checkpoint).with_name(f"{Path(checkpoint).stem}_ptq.ckpt")
+    check_writable(out.parent, "--output")  # before the calibration, not after it
     result = calibrate_checkpoint(
         cfg, checkpoint, out, images=images, testing_shape=testing_shape, batch_size=batch_size
     )

@@ -112,11 +112,8 @@ def quantize_activations(g: Graph, plan: ExportPlan, dtype: str = "uint8") -> in
         if src is None or src.op_type != "DequantizeLinear":
             continue
         out = resize.output[0]
-        resize.output[0] = g.unique(f"{out}_float")
+        resize.output[0] = g.unique(f"{out}_float")  # the Q reads it; readers of out get DQ
         q = g.node("QuantizeLinear", [resize.output[0], src.input[1], src.input[2]], f"{out}_q")
-        g.producer[resize.output[0]] = resize
-        dq_node_out = g.node("DequantizeLinear", [q, src.input[1], src.input[2]], f"{out}_dq")
-        g.rewire(out, dq_node_out)
-        # the Q node itself reads the renamed Resize output, not the rewired name
+        g.rewire(out, g.node("DequantizeLinear", [q, src.input[1], src.input[2]], f"{out}_dq"))
     g.reindex()
     return len(pairs)
