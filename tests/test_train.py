@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny import tiny_cfg
 
-from yoloqat.core.config import apply_overrides, load_config
 from yoloqat.core.errors import CheckpointError, ConfigError
 from yoloqat.data.synth import make_synthetic_coco
 from yoloqat.engine.training.checkpoint import read_checkpoint
@@ -22,27 +22,6 @@ def synth(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     make_synthetic_coco(out, train=16, val=6, size=64, seed=3, num_classes=3)
     return out
-
-
-def tiny_cfg(data_dir: Path, out: Path, *extra: str) -> dict:
-    return apply_overrides(
-        load_config("synth_tiny"),
-        [
-            f"dataset.data_dir={data_dir}",
-            f"train.ckpt_path={out}",
-            "model.num_classes=3",
-            "model.backbone.width=0.0625",
-            "model.head.width=0.0625",
-            "data.training_shape=64",
-            "train.per_batch_size=4",
-            "train.max_epoch=2",
-            "train.log_interval=1",
-            "train.keep_checkpoints=10",
-            "scheduler.T_max=2",
-            "scheduler.warmup_epochs=0",
-            *extra,
-        ],
-    )
 
 
 @pytest.fixture(autouse=True)
