@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "predict",
     "export",
     "quant_report",
+    "benchmark",
     "calibrate",
     "synth",
     "darknet",

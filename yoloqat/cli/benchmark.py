@@ -1,0 +1,234 @@
+"""``yoloqat benchmark``: every (format, precision, runtime) of one model in one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from yoloqat.cli.common import SET_HELP, handle_errors
+from yoloqat.cli.train import _opt
+
+DEFAULT_RUNTIMES = "onnxruntime,openvino"
+
+
+def _names(value: str, what: str) -> list[str]:
+    from yoloqat.core.errors import UsageError
+
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise UsageError(f"--{what} is empty; give a comma-separated list")
+    return names
+
+
+def _mindspore_threads(threads: int) -> None:
+    """MindSpore's CPU kernels on ``threads`` threads, like the ONNX rows (where it allows)."""
+    try:
+        from mindspore.device_context.cpu import op_tuning
+
+        op_tuning.threads_num(threads)
+    except Exception as exc:  # set once per process, before the first kernel runs
+        from yoloqat.core import events
+
+        events.warn(f"MindSpore keeps its own thread count ({type(exc).__name__}: {exc})")
+
+
+def render_table(result: dict[str, Any]) -> Any:
+    """The benchmark as a Rich table (failed rows in red, the fastest int8 row in bold)."""
+    from rich.table import Table
+
+    from yoloqat.engine.benchmark_files import COLUMNS, cell, title
+
+    table = Table(title=f"yoloqat benchmark: {title(result)}", title_style="bold")
+    for name, key, _ in COLUMNS:
+        table.add_column(
+            name, justify="left" if key in ("format", "precision", "runtime", "status") else "right"
+        )
+    fastest = (result.get("fastest") or {}).get("int8")
+    for row in result["rows"]:
+        style = None
+        if row["status"] != "ok":
+            style = "red"
+        elif row["precision"] == "int8" and row["runtime"] == fastest and row["format"] == "onnx":
+            style = "bold green"
+        table.add_row(*(cell(row, key, fmt) for _, key, fmt in COLUMNS), style=style)
+    return table
+
+
+def benchmark(
+    checkpoint: Optional[str] = _opt(
+        None,
+        "checkpoint",
+        help="Checkpoint (float, QAT or PTQ). Without one: the config's network with random "
+        "weights (latency only, unless data is given).",
+    ),
+    config: Optional[str] = _opt(
+        None, "config", help="Config (default: the checkpoint's own, else yolov3_darknet53)."
+    ),
+    data_dir: Optional[str] = _opt(None, "data_dir", help="Dataset root for the config's dataset."),
+    dataset: Optional[str] = _opt(None, "dataset", help="Dataset plugin for --data_dir."),
+    images: Optional[str] = _opt(None, "images", help="Val image folder (with --annotations)."),
+    annotations: Optional[str] = _opt(None, "annotations", help="COCO instances json."),
+    accuracy: bool = typer.Option(
+        True, "--accuracy/--no-accuracy", help="Evaluate AP on the val set (else latency only)."
+    ),
+    max_images: Optional[int] = _opt(
+        None, "max_images", help="Evaluate on the first N val images (default: all)."
+    ),
+    runtimes: str = _opt(
+        DEFAULT_RUNTIMES,
+        "runtimes",
+        help="Runtimes for the ONNX rows, comma separated (yoloqat list runtime).",
+    ),
+    formats: str = _opt("mindspore,onnx", "formats", help="mindspore and/or onnx."),
+    precisions: str = _opt("fp32,int8", "precisions", help="fp32 and/or int8."),
+    testing_shape: Optional[int] = _opt(
+        None, "testing_shape", help="Square input size (default: the checkpoint's, else 416)."
+    ),
+    batch: int = _opt(1, "batch", help="Images per call (latency is reported per image)."),
+    threads: Optional[int] = _opt(
+        None, "threads", help="Threads per runtime (default: each runtime's own, all cores)."
+    ),
+    runs: int = _opt(10, "runs", help="Timed rounds (rows alternate within each round)."),
+    warmup: int = _opt(2, "warmup", help="Untimed rounds first."),
+    calibration_images: int = _opt(
+        32,
+        "calibration_images",
+        help="Training images calibrating the int8 (int8_ptq) model of a float checkpoint.",
+    ),
+    letterbox: bool = _opt(False, "letterbox", help="Letterbox instead of the stretch resize."),
+    output: Path = _opt(
+        Path("outputs/benchmark"),
+        "output",
+        help="Folder for the model files, benchmark.json, .md and .png.",
+    ),
+    set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
+) -> None:
+    """Export and run one model every way: size, AP, AP50, ms/img, img/s, speed-up.
+
+    One row per (format, precision, runtime): MindSpore fp32 and int8 (fake-quant), ONNX
+    fp32 and int8 QDQ on each runtime. A row whose export or evaluation fails says so and
+    the others still run. Latency: the same fixed input, rows alternated, median of --runs.
+    """
+    from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
+    from yoloqat.cli.render import out_console
+    from yoloqat.core.atomic import check_writable
+    from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.core.detector import check_input_shape
+    from yoloqat.core.errors import UsageError
+    from yoloqat.core.runtime import init_runtime
+    from yoloqat.engine.benchmark import plan, run_benchmark
+    from yoloqat.engine.benchmark_files import NOTE, write_outputs
+    from yoloqat.engine.benchmark_models import benchmark_networks, noise_batches
+    from yoloqat.engine.inference import default_testing_shape
+
+    targets = plan(
+        _names(formats, "formats"), _names(precisions, "precisions"), _names(runtimes, "runtimes")
+    )
+    for name, value, low in (
+        ("batch", batch, 1),
+        ("runs", runs, 1),
+        ("warmup", warmup, 0),
+        ("calibration_images", calibration_images, 1),
+    ):
+        if value < low:
+            raise UsageError(f"--{name} {value} is not valid; expected an integer >= {low}")
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads {threads} is not valid; expected an integer >= 1")
+    if testing_shape is not None:
+        check_input_shape(testing_shape, testing_shape)
+    dataset_overrides({}, data_dir, images, annotations, dataset)  # flag clashes first
+    check_writable(output, "--output")
+    init_runtime("CPU")
+    if threads is not None:
+        _mindspore_threads(threads)
+    explicit = config is not None
+    cfg = apply_overrides(load_config(config or "yolov3_darknet53"), list(set_))
+    want_data = accuracy and (checkpoint is not None or data_dir or images)
+
+    def shape(meta: dict[str, Any]) -> int:
+        if testing_shape is not None:
+            return testing_shape
+        return default_testing_shape(cfg, meta, explicit=explicit)
+
+    datasets: dict[str, Any] = {}
+
+    def val_data(meta: dict[str, Any]) -> Any:
+        if "data" not in datasets:
+            datasets["data"] = eval_dataset(
+                cfg,
+                meta,
+                explicit=explicit,
+                data_dir=data_dir,
+                images=images,
+                annotations=annotations,
+                overrides=set_,
+                dataset=dataset,
+            )
+        return datasets["data"]
+
+    def calibration(_used: dict[str, Any], meta: dict[str, Any]) -> Any:
+        from yoloqat.core import events
+        from yoloqat.engine.evaluate import Subset, load_batches
+
+        size = shape(meta)
+        if not want_data:
+            return noise_batches(calibration_images, size, batch=8)
+        data = val_data(meta)
+        try:
+            source = data.train_source()
+            empty = len(source) == 0
+        except Exception:
+            empty = True
+        if empty:
+            events.warn("no training images: the int8 model is calibrated on val images")
+            source = data.val_source()
+        source = Subset(source, calibration_images)
+        return (b["image"] for b in load_batches(source, testing_shape=size, batch_size=8))
+
+    networks, meta, int8_source = benchmark_networks(
+        cfg, checkpoint, explicit=explicit, calibration=calibration
+    )
+    data = val_data(meta) if want_data else None
+    size = shape(meta)
+    result = run_benchmark(
+        networks,
+        targets,
+        testing_shape=size,
+        output_dir=output,
+        dataset=data,
+        max_images=max_images,
+        batch=batch,
+        threads=threads,
+        runs=runs,
+        warmup=warmup,
+        eval_options={"letterbox": letterbox},
+        mindspore_size_bytes=Path(checkpoint).stat().st_size if checkpoint else None,
+    )
+    result["checkpoint"] = checkpoint
+    result["int8_source"] = int8_source
+    files = write_outputs(result, output)
+    # a pipe gets the whole table rather than Rich's 80 columns with truncated cells
+    console = out_console
+    if not console.is_terminal:
+        from rich.console import Console
+
+        console = Console(width=132)
+    console.print(render_table(result))
+    typer.echo(NOTE, err=True)
+    fastest = result.get("fastest") or {}
+    if "int8_vs_onnxruntime_int8" in fastest:
+        typer.echo(
+            f"fastest int8: {fastest['int8']}, {fastest['int8_vs_onnxruntime_int8']:.2f}x ONNX "
+            "Runtime int8",
+            err=True,
+        )
+    typer.echo("wrote " + ", ".join(str(p) for p in files.values()), err=True)
+    failed = [r for r in result["rows"] if r["status"] != "ok"]
+    if failed and len(failed) == len(result["rows"]):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("benchmark")(handle_errors(benchmark))
