@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     from mindspore import Tensor
 
     from yoloqat.deploy.onnx_export import export_onnx
-    from yoloqat.deploy.onnx_runtime import OnnxPredictor
     from yoloqat.plugins.int8_qat import int8_qat
+    from yoloqat.plugins.onnxruntime.session import OnnxPredictor
 
     ms.set_device("CPU")
     ms.set_context(mode=ms.PYNATIVE_MODE)

@@ -13,8 +13,8 @@ from mindspore import Tensor, nn
 from yoloqat.core.errors import CheckpointError, ConfigError, PluginError, UsageError
 from yoloqat.core.layers import ConvBnAct
 from yoloqat.deploy.onnx_export import OUTPUT_NAMES, export_mindir, export_onnx
-from yoloqat.deploy.onnx_runtime import OnnxPredictor
 from yoloqat.engine.models import yolov3_darknet53
+from yoloqat.plugins.onnxruntime.session import OnnxPredictor
 
 WIDTH = 0.0625
 NUM_CLASSES = 3

@@ -18,6 +18,11 @@ from yoloqat.core.errors import EXIT_INTERRUPT, EXIT_RUNTIME, Interrupted, Yoloq
 F = TypeVar("F", bound=Callable[..., Any])
 
 SET_HELP = "Override a config value: dotted.key=value (repeatable; applied last)."
+RUNTIME_HELP = (
+    "Runtime for the ONNX model: onnxruntime (default) or openvino (the extra "
+    "'pip install \"yoloqat[openvino]\"'), or a plugin's runtime ('yoloqat list runtime' "
+    "lists them)."
+)
 
 
 def _debug() -> bool:

@@ -53,11 +53,11 @@ def demo(
     from yoloqat.cli.render import out_console
     from yoloqat.core.errors import UsageError
     from yoloqat.data.synth import make_synthetic_coco
-    from yoloqat.deploy.onnx_runtime import OnnxPredictor
     from yoloqat.engine.calibrate import calibrate_checkpoint
     from yoloqat.engine.inference import MindSporePredictor, load_detector
     from yoloqat.engine.pipeline import build_dataset
     from yoloqat.engine.report import compare_models
+    from yoloqat.engine.runtimes import open_model
 
     for flag, value in (
         ("epochs", epochs),
@@ -133,7 +133,7 @@ def demo(
     files = [source.image_path(i) for i in range(min(8, len(source)))]
     for name, pred in (
         ("float", MindSporePredictor(float_net)),
-        ("int8", OnnxPredictor(report["files"]["int8_onnx"])),
+        ("int8", open_model(report["files"]["int8_onnx"])),
     ):
         pics = output / "predictions" / name
         pics.mkdir(parents=True, exist_ok=True)

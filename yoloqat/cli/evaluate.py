@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import SET_HELP, handle_errors
+from yoloqat.cli.common import RUNTIME_HELP, SET_HELP, handle_errors
 from yoloqat.cli.train import DEFAULT_CONFIG, _opt
 
 
@@ -19,8 +19,9 @@ def eval_command(
     ),
     pretrained: Optional[str] = _opt(None, "pretrained", help="Checkpoint to evaluate (.ckpt)."),
     onnx: Optional[str] = _opt(
-        None, "onnx", help="Evaluate an exported ONNX model with ONNX Runtime instead."
+        None, "onnx", help="Evaluate an exported ONNX model instead (with --runtime)."
     ),
+    runtime: Optional[str] = _opt(None, "runtime", help=RUNTIME_HELP),
     data_dir: Optional[str] = _opt(
         None,
         "data_dir",
@@ -83,6 +84,8 @@ def eval_command(
 
     if (pretrained is None) == (onnx is None):
         raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
+    if runtime is not None and onnx is None:
+        raise UsageError("--runtime runs an exported model: use it with --onnx MODEL")
     dataset_overrides({}, data_dir, images, annotations, dataset)  # clashes fail before loading
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
@@ -98,9 +101,9 @@ def eval_command(
         predictor: Any = MindSporePredictor(network)
         default_shape = default_testing_shape(cfg, meta, explicit=config is not None)
     else:
-        from yoloqat.deploy.onnx_runtime import OnnxPredictor
+        from yoloqat.engine.runtimes import DEFAULT_RUNTIME, open_model
 
-        predictor = OnnxPredictor(onnx)
+        predictor = open_model(onnx, runtime or DEFAULT_RUNTIME)
         default_shape = int(predictor.input_size or 416)
     if testing_shape is None:
         testing_shape = default_shape

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import handle_errors
+from yoloqat.cli.common import RUNTIME_HELP, handle_errors
 from yoloqat.cli.train import _opt
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -133,7 +133,11 @@ def predict_images(
 
 def predict(
     source: Path = typer.Argument(..., help="An image, or a folder of images."),
-    checkpoint: str = _opt(..., "checkpoint", help="Trained checkpoint (.ckpt)."),
+    checkpoint: Optional[str] = _opt(None, "checkpoint", help="Trained checkpoint (.ckpt)."),
+    onnx: Optional[str] = _opt(
+        None, "onnx", help="An exported ONNX model instead of a checkpoint (with --runtime)."
+    ),
+    runtime: Optional[str] = _opt(None, "runtime", help=RUNTIME_HELP),
     config: Optional[str] = _opt(
         None, "config", help="Config (default: the one stored in the checkpoint)."
     ),
@@ -143,8 +147,8 @@ def predict(
     testing_shape: Optional[int] = _opt(
         None,
         "testing_shape",
-        help="Square input size, a multiple of 32 (default: the checkpoint config's "
-        "eval.testing_shape, else 416).",
+        help="Square input size, a multiple of 32 (default: the ONNX model's size, else the "
+        "checkpoint config's eval.testing_shape, else 416).",
     ),
     score_threshold: float = _opt(
         0.3, "score_threshold", help="Keep detections scoring at least this."
@@ -154,31 +158,29 @@ def predict(
 ) -> None:
     """Detect objects in images: JSON to stdout, labelled pictures to --output."""
     from yoloqat.core.atomic import check_writable, write_text
-    from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.runtime import init_runtime
-    from yoloqat.engine.inference import (
-        MindSporePredictor,
-        default_testing_shape,
-        load_detector,
-    )
+    from yoloqat.core.errors import UsageError
 
+    if (checkpoint is None) == (onnx is None):
+        raise UsageError("give exactly one of --checkpoint CKPT or --onnx MODEL")
+    if runtime is not None and onnx is None:
+        raise UsageError("--runtime runs an exported model: use it with --onnx MODEL")
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
     files = collect_images(source)
     if output is not None:
         check_writable(output, "--output")
-    init_runtime(device_target)
-    cfg = load_config(config or "yolov3_darknet53")
-    network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
-    if testing_shape is None:
-        testing_shape = default_testing_shape(cfg, meta, explicit=config is not None)
-    names = meta.get("class_names") or [str(i) for i in range(network.num_classes)]
+    if onnx is not None:
+        predictor, names, default_shape = _onnx_predictor(onnx, runtime)
+    else:
+        predictor, names, default_shape = _checkpoint_predictor(
+            checkpoint, config, device_target, testing_shape
+        )
     report = predict_images(
-        MindSporePredictor(network),
+        predictor,
         files,
         class_names=list(names),
-        testing_shape=testing_shape,
+        testing_shape=testing_shape or default_shape,
         score_threshold=score_threshold,
         nms_threshold=nms_thresh,
         output=output,
@@ -188,6 +190,39 @@ def predict(
         write_text(output / "detections.json", text)
         typer.echo(f"wrote {len(report)} image(s) and detections.json to {output}", err=True)
     typer.echo(text)
+
+
+def _onnx_predictor(onnx: str, runtime: Optional[str]) -> tuple[Any, list[str], int]:
+    """The runtime over an exported model, its class names (metadata ``class_names`` as
+    JSON, else ``"0"``, ``"1"``, ...) and the size it was exported for."""
+    from yoloqat.engine.runtimes import DEFAULT_RUNTIME, open_model
+
+    model = open_model(onnx, runtime or DEFAULT_RUNTIME)
+    meta = model.metadata
+    names = json.loads(meta["class_names"]) if "class_names" in meta else None
+    if not names:
+        names = [str(i) for i in range(int(meta.get("num_classes", 80)))]
+    return model, list(names), model.input_size
+
+
+def _checkpoint_predictor(
+    checkpoint: str, config: Optional[str], device_target: str, testing_shape: Optional[int]
+) -> tuple[Any, list[str], int]:
+    """A MindSpore predictor over a checkpoint, its class names and default input size."""
+    from yoloqat.core.config import load_config
+    from yoloqat.core.runtime import init_runtime
+    from yoloqat.engine.inference import (
+        MindSporePredictor,
+        default_testing_shape,
+        load_detector,
+    )
+
+    init_runtime(device_target)
+    cfg = load_config(config or "yolov3_darknet53")
+    network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
+    shape = testing_shape or default_testing_shape(cfg, meta, explicit=config is not None)
+    names = meta.get("class_names") or [str(i) for i in range(network.num_classes)]
+    return MindSporePredictor(network), list(names), shape
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import handle_errors
+from yoloqat.cli.common import RUNTIME_HELP, handle_errors
 from yoloqat.cli.train import _opt
 
 
@@ -87,6 +87,7 @@ def quant_report(
         [], "sensitivity_layers", help="Only layers matching this pattern (repeatable)."
     ),
     repeats: int = _opt(10, "repeats", help="Timed runs per latency figure."),
+    runtime: str = _opt("onnxruntime", "runtime", help=RUNTIME_HELP),
 ) -> None:
     """Compare float, fake-quant and exported int8 models (and PTQ): AP, AP50, size, latency."""
     from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
@@ -96,8 +97,10 @@ def quant_report(
     from yoloqat.core.detector import check_input_shape
     from yoloqat.engine.inference import default_testing_shape
     from yoloqat.engine.report import compare_models, layer_sensitivity
+    from yoloqat.engine.runtimes import check_runtime
 
     dataset_overrides({}, data_dir, images, annotations)  # flag clashes fail before loading
+    check_runtime(runtime)  # an unknown runtime fails before any work
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
     cfg = load_config(config or "yolov3_darknet53")
@@ -129,6 +132,7 @@ def quant_report(
         repeats=repeats,
         ptq_net=ptq_net,
         ptq_checkpoint=ptq_checkpoint,
+        runtime=runtime,
     )
     write_json(output / "report.json", report)
     out_console.print(render_table(report))

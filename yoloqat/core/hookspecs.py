@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "loss": "yoloqat_losses",
     "scheduler": "yoloqat_schedulers",
     "dataset": "yoloqat_datasets",
+    "runtime": "yoloqat_runtimes",
 }
 
 
@@ -67,3 +68,11 @@ def yoloqat_schedulers() -> Factories:
 def yoloqat_datasets() -> Factories:
     """Datasets: factories returning the class list and train/val sources
     (:class:`~yoloqat.core.contracts.Dataset`, :class:`~yoloqat.core.contracts.DataSource`)."""
+
+
+@hookspec
+def yoloqat_runtimes() -> Factories:
+    """Runtimes: factories taking ``path`` (an exported model file) and ``threads``,
+    returning a loaded model that maps a float32 ``[B, 3, S, S]`` batch to the 3 decoded
+    outputs, with ``path``, ``input_size``, ``batch``, ``metadata`` and ``name``
+    (:class:`~yoloqat.core.contracts.Runtime`)."""

@@ -1,7 +1,8 @@
-"""Deployment: ONNX export (float and int8 QDQ), MINDIR export, ONNX Runtime predictor.
+"""Deployment: ONNX export (float and int8 QDQ), MINDIR export.
 
-Import-cheap: ``onnx``, ``onnxruntime`` and MindSpore are imported when used. Install the
-optional runtime pieces with ``pip install 'yoloqat[deploy]'``.
+Import-cheap: ``onnx`` and MindSpore are imported when used. The runtimes that run the
+exported files are components (``yoloqat_runtimes``: the ``onnxruntime`` and ``openvino``
+plugins), opened with :func:`yoloqat.engine.runtimes.open_model`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ _EXPORTS = {
     "export_onnx": "yoloqat.deploy.onnx_export",
     "export_mindir": "yoloqat.deploy.onnx_export",
     "build_onnx_model": "yoloqat.deploy.onnx_export",
-    "OnnxPredictor": "yoloqat.deploy.onnx_runtime",
 }
 
 

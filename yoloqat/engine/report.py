@@ -55,8 +55,14 @@ def compare_models(
     qat_checkpoint: str | Path | None = None,
     ptq_net: Any = None,
     ptq_checkpoint: str | Path | None = None,
+    runtime: str = "onnxruntime",
+    threads: int | None = None,
+    registry: Any = None,
 ) -> dict[str, Any]:
     """Evaluate and time the float net, the fake-quant net and their ONNX exports.
+
+    The ONNX files run with the runtime component ``runtime`` (``threads`` threads); their
+    rows are named ``<runtime>_float``, ``<runtime>_int8`` (and ``<runtime>_ptq_int8``).
 
     With ``ptq_net`` (a post-training-quantized network, e.g. ``int8_ptq``), its fake-quant
     and int8 ONNX rows are added (``ptq.onnx``), for a float / PTQ / QAT comparison.
@@ -67,8 +73,8 @@ def compare_models(
     with one row per model and the int8-vs-float differences.
     """
     from yoloqat.deploy.onnx_export import export_onnx
-    from yoloqat.deploy.onnx_runtime import OnnxPredictor
     from yoloqat.engine.inference import MindSporePredictor
+    from yoloqat.engine.runtimes import open_model
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -90,12 +96,16 @@ def compare_models(
     int8_onnx = export_onnx(
         qat_net, out / "int8.onnx", input_size=testing_shape, batch=None, int8=True
     )
-    ort_float, ort_int8 = OnnxPredictor(float_onnx), OnnxPredictor(int8_onnx)
+
+    def load(path: Path) -> Any:
+        return open_model(path, runtime, threads=threads, registry=registry)
+
+    rt_float, rt_int8 = f"{runtime}_float", f"{runtime}_int8"
     models = [
         ("mindspore_float", float_pred, float_checkpoint),
         ("mindspore_fake_quant", qat_pred, qat_checkpoint),
-        ("onnxruntime_float", ort_float, float_onnx),
-        ("onnxruntime_int8", ort_int8, int8_onnx),
+        (rt_float, load(float_onnx), float_onnx),
+        (rt_int8, load(int8_onnx), int8_onnx),
     ]
     files = {"float_onnx": str(float_onnx), "int8_onnx": str(int8_onnx)}
     if ptq_net is not None:
@@ -105,7 +115,7 @@ def compare_models(
         files["ptq_onnx"] = str(ptq_onnx)
         models += [
             ("mindspore_ptq", MindSporePredictor(ptq_net), ptq_checkpoint),
-            ("onnxruntime_ptq_int8", OnnxPredictor(ptq_onnx), ptq_onnx),
+            (f"{runtime}_ptq_int8", load(ptq_onnx), ptq_onnx),
         ]
     rows = []
     results = {}
@@ -121,28 +131,23 @@ def compare_models(
     if ptq_net is not None:
         extra = {
             "ptq_int8_vs_float_AP50": round(
-                by["onnxruntime_ptq_int8"]["AP50"] - by["mindspore_float"]["AP50"], 4
+                by[f"{runtime}_ptq_int8"]["AP50"] - by["mindspore_float"]["AP50"], 4
             ),
             "ptq_int8_vs_qat_int8_AP50": round(
-                by["onnxruntime_ptq_int8"]["AP50"] - by["onnxruntime_int8"]["AP50"], 4
+                by[f"{runtime}_ptq_int8"]["AP50"] - by[rt_int8]["AP50"], 4
             ),
         }
     return {
         "testing_shape": testing_shape,
+        "runtime": runtime,
         "images": results["mindspore_float"].num_images,
         "rows": rows,
-        "int8_vs_float_AP50": round(
-            by["onnxruntime_int8"]["AP50"] - by["mindspore_float"]["AP50"], 4
-        ),
-        "int8_vs_fake_quant_AP": round(
-            by["onnxruntime_int8"]["AP"] - by["mindspore_fake_quant"]["AP"], 4
-        ),
+        "int8_vs_float_AP50": round(by[rt_int8]["AP50"] - by["mindspore_float"]["AP50"], 4),
+        "int8_vs_fake_quant_AP": round(by[rt_int8]["AP"] - by["mindspore_fake_quant"]["AP"], 4),
         "int8_speedup_vs_onnx_float": round(
-            by["onnxruntime_float"]["latency_ms"] / by["onnxruntime_int8"]["latency_ms"], 3
+            by[rt_float]["latency_ms"] / by[rt_int8]["latency_ms"], 3
         ),
-        "int8_size_ratio": round(
-            by["onnxruntime_int8"]["size_bytes"] / by["onnxruntime_float"]["size_bytes"], 3
-        ),
+        "int8_size_ratio": round(by[rt_int8]["size_bytes"] / by[rt_float]["size_bytes"], 3),
         **extra,
         "files": files,
     }

@@ -23,6 +23,7 @@ from yoloqat.testing.components import (
     check_head,
     check_loss,
     check_quantizer,
+    check_runtime,
     check_scheduler,
 )
 from yoloqat.testing.end_to_end import (
@@ -42,6 +43,7 @@ __all__ = [
     "check_loss",
     "check_plugin_end_to_end",
     "check_quantizer",
+    "check_runtime",
     "check_scheduler",
     "count_int8_convs",
     "max_onnx_difference",

@@ -201,3 +201,32 @@ def check_dataset(factory: Callable[..., Any], /, *, max_samples: int = 3, **par
     assert splits, "the dataset has neither a train nor a val source"
     assert len(names) == n
     return dataset
+
+
+def check_runtime(
+    factory: Callable[..., Any], /, *, path: Any, threads: int | None = 1, **params: Any
+) -> Any:
+    """Open the model ``path`` with the runtime factory, check the contract and run it on a
+    zero batch (2 images, or its fixed batch): 3 float32 outputs ``[B, H, W, A, 5 + C]`` at
+    strides 32, 16, 8 with one ``A`` and one ``5 + C``."""
+    model = _build("runtime", factory, {"path": str(path), "threads": threads, **params})
+    s, b = model.input_size, model.batch or 2
+    outs = model(np.zeros((b, 3, s, s), np.float32))
+    name = _name(factory)
+    assert isinstance(outs, list) and len(outs) == 3, (
+        f"runtime {name}: must return a list of 3 arrays, got {type(outs).__name__}"
+    )
+    tails = set()
+    for out, stride in zip(outs, (32, 16, 8)):
+        want = (b, s // stride, s // stride)
+        assert isinstance(out, np.ndarray) and out.dtype == np.float32, (
+            f"runtime {name}: outputs must be float32 NumPy arrays, got "
+            f"{getattr(out, 'dtype', type(out).__name__)}"
+        )
+        assert out.ndim == 5 and out.shape[:3] == want and out.shape[4] >= 6, (
+            f"runtime {name}: output at stride {stride} must be [{b}, {want[1]}, {want[2]}, "
+            f"A, 5 + C], got {list(out.shape)}"
+        )
+        tails.add(out.shape[3:])
+    assert len(tails) == 1, f"runtime {name}: outputs disagree on A and 5 + C: {tails}"
+    return model

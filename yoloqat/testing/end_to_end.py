@@ -135,9 +135,9 @@ def check_plugin_end_to_end(
     import yoloqat
     from yoloqat.core.detector import Detector
     from yoloqat.deploy.onnx_export import export_onnx
-    from yoloqat.deploy.onnx_runtime import OnnxPredictor
     from yoloqat.engine.evaluate import evaluate_source
     from yoloqat.engine.pipeline import quantize
+    from yoloqat.engine.runtimes import open_model
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     ms.set_seed(seed)
@@ -210,7 +210,7 @@ def check_plugin_end_to_end(
             f"within {MATCH_ATOL:g} (need {min_match:.0%}), max {diff:.3g} (bound {bound:g})"
         )
         result = evaluate_source(
-            OnnxPredictor(path, threads=1),
+            open_model(path, threads=1),
             data.val_source(),
             data.category_ids,
             testing_shape=INPUT_SIZE,

@@ -24,7 +24,15 @@ import inspect
 from types import ModuleType
 from typing import Any
 
-from yoloqat.core.contracts import backbone, dataset, head, loss, quantizer, scheduler
+from yoloqat.core.contracts import (
+    backbone,
+    dataset,
+    head,
+    loss,
+    quantizer,
+    runtime,
+    scheduler,
+)
 from yoloqat.core.contracts.backbone import Backbone
 from yoloqat.core.contracts.dataset import (
     CheckedDataset,
@@ -37,6 +45,7 @@ from yoloqat.core.contracts.dataset import (
 from yoloqat.core.contracts.head import Head
 from yoloqat.core.contracts.loss import Loss
 from yoloqat.core.contracts.quantizer import ExportPlan, Quantizer, QuantSummary
+from yoloqat.core.contracts.runtime import Runtime
 from yoloqat.core.contracts.scheduler import Scheduler
 from yoloqat.core.errors import PluginError
 
@@ -52,6 +61,7 @@ __all__ = [
     "Loss",
     "QuantSummary",
     "Quantizer",
+    "Runtime",
     "Sample",
     "Scheduler",
     "UnreadableImageError",
@@ -67,6 +77,7 @@ PROTOCOLS: dict[str, type] = {
     "loss": Loss,
     "scheduler": Scheduler,
     "dataset": Dataset,
+    "runtime": Runtime,
 }
 
 _MODULES: dict[str, ModuleType] = {
@@ -75,6 +86,7 @@ _MODULES: dict[str, ModuleType] = {
     "quantizer": quantizer,
     "loss": loss,
     "scheduler": scheduler,
+    "runtime": runtime,
 }
 
 #: Kinds whose components must be ``mindspore.nn.Cell`` instances (they run in the graph).

@@ -1,8 +1,4 @@
-"""Run an exported ONNX detector with ONNX Runtime (CPU), as a drop-in predictor.
-
-:class:`OnnxPredictor` has the :class:`yoloqat.engine.inference.Predictor` interface: a
-float32 batch ``[B, 3, S, S]`` in, the three decoded outputs ``[B, H, W, A, 5+C]`` out.
-"""
+"""An ONNX Runtime session over an exported yoloqat detector (the ``onnxruntime`` runtime)."""
 
 from __future__ import annotations
 
@@ -11,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from yoloqat.core.errors import CheckpointError, ConfigError, RuntimeFailure
+from yoloqat.core.contracts.runtime import check_threads, run_batches
+from yoloqat.core.errors import CheckpointError, RuntimeFailure
 
 INSTALL_HINT = "pip install 'yoloqat[deploy]'"
 
@@ -30,9 +27,7 @@ def session_options(ort: Any, threads: int | None) -> Any:
     """Session options: all graph optimisations, ``threads`` intra-op threads if given."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads is not None:
-        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-            raise ConfigError(f"threads={threads!r} is not valid; expected an integer >= 1")
+    if check_threads(threads) is not None:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     return opts
@@ -42,10 +37,13 @@ class OnnxPredictor:
     """An ONNX Runtime session over a yoloqat ONNX model (float or int8 QDQ).
 
     ``threads``: intra-op threads (None: ONNX Runtime's default, one per core).
-    Attributes: ``path``, ``session``, ``input_name``, ``output_names``, ``input_size``
-    (the square side the model was exported for), ``batch`` (fixed batch size or None),
-    ``metadata`` (the model's metadata_props as a dict).
+    Attributes (the :class:`~yoloqat.core.contracts.Runtime` contract): ``path``,
+    ``input_size`` (the square side the model was exported for), ``batch`` (fixed batch size
+    or None), ``metadata`` (the model's metadata_props as a dict), ``name``; and
+    ``session``, ``input_name``, ``output_names``.
     """
+
+    name = "onnxruntime"
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
         ort = _import_ort()
@@ -78,21 +76,9 @@ class OnnxPredictor:
             raise CheckpointError(f"{self.path}: the input size is not fixed in the model")
         self.input_size = int(size)
 
+    def _run(self, images: np.ndarray) -> list[np.ndarray]:
+        return list(self.session.run(self.output_names, {self.input_name: images}))
+
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
         """Run the model on a float32 ``[B, 3, S, S]`` batch; return its 3 outputs."""
-        images = np.ascontiguousarray(images, dtype=np.float32)
-        s = self.input_size
-        if images.ndim != 4 or images.shape[1:] != (3, s, s):
-            raise ConfigError(
-                f"the ONNX model expects images [B, 3, {s}, {s}], got {list(images.shape)}",
-                hint=f"use --testing_shape {s} (the size it was exported for)",
-            )
-        if self.batch is not None and images.shape[0] != self.batch:
-            # a fixed-batch model: run the batch in chunks of its size
-            if images.shape[0] % self.batch:
-                raise ConfigError(
-                    f"the ONNX model has a fixed batch of {self.batch}; got {images.shape[0]}"
-                )
-            parts = [self(images[i : i + self.batch]) for i in range(0, len(images), self.batch)]
-            return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
-        return list(self.session.run(self.output_names, {self.input_name: images}))
+        return run_batches(self._run, images, self.input_size, self.batch)

@@ -1,0 +1,50 @@
+"""Opening an exported model with a runtime component (``onnxruntime``, ``openvino``, ...).
+
+``open_model(path, "openvino", threads=2)`` builds the runtime through the registry, so a
+third-party runtime plugs in by name, and checks it against the
+:class:`~yoloqat.core.contracts.Runtime` contract.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from yoloqat.core.contracts.runtime import Runtime
+
+#: The runtime ``open_model`` uses unless told otherwise.
+DEFAULT_RUNTIME = "onnxruntime"
+
+
+def _registry(registry: Any) -> Any:
+    if registry is not None:
+        return registry
+    from yoloqat.registry import default_registry
+
+    return default_registry()
+
+
+def open_model(
+    path: str | Path,
+    runtime: str = DEFAULT_RUNTIME,
+    *,
+    threads: int | None = None,
+    registry: Any = None,
+) -> Runtime:
+    """Load the model file ``path`` with the runtime named ``runtime``.
+
+    An unknown runtime is a ConfigError (exit 3) with a suggestion and the list of
+    runtimes; a runtime that breaks its contract is a PluginError naming the plugin.
+    """
+    reg = _registry(registry)
+    return reg.create("runtime", runtime, path=str(path), threads=threads)  # type: ignore[return-value]
+
+
+def check_runtime(runtime: str, registry: Any = None) -> None:
+    """A ConfigError (with a suggestion and the list) unless ``runtime`` is registered."""
+    _registry(registry).get("runtime", runtime)
+
+
+def runtime_names(registry: Any = None) -> list[str]:
+    """The names of the registered runtimes, sorted."""
+    return [c.name for c in _registry(registry).components("runtime")]
