@@ -10,8 +10,6 @@ import typer
 from yoloqat.cli.common import SET_HELP, handle_errors
 from yoloqat.cli.train import _opt
 
-DEFAULT_RUNTIMES = "onnxruntime,openvino"
-
 
 def _names(value: str, what: str) -> list[str]:
     from yoloqat.core.errors import UsageError
@@ -76,10 +74,11 @@ def benchmark(
     max_images: Optional[int] = _opt(
         None, "max_images", help="Evaluate on the first N val images (default: all)."
     ),
-    runtimes: str = _opt(
-        DEFAULT_RUNTIMES,
+    runtimes: Optional[str] = _opt(
+        None,
         "runtimes",
-        help="Runtimes for the ONNX rows, comma separated (yoloqat list runtime).",
+        help="Runtimes for the ONNX rows, comma separated (default: every registered one; "
+        "yoloqat list runtime).",
     ),
     formats: str = _opt("mindspore,onnx", "formats", help="mindspore and/or onnx."),
     precisions: str = _opt("fp32,int8", "precisions", help="fp32 and/or int8."),
@@ -122,9 +121,12 @@ def benchmark(
     from yoloqat.engine.benchmark_files import NOTE, write_outputs
     from yoloqat.engine.benchmark_models import benchmark_networks, noise_batches
     from yoloqat.engine.inference import default_testing_shape
+    from yoloqat.engine.runtimes import runtime_names
 
     targets = plan(
-        _names(formats, "formats"), _names(precisions, "precisions"), _names(runtimes, "runtimes")
+        _names(formats, "formats"),
+        _names(precisions, "precisions"),
+        _names(runtimes, "runtimes") if runtimes is not None else runtime_names(),
     )
     for name, value, low in (
         ("batch", batch, 1),

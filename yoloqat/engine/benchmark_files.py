@@ -77,19 +77,22 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
     labels = [f"{r['format']} {r['precision']}\n({r['runtime']})" for r in rows]
     if all(r["AP50"] is not None for r in rows):
+        # a legend, not annotations: rows of one model have the same AP50 and would overlap
         for r, label in zip(rows, labels):
             marker = "o" if r["precision"] == "fp32" else "s"
-            ax.scatter(r["latency_ms"], r["AP50"], s=60, marker=marker)
-            ax.annotate(
-                label,
-                (r["latency_ms"], r["AP50"]),
-                textcoords="offset points",
-                xytext=(6, 4),
-                fontsize=7,
+            ax.scatter(
+                r["latency_ms"],
+                r["AP50"],
+                s=70,
+                marker=marker,
+                alpha=0.8,
+                label=label.replace("\n", " "),
             )
-        ax.set_xlabel("latency (ms/img, lower is better)")
+        ax.set_xscale("log")  # runtimes differ by orders of magnitude
+        ax.set_xlabel("latency (ms/img, log scale, lower is better)")
         ax.set_ylabel("AP50")
-        ax.grid(True, alpha=0.3)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
     else:
         ax.barh(labels, [r["latency_ms"] for r in rows], color="tab:blue")
         ax.invert_yaxis()
