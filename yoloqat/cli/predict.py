@@ -74,8 +74,13 @@ def predict_images(
     score_threshold: float,
     nms_threshold: float,
     output: Path | None,
+    letterbox: bool = False,
+    normalize: str = "imagenet",
 ) -> list[dict[str, Any]]:
-    """Run ``predictor`` on ``files``; write annotated copies into ``output`` if given."""
+    """Run ``predictor`` on ``files``; write annotated copies into ``output`` if given.
+
+    ``letterbox``/``normalize``: the model's input preprocessing (its config's).
+    """
     import cv2
 
     from yoloqat.core import events
@@ -84,6 +89,7 @@ def predict_images(
     from yoloqat.core.evaluation import DetectionEngine
     from yoloqat.data.eval_transforms import preprocess_eval
     from yoloqat.data.imageio import ImageReadError, read_image
+    from yoloqat.engine.evaluate import letterbox_transform
 
     engine = DetectionEngine(
         list(range(len(class_names))), score_threshold=score_threshold, nms_threshold=nms_threshold
@@ -97,9 +103,17 @@ def predict_images(
             events.warn(f"skipped: {exc}")
             unreadable.append(str(exc))
             continue
-        tensor, _ = preprocess_eval(image, testing_shape)
+        tensor, params = preprocess_eval(
+            image, testing_shape, use_letterbox=letterbox, normalize_mode=normalize
+        )
         engine.reset()
-        engine.add_batch(predictor(tensor[None]), [i], [[image.shape[1], image.shape[0]]])
+        transforms = [letterbox_transform(params, testing_shape)] if letterbox else None
+        engine.add_batch(
+            predictor(tensor[None]),
+            [i],
+            [[image.shape[1], image.shape[0]]],
+            box_transforms=transforms,
+        )
         dets = [
             {
                 "bbox": [round(v, 2) for v in d["bbox"]],
@@ -160,7 +174,9 @@ def predict(
     from yoloqat.engine.inference import (
         MindSporePredictor,
         default_testing_shape,
+        effective_config,
         load_detector,
+        preprocessing,
     )
 
     if testing_shape is not None:
@@ -182,6 +198,7 @@ def predict(
         score_threshold=score_threshold,
         nms_threshold=nms_thresh,
         output=output,
+        **preprocessing(effective_config(cfg, meta, explicit=config is not None)),
     )
     text = json.dumps(report, indent=2)
     if output is not None:
