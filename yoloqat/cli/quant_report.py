@@ -94,7 +94,7 @@ def quant_report(
     from yoloqat.core.atomic import check_writable, write_json
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.engine.inference import default_testing_shape
+    from yoloqat.engine.inference import default_testing_shape, effective_config, preprocessing
     from yoloqat.engine.report import compare_models, layer_sensitivity
 
     dataset_overrides({}, data_dir, images, annotations)  # flag clashes fail before loading
@@ -129,6 +129,7 @@ def quant_report(
         repeats=repeats,
         ptq_net=ptq_net,
         ptq_checkpoint=ptq_checkpoint,
+        preprocess=preprocessing(effective_config(cfg, meta, explicit=explicit)),
     )
     write_json(output / "report.json", report)
     out_console.print(render_table(report))
@@ -140,6 +141,7 @@ def quant_report(
             top=top,
             max_images=sensitivity_images,
             patterns=tuple(sensitivity_layers) or ("*",),
+            preprocess=preprocessing(effective_config(cfg, meta, explicit=explicit)),
         )
         write_json(output / "report.json", report)
     for row in report.get("sensitivity", []):

@@ -55,6 +55,7 @@ def compare_models(
     qat_checkpoint: str | Path | None = None,
     ptq_net: Any = None,
     ptq_checkpoint: str | Path | None = None,
+    preprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate and time the float net, the fake-quant net and their ONNX exports.
 
@@ -82,6 +83,7 @@ def compare_models(
             testing_shape=testing_shape,
             batch_size=batch_size,
             description=f"eval {name}",
+            **(preprocess or {}),
         )
 
     float_pred = MindSporePredictor(float_net)
@@ -157,6 +159,7 @@ def layer_sensitivity(
     max_images: int | None = 50,
     patterns: tuple[str, ...] = ("*",),
     batch_size: int = 8,
+    preprocess: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """AP change when only one layer is quantized, for each quantized layer whose path
     matches one of ``patterns`` (fnmatch; default: all).
@@ -172,7 +175,8 @@ def layer_sensitivity(
     from yoloqat.engine.inference import MindSporePredictor
 
     source = Subset(dataset.val_source(), max_images)
-    batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size)
+    prep = dict(preprocess or {})
+    batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size, **prep)
     quantizer = quantizer_of(qat_net)
     if quantizer is None:
         raise UsageError("layer sensitivity needs a quantized network; this one is float")
@@ -192,6 +196,7 @@ def layer_sensitivity(
                 batch_size=batch_size,
                 description="sensitivity",
                 batches=batches,
+                letterbox=bool(prep.get("letterbox", False)),
             ).stats["AP"]
 
         base = ap(None)
