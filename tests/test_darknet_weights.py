@@ -302,3 +302,116 @@ def test_cli_import_export_and_exit_codes(tiny, tmp_path) -> None:
     res = run_cli("export-darknet", str(qat), "--output", str(tmp_path / "q.weights"))
     assert res.returncode == CheckpointError.exit_code
     assert "QAT" in res.stderr
+
+
+def test_cfg_round_trip_gives_a_ready_darknet_model(tiny, tmp_path) -> None:
+    """export-darknet --cfg, then import-darknet --cfg with no config: the stored config is
+    the network's (classes, width, anchors from the .cfg) set up as Darknet runs it."""
+    from yoloqat.deploy.darknet_cfg import read_cfg
+    from yoloqat.engine.inference import preprocessing
+
+    weights, cfg = tmp_path / "t.weights", tmp_path / "t.cfg"
+    export_darknet(tiny["ckpt"], weights, cfg_file=cfg)
+    net_opts, layers = read_cfg(cfg)
+    assert net_opts["width"] == "416" and len(layers) == 107
+    out = tmp_path / "t.ckpt"
+    import_darknet(weights, out, cfg_file=cfg)  # no --config, no --num-classes
+    _, meta = read_checkpoint(out)
+    model = meta["config"]["model"]
+    assert model["num_classes"] == NUM_CLASSES
+    assert model["backbone"]["width"] == model["head"]["width"] == WIDTH
+    assert model["backbone"]["bn_eps"] == model["head"]["bn_eps"] == 1e-6
+    assert model["backbone"]["activation"] == "leaky"
+    assert model["head"]["anchors"] == [list(map(float, a)) for a in tiny["net"].anchors.tolist()]
+    assert preprocessing(meta["config"]) == {"normalize": "unit", "letterbox": True}
+    got = ckpt_arrays(out)
+    assert all(np.array_equal(got[k], v) for k, v in tiny["params"].items())
+
+    # a .cfg that describes another network is refused, naming the file, line and layer
+    text = cfg.read_text().splitlines()
+    third = [i for i, line in enumerate(text) if line == "[convolutional]"][2]
+    filters = next(i for i in range(third, len(text)) if text[i].startswith("filters="))
+    text[filters] = "filters=7"
+    bad = tmp_path / "bad.cfg"
+    bad.write_text("\n".join(text))
+    with pytest.raises(CheckpointError, match=rf"bad.cfg:{third + 1}: layer 2 .*filters=7"):
+        import_darknet(weights, tmp_path / "x.ckpt", cfg_file=bad)
+    scaled = tmp_path / "scaled.cfg"
+    scaled.write_text(cfg.read_text().replace("[yolo]\n", "[yolo]\nscale_x_y=1.05\n"))
+    with pytest.raises(CheckpointError, match=r"scale_x_y=1\.05 is not supported"):
+        import_darknet(weights, tmp_path / "x.ckpt", cfg_file=scaled)
+    # a truncated .weights file: how many floats were expected and found
+    short = tmp_path / "short.weights"
+    short.write_bytes(weights.read_bytes()[:-40])
+    need = payload_floats(conv_specs(tiny["net"]))
+    with pytest.raises(CheckpointError, match=f"expected {need} floats, got {need - 10}"):
+        import_darknet(short, tmp_path / "x.ckpt", cfg_file=cfg)
+    assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_full_size_cfg_has_the_published_yolov3_layout() -> None:
+    """yoloqat's yolov3.cfg has the layer indices Darknet prints for yolov3.cfg
+    [general knowledge]: yolo at 82/94/106, routes 83 (79), 86 (85, 61), 95 (91), 98 (97, 36)."""
+    from yoloqat.deploy.darknet_cfg import yolov3_sections
+
+    sections = yolov3_sections(yolov3_darknet53(num_classes=80, activation="leaky"))
+    kinds = [s.type for s in sections]
+    assert len(kinds) == 107 and kinds.count("convolutional") == 75
+    assert kinds.count("shortcut") == 23 and kinds.count("upsample") == 2
+    assert [i for i, k in enumerate(kinds) if k == "yolo"] == [82, 94, 106]
+    routes = {i: s.options["layers"] for i, s in enumerate(sections) if s.type == "route"}
+    assert routes == {83: "-4", 86: "-1, 61", 95: "-4", 98: "-1, 36"}
+    assert [sections[i].options["filters"] for i in (81, 93, 105)] == ["255"] * 3
+    assert sections[106].options["anchors"].startswith("10,13,  16,30,  33,23")
+    assert [sections[i].options["mask"] for i in (82, 94, 106)] == ["6,7,8", "3,4,5", "0,1,2"]
+    assert sections[0].options == {
+        "batch_normalize": "1",
+        "filters": "32",
+        "size": "3",
+        "stride": "1",
+        "pad": "1",
+        "activation": "leaky",
+    }
+
+
+def test_imported_model_exports_and_fine_tunes_as_itself(tiny, tmp_path) -> None:
+    """export records the input preprocessing for eval --onnx; QAT from the imported
+    checkpoint keeps its Darknet settings (activation, eps, input) over the quant recipe's."""
+    import onnx
+
+    from yoloqat.cli.evaluate import model_preprocessing
+    from yoloqat.cli.export import onnx_preprocessing
+    from yoloqat.cli.train import inherit_initial_network
+    from yoloqat.core.config import load_config, set_dotted
+    from yoloqat.deploy.onnx_export import export_onnx
+    from yoloqat.deploy.onnx_runtime import OnnxPredictor
+    from yoloqat.engine import pipeline
+    from yoloqat.engine.inference import load_detector, preprocessing
+
+    weights = tmp_path / "t.weights"
+    export_darknet(tiny["ckpt"], weights)
+    ckpt = tmp_path / "dark.ckpt"
+    import_darknet(weights, ckpt, config=tiny["cfg"])
+    net, _, meta = load_detector(load_config("yolov3_darknet53"), ckpt, explicit_config=False)
+    assert {u.bn.eps for u in net.backbone.conv_units()} == {1e-6}
+    path = export_onnx(
+        net, tmp_path / "m.onnx", input_size=64, metadata=onnx_preprocessing(meta["config"])
+    )
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert props["normalize"] == "unit" and props["letterbox"] == "true"
+    prep = model_preprocessing({}, {}, OnnxPredictor(str(path)), explicit=False)
+    assert prep == {"normalize": "unit", "letterbox": True}
+
+    cfg = load_config("yolov3_darknet53_quant")
+    set_dotted(cfg, ["train", "resume_yolov3"], str(ckpt))
+    inherit_initial_network(cfg, ["eval.letterbox=false"])
+    assert cfg["model"]["backbone"]["activation"] == "leaky"
+    assert cfg["model"]["backbone"]["bn_eps"] == cfg["model"]["head"]["bn_eps"] == 1e-6
+    assert cfg["model"]["backbone"]["width"] == WIDTH and cfg["model"]["num_classes"] == 3
+    assert cfg["data"]["normalize"] == "unit"
+    assert cfg["eval"]["letterbox"] is False  # a --set key stays the user's
+    assert cfg["model"]["backbone"]["bn_momentum"] == 0.9  # training settings stay the recipe's
+    assert preprocessing(cfg)["normalize"] == "unit"
+    network = pipeline.build_model(cfg)
+    assert network.backbone.activation == "leaky"
+    assert {u.bn.eps for u in network.head.conv_units() if hasattr(u, "bn")} == {1e-6}

@@ -96,7 +96,11 @@ def benchmark(
         "calibration_images",
         help="Training images calibrating the int8 (int8_ptq) model of a float checkpoint.",
     ),
-    letterbox: bool = _opt(False, "letterbox", help="Letterbox instead of the stretch resize."),
+    letterbox: Optional[bool] = typer.Option(
+        None,
+        "--letterbox/--no-letterbox",
+        help="Letterbox or the seed's stretch resize (default: the model's eval.letterbox).",
+    ),
     output: Path = _opt(
         Path("outputs/benchmark"),
         "output",
@@ -120,7 +124,7 @@ def benchmark(
     from yoloqat.engine.benchmark import plan, run_benchmark
     from yoloqat.engine.benchmark_files import NOTE, write_outputs
     from yoloqat.engine.benchmark_models import benchmark_networks, noise_batches
-    from yoloqat.engine.inference import default_testing_shape
+    from yoloqat.engine.inference import default_testing_shape, effective_config, preprocessing
     from yoloqat.engine.runtimes import runtime_names
 
     targets = plan(
@@ -194,6 +198,9 @@ def benchmark(
     )
     data = val_data(meta) if want_data else None
     size = shape(meta)
+    prep = preprocessing(effective_config(cfg, meta, explicit=explicit))
+    if letterbox is not None:
+        prep["letterbox"] = letterbox
     result = run_benchmark(
         networks,
         targets,
@@ -205,7 +212,8 @@ def benchmark(
         threads=threads,
         runs=runs,
         warmup=warmup,
-        eval_options={"letterbox": letterbox},
+        eval_options=prep,
+        metadata={"normalize": prep["normalize"], "letterbox": str(prep["letterbox"]).lower()},
         mindspore_size_bytes=Path(checkpoint).stat().st_size if checkpoint else None,
     )
     result["checkpoint"] = checkpoint

@@ -26,12 +26,20 @@ def import_darknet(
     config: Optional[str] = _opt(
         None, "config", help="Config describing the network (default: yolov3_darknet53)."
     ),
+    cfg: Optional[Path] = _opt(
+        None,
+        "cfg",
+        help="The Darknet .cfg of the weights (yolov3.cfg): classes, anchors, width and input "
+        "size come from it, and its layers are checked against the network.",
+    ),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
-    """Convert Darknet weights into a yoloqat checkpoint (backbone activation: leaky).
+    """Convert Darknet weights into a ready yoloqat checkpoint.
 
-    The checkpoint stores its config, so `yoloqat eval --pretrained CKPT` rebuilds the
-    network; a --backbone-only checkpoint starts training via --resume_yolov3.
+    Its stored config computes what Darknet computes (leaky backbone, BN eps 1e-6, RGB/255
+    input, letterbox, Darknet's anchors), so `yoloqat eval --pretrained CKPT`, `predict`,
+    `export` and QAT (`train --config yolov3_darknet53_quant --resume_yolov3 CKPT`) use it
+    with no more flags; a --backbone-only checkpoint starts training via --resume_yolov3.
     """
     from yoloqat.engine.darknet import import_darknet as run
 
@@ -42,6 +50,7 @@ def import_darknet(
         overrides=set_,
         num_classes=num_classes,
         backbone_only=backbone_only,
+        cfg_file=cfg,
     )
     typer.echo(
         f"read {summary['convs']} conv layers ({summary['floats']} values) from {weights}; "
@@ -60,11 +69,14 @@ def export_darknet(
     config: Optional[str] = _opt(
         None, "config", help="Config of the network (default: the one stored in the checkpoint)."
     ),
+    cfg: Optional[Path] = _opt(
+        None, "cfg", help="Also write the network's Darknet .cfg (yolov3.cfg layout) here."
+    ),
 ) -> None:
     """Write a float yoloqat checkpoint as a Darknet .weights file (version 0.2.0)."""
     from yoloqat.engine.darknet import export_darknet as run
 
-    summary = run(checkpoint, output, config=config, backbone_only=backbone_only)
+    summary = run(checkpoint, output, config=config, backbone_only=backbone_only, cfg_file=cfg)
     typer.echo(
         f"wrote {summary['convs']} conv layers ({summary['bytes']} bytes) to {output}", err=True
     )

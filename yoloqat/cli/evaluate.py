@@ -57,8 +57,11 @@ def eval_command(
     multi_label: bool = _opt(
         False, "multi_label", help="Score every class above the threshold, not only the best."
     ),
-    letterbox: bool = _opt(
-        False, "letterbox", help="Letterbox instead of the seed's stretch resize."
+    letterbox: Optional[bool] = typer.Option(
+        None,
+        "--letterbox/--no-letterbox",
+        help="Letterbox (keep the aspect, pad gray) or the seed's stretch resize (default: "
+        "the model's eval.letterbox; an imported Darknet model letterboxes).",
     ),
     num_workers: int = _opt(1, "num_workers", help="Image-decoding worker processes."),
     output: str = _opt("outputs/eval", "output", help="Folder for predict_*.json and eval_*.json."),
@@ -107,6 +110,9 @@ def eval_command(
         default_shape = int(predictor.input_size or 416)
     if testing_shape is None:
         testing_shape = default_shape
+    prep = model_preprocessing(cfg, meta, predictor, explicit=config is not None)
+    if letterbox is not None:
+        prep["letterbox"] = letterbox
     data = eval_dataset(
         cfg,
         meta,
@@ -123,7 +129,8 @@ def eval_command(
         data.category_ids,
         testing_shape=testing_shape,
         batch_size=per_batch_size,
-        letterbox=letterbox,
+        letterbox=prep["letterbox"],
+        normalize=prep["normalize"],
         score_threshold=ignore_threshold,
         nms_threshold=nms_thresh,
         multi_label=multi_label,
@@ -136,6 +143,25 @@ def eval_command(
     if write_error is not None:  # the numbers are printed; saving them failed
         raise write_error
     typer.echo(f"results: {result.extra.get('eval_file')}", err=True)
+
+
+def model_preprocessing(
+    cfg: dict[str, Any], meta: dict[str, Any], predictor: Any, *, explicit: bool
+) -> dict[str, Any]:
+    """The input preprocessing of the model evaluated: normalisation and resize.
+
+    An ONNX model's own metadata (``normalize``, ``letterbox``, written by ``export``) wins;
+    else the checkpoint's stored config (or the explicit ``--config``).
+    """
+    from yoloqat.engine.inference import effective_config, preprocessing
+
+    prep = preprocessing(effective_config(cfg, meta, explicit=explicit))
+    stored = getattr(predictor, "metadata", None) or {}
+    if stored.get("normalize"):
+        prep["normalize"] = str(stored["normalize"])
+    if stored.get("letterbox") in ("true", "false"):
+        prep["letterbox"] = stored["letterbox"] == "true"
+    return prep
 
 
 def dataset_overrides(

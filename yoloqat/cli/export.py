@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -48,7 +48,7 @@ def export_command(
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import CheckpointError, UsageError
     from yoloqat.core.runtime import init_runtime
-    from yoloqat.engine.inference import default_testing_shape, load_detector
+    from yoloqat.engine.inference import default_testing_shape, effective_config, load_detector
 
     fmt = file_format.lower()
     if fmt not in FORMATS:
@@ -95,10 +95,19 @@ def export_command(
             batch=batch_size or None,
             int8=int8,
             opset=opset,
+            metadata=onnx_preprocessing(effective_config(cfg, meta, explicit=config is not None)),
         )
     kind = "int8 QDQ" if int8 and fmt == "onnx" else ("fake-quant" if quantized else "float")
     typer.echo(f"exported {kind} {fmt.upper()} model ({testing_shape}x{testing_shape})", err=True)
     typer.echo(str(written))
+
+
+def onnx_preprocessing(config: dict[str, Any]) -> dict[str, str]:
+    """The input preprocessing of a model, as ONNX metadata (read back by ``eval --onnx``)."""
+    from yoloqat.engine.inference import preprocessing
+
+    prep = preprocessing(config)
+    return {"normalize": prep["normalize"], "letterbox": str(prep["letterbox"]).lower()}
 
 
 def register(app: typer.Typer) -> None:

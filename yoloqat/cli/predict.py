@@ -74,8 +74,13 @@ def predict_images(
     score_threshold: float,
     nms_threshold: float,
     output: Path | None,
+    letterbox: bool = False,
+    normalize: str = "imagenet",
 ) -> list[dict[str, Any]]:
-    """Run ``predictor`` on ``files``; write annotated copies into ``output`` if given."""
+    """Run ``predictor`` on ``files``; write annotated copies into ``output`` if given.
+
+    ``letterbox``/``normalize``: the model's input preprocessing (its config's).
+    """
     import cv2
 
     from yoloqat.core import events
@@ -84,6 +89,7 @@ def predict_images(
     from yoloqat.core.evaluation import DetectionEngine
     from yoloqat.data.eval_transforms import preprocess_eval
     from yoloqat.data.imageio import ImageReadError, read_image
+    from yoloqat.engine.evaluate import letterbox_transform
 
     engine = DetectionEngine(
         list(range(len(class_names))), score_threshold=score_threshold, nms_threshold=nms_threshold
@@ -97,9 +103,17 @@ def predict_images(
             events.warn(f"skipped: {exc}")
             unreadable.append(str(exc))
             continue
-        tensor, _ = preprocess_eval(image, testing_shape)
+        tensor, params = preprocess_eval(
+            image, testing_shape, use_letterbox=letterbox, normalize_mode=normalize
+        )
         engine.reset()
-        engine.add_batch(predictor(tensor[None]), [i], [[image.shape[1], image.shape[0]]])
+        transforms = [letterbox_transform(params, testing_shape)] if letterbox else None
+        engine.add_batch(
+            predictor(tensor[None]),
+            [i],
+            [[image.shape[1], image.shape[0]]],
+            box_transforms=transforms,
+        )
         dets = [
             {
                 "bbox": [round(v, 2) for v in d["bbox"]],
@@ -171,9 +185,9 @@ def predict(
     if output is not None:
         check_writable(output, "--output")
     if onnx is not None:
-        predictor, names, default_shape = _onnx_predictor(onnx, runtime)
+        predictor, names, default_shape, prep = _onnx_predictor(onnx, runtime)
     else:
-        predictor, names, default_shape = _checkpoint_predictor(
+        predictor, names, default_shape, prep = _checkpoint_predictor(
             checkpoint, config, device_target, testing_shape
         )
     report = predict_images(
@@ -184,6 +198,7 @@ def predict(
         score_threshold=score_threshold,
         nms_threshold=nms_thresh,
         output=output,
+        **prep,
     )
     text = json.dumps(report, indent=2)
     if output is not None:
@@ -192,9 +207,13 @@ def predict(
     typer.echo(text)
 
 
-def _onnx_predictor(onnx: str, runtime: Optional[str]) -> tuple[Any, list[str], int]:
+def _onnx_predictor(
+    onnx: str, runtime: Optional[str]
+) -> tuple[Any, list[str], int, dict[str, Any]]:
     """The runtime over an exported model, its class names (metadata ``class_names`` as
-    JSON, else ``"0"``, ``"1"``, ...) and the size it was exported for."""
+    JSON, else ``"0"``, ``"1"``, ...), the size it was exported for and its preprocessing
+    (metadata ``normalize``/``letterbox``, written by ``export``)."""
+    from yoloqat.cli.evaluate import model_preprocessing
     from yoloqat.engine.runtimes import DEFAULT_RUNTIME, open_model
 
     model = open_model(onnx, runtime or DEFAULT_RUNTIME)
@@ -202,19 +221,23 @@ def _onnx_predictor(onnx: str, runtime: Optional[str]) -> tuple[Any, list[str], 
     names = json.loads(meta["class_names"]) if "class_names" in meta else None
     if not names:
         names = [str(i) for i in range(int(meta.get("num_classes", 80)))]
-    return model, list(names), model.input_size
+    prep = model_preprocessing({}, {}, model, explicit=False)
+    return model, list(names), model.input_size, prep
 
 
 def _checkpoint_predictor(
     checkpoint: str, config: Optional[str], device_target: str, testing_shape: Optional[int]
-) -> tuple[Any, list[str], int]:
-    """A MindSpore predictor over a checkpoint, its class names and default input size."""
+) -> tuple[Any, list[str], int, dict[str, Any]]:
+    """A MindSpore predictor over a checkpoint, its class names, default input size and
+    preprocessing (its config's)."""
     from yoloqat.core.config import load_config
     from yoloqat.core.runtime import init_runtime
     from yoloqat.engine.inference import (
         MindSporePredictor,
         default_testing_shape,
+        effective_config,
         load_detector,
+        preprocessing,
     )
 
     init_runtime(device_target)
@@ -222,7 +245,8 @@ def _checkpoint_predictor(
     network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
     shape = testing_shape or default_testing_shape(cfg, meta, explicit=config is not None)
     names = meta.get("class_names") or [str(i) for i in range(network.num_classes)]
-    return MindSporePredictor(network), list(names), shape
+    prep = preprocessing(effective_config(cfg, meta, explicit=config is not None))
+    return MindSporePredictor(network), list(names), shape, prep
 
 
 def register(app: typer.Typer) -> None:

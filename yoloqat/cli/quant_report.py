@@ -95,7 +95,7 @@ def quant_report(
     from yoloqat.core.atomic import check_writable, write_json
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.engine.inference import default_testing_shape
+    from yoloqat.engine.inference import default_testing_shape, effective_config, preprocessing
     from yoloqat.engine.report import compare_models, layer_sensitivity
     from yoloqat.engine.runtimes import check_runtime
 
@@ -133,6 +133,7 @@ def quant_report(
         ptq_net=ptq_net,
         ptq_checkpoint=ptq_checkpoint,
         runtime=runtime,
+        preprocess=preprocessing(effective_config(cfg, meta, explicit=explicit)),
     )
     write_json(output / "report.json", report)
     out_console.print(render_table(report))
@@ -144,6 +145,7 @@ def quant_report(
             top=top,
             max_images=sensitivity_images,
             patterns=tuple(sensitivity_layers) or ("*",),
+            preprocess=preprocessing(effective_config(cfg, meta, explicit=explicit)),
         )
         write_json(output / "report.json", report)
     for row in report.get("sensitivity", []):

@@ -156,7 +156,10 @@ def train(
     base = resume_config(resume) if resume is not None and config is None else None
     if base is None:
         base = load_config(config or DEFAULT_CONFIG)
-    cfg = apply_overrides(apply_flags(base, flags, reg), set_)
+    cfg = apply_flags(base, flags, reg)
+    if resume is None:
+        inherit_initial_network(cfg, set_)
+    cfg = apply_overrides(cfg, set_)
     check_config(cfg, reg)  # every section and component, before MindSpore starts
     rank, group_size = init_runtime(device_target, bool(is_distributed), rank, group_size)
     render.set_rank(rank)  # ranks > 0 stay quiet; rank 0 shows progress
@@ -176,6 +179,27 @@ def train(
     typer.echo(f"run folder: {result.run_dir}")
     if last is not None:
         typer.echo(f"last checkpoint: {last}")
+
+
+def inherit_initial_network(cfg: dict[str, Any], overrides: list[str]) -> None:
+    """Make ``cfg`` describe the network its ``train.resume_yolov3`` checkpoint holds.
+
+    The checkpoint's activation, BN epsilon, anchors, classes, input normalisation and
+    letterbox win over the config's (an imported Darknet model fine-tunes as itself);
+    keys given with ``--set`` win over both.
+    """
+    from yoloqat.core import events
+    from yoloqat.core.config import get_dotted
+    from yoloqat.engine.inference import inherit_network_settings, stored_config
+    from yoloqat.engine.training.checkpoint import read_checkpoint
+
+    init = get_dotted(cfg, "train.resume_yolov3", None)
+    if not init:
+        return
+    _params, meta = read_checkpoint(init)
+    keep = [o.split("=", 1)[0].strip() for o in overrides]
+    for note in inherit_network_settings(cfg, stored_config(meta), keep=keep):
+        events.info(note)
 
 
 def resume_config(resume: str) -> dict[str, Any] | None:

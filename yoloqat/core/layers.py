@@ -20,6 +20,20 @@ from yoloqat.core.errors import ConfigError
 
 ACTIVATIONS = ("relu", "leaky", "none")
 PADDINGS = ("symmetric", "same")
+#: BatchNorm epsilon of the seed's layers; Darknet's is :data:`DARKNET_BN_EPS`.
+BN_EPS = 1e-5
+DARKNET_BN_EPS = 1e-6
+
+
+def check_bn_eps(bn_eps: object) -> float:
+    """Return ``bn_eps`` as a float, or raise a ConfigError unless 0 < eps <= 0.1."""
+    ok = isinstance(bn_eps, (int, float)) and not isinstance(bn_eps, bool)
+    if not ok or not 0.0 < bn_eps <= 0.1:  # type: ignore[operator]
+        raise ConfigError(
+            f"bn_eps={bn_eps!r} is not valid; expected a number in (0, 0.1] "
+            "(1e-5: the seed's layers, 1e-6: Darknet's)"
+        )
+    return float(bn_eps)  # type: ignore[arg-type]
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -39,11 +53,12 @@ def make_activation(activation: str, negative_slope: float = 0.1) -> nn.Cell | N
 
 
 class ConvBnAct(nn.Cell):
-    """Conv (no bias) + BatchNorm (eps 1e-5) + optional activation.
+    """Conv (no bias) + BatchNorm (eps ``bn_eps``, 1e-5 by default) + optional activation.
 
     ``padding='symmetric'`` pads ``k//2`` on every side (the Darknet convention);
     ``'same'`` is TensorFlow-style SAME padding (asymmetric for stride-2), as the seed used.
     ``bn_momentum`` has MindSpore semantics: ``running = m * running + (1 - m) * batch``.
+    ``bn_eps`` is the BatchNorm epsilon: 1e-5 (the seed, PyTorch) or 1e-6 (Darknet).
     """
 
     def __init__(
@@ -56,9 +71,11 @@ class ConvBnAct(nn.Cell):
         negative_slope: float = 0.1,
         bn_momentum: float = 0.9,
         padding: str = "symmetric",
+        bn_eps: float = BN_EPS,
     ) -> None:
         super().__init__()
         check_choice("padding", padding, PADDINGS)
+        bn_eps = check_bn_eps(bn_eps)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
@@ -79,7 +96,7 @@ class ConvBnAct(nn.Cell):
             weight_init=HeUniform(negative_slope=math.sqrt(5)),
             **pad_kwargs,
         )
-        self.bn = nn.BatchNorm2d(out_channels, eps=1e-5, momentum=bn_momentum)
+        self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)
         act = make_activation(activation, negative_slope)
         self.has_act = act is not None
         self.act = act if act is not None else nn.Identity()

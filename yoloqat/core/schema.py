@@ -44,7 +44,8 @@ class ModelSection(_Section):
 
 
 class DataSection(_Section):
-    """``data``: training input sizes, batching of sizes, targets, augmentation, workers."""
+    """``data``: training input sizes, batching of sizes, targets, augmentation, workers, and
+    the input normalisation (used by training, eval, predict, calibration and export)."""
 
     multi_scale: Optional[Annotated[List[InputSize], Field(min_length=1)]] = None
     training_shape: Optional[InputSize] = None
@@ -52,6 +53,8 @@ class DataSection(_Section):
     max_boxes: PositiveInt = 50
     augment: Optional[dict[str, Any]] = None  # keys and ranges: yoloqat.data.loader
     num_workers: PositiveInt = 1
+    #: network input: "imagenet" = RGB/255 then ImageNet mean/std (the seed), "unit" = RGB/255
+    normalize: Literal["imagenet", "unit"] = "imagenet"
 
 
 class TrainSection(_Section):

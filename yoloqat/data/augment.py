@@ -182,21 +182,40 @@ def augment(
     return canvas, out_boxes
 
 
-@functools.lru_cache(maxsize=1)
-def _normalize_lut() -> np.ndarray:
+#: Input normalisations (``data.normalize``): "imagenet" = ÷255 then ImageNet mean/std (the
+#: seed's), "unit" = ÷255 only (RGB in [0, 1], Darknet's input).
+NORMALIZATIONS = ("imagenet", "unit")
+
+
+def check_normalize(mode: object) -> str:
+    """Return ``mode`` or raise a ConfigError unless it is one of :data:`NORMALIZATIONS`."""
+    if mode not in NORMALIZATIONS:
+        from yoloqat.core.errors import ConfigError
+
+        raise ConfigError(
+            f"data.normalize={mode!r} is not valid; expected one of {', '.join(NORMALIZATIONS)}"
+        )
+    return str(mode)
+
+
+@functools.lru_cache(maxsize=len(NORMALIZATIONS))
+def _normalize_lut(mode: str = "imagenet") -> np.ndarray:
     x = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
+    if mode == "unit":
+        return np.repeat(x, 3, axis=0).astype(np.float32)
     mean = np.asarray(MEAN, np.float32)[:, None]
     std = np.asarray(STD, np.float32)[:, None]
     return ((x - mean) / std).astype(np.float32)
 
 
-def normalize(images: np.ndarray) -> np.ndarray:
-    """uint8 RGB [..., H, W, 3] -> float32 [..., 3, H, W]: ÷255, ImageNet mean/std.
+def normalize(images: np.ndarray, mode: str = "imagenet") -> np.ndarray:
+    """uint8 RGB [..., H, W, 3] -> float32 [..., 3, H, W]: ÷255, then ImageNet mean/std
+    (``mode="imagenet"``, the seed's) or nothing more (``"unit"``, Darknet's RGB/255).
 
     A 256-entry table per channel gives the same float32 values as the arithmetic, faster.
     """
     images = np.asarray(images)
-    lut = _normalize_lut()
+    lut = _normalize_lut(check_normalize(mode))
     out = np.empty((*images.shape[:-3], 3, *images.shape[-3:-1]), np.float32)
     planes = cv2.split(images) if images.ndim == 3 else [images[..., c] for c in range(3)]
     for c in range(3):

@@ -45,12 +45,19 @@ def letterbox(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.
 
 
 def preprocess_eval(
-    image: np.ndarray, testing_shape: int | tuple[int, int] = 416, *, use_letterbox: bool = False
+    image: np.ndarray,
+    testing_shape: int | tuple[int, int] = 416,
+    *,
+    use_letterbox: bool = False,
+    normalize_mode: str = "imagenet",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One image -> (float32 [3, H, W] normalised, letterbox params (1, 0, 0) when stretching)."""
+    """One image -> (float32 [3, H, W] normalised, letterbox params (1, 0, 0) when stretching).
+
+    ``normalize_mode``: "imagenet" (the seed's mean/std) or "unit" (RGB/255, Darknet's).
+    """
     size = (testing_shape, testing_shape) if isinstance(testing_shape, int) else testing_shape
     if use_letterbox:
         canvas, params = letterbox(image, size)
     else:
         canvas, params = stretch(image, size), np.array([1.0, 0.0, 0.0], np.float32)
-    return normalize(canvas), params
+    return normalize(canvas, normalize_mode), params

@@ -20,7 +20,7 @@ from yoloqat.core.contracts.dataset import DataSource, Sample, UnreadableImageEr
 from yoloqat.core.errors import ConfigError, RuntimeFailure
 from yoloqat.core.events import warn
 from yoloqat.data import ANCHOR_MASKS, MULTI_SCALE
-from yoloqat.data.augment import augment, normalize
+from yoloqat.data.augment import augment, check_normalize, normalize
 from yoloqat.data.eval_transforms import preprocess_eval
 from yoloqat.data.multiscale import check_shapes, shape_for_step
 from yoloqat.data.sampler import DistributedSampler
@@ -111,14 +111,17 @@ class _TrainSamples:
         )
         padded[: len(boxes)] = boxes
         info[0:2] = getattr(sample, "bad_boxes", (0, 0))
-        return normalize(canvas), padded, np.int64(sample.image_id), info
+        return normalize(canvas, p["normalize"]), padded, np.int64(sample.image_id), info
 
 
 class _EvalSamples:
     """Random-access eval source: unreadable images come back with ``valid = 0``."""
 
-    def __init__(self, source: DataSource, size: int, use_letterbox: bool) -> None:
+    def __init__(
+        self, source: DataSource, size: int, use_letterbox: bool, normalize_mode: str = "imagenet"
+    ) -> None:
         self.source, self.size, self.use_letterbox = source, size, use_letterbox
+        self.normalize_mode = normalize_mode
 
     def __len__(self) -> int:
         return len(self.source)
@@ -134,7 +137,12 @@ class _EvalSamples:
                 np.array([1, 0, 0], np.float32),
                 np.int64(i + 1) * -1,
             )
-        image, params = preprocess_eval(sample.image, self.size, use_letterbox=self.use_letterbox)
+        image, params = preprocess_eval(
+            sample.image,
+            self.size,
+            use_letterbox=self.use_letterbox,
+            normalize_mode=self.normalize_mode,
+        )
         return (
             image,
             np.int64(sample.image_id),
@@ -180,7 +188,8 @@ class TrainLoader:
     ``skipped_images`` / ``skipped_files`` (distinct unreadable files; each sample that hit
     one was replaced by the next readable dataset image and a warning emitted), and
     ``bad_boxes_dropped`` / ``bad_boxes_clipped`` (annotation boxes of the delivered images
-    that were invalid or outside the image).
+    that were invalid or outside the image). ``normalize``: "imagenet" (the seed's input) or
+    "unit" (RGB/255, Darknet's), as ``data.normalize``.
     """
 
     def __init__(
@@ -202,9 +211,11 @@ class TrainLoader:
         label_smooth: bool = False,
         label_smooth_factor: float = 0.1,
         augment: Mapping[str, Any] | None = None,
+        normalize: str = "imagenet",
     ) -> None:
         self.source = source
         self.augment = check_augment(augment)
+        self.normalize = check_normalize(normalize)
         self.batch_size = _check_positive("batch_size", batch_size)
         self.anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
         self.anchor_masks = tuple(tuple(int(a) for a in m) for m in anchor_masks)
@@ -257,6 +268,7 @@ class TrainLoader:
             "seed": self.seed,
             "max_boxes": self.max_boxes,
             "augment": self.augment,
+            "normalize": self.normalize,
         }
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator[dict[str, Any]]:
@@ -327,7 +339,8 @@ class TrainLoader:
 class EvalLoader:
     """Evaluation batches (spec §5): dicts with ``image`` float32 [B,3,S,S], ``image_id`` [B],
     ``orig_size`` [B,2] (w, h) and, with ``letterbox``, ``letterbox`` [B,3] (scale, pad_x,
-    pad_y). Unreadable images are skipped with a warning and counted in ``stats``."""
+    pad_y). Unreadable images are skipped with a warning and counted in ``stats``.
+    ``normalize``: "imagenet" or "unit" (RGB/255), as ``data.normalize``."""
 
     def __init__(
         self,
@@ -337,11 +350,13 @@ class EvalLoader:
         testing_shape: int = 416,
         letterbox: bool = False,
         num_workers: int = 1,
+        normalize: str = "imagenet",
     ) -> None:
         self.source = source
         self.batch_size = _check_positive("batch_size", batch_size)
         self.testing_shape = check_shapes([testing_shape])[0]
         self.letterbox = bool(letterbox)
+        self.normalize = check_normalize(normalize)
         self.num_workers = _check_positive("num_workers", num_workers)
         self.stats: dict[str, Any] = {"images": 0, "skipped_images": 0, "skipped_files": []}
 
@@ -350,7 +365,7 @@ class EvalLoader:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         self.stats = {"images": 0, "skipped_images": 0, "skipped_files": []}
-        samples = _EvalSamples(self.source, self.testing_shape, self.letterbox)
+        samples = _EvalSamples(self.source, self.testing_shape, self.letterbox, self.normalize)
         with contextlib.closing(
             _iterate(samples, _EVAL_COLUMNS, self.batch_size, self.num_workers, False)
         ) as rows:

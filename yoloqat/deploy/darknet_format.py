@@ -170,9 +170,12 @@ def _size_problem(
     what: str,
 ) -> str:
     need = header.nbytes + 4 * payload_floats(specs)
+    got = (size - header.nbytes) / 4
+    got_text = f"{int(got)}" if got == int(got) else f"{got:.2f} (not a whole number)"
     return (
         f"{path} has {size} bytes; the {what} needs {need} bytes "
-        f"(header {header.nbytes} + {payload_floats(specs)} float32 values)"
+        f"(header {header.nbytes} + {payload_floats(specs)} float32 values): expected "
+        f"{payload_floats(specs)} floats, got {got_text}" + (" (truncated)" if size < need else "")
     )
 
 

@@ -17,6 +17,7 @@ import contextlib
 import json
 import re
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,7 @@ def export_onnx(
     int8: bool = False,
     opset: int = 17,
     activation_dtype: str = "uint8",
+    metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``network`` (a Detector, eval mode) as an ONNX model; return the path.
 
@@ -216,6 +218,8 @@ def export_onnx(
       from the trained observers). ``activation_dtype`` picks uint8 (default, ONNX
       Runtime's fast CPU path) or int8 activations.
     - ``opset``: the ONNX opset of the default domain (13-21).
+    - ``metadata``: more metadata_props entries, e.g. the input preprocessing
+      (``normalize``: imagenet/unit, ``letterbox``: true/false) that ``eval --onnx`` reads.
 
     The graph is checked with ``onnx.checker`` before it is written.
     """
@@ -229,6 +233,9 @@ def export_onnx(
         opset=opset,
         activation_dtype=activation_dtype,
     )
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # a bug in an emitter: say so plainly

@@ -88,7 +88,14 @@ def plan(
     return targets
 
 
-def _export(targets: list[Target], networks: dict[str, Any], out: Path, *, input_size: int) -> None:
+def _export(
+    targets: list[Target],
+    networks: dict[str, Any],
+    out: Path,
+    *,
+    input_size: int,
+    metadata: dict[str, str] | None = None,
+) -> None:
     """Export each (format, precision) once and record the file (or the failure) per row."""
     from yoloqat.deploy.onnx_export import export_onnx
 
@@ -113,6 +120,7 @@ def _export(targets: list[Target], networks: dict[str, Any], out: Path, *, input
                         input_size=input_size,
                         batch=None,
                         int8=t.precision == "int8",
+                        metadata=metadata,
                     )
             except Exception as exc:
                 done[key] = exc
@@ -211,6 +219,7 @@ def run_benchmark(
     warmup: int = 2,
     eval_options: dict[str, Any] | None = None,
     mindspore_size_bytes: int | None = None,
+    metadata: dict[str, str] | None = None,
     registry: Any = None,
 ) -> dict[str, Any]:
     """Export, evaluate and time every target; return the table as a JSON-able dict.
@@ -220,7 +229,8 @@ def run_benchmark(
     its rows. ``dataset``: evaluate on its val split (the first ``max_images``), or None for
     latency only. ``mindspore_size_bytes``: what the MindSpore rows' size column shows (the
     checkpoint file). ``eval_options``: extra keyword arguments of
-    :func:`~yoloqat.engine.evaluate.evaluate_source` (letterbox, thresholds).
+    :func:`~yoloqat.engine.evaluate.evaluate_source` (the model's ``letterbox`` and
+    ``normalize``, thresholds). ``metadata``: extra ONNX metadata of the exported files.
     """
     from yoloqat.engine.evaluate import Subset, load_batches
 
@@ -228,7 +238,7 @@ def run_benchmark(
         raise UsageError(f"batch {batch}, runs {runs}, warmup {warmup}: expected >= 1, >= 1, >= 0")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _export(targets, networks, out, input_size=testing_shape)
+    _export(targets, networks, out, input_size=testing_shape, metadata=metadata)
     for t in targets:
         if t.format == "mindspore" and t.status == STATUS_OK:
             t.size_bytes = mindspore_size_bytes

@@ -29,6 +29,7 @@ def calibrate_checkpoint(
     ``export --int8`` and ``quant-report`` use it like a QAT checkpoint. Returns a summary.
     """
     from yoloqat.engine.evaluate import Subset, load_batches
+    from yoloqat.engine.inference import preprocessing
     from yoloqat.engine.training.checkpoint import (
         load_weights,
         read_checkpoint,
@@ -55,7 +56,9 @@ def calibrate_checkpoint(
     dataset = pipeline.build_dataset(cfg, registry)
     source = Subset(dataset.train_source(), images)
     events.info(f"calibrating {name} on {len(source)} training images at {testing_shape} px")
-    batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size)
+    batches = load_batches(
+        source, testing_shape=testing_shape, batch_size=batch_size, **preprocessing(cfg)
+    )
     seen = quantizer.calibrate(network, (b["image"] for b in batches))
     summary = quantizer.summary(network)
     stored = copy.deepcopy(cfg)

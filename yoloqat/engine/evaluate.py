@@ -15,7 +15,7 @@ from yoloqat.core import events
 from yoloqat.core.evaluation import DetectionEngine, EvalResult
 
 
-def _letterbox_transform(params: np.ndarray, size: int) -> Any:
+def letterbox_transform(params: np.ndarray, size: int) -> Any:
     """Map normalised boxes of a letterboxed input back to original pixels."""
     scale, pad_x, pad_y = (float(v) for v in params[:3])
 
@@ -50,7 +50,12 @@ def ground_truth(source: Any, category_ids: Sequence[int]) -> Any:
 
 
 def _loader(
-    source: Any, batch_size: int, testing_shape: int, letterbox: bool, num_workers: int
+    source: Any,
+    batch_size: int,
+    testing_shape: int,
+    letterbox: bool,
+    num_workers: int,
+    normalize: str = "imagenet",
 ) -> Any:
     from yoloqat.data.loader import EvalLoader
 
@@ -60,14 +65,20 @@ def _loader(
         testing_shape=testing_shape,
         letterbox=letterbox,
         num_workers=num_workers,
+        normalize=normalize,
     )
 
 
 def load_batches(
-    source: Any, *, testing_shape: int, batch_size: int = 1, letterbox: bool = False
+    source: Any,
+    *,
+    testing_shape: int,
+    batch_size: int = 1,
+    letterbox: bool = False,
+    normalize: str = "imagenet",
 ) -> list[dict[str, Any]]:
     """Every eval batch of ``source``, decoded and resized once (for repeated evaluation)."""
-    return list(_loader(source, batch_size, testing_shape, letterbox, 1))
+    return list(_loader(source, batch_size, testing_shape, letterbox, 1, normalize))
 
 
 def evaluate_source(
@@ -86,6 +97,7 @@ def evaluate_source(
     description: str = "eval",
     batches: list[dict[str, Any]] | None = None,
     defer_write_errors: bool = False,
+    normalize: str = "imagenet",
 ) -> EvalResult:
     """Detect on every image of ``source`` and evaluate against its annotations.
 
@@ -97,7 +109,9 @@ def evaluate_source(
     batches decoded beforehand (:func:`load_batches`), to evaluate several networks on the
     same images without decoding them again. ``defer_write_errors``: a failure to write
     the files (full disk) goes into ``result.extra["write_error"]`` instead of being
-    raised, so the caller can print the numbers before failing.
+    raised, so the caller can print the numbers before failing. ``letterbox`` and
+    ``normalize`` are the input preprocessing the network expects (``eval.letterbox`` and
+    ``data.normalize`` of its config, :func:`yoloqat.engine.inference.preprocessing`).
     """
     from yoloqat.core.detector import check_input_shape
 
@@ -110,14 +124,14 @@ def evaluate_source(
     )
     loader: Any = batches
     if loader is None:
-        loader = _loader(source, batch_size, testing_shape, letterbox, num_workers)
+        loader = _loader(source, batch_size, testing_shape, letterbox, num_workers, normalize)
     total = (len(source) + batch_size - 1) // batch_size
     with events.task(description, total) as bar:
         for batch in loader:
             outputs = predictor(batch["image"])
             transforms = None
             if letterbox and "letterbox" in batch:
-                transforms = [_letterbox_transform(p, testing_shape) for p in batch["letterbox"]]
+                transforms = [letterbox_transform(p, testing_shape) for p in batch["letterbox"]]
             engine.add_batch(
                 outputs, batch["image_id"], batch["orig_size"], box_transforms=transforms
             )
@@ -131,7 +145,7 @@ def evaluate_source(
         )
     gt = ground_truth(source, category_ids)
     result = engine.evaluate(gt, image_ids=engine.image_ids or None)
-    result.extra.update(testing_shape=testing_shape, letterbox=letterbox)
+    result.extra.update(testing_shape=testing_shape, letterbox=letterbox, normalize=normalize)
     if output_dir is not None:
         from yoloqat.core.atomic import write_json
         from yoloqat.core.errors import RuntimeFailure

@@ -8,6 +8,7 @@ here; ONNX Runtime in :mod:`yoloqat.deploy`), so one evaluation engine serves al
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -105,6 +106,65 @@ def default_testing_shape(
     source = effective_config(cfg, meta, explicit=explicit)
     shape = (source.get("eval") or {}).get("testing_shape")
     return int(shape or fallback)
+
+
+#: Config keys that define what a network's weights compute: a run that starts from a
+#: checkpoint (``--resume_yolov3``) keeps the checkpoint's values of these.
+NETWORK_KEYS = tuple(
+    [f"model.{k}" for k in ("num_classes",)]
+    + [
+        f"model.backbone.{k}"
+        for k in ("name", "activation", "negative_slope", "width", "padding", "bn_eps")
+    ]
+    + [
+        f"model.head.{k}"
+        for k in ("name", "anchors", "anchor_masks", "width", "negative_slope", "padding")
+    ]
+    + ["model.head.bn_eps", "data.normalize", "eval.letterbox"]
+)
+
+
+def inherit_network_settings(
+    cfg: dict[str, Any], stored: dict[str, Any] | None, *, keep: Sequence[str] = ()
+) -> list[str]:
+    """Copy the :data:`NETWORK_KEYS` of a checkpoint's ``stored`` config into ``cfg``.
+
+    So ``train --config QUANT --resume_yolov3 CKPT`` fine-tunes the network ``CKPT`` holds
+    (e.g. an imported Darknet model: leaky backbone, BN eps 1e-6, RGB/255 input,
+    letterbox), not the one the QAT recipe describes. Keys in ``keep`` (given with
+    ``--set``) are left alone. Returns one note per changed key.
+    """
+    from yoloqat.core.config import get_dotted, set_dotted
+
+    if not stored:
+        return []
+    missing = object()
+    notes = []
+    for key in NETWORK_KEYS:
+        if key in keep:
+            continue
+        value = get_dotted(stored, key, missing)
+        if value is missing or value == get_dotted(cfg, key, missing):
+            continue
+        before = get_dotted(cfg, key, None)
+        set_dotted(cfg, key.split("."), copy.deepcopy(value))
+        notes.append(f"{key}={value!r} (was {before!r}), as the starting checkpoint")
+    return notes
+
+
+def preprocessing(config: dict[str, Any] | None) -> dict[str, Any]:
+    """The input preprocessing a network of ``config`` expects.
+
+    ``{"normalize": data.normalize ("imagenet" or "unit"), "letterbox": eval.letterbox}``;
+    the seed's ImageNet normalisation and stretch resize when the config says nothing.
+    """
+    config = config or {}
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    ev = config.get("eval") if isinstance(config.get("eval"), dict) else {}
+    return {
+        "normalize": str(data.get("normalize") or "imagenet"),
+        "letterbox": bool(ev.get("letterbox", False)),
+    }
 
 
 class MindSporePredictor:

@@ -17,6 +17,7 @@ def yolov3_darknet53(
     negative_slope: float = 0.1,
     padding: str = "symmetric",
     bn_momentum: float = 0.9,
+    bn_eps: float = 1e-5,
     anchors: Sequence[Sequence[float]] | None = None,
     anchor_masks: Sequence[Sequence[int]] | None = None,
     in_channels: int = 3,
@@ -25,7 +26,8 @@ def yolov3_darknet53(
 
     ``activation`` is the backbone's ("relu" as in the seed, or "leaky"); the neck and heads
     always use LeakyReLU(``negative_slope``). ``anchors``/``anchor_masks`` default to the
-    9 YOLOv3 anchors and masks ((6, 7, 8), (3, 4, 5), (0, 1, 2)).
+    9 YOLOv3 anchors and masks ((6, 7, 8), (3, 4, 5), (0, 1, 2)). ``bn_eps`` is the
+    BatchNorm epsilon of every conv block (1e-5 as in the seed, 1e-6 as in Darknet).
     """
     reg = default_registry()
     backbone = reg.create(
@@ -36,6 +38,7 @@ def yolov3_darknet53(
         width=width,
         padding=padding,
         bn_momentum=bn_momentum,
+        bn_eps=bn_eps,
         in_channels=in_channels,
     )
     head = reg.create(
@@ -49,5 +52,6 @@ def yolov3_darknet53(
         negative_slope=negative_slope,
         bn_momentum=bn_momentum,
         padding=padding,
+        bn_eps=bn_eps,
     )
     return Detector(backbone, head)

@@ -58,6 +58,7 @@ def compare_models(
     runtime: str = "onnxruntime",
     threads: int | None = None,
     registry: Any = None,
+    preprocess: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate and time the float net, the fake-quant net and their ONNX exports.
 
@@ -88,6 +89,7 @@ def compare_models(
             testing_shape=testing_shape,
             batch_size=batch_size,
             description=f"eval {name}",
+            **(preprocess or {}),
         )
 
     float_pred = MindSporePredictor(float_net)
@@ -162,6 +164,7 @@ def layer_sensitivity(
     max_images: int | None = 50,
     patterns: tuple[str, ...] = ("*",),
     batch_size: int = 8,
+    preprocess: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """AP change when only one layer is quantized, for each quantized layer whose path
     matches one of ``patterns`` (fnmatch; default: all).
@@ -177,7 +180,8 @@ def layer_sensitivity(
     from yoloqat.engine.inference import MindSporePredictor
 
     source = Subset(dataset.val_source(), max_images)
-    batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size)
+    prep = dict(preprocess or {})
+    batches = load_batches(source, testing_shape=testing_shape, batch_size=batch_size, **prep)
     quantizer = quantizer_of(qat_net)
     if quantizer is None:
         raise UsageError("layer sensitivity needs a quantized network; this one is float")
@@ -197,6 +201,7 @@ def layer_sensitivity(
                 batch_size=batch_size,
                 description="sensitivity",
                 batches=batches,
+                letterbox=bool(prep.get("letterbox", False)),
             ).stats["AP"]
 
         base = ap(None)

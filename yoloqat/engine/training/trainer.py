@@ -209,6 +209,7 @@ class Trainer:
             rank=self.rank,
             group_size=self.group_size,
             augment=_data(cfg, "augment", None),
+            normalize=str(_data(cfg, "normalize", "imagenet")),
         )
         self.steps_per_epoch = self.loader.steps_per_epoch
         if self.steps_per_epoch < 1:

@@ -17,6 +17,7 @@ def darknet53(
     width: float = 1.0,
     padding: str = "symmetric",
     bn_momentum: float = 0.9,
+    bn_eps: float = 1e-5,
     in_channels: int = 3,
 ) -> DarkNet53:
     """DarkNet-53 backbone of YOLOv3 (52 convs) returning C3, C4, C5 at strides 8, 16, 32.
@@ -30,6 +31,8 @@ def darknet53(
             padding (asymmetric for stride-2 convs), as the seed used.
         bn_momentum: BatchNorm momentum in MindSpore semantics
             (``running = m * running + (1 - m) * batch``).
+        bn_eps: BatchNorm epsilon: 1e-5 (the seed's layers) or 1e-6 (Darknet's, which
+            imported Darknet weights need to reproduce Darknet's outputs).
         in_channels: channels of the input image (3 for RGB).
     """
     from .model import DarkNet53
@@ -40,6 +43,7 @@ def darknet53(
         width=width,
         padding=padding,
         bn_momentum=bn_momentum,
+        bn_eps=bn_eps,
         in_channels=in_channels,
     )
 

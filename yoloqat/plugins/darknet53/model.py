@@ -13,7 +13,7 @@ import math
 from mindspore import nn
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.core.layers import PADDINGS, Add, ConvBnAct, check_choice
+from yoloqat.core.layers import PADDINGS, Add, ConvBnAct, check_bn_eps, check_choice
 
 #: Residual blocks per stage and output channels of each stage (width 1.0).
 STAGE_BLOCKS = (1, 2, 8, 8, 4)
@@ -86,6 +86,7 @@ class DarkNet53(nn.Cell):
         width: float = 1.0,
         padding: str = "symmetric",
         bn_momentum: float = 0.9,
+        bn_eps: float = 1e-5,
         in_channels: int = 3,
     ) -> None:
         super().__init__()
@@ -104,6 +105,7 @@ class DarkNet53(nn.Cell):
             "negative_slope": negative_slope,
             "bn_momentum": bn_momentum,
             "padding": padding,
+            "bn_eps": check_bn_eps(bn_eps),
         }
         stem = scale_channels(STEM_CHANNELS, width)
         chans = [scale_channels(c, width) for c in STAGE_CHANNELS]

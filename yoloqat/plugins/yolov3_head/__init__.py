@@ -26,6 +26,7 @@ def yolov3_head(
     negative_slope: float = 0.1,
     bn_momentum: float = 0.9,
     padding: str = "symmetric",
+    bn_eps: float = 1e-5,
 ) -> YoloV3Head:
     """YOLOv3 neck and three detection heads (23 convs, LeakyReLU) on (C3, C4, C5).
 
@@ -43,6 +44,7 @@ def yolov3_head(
         bn_momentum: BatchNorm momentum in MindSpore semantics
             (``running = m * running + (1 - m) * batch``).
         padding: "symmetric" (k//2 on every side, Darknet) or "same" (TensorFlow SAME).
+        bn_eps: BatchNorm epsilon: 1e-5 (the seed's layers) or 1e-6 (Darknet's).
     """
     from .model import YoloV3Head
 
@@ -55,6 +57,7 @@ def yolov3_head(
         negative_slope=negative_slope,
         bn_momentum=bn_momentum,
         padding=padding,
+        bn_eps=bn_eps,
     )
 
 

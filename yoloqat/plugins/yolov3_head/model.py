@@ -15,7 +15,7 @@ import numpy as np
 from mindspore import nn, ops
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.core.layers import PADDINGS, ConvBnAct, OutputConv, check_choice
+from yoloqat.core.layers import PADDINGS, ConvBnAct, OutputConv, check_bn_eps, check_choice
 
 #: Neck widths (the YoloBlock "mid" channels) of the stride-32, 16 and 8 paths at width 1.0.
 MID_CHANNELS = (512, 256, 128)
@@ -146,6 +146,7 @@ class YoloV3Head(nn.Cell):
         negative_slope: float = 0.1,
         bn_momentum: float = 0.9,
         padding: str = "symmetric",
+        bn_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         from . import DEFAULT_ANCHOR_MASKS, DEFAULT_ANCHORS
@@ -174,6 +175,7 @@ class YoloV3Head(nn.Cell):
             "negative_slope": negative_slope,
             "bn_momentum": float(bn_momentum),
             "padding": padding,
+            "bn_eps": check_bn_eps(bn_eps),
         }
         m_l, m_m, m_s = (_scale(c, width) for c in MID_CHANNELS)
         up_m, up_s = _scale(256, width), _scale(128, width)

@@ -1,0 +1,304 @@
+"""Darknet ``.cfg`` files of YOLOv3: writing one for a network, reading and checking one.
+
+:func:`yolov3_sections` lists the layers of a DarkNet-53 + YOLOv3-head detector in the order
+and form of Darknet's ``yolov3.cfg`` (107 layers: 75 ``[convolutional]``, 23 ``[shortcut]``,
+4 ``[route]``, 2 ``[upsample]``, 3 ``[yolo]``); :func:`write_cfg` writes them.
+:func:`read_cfg` parses a ``.cfg`` file, :func:`cfg_model_settings` takes from it what the
+yoloqat config needs (classes, anchors, masks, width, input size) and
+:func:`check_cfg_matches` compares it layer by layer with a network's own layout, so a
+``.weights`` file is read with the layout its ``.cfg`` describes, or refused with the first
+layer that differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yoloqat.core.atomic import write_text
+from yoloqat.core.errors import CheckpointError, ConfigError
+
+#: Darknet's leaky activation has this fixed slope.
+DARKNET_LEAKY_SLOPE = 0.1
+#: Keys compared per layer type (others, such as ``jitter`` or ``ignore_thresh``, are training
+#: settings of Darknet that do not change inference).
+COMPARED = {
+    "convolutional": ("batch_normalize", "filters", "size", "stride", "padding", "activation"),
+    "shortcut": ("from", "activation"),
+    "route": ("layers",),
+    "upsample": ("stride",),
+    "yolo": ("mask", "anchors", "classes", "num"),
+}
+
+
+@dataclass
+class Section:
+    """One ``[type]`` block of a ``.cfg`` file: its options as strings, and where it starts."""
+
+    type: str
+    options: dict[str, str] = field(default_factory=dict)
+    line: int = 0
+
+
+def _act(unit: Any) -> str:
+    act = getattr(unit, "activation", "none")
+    if act == "leaky" and abs(float(unit.negative_slope) - DARKNET_LEAKY_SLOPE) > 1e-9:
+        raise ConfigError(
+            f"negative_slope={unit.negative_slope} cannot be written as a Darknet .cfg: "
+            f"Darknet's leaky activation has slope {DARKNET_LEAKY_SLOPE}"
+        )
+    return {"leaky": "leaky", "relu": "relu", "none": "linear"}[act]
+
+
+def _conv(unit: Any) -> Section:
+    if hasattr(unit, "bn"):
+        opts = {
+            "batch_normalize": "1",
+            "filters": str(unit.out_channels),
+            "size": str(unit.kernel_size),
+            "stride": str(unit.stride),
+            "pad": "1",
+            "activation": _act(unit),
+        }
+        if getattr(unit, "padding", "symmetric") != "symmetric":
+            raise ConfigError(
+                "padding='same' (TF-style) cannot be written as a Darknet .cfg: Darknet pads "
+                "k//2 on every side (padding: symmetric)"
+            )
+        return Section("convolutional", opts)
+    opts = {"size": "1", "stride": "1", "pad": "1", "filters": str(unit.out_channels)}
+    return Section("convolutional", {**opts, "activation": "linear"})
+
+
+def _anchor_text(anchors: Any) -> str:
+    return ",  ".join(f"{float(w):g},{float(h):g}" for w, h in anchors)
+
+
+def yolov3_sections(
+    network: Any, *, yolo_options: Mapping[str, str] | None = None
+) -> list[Section]:
+    """The 107 layers of ``yolov3.cfg`` for a DarkNet-53 + YOLOv3-head ``network``.
+
+    ``yolo_options``: extra options written into each ``[yolo]`` block (e.g. OpenCV's
+    ``thresh``/``nms_threshold``).
+    """
+    bb, head = network.backbone, network.head
+    needed = ("conv0", "conv1", "layer1", "layer5")
+    if not all(hasattr(bb, n) for n in needed) or not hasattr(head, "backblock2"):
+        raise ConfigError(
+            f"{type(bb).__name__} + {type(head).__name__} cannot be written as a Darknet .cfg",
+            hint="a .cfg is written for the darknet53 backbone with the yolov3_head",
+        )
+    out: list[Section] = [_conv(bb.conv0)]
+    taps: list[int] = []  # layer index of each stage's output
+    for k in range(1, 6):
+        out.append(_conv(getattr(bb, f"conv{k}")))
+        for block in getattr(bb, f"layer{k}"):
+            out += [_conv(block.conv1), _conv(block.conv2)]
+            out.append(Section("shortcut", {"from": "-3", "activation": "linear"}))
+        taps.append(len(out) - 1)
+    c3, c4 = taps[2], taps[3]
+    num = str(len(network.anchors))
+    anchors = _anchor_text(network.anchors)
+    extra = dict(yolo_options or {})
+
+    def block(yolo_block: Any, mask: Sequence[int]) -> None:
+        out.extend(_conv(u) for u in yolo_block.conv_units())
+        opts = {"mask": ",".join(str(i) for i in mask), "anchors": anchors}
+        opts |= {"classes": str(network.num_classes), "num": num}
+        opts |= {"jitter": ".3", "ignore_thresh": ".7", "truth_thresh": "1", "random": "1"}
+        out.append(Section("yolo", {**opts, **extra}))
+
+    masks = network.anchor_masks
+    block(head.backblock0, masks[0])
+    out.append(Section("route", {"layers": "-4"}))
+    out += [_conv(head.conv1), Section("upsample", {"stride": "2"})]
+    out.append(Section("route", {"layers": f"-1, {c4}"}))
+    block(head.backblock1, masks[1])
+    out.append(Section("route", {"layers": "-4"}))
+    out += [_conv(head.conv2), Section("upsample", {"stride": "2"})]
+    out.append(Section("route", {"layers": f"-1, {c3}"}))
+    block(head.backblock2, masks[2])
+    return out
+
+
+def cfg_text(sections: Sequence[Section], *, width: int, height: int, channels: int = 3) -> str:
+    """The text of a ``.cfg`` file: a testing ``[net]`` block, then ``sections``."""
+    lines = [
+        "# written by yoloqat (export-darknet --cfg): Darknet YOLOv3 layout",
+        "[net]",
+        "batch=1",
+        "subdivisions=1",
+        f"width={width}",
+        f"height={height}",
+        f"channels={channels}",
+        "",
+    ]
+    for sec in sections:
+        lines.append(f"[{sec.type}]")
+        lines += [f"{k}={v}" for k, v in sec.options.items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_cfg(
+    path: str | Path,
+    network: Any,
+    *,
+    input_size: int = 416,
+    yolo_options: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the Darknet ``.cfg`` of ``network`` (atomically); returns the path."""
+    text = cfg_text(
+        yolov3_sections(network, yolo_options=yolo_options), width=input_size, height=input_size
+    )
+    return write_text(Path(path), text)
+
+
+def read_cfg(path: str | Path) -> tuple[dict[str, str], list[Section]]:
+    """Parse a ``.cfg`` file into its ``[net]`` options and the layer sections after it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"Darknet .cfg file not found: {path}")
+    net: dict[str, str] | None = None
+    layers: list[Section] = []
+    current: dict[str, str] | None = None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            if not line.endswith("]"):
+                raise CheckpointError(f"{path}:{number}: malformed section header {raw.strip()!r}")
+            kind = line[1:-1].strip().lower()
+            if kind in ("net", "network"):
+                net = current = {}
+            else:
+                layers.append(Section(kind, {}, number))
+                current = layers[-1].options
+            continue
+        if current is None or "=" not in line:
+            raise CheckpointError(
+                f"{path}:{number}: expected a [section] or key=value, got {raw.strip()!r}"
+            )
+        key, value = (s.strip() for s in line.split("=", 1))
+        current[key] = value
+    if net is None:
+        raise CheckpointError(f"{path} has no [net] section: not a Darknet .cfg file")
+    return net, layers
+
+
+def _numbers(text: str, kind: type = float) -> list[Any]:
+    return [kind(v) for v in text.replace(" ", "").split(",") if v != ""]
+
+
+def cfg_model_settings(path: str | Path) -> dict[str, Any]:
+    """What a yoloqat config takes from a YOLOv3 ``.cfg``: classes, anchors, masks, sizes.
+
+    Returns ``num_classes``, ``anchors`` ([[w, h], ...]), ``anchor_masks`` (in ``[yolo]``
+    order: stride 32, 16, 8), ``width`` (widest conv's filters / 1024) and ``input_size``.
+    """
+    net, layers = read_cfg(path)
+    yolos = [s for s in layers if s.type == "yolo"]
+    if len(yolos) != 3:
+        raise CheckpointError(
+            f"{path} has {len(yolos)} [yolo] layers; a YOLOv3 .cfg has 3",
+            hint="only the YOLOv3 (DarkNet-53) layout can be imported",
+        )
+    first = yolos[0]
+    for sec in yolos:
+        for key in ("new_coords", "scale_x_y"):
+            if key in sec.options and float(sec.options[key]) != (0 if key == "new_coords" else 1):
+                raise CheckpointError(
+                    f"{path}:{sec.line}: [yolo] {key}={sec.options[key]} is not supported "
+                    "(YOLOv3 decoding only)"
+                )
+        if sec.options.get("anchors") != first.options.get("anchors") or sec.options.get(
+            "classes"
+        ) != first.options.get("classes"):
+            raise CheckpointError(f"{path}:{sec.line}: the [yolo] layers differ in anchors/classes")
+    try:
+        values = _numbers(first.options["anchors"])
+        masks = [_numbers(s.options["mask"], int) for s in yolos]
+        classes = int(first.options["classes"])
+        # the widest conv (1024 filters at width 1.0) fixes the width multiplier best
+        filters = max(
+            int(s.options["filters"])
+            for s in layers
+            if s.type == "convolutional" and s.options.get("batch_normalize") == "1"
+        )
+        width, height = int(net.get("width", 416)), int(net.get("height", 416))
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: missing or malformed YOLOv3 option ({exc})") from None
+    if len(values) % 2:
+        raise CheckpointError(f"{path}:{first.line}: anchors has an odd count of numbers")
+    if width != height:
+        raise CheckpointError(
+            f"{path}: [net] width={width} height={height}; yoloqat runs square inputs",
+            hint="set width and height to the same multiple of 32",
+        )
+    return {
+        "num_classes": classes,
+        "anchors": [[values[i], values[i + 1]] for i in range(0, len(values), 2)],
+        "anchor_masks": masks,
+        "width": filters / 1024,
+        "input_size": width,
+    }
+
+
+def _normal(sec: Section, index: int) -> dict[str, Any]:
+    """The compared options of a layer, in a canonical form (defaults filled in)."""
+    o = sec.options
+    if sec.type == "convolutional":
+        size = int(o.get("size", 1))
+        return {
+            "batch_normalize": int(o.get("batch_normalize", 0)),
+            "filters": int(o.get("filters", 1)),
+            "size": size,
+            "stride": int(o.get("stride", 1)),
+            "padding": size // 2 if int(o.get("pad", 0)) else int(o.get("padding", 0)),
+            "activation": o.get("activation", "logistic"),
+        }
+    if sec.type == "shortcut":
+        src = int(o.get("from", 0))
+        act = o.get("activation", "linear")
+        return {"from": src + index if src < 0 else src, "activation": act}
+    if sec.type == "route":
+        return {"layers": [v + index if v < 0 else v for v in _numbers(o.get("layers", ""), int)]}
+    if sec.type == "upsample":
+        return {"stride": int(o.get("stride", 2))}
+    if sec.type == "yolo":
+        return {
+            "mask": _numbers(o.get("mask", ""), int),
+            "anchors": [round(v, 4) for v in _numbers(o.get("anchors", ""))],
+            "classes": int(o.get("classes", 20)),
+            "num": int(o.get("num", 1)),
+        }
+    return dict(o)
+
+
+def check_cfg_matches(path: str | Path, network: Any) -> None:
+    """Raise a CheckpointError naming the first layer where ``path`` and ``network`` differ."""
+    _, given = read_cfg(path)
+    wanted = yolov3_sections(network)
+    if len(given) != len(wanted):
+        raise CheckpointError(
+            f"{path} has {len(given)} layers; the YOLOv3 network has {len(wanted)}",
+            hint="only the YOLOv3 (DarkNet-53) layout of yolov3.cfg can be imported",
+        )
+    for index, (g, w) in enumerate(zip(given, wanted)):
+        if g.type != w.type:
+            raise CheckpointError(
+                f"{path}:{g.line}: layer {index} is [{g.type}]; the YOLOv3 layout has [{w.type}]"
+            )
+        have, need = _normal(g, index), _normal(w, index)
+        for key in COMPARED.get(w.type, ()):
+            if have.get(key) != need.get(key):
+                raise CheckpointError(
+                    f"{path}:{g.line}: layer {index} [{g.type}] has {key}={have.get(key)}; "
+                    f"the network expects {need.get(key)}",
+                    hint="check --num-classes / --config (width, activation) against the .cfg",
+                )
