@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "loss": "yoloqat_losses",
     "scheduler": "yoloqat_schedulers",
     "dataset": "yoloqat_datasets",
+    "callback": "yoloqat_callbacks",
 }
 
 
@@ -67,3 +68,10 @@ def yoloqat_schedulers() -> Factories:
 def yoloqat_datasets() -> Factories:
     """Datasets: factories returning the class list and train/val sources
     (:class:`~yoloqat.core.contracts.Dataset`, :class:`~yoloqat.core.contracts.DataSource`)."""
+
+
+@hookspec
+def yoloqat_callbacks() -> Factories:
+    """Training callbacks: factories returning an object with any of ``on_run_start``,
+    ``on_step``, ``on_epoch_end``, ``on_validation``, ``on_checkpoint`` and ``on_run_end``
+    (:class:`~yoloqat.core.contracts.Callback`); ``train.callbacks`` names them."""
