@@ -384,9 +384,9 @@ def test_imported_model_exports_and_fine_tunes_as_itself(tiny, tmp_path) -> None
     from yoloqat.cli.train import inherit_initial_network
     from yoloqat.core.config import load_config, set_dotted
     from yoloqat.deploy.onnx_export import export_onnx
-    from yoloqat.deploy.onnx_runtime import OnnxPredictor
     from yoloqat.engine import pipeline
     from yoloqat.engine.inference import load_detector, preprocessing
+    from yoloqat.engine.runtimes import open_model
 
     weights = tmp_path / "t.weights"
     export_darknet(tiny["ckpt"], weights)
@@ -399,7 +399,7 @@ def test_imported_model_exports_and_fine_tunes_as_itself(tiny, tmp_path) -> None
     )
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert props["normalize"] == "unit" and props["letterbox"] == "true"
-    prep = model_preprocessing({}, {}, OnnxPredictor(str(path)), explicit=False)
+    prep = model_preprocessing({}, {}, open_model(path), explicit=False)
     assert prep == {"normalize": "unit", "letterbox": True}
 
     cfg = load_config("yolov3_darknet53_quant")

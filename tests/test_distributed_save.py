@@ -1,7 +1,9 @@
 """``--is_save_on_master 1`` (the default) under msrun: only rank 0 writes checkpoints.
 
 Two msrun workers on CPU train one epoch; rank 1 must train (it logs) but write no
-checkpoint, and rank 0's checkpoint must load into a freshly built network.
+checkpoint, and rank 0's checkpoint must load into a freshly built network. With
+``--val_interval 1``, rank 0 validates and writes best.ckpt while rank 1 does neither, and
+both ranks finish (the collectives stay in step).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def test_save_on_master_leaves_only_rank_0s_loadable_checkpoint(tmp_path: Path) 
     make_synthetic_coco(data, train=8, val=2, size=64, seed=5, num_classes=3)
     out = tmp_path / "runs"
     out.mkdir()
-    cfg = apply_overrides(_config(data, out), ["train.is_save_on_master=1", "train.max_epoch=1"])
+    cfg = apply_overrides(
+        _config(data, out),
+        ["train.is_save_on_master=1", "train.max_epoch=1", "train.val_interval=1"],
+    )
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
 
@@ -36,8 +41,13 @@ def test_save_on_master_leaves_only_rank_0s_loadable_checkpoint(tmp_path: Path) 
     assert len(runs) == 1, runs
     run = runs[0]
     assert (run / "log_rank1.txt").is_file()  # rank 1 did train
-    ckpts = sorted((run / "ckpt_0").glob("*.ckpt"))
+    ckpts = sorted((run / "ckpt_0").glob("0-*.ckpt"))
     assert [c.name for c in ckpts] == ["0-1_2.ckpt"]  # 8 images / (2 ranks x 2) = 2 steps
+    assert read_checkpoint(run / "ckpt_0" / "best.ckpt")[1]["best"]["epoch"] == 1
+    for name, count in (("metrics.jsonl", 1), ("metrics_rank1.jsonl", 0)):
+        text = (run / name).read_text()
+        assert text.count('"kind": "val"') == count, name
+        assert text.count('"kind": "epoch"') == 1, name  # both ranks finished the epoch
     others = sorted(p.relative_to(run) for p in run.rglob("*.ckpt") if p.parent.name != "ckpt_0")
     assert not others, f"ranks other than 0 wrote checkpoints: {others}"
     assert not [p for p in run.iterdir() if p.name.startswith("ckpt_") and p.name != "ckpt_0"]

@@ -26,7 +26,8 @@ def protocols() -> dict[str, list[str]]:
     """Every ``Protocol`` class of the contract modules -> its members, parsed from the source."""
     found: dict[str, list[str]] = {}
     for module in (contracts.backbone, contracts.head, contracts.quantizer, contracts.loss,
-                   contracts.scheduler, contracts.dataset, contracts.runtime):  # fmt: skip
+                   contracts.scheduler, contracts.dataset, contracts.runtime,
+                   contracts.callback):  # fmt: skip
         tree = ast.parse(inspect.getsource(module))
         for node in tree.body:
             bases = [ast.unparse(b) for b in getattr(node, "bases", [])]

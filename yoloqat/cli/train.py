@@ -46,6 +46,9 @@ FLAG_TO_KEY = {
     "training_shape": "data.training_shape",
     "resize_rate": "data.resize_rate",
     "seed": "train.seed",
+    "val_interval": "train.val_interval",
+    "best_metric": "train.best_metric",
+    "val_max_images": "train.val_max_images",
 }
 
 
@@ -133,6 +136,24 @@ def train(
     resize_rate: Optional[int] = _opt(None, "resize_rate", help="Batches between size changes."),
     device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
     seed: Optional[int] = _opt(None, "seed", help="Random seed."),
+    val_interval: Optional[int] = _opt(
+        None,
+        "val_interval",
+        help="Evaluate the val split every N epochs and at the last (0: off); keeps "
+        "ckpt_0/best.ckpt.",
+    ),
+    best_metric: Optional[str] = _opt(
+        None, "best_metric", help="What best.ckpt is the best by: AP50 (default) or AP."
+    ),
+    val_max_images: Optional[int] = _opt(
+        None, "val_max_images", help="Validate on the first N val images only (faster)."
+    ),
+    callbacks: Optional[str] = _opt(
+        None,
+        "callbacks",
+        help="Callbacks to add to train.callbacks (default log,metrics,curves), e.g. "
+        "tensorboard; see `yoloqat list callback`.",
+    ),
     resume: Optional[str] = _opt(
         None, "resume", help="Continue an interrupted run from its checkpoint."
     ),
@@ -156,7 +177,7 @@ def train(
     base = resume_config(resume) if resume is not None and config is None else None
     if base is None:
         base = load_config(config or DEFAULT_CONFIG)
-    cfg = apply_flags(base, flags, reg)
+    cfg = add_callbacks(apply_flags(base, flags, reg), callbacks)
     if resume is None:
         inherit_initial_network(cfg, set_)
     cfg = apply_overrides(cfg, set_)
@@ -200,6 +221,23 @@ def inherit_initial_network(cfg: dict[str, Any], overrides: list[str]) -> None:
     keep = [o.split("=", 1)[0].strip() for o in overrides]
     for note in inherit_network_settings(cfg, stored_config(meta), keep=keep):
         events.info(note)
+
+
+def add_callbacks(cfg: dict[str, Any], names: str | None) -> dict[str, Any]:
+    """``--callbacks a,b``: append the names to ``train.callbacks`` (kept once each)."""
+    from yoloqat.core.config import DEFAULT_CALLBACKS, get_dotted, set_dotted
+
+    if not names:
+        return cfg
+    current = get_dotted(cfg, "train.callbacks")
+    entries = list(DEFAULT_CALLBACKS if current is None else current)
+    have = {e.get("name") if isinstance(e, dict) else e for e in entries}
+    for name in (n.strip() for n in names.split(",")):
+        if name and name not in have:
+            entries.append(name)
+            have.add(name)
+    set_dotted(cfg, ["train", "callbacks"], entries)
+    return cfg
 
 
 def resume_config(resume: str) -> dict[str, Any] | None:

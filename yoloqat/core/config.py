@@ -179,6 +179,35 @@ def component_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, str, str, dict[s
     return found
 
 
+#: ``train.callbacks`` when the config names none: the run folder's writers.
+DEFAULT_CALLBACKS: tuple[str, ...] = ("log", "metrics", "curves")
+
+
+def callback_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """``train.callbacks`` as (where, name, params): each entry a name or a ``name`` block."""
+    entries = get_dotted(cfg, "train.callbacks")
+    if entries is None:
+        entries = list(DEFAULT_CALLBACKS)
+    if not isinstance(entries, (list, tuple)):
+        raise ConfigError(
+            f"train.callbacks={entries!r} is not valid: expected a list of callback names",
+            hint=f"e.g. train.callbacks: [{', '.join(DEFAULT_CALLBACKS)}, tensorboard]",
+        )
+    found = []
+    for index, entry in enumerate(entries):
+        where = f"train.callbacks[{index}]"
+        block = {"name": entry} if isinstance(entry, str) else entry
+        if not isinstance(block, Mapping) or "name" not in block:
+            raise ConfigError(f"{where}: expected a name or a mapping with 'name', got {entry!r}")
+        params = {k: v for k, v in block.items() if k != "name"}
+        found.append((where, str(block["name"]), params))
+    names = [name for _, name, _ in found]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"train.callbacks names {', '.join(twice)} more than once")
+    return found
+
+
 def check_config(cfg: Mapping[str, Any], registry: Any) -> None:
     """Check every section, component name and parameter before anything is built.
 
@@ -199,6 +228,14 @@ def check_config(cfg: Mapping[str, Any], registry: Any) -> None:
         except ConfigError as exc:
             if not exc.message.startswith(dotted):
                 exc.message = f"{dotted}: {exc.message}"
+                exc.args = (exc.message,)
+            raise
+    for where, name, params in callback_blocks(cfg):
+        try:
+            registry.check("callback", name, params, where=where)
+        except ConfigError as exc:
+            if not exc.message.startswith(where):
+                exc.message = f"{where}: {exc.message}"
                 exc.args = (exc.message,)
             raise
 

@@ -28,6 +28,7 @@ KINDS: dict[str, str] = {
     "scheduler": "yoloqat_schedulers",
     "dataset": "yoloqat_datasets",
     "runtime": "yoloqat_runtimes",
+    "callback": "yoloqat_callbacks",
 }
 
 
@@ -76,3 +77,10 @@ def yoloqat_runtimes() -> Factories:
     returning a loaded model that maps a float32 ``[B, 3, S, S]`` batch to the 3 decoded
     outputs, with ``path``, ``input_size``, ``batch``, ``metadata`` and ``name``
     (:class:`~yoloqat.core.contracts.Runtime`)."""
+
+
+@hookspec
+def yoloqat_callbacks() -> Factories:
+    """Training callbacks: factories returning an object with any of ``on_run_start``,
+    ``on_step``, ``on_epoch_end``, ``on_validation``, ``on_checkpoint`` and ``on_run_end``
+    (:class:`~yoloqat.core.contracts.Callback`); ``train.callbacks`` names them."""

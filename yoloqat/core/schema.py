@@ -75,6 +75,12 @@ class TrainSection(_Section):
     need_profiler: Switch = 0
     ckpt_path: str = "outputs"
     seed: NonNegativeInt = 1
+    # validation during training: every val_interval epochs (0: off) and at the last epoch
+    val_interval: NonNegativeInt = 0
+    best_metric: Literal["AP50", "AP"] = "AP50"
+    val_max_images: Optional[PositiveInt] = None
+    # names or {name: ..., params} blocks of yoloqat_callbacks (yoloqat.core.config)
+    callbacks: Optional[List[Union[str, dict[str, Any]]]] = None
 
 
 class EvalSection(_Section):

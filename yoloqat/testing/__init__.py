@@ -18,6 +18,7 @@ what failed. Each returns the built component (or a report) for further checks::
 
 from yoloqat.testing.components import (
     check_backbone,
+    check_callback,
     check_dataset,
     check_factory,
     check_head,
@@ -37,6 +38,7 @@ from yoloqat.testing.end_to_end import (
 __all__ = [
     "EndToEndReport",
     "check_backbone",
+    "check_callback",
     "check_dataset",
     "check_factory",
     "check_head",

@@ -230,3 +230,40 @@ def check_runtime(
         tails.add(out.shape[3:])
     assert len(tails) == 1, f"runtime {name}: outputs disagree on A and 5 + C: {tails}"
     return model
+
+
+def check_callback(
+    factory: Callable[..., Any], /, *, run_dir: Any = None, rank: int = 0, **params: Any
+) -> Any:
+    """Build the callback, check its contract and send it one short run's events (2 steps,
+    an epoch end, a checkpoint, a validation, the end) as rank ``rank`` in ``run_dir`` (a
+    new temporary folder by default); an exception names the event method that raised."""
+    import tempfile
+    from pathlib import Path
+
+    from yoloqat.core.contracts import callback as cb
+    from yoloqat.core.evaluation import STAT_NAMES
+
+    callback = _build("callback", factory, params)
+    folder = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="yq_cb_"))
+    stats = {name: 0.5 for name in STAT_NAMES}
+    sequence = [
+        ("on_run_start", cb.RunInfo(folder, rank, 1, {}, 1, 2, 0, 0, 2)),
+        ("on_step", cb.StepInfo(0, 0, 1, 10.0, 0.01, 4, 0.5, 64, (1, 2, 3, 4))),
+        ("on_step", cb.StepInfo(0, 1, 2, 9.0, 0.01, 4, 0.5, 64, (5, 6, 7, 8))),
+        ("on_checkpoint", cb.CheckpointInfo(folder / "ckpt_0" / "0-1_2.ckpt", 0, 2, 2)),
+        ("on_epoch_end", cb.EpochInfo(0, 2, 9.5, folder / "ckpt_0" / "0-1_2.ckpt")),
+        ("on_validation", cb.ValidationInfo(0, 2, stats, "AP50", 0.5, True, 0.5, 8)),
+        ("on_run_end", cb.RunEndInfo(folder, 1, 2, "finished")),
+    ]
+    for method, info in sequence:
+        func = getattr(callback, method, None)
+        if func is None:
+            continue
+        try:
+            func(info)
+        except Exception as exc:
+            raise AssertionError(
+                f"callback {_name(factory)}: {method} raised {type(exc).__name__}: {exc}"
+            ) from exc
+    return callback

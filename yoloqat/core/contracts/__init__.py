@@ -10,6 +10,7 @@ loss       :class:`Loss`                :mod:`yoloqat.core.contracts.loss`
 scheduler  :class:`Scheduler`           :mod:`yoloqat.core.contracts.scheduler`
 dataset    :class:`Dataset` (sources:   :mod:`yoloqat.core.contracts.dataset`
            :class:`DataSource`)
+callback   :class:`Callback`            :mod:`yoloqat.core.contracts.callback`
 =========  ===========================  ==========================================
 
 The registry checks every component it builds with :func:`check_component`, which raises
@@ -26,6 +27,7 @@ from typing import Any
 
 from yoloqat.core.contracts import (
     backbone,
+    callback,
     dataset,
     head,
     loss,
@@ -34,6 +36,7 @@ from yoloqat.core.contracts import (
     scheduler,
 )
 from yoloqat.core.contracts.backbone import Backbone
+from yoloqat.core.contracts.callback import Callback
 from yoloqat.core.contracts.dataset import (
     CheckedDataset,
     Dataset,
@@ -52,6 +55,7 @@ from yoloqat.core.errors import PluginError
 __all__ = [
     "PROTOCOLS",
     "Backbone",
+    "Callback",
     "CheckedDataset",
     "DataSource",
     "Dataset",
@@ -78,6 +82,7 @@ PROTOCOLS: dict[str, type] = {
     "scheduler": Scheduler,
     "dataset": Dataset,
     "runtime": Runtime,
+    "callback": Callback,
 }
 
 _MODULES: dict[str, ModuleType] = {
@@ -87,6 +92,7 @@ _MODULES: dict[str, ModuleType] = {
     "loss": loss,
     "scheduler": scheduler,
     "runtime": runtime,
+    "callback": callback,
 }
 
 #: Kinds whose components must be ``mindspore.nn.Cell`` instances (they run in the graph).
@@ -113,11 +119,13 @@ def _required_positional(func: Any) -> int:
 def _member_problems(kind: str, obj: Any) -> list[str]:
     problems = []
     proto = PROTOCOLS[kind]
+    optional = getattr(_MODULES[kind], "OPTIONAL", ())
     for name, what in members(kind).items():
         try:
             value = getattr(obj, name)
         except AttributeError:
-            problems.append(f"missing {what} '{name}'")
+            if name not in optional:
+                problems.append(f"missing {what} '{name}'")
             continue
         if what != "method":
             continue

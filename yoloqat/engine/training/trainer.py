@@ -13,6 +13,7 @@ import math
 import re
 import shutil
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,13 @@ import numpy as np
 from yoloqat.core import events
 from yoloqat.core.atomic import remove_stale_temporaries
 from yoloqat.core.config import get_dotted
+from yoloqat.core.contracts import callback as cb
 from yoloqat.core.errors import CheckpointError, ConfigError, Interrupted, RuntimeFailure
 from yoloqat.engine import pipeline
+from yoloqat.engine.training.callbacks import build_callbacks
 from yoloqat.engine.training.interrupt import StopGuard
-from yoloqat.engine.training.logs import RunLog, make_run_dir, plot_curves
+from yoloqat.engine.training.logs import make_run_dir
+from yoloqat.engine.training.validation import Validator
 
 DEFAULT_SHAPES = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
 #: ``<rank>-<epoch>_<global step>.ckpt``, the seed's checkpoint names.
@@ -71,7 +75,9 @@ class Trainer:
         group_size: int = 1,
         distributed: bool = False,
         registry: Any = None,
+        callbacks: Iterable[Any] = (),
     ) -> None:
+        """``callbacks``: objects with Callback methods, called after ``train.callbacks``."""
         self.cfg = cfg
         self.resume = Path(resume) if resume else None
         self.rank = rank
@@ -79,6 +85,7 @@ class Trainer:
         self.distributed = distributed
         self.registry = registry
         pipeline.validate(cfg, registry)
+        self.callbacks = build_callbacks(cfg, registry, callbacks)
         self.max_epoch = int(_train(cfg, "max_epoch", 1))
         self.batch_size = int(_train(cfg, "per_batch_size", 16))
         self.log_interval = int(_train(cfg, "log_interval", 100))
@@ -110,7 +117,7 @@ class Trainer:
         #: a folder this run made: removed again if the run fails before its first step
         self.created_run_dir = not join and rank == 0 and not distributed
         self.ckpt_dir = self.run_dir / f"ckpt_{rank}"
-        self.log = RunLog(self.run_dir, rank)
+        self.validator = Validator(cfg, ckpt_dir=self.ckpt_dir, rank=rank, max_epoch=self.max_epoch)
         # unfinished files of killed runs: this run's folders and (dead writers only) siblings
         base = self.run_dir.parent
         folders = {base, self.run_dir, self.ckpt_dir, *base.glob("*/ckpt_*")}
@@ -312,7 +319,16 @@ class Trainer:
         return written[-1] if written else self.resume
 
     # -- checkpoints -------------------------------------------------------------------
-    def _save(self, epoch: int, step_in_epoch: int, global_step: int) -> Path | None:
+    def _save(
+        self,
+        epoch: int,
+        step_in_epoch: int,
+        global_step: int,
+        *,
+        path: Path | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Path | None:
+        """Write an interval checkpoint (rotated), or ``path`` with ``extra`` meta (best.ckpt)."""
         from yoloqat.engine.training.checkpoint import save_checkpoint
 
         if not self.writes_ckpt:
@@ -325,7 +341,8 @@ class Trainer:
                 f"({len(bad)} tensors, e.g. {bad[0]}); no checkpoint written",
                 hint=f"last good checkpoint: {last}" if last else "lower the learning rate",
             )
-        path = self.ckpt_dir / f"{self.rank}-{epoch + 1}_{global_step}.ckpt"
+        rotated = path is None
+        path = path or self.ckpt_dir / f"{self.rank}-{epoch + 1}_{global_step}.ckpt"
         meta = {
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
@@ -336,12 +353,19 @@ class Trainer:
             "class_names": list(self.dataset.class_names),
             "category_ids": [int(c) for c in self.dataset.category_ids],
             "config": self.cfg,
+            **(extra or {}),
         }
         self.guard.saving = True
         try:
             save_checkpoint(self.step_cell, path, meta)
         finally:
             self.guard.saving = False
+        self.callbacks.emit(
+            "on_checkpoint",
+            cb.CheckpointInfo(path, epoch, step_in_epoch, global_step, best=not rotated),
+        )
+        if not rotated:
+            return path
         # the run's checkpoints, across resumes: keep_checkpoints counts them all
         self.saved = [p for p in self.saved if p != path] + [path]
         self._written.add(path)
@@ -367,14 +391,27 @@ class Trainer:
         """
         self.guard.install()
         self._steps_run = 0
+        self._result: TrainResult | None = None
+        status = "failed"
         try:
-            return self._run()
+            done = self._run()
+            status = "finished"
+            return done
+        except Interrupted:
+            status = "interrupted"
+            if self._steps_run == 0:
+                self._remove_failed_start()
+            raise
         except BaseException:
             if self._steps_run == 0:
                 self._remove_failed_start()
             raise
         finally:
             self.guard.restore()
+            if self._result is not None:  # on_run_start was called
+                res = self._result
+                end = cb.RunEndInfo(self.run_dir, res.epochs_done, res.global_step, status)
+                self.callbacks.emit("on_run_end", end)
 
     def _remove_failed_start(self) -> None:
         """Remove the run folder this run created, if it failed before its first step."""
@@ -387,10 +424,24 @@ class Trainer:
 
         ms.set_context(mode=ms.GRAPH_MODE)
         self._build()
+        self.validator.prepare(self.dataset)
         ckpt_interval = int(_train(self.cfg, "ckpt_interval", 0) or self.steps_per_epoch)
         result = TrainResult(self.run_dir)
         global_step = self.start_epoch * self.steps_per_epoch + self.start_step
-        self.log.line(f"args: {self.cfg}")
+        result.global_step = global_step
+        run_info = cb.RunInfo(
+            self.run_dir,
+            self.rank,
+            self.group_size,
+            self.cfg,
+            self.max_epoch,
+            self.steps_per_epoch,
+            self.start_epoch,
+            global_step,
+            self.log_interval,
+        )
+        self._result = result
+        self.callbacks.emit("on_run_start", run_info)
         events.emit(
             "train_start",
             run_dir=str(self.run_dir),
@@ -401,7 +452,7 @@ class Trainer:
         profiler = self._profiler()
         for epoch in range(self.start_epoch, self.max_epoch):
             first = self.start_step if epoch == self.start_epoch else 0
-            window_loss, window_imgs, t0 = [], 0, time.perf_counter()
+            t_last = time.perf_counter()
             with events.task(
                 f"epoch {epoch + 1}/{self.max_epoch}", self.steps_per_epoch - first
             ) as bar:
@@ -423,6 +474,7 @@ class Trainer:
                     loss_value = float(loss.asnumpy())
                     lr = float(self.base_lr[global_step])
                     global_step += 1
+                    result.global_step = global_step
                     self._steps_run += 1
                     self.guard.armed = True
                     if not math.isfinite(loss_value):
@@ -438,23 +490,21 @@ class Trainer:
                         self._stop_profiler(profiler)
                         profiler = None
                     result.losses.append(loss_value)
-                    window_loss.append(loss_value)
-                    window_imgs += batch["image"].shape[0] * self.group_size
-                    speed = window_imgs / max(time.perf_counter() - t0, 1e-9)
-                    self.log.record(
-                        kind="step",
-                        epoch=epoch,
-                        step=step,
-                        global_step=global_step,
-                        loss=loss_value,
-                        lr=lr,
+                    now = time.perf_counter()
+                    info = cb.StepInfo(
+                        epoch,
+                        step,
+                        global_step,
+                        loss_value,
+                        lr,
+                        images=batch["image"].shape[0] * self.group_size,
+                        seconds=now - t_last,
                         shape=int(batch["shape"]),
-                        image_ids=[int(i) for i in batch["image_ids"]],  # this rank's shard
+                        image_ids=tuple(int(i) for i in batch["image_ids"]),  # this rank's
                     )
-                    bar.advance(1, loss=loss_value, img_s=speed, lr=lr)
-                    if len(window_loss) >= self.log_interval or step + 1 == self.steps_per_epoch:
-                        self.log.step_line(epoch, step, float(np.mean(window_loss)), speed, lr)
-                        window_loss, window_imgs, t0 = [], 0, time.perf_counter()
+                    t_last = now
+                    self.callbacks.emit("on_step", info)
+                    bar.advance(1, loss=loss_value, img_s=info.images_per_sec, lr=lr)
                     saved = None
                     if global_step % ckpt_interval == 0 and step + 1 < self.steps_per_epoch:
                         saved = self._save(epoch, step + 1, global_step)
@@ -465,21 +515,45 @@ class Trainer:
             saved = self._save(epoch, self.steps_per_epoch, global_step)
             if self.guard.requested and epoch + 1 < self.max_epoch:
                 self._stop(epoch, self.steps_per_epoch, global_step, saved)
-            self.log.record(kind="epoch", epoch=epoch, global_step=global_step, **stats)
+            epoch_loss = float(np.mean(result.losses[-self.steps_per_epoch :] or [0.0]))
+            self.callbacks.emit(
+                "on_epoch_end", cb.EpochInfo(epoch, global_step, epoch_loss, saved, stats)
+            )
             events.emit(
                 "epoch",
                 epoch=epoch + 1,
                 max_epoch=self.max_epoch,
-                loss=float(np.mean(result.losses[-self.steps_per_epoch :] or [0.0])),
+                loss=epoch_loss,
                 checkpoint=str(saved) if saved else None,
                 **stats,
             )
             result.epochs_done = epoch + 1
-        result.global_step = global_step
+            if self.validator.due(epoch) and not self.guard.requested:
+                self._validate(epoch, global_step)
+                if self.guard.requested and epoch + 1 < self.max_epoch:
+                    self._stop(epoch, self.steps_per_epoch, global_step, saved)
         result.checkpoints = list(self.saved)
-        if self.rank == 0:
-            plot_curves(self.log.metrics_path, self.run_dir / "curves.png")
         return result
+
+    def _eval_network(self) -> Any:
+        """The network validation evaluates and ``best.ckpt`` is judged by: the trained
+        network (the seam for weight averaging: return the EMA network once it exists)."""
+        return self.network
+
+    def _validate(self, epoch: int, global_step: int) -> None:
+        """Evaluate the val split (rank 0), keep ``best.ckpt``, tell the callbacks."""
+
+        def save_best(meta: dict[str, Any]) -> Path | None:
+            path = self.validator.best_path
+            return self._save(epoch, self.steps_per_epoch, global_step, path=path, extra=meta)
+
+        try:
+            info = self.validator.run(
+                self._eval_network(), self.dataset, epoch, global_step, save_best
+            )
+        finally:
+            self.step_cell.set_train(True)
+        self.callbacks.emit("on_validation", info)
 
     def _stop_profiler(self, profiler: Any) -> None:
         try:

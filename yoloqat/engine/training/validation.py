@@ -1,0 +1,148 @@
+"""Validation during training (``train.val_interval``) and the run's ``best.ckpt``.
+
+The val split is evaluated with the engine and settings of ``yoloqat eval`` (the same
+:func:`~yoloqat.engine.evaluate.evaluate_source`, eval-mode network in GRAPH_MODE with
+fake quantization on for a QAT run, batch 1, ``eval.*`` of the config: input size,
+thresholds, resize), so ``yoloqat eval --pretrained <run>/ckpt_0/best.ckpt`` prints the AP
+the run logged for it. Only rank 0 validates; in a distributed run the other ranks go on to
+the next epoch, whose first gradient AllReduce waits for rank 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from yoloqat.core import events
+from yoloqat.core.config import get_dotted
+from yoloqat.core.contracts.callback import ValidationInfo
+from yoloqat.core.errors import ConfigError
+
+BEST_NAME = "best.ckpt"
+#: the ``yoloqat eval`` defaults, for configs without an ``eval`` section
+EVAL_DEFAULTS = {
+    "testing_shape": 416,
+    "score_threshold": 0.001,
+    "nms_threshold": 0.5,
+    "multi_label": False,
+    "letterbox": False,
+}
+
+
+class Validator:
+    """Decides when to validate, evaluates, and keeps the best value of ``best_metric``."""
+
+    def __init__(self, cfg: dict[str, Any], *, ckpt_dir: Path, rank: int, max_epoch: int) -> None:
+        self.interval = int(get_dotted(cfg, "train.val_interval", 0) or 0)
+        self.metric = str(get_dotted(cfg, "train.best_metric", None) or "AP50")
+        self.max_images = get_dotted(cfg, "train.val_max_images", None)
+        self.num_workers = int(get_dotted(cfg, "data.num_workers", 1) or 1)
+        section = cfg.get("eval") if isinstance(cfg.get("eval"), dict) else {}
+        self.settings = {
+            k: default if section.get(k) is None else section[k]
+            for k, default in EVAL_DEFAULTS.items()
+        }
+        self.max_epoch = max_epoch
+        self.active = self.interval > 0 and rank == 0
+        self.best_path = Path(ckpt_dir) / BEST_NAME
+        self._best: float | None = None
+        self._best_read = False
+
+    def prepare(self, dataset: Any) -> None:
+        """Fail before training when there is nothing to validate on."""
+        if self.active and len(dataset.val_source()) == 0:
+            raise ConfigError(
+                f"train.val_interval={self.interval} but the dataset's val split is empty",
+                hint="point the dataset at a val split, or set train.val_interval=0",
+            )
+
+    def due(self, epoch: int) -> bool:
+        """Validate after epoch ``epoch`` (0-based): every ``interval`` epochs and the last."""
+        if not self.active:
+            return False
+        return (epoch + 1) % self.interval == 0 or epoch + 1 == self.max_epoch
+
+    @property
+    def best_value(self) -> float | None:
+        """The best value so far, across resumes (read from an existing ``best.ckpt``)."""
+        if not self._best_read:
+            self._best_read = True
+            if self.best_path.is_file():
+                from yoloqat.engine.training.checkpoint import read_checkpoint
+
+                _params, meta = read_checkpoint(self.best_path)
+                best = meta.get("best") if isinstance(meta.get("best"), dict) else {}
+                if best.get("metric") == self.metric and best.get("value") is not None:
+                    self._best = float(best["value"])
+        return self._best
+
+    def evaluate(self, network: Any, dataset: Any, epoch: int) -> Any:
+        """The :class:`~yoloqat.core.evaluation.EvalResult` of ``network`` on the val split."""
+        from yoloqat.engine.evaluate import Subset, evaluate_source
+        from yoloqat.engine.inference import MindSporePredictor
+
+        source = dataset.val_source()
+        if self.max_images is not None:
+            source = Subset(source, int(self.max_images))
+        s = self.settings
+        return evaluate_source(
+            MindSporePredictor(network),  # eval mode, GRAPH_MODE
+            source,
+            [int(c) for c in dataset.category_ids],
+            testing_shape=int(s["testing_shape"]),
+            batch_size=1,
+            letterbox=bool(s["letterbox"]),
+            score_threshold=float(s["score_threshold"]),
+            nms_threshold=float(s["nms_threshold"]),
+            multi_label=bool(s["multi_label"]),
+            num_workers=self.num_workers,
+            description=f"val epoch {epoch + 1}",
+        )
+
+    def run(
+        self,
+        network: Any,
+        dataset: Any,
+        epoch: int,
+        global_step: int,
+        save_best: Callable[[dict[str, Any]], Path | None],
+    ) -> ValidationInfo:
+        """Evaluate, write ``best.ckpt`` through ``save_best(meta)`` when it improved."""
+        result = self.evaluate(network, dataset, epoch)
+        stats = {k: float(v) for k, v in result.stats.items()}
+        value = stats[self.metric]
+        prior = self.best_value
+        best = prior is None or value > prior
+        if best:
+            self._best = value
+            save_best(
+                {
+                    "best": {
+                        "metric": self.metric,
+                        "value": value,
+                        "epoch": epoch + 1,
+                        "global_step": global_step,
+                        "stats": stats,
+                        "num_images": result.num_images,
+                    }
+                }
+            )
+        best_value = value if best else float(prior)  # type: ignore[arg-type]
+        info = ValidationInfo(
+            epoch=epoch,
+            global_step=global_step,
+            stats=stats,
+            metric=self.metric,
+            value=value,
+            best=best,
+            best_value=best_value,
+            num_images=result.num_images,
+        )
+        events.emit("validation", **{**stats, "epoch": epoch + 1, "best": best})
+        mark = f", new best: {self.best_path}" if best else f" (best {best_value:.4f})"
+        events.info(
+            f"epoch {epoch + 1}: val AP {stats['AP']:.4f}, AP50 {stats['AP50']:.4f} on "
+            f"{result.num_images} images{mark}"
+        )
+        return info
