@@ -94,6 +94,10 @@ def test_schema_messages_name_key_value_and_expectation() -> None:
          "<= 1.0"),
         ("train.momentum=1", "train.momentum=1 is not valid: expected a value < 1.0"),
         ("data=3", "data=3 is not valid: expected a mapping"),
+        ("train.ema.decay=1.5", "train.ema.decay=1.5 is not valid: expected a value < 1.0"),
+        ("train.ema.decy=0.9", "train.ema.decy is not a known key. Did you mean "
+         "'train.ema.decay'?"),
+        ("train.ema=3", "train.ema=3 is not valid: expected a mapping of its keys (or null)"),
     ]:  # fmt: skip
         with pytest.raises(ConfigError) as info:
             check_sections(apply_overrides(cfg, [override]))

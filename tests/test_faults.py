@@ -317,26 +317,18 @@ def test_a_folder_given_as_checkpoint_says_so(trained, tmp_path) -> None:
 def test_resume_with_another_batch_size_says_what_differs(trained) -> None:
     mid = trained.parent / "0-2_6.ckpt"
     res = run([*BASE, "train", "--resume", str(mid), "--per_batch_size", "2"])
-    assert res.returncode == 1, res.stderr[-2000:]
+    assert res.returncode == 3, res.stderr[-2000:]
     text = " ".join(res.stderr.split())
     assert f"--resume {mid} was trained with train.per_batch_size=4 (this run: 2)" in text
     assert "learning_rate" not in text
 
 
 def test_nan_after_a_resume_names_the_resumed_checkpoint(trained, tmp_path) -> None:
-    import mindspore as ms
-
-    from yoloqat.engine.training.checkpoint import META_KEY, read_checkpoint
-
-    # the run diverges right after the resume: its stored schedule says lr 1e30 from here
-    params, meta = read_checkpoint(trained.parent / "0-2_6.ckpt")
-    lr = params["learning_rate"].asnumpy()
-    items = [{"name": k, "data": v} for k, v in params.items() if k != "learning_rate"]
-    items.append({"name": "learning_rate", "data": ms.Tensor(np.full_like(lr, 1e30))})
+    # the run diverges right after the resume: the rebuilt schedule says lr 1e30 from here
     mid = tmp_path / "run" / "ckpt_0" / "0-2_6.ckpt"
     mid.parent.mkdir(parents=True)
-    ms.save_checkpoint(items, str(mid), append_dict={META_KEY: json.dumps(meta)}, crc_check=True)
-    res = run([*BASE, "train", "--resume", str(mid)])
+    shutil.copy(trained.parent / "0-2_6.ckpt", mid)
+    res = run([*BASE, "train", "--resume", str(mid), "--lr", "1e30"])
     assert res.returncode == 1, res.stderr[-2000:]
     text = " ".join(res.stderr.split())
     assert re.search(r"error: (loss became \S+|weights became non-finite) ", text), text

@@ -4,7 +4,9 @@ The quantizer's switches sit inside the interrupted window: fake quantization st
 step 3 (``quant_delay``) and BN freezes at step 5 (``freeze_bn``); the run is resumed from
 its step-3 checkpoint. Both switches read the per-layer step counters, so the resumed
 losses, the observer ranges and the counters only match the uninterrupted run if the
-counters (and the ranges) are restored from the checkpoint.
+counters (and the ranges) are restored from the checkpoint. The run averages its weights
+(``train.ema``): the QAT network's average covers the observer ranges too, is restored on
+resume, and is what inference loads.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ def _cfg(data: Path, out: Path) -> dict:
         "quantizer.ema_init=first_batch",
         "scheduler.lr=0.005",
         "train.ckpt_interval=3",
+        "train.ema.decay=0.9",
+        "train.ema.ramp=2",
         quant=True,
     )
 
@@ -80,6 +84,24 @@ def test_qat_resume_reproduces_losses_observers_and_step_counters(tmp_path: Path
     weights_again = state(resumed.network)
     for name, value in weights_full.items():
         np.testing.assert_allclose(weights_again[name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+    # the weight average (observer ranges included) continued exactly; inference loads it
+    end_full, _ = read_checkpoint(tmp_path / "full" / "ckpt_0" / "0-2_8.ckpt")
+    end_again, _ = read_checkpoint(tmp_path / "resumed" / "ckpt_0" / "0-2_8.ckpt")
+    averaged = [n for n in end_full if n.startswith("ema.")]
+    assert {"ema." + n for n in ranges} <= set(averaged)
+    assert not any("ema." + n in end_full for n in counters)  # integers are not averaged
+    for name in averaged:
+        np.testing.assert_allclose(
+            end_again[name].asnumpy(), end_full[name].asnumpy(), rtol=1e-4, atol=1e-6,
+            err_msg=name,
+        )  # fmt: skip
+    from yoloqat.engine.inference import load_detector
+
+    network, _, _ = load_detector(full.cfg, tmp_path / "full" / "ckpt_0" / "0-2_8.ckpt")
+    loaded = state(network)
+    for name in full.ema.names:
+        np.testing.assert_array_equal(loaded[name], end_full["ema." + name].asnumpy())
 
     # BN freezing happens inside the window: the running statistics moved between the
     # step-3 checkpoint and step 5, and not after (the step-6 checkpoint equals the end)

@@ -101,7 +101,12 @@ def train(
     lr_gamma: Optional[float] = _opt(None, "lr_gamma", help="Decay factor at each milestone."),
     eta_min: Optional[float] = _opt(None, "eta_min", help="Cosine floor."),
     T_max: Optional[int] = _opt(None, "T_max", help="Cosine period in epochs."),
-    max_epoch: Optional[int] = _opt(None, "max_epoch", help="Epochs to train."),
+    max_epoch: Optional[int] = _opt(
+        None,
+        "max_epoch",
+        help="Epochs to train; with --resume, a larger value extends the run (the lr "
+        "schedule is rebuilt over the new count).",
+    ),
     warmup_epochs: Optional[float] = _opt(None, "warmup_epochs", help="Warmup epochs."),
     weight_decay: Optional[float] = _opt(
         None, "weight_decay", help="Weight decay (not on biases/BN)."
@@ -155,7 +160,11 @@ def train(
         "tensorboard; see `yoloqat list callback`.",
     ),
     resume: Optional[str] = _opt(
-        None, "resume", help="Continue an interrupted run from its checkpoint."
+        None,
+        "resume",
+        help="Continue a run from its checkpoint (its own config unless --config is given); "
+        "--max_epoch N extends a finished run to N epochs. Batch size and dataset cannot "
+        "change.",
     ),
     run_name: Optional[str] = _opt(
         None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from typing import Annotated, Any, List, Literal, Optional, Union
+from typing import Annotated, Any, List, Literal, Optional, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 
@@ -57,8 +57,15 @@ class DataSection(_Section):
     normalize: Literal["imagenet", "unit"] = "imagenet"
 
 
+class EmaSection(_Section):
+    """``train.ema``: the weights' moving average (``decay * (1 - exp(-t / ramp))``)."""
+
+    decay: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9999
+    ramp: Annotated[float, Field(ge=0.0)] = 2000.0
+
+
 class TrainSection(_Section):
-    """``train``: the seed's train.py options."""
+    """``train``: the seed's train.py options (and ``ema``, off when null)."""
 
     resume_yolov3: Optional[str] = None
     max_epoch: PositiveInt = 1
@@ -81,6 +88,7 @@ class TrainSection(_Section):
     val_max_images: Optional[PositiveInt] = None
     # names or {name: ..., params} blocks of yoloqat_callbacks (yoloqat.core.config)
     callbacks: Optional[List[Union[str, dict[str, Any]]]] = None
+    ema: Optional[EmaSection] = None
 
 
 class EvalSection(_Section):
@@ -123,6 +131,7 @@ _EXPECTED = {
     "string_type": "a string",
     "list_type": "a list",
     "dict_type": "a mapping",
+    "model_type": "a mapping of its keys (or null)",
     "literal_error": None,  # pydantic's message lists the choices
 }
 
@@ -155,12 +164,18 @@ def _schema_error(section: str, model: type[_Section], exc: ValidationError) -> 
     first = errors[0]
     loc = [str(p) for p in first["loc"]]
     if first["type"] == "extra_forbidden":
-        key = loc[0]
-        known = list(model.model_fields)
+        owner, prefix = model, section
+        for part in loc[:-1]:  # a nested section (``train.ema``)
+            sub = _sub_model(owner, part)
+            if sub is None:
+                break
+            owner, prefix = sub, f"{prefix}.{part}"
+        key = loc[-1] if owner is not model else loc[0]
+        known = list(owner.model_fields)
         return ConfigError(
             f"{section}.{'.'.join(loc)} is not a known key."
-            f"{did_you_mean(key, known, prefix=section + '.')}",
-            hint=f"{section} keys: {', '.join(known)}",
+            f"{did_you_mean(key, known, prefix=prefix + '.')}",
+            hint=f"{prefix} keys: {', '.join(known)}",
         )
     # union types report one error per alternative: describe them all, for the first key
     alternatives = []
@@ -169,9 +184,13 @@ def _schema_error(section: str, model: type[_Section], exc: ValidationError) -> 
             text = _describe(error)
             if text not in alternatives:
                 alternatives.append(text)
-    field = loc[0]
     # drop pydantic's names of union members (``int``, ``literal[0,1]``) from the path
-    path = field + "".join(f"[{p}]" for p in loc[1:] if p.isdigit())
+    path, owner = loc[0], _sub_model(model, loc[0])
+    for part in loc[1:]:
+        if part.isdigit():
+            path += f"[{part}]"
+        elif owner is not None and part in owner.model_fields:
+            path, owner = f"{path}.{part}", _sub_model(owner, part)
     value = first.get("input")
     expected = " or ".join(alternatives)
     fractional = isinstance(value, float) and "integer" in expected
@@ -179,6 +198,17 @@ def _schema_error(section: str, model: type[_Section], exc: ValidationError) -> 
         "a count or size is a whole number, written without a decimal point" if fractional else None
     )
     return ConfigError(f"{section}.{path}={value!r} is not valid: expected {expected}", hint=hint)
+
+
+def _sub_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The section model of field ``name`` of ``model`` (``Optional`` unwrapped), if any."""
+    field = model.model_fields.get(name)
+    if field is None:
+        return None
+    for candidate in (field.annotation, *get_args(field.annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _same_field(error: Mapping[str, Any], first: Mapping[str, Any]) -> bool:

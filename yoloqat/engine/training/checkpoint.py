@@ -2,11 +2,12 @@
 
 A training checkpoint holds the full state (network weights and BN statistics, quantizer
 observers, optimizer moments and step, loss scale) plus a JSON metadata string
-``yoloqat_meta`` (epoch, step, quantized or not, the config). Files are written through
-:func:`yoloqat.core.atomic.atomic_path` (a temporary in the same folder, fsync, rename), so a
-crash never leaves a half-written file under the final name. Every file carries a CRC; a
-file that fails it is refused (never re-read without the check), and so is one holding NaN
-or inf.
+``yoloqat_meta`` (epoch, step, quantized or not, the config), and with ``train.ema`` the
+averaged weights as ``ema.<name>`` entries (what inference loads; see :func:`weights_only`).
+Files are written through :func:`yoloqat.core.atomic.atomic_path` (a temporary in the same
+folder, fsync, rename), so a crash never leaves a half-written file under the final name.
+Every file carries a CRC; a file that fails it is refused (never re-read without the
+check), and so is one holding NaN or inf.
 """
 
 from __future__ import annotations
@@ -40,16 +41,28 @@ NON_WEIGHT_PREFIXES = (
 )
 #: Name prefix of the seed's checkpoints (saved from its training wrapper).
 SEED_PREFIX = "yolo_network."
+#: Name prefix of the weights' moving average (``train.ema``; see training/ema.py).
+EMA_PREFIX = "ema."
 
 
-def save_checkpoint(cell: nn.Cell, path: str | Path, meta: Mapping[str, Any]) -> Path:
-    """Write ``cell``'s parameters and ``meta`` to ``path`` atomically (with a CRC)."""
+def save_checkpoint(
+    cell: nn.Cell,
+    path: str | Path,
+    meta: Mapping[str, Any],
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``cell``'s parameters and ``meta`` to ``path`` atomically (with a CRC).
+
+    ``extra``: more named tensors to store (e.g. the ``ema.*`` weights of a ModelEMA).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = json.dumps({"format": FORMAT, **meta}, default=str)
+    append = {**(extra or {}), META_KEY: payload}
     # MindSpore writes its own temporary (``.tmp`` for ``.ckpt``) and renames it to ``tmp``
     with atomic_path(path, extra_suffixes=(".tmp",)) as tmp:
-        ms.save_checkpoint(cell, str(tmp), append_dict={META_KEY: payload}, crc_check=True)
+        ms.save_checkpoint(cell, str(tmp), append_dict=append, crc_check=True)
     return path
 
 
@@ -140,15 +153,26 @@ def _unreadable(path: Path, exc: Exception) -> str:
     return f"checkpoint {path} failed its CRC check: the file is corrupt (changed after writing)"
 
 
-def weights_only(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Drop optimizer state, strip the seed's ``yolo_network.`` prefix."""
+def weights_only(params: Mapping[str, Any], *, ema: bool = True) -> dict[str, Any]:
+    """The network weights: drop optimizer state, strip the seed's ``yolo_network.`` prefix.
+
+    A checkpoint of a run with ``train.ema`` holds the raw weights (for ``--resume``) and
+    their moving average as ``ema.<name>``; with ``ema=True`` (every inference loader:
+    eval, predict, export, calibrate, ``--resume_yolov3``) the averaged values replace the
+    raw ones, with ``ema=False`` the raw ones are returned.
+    """
     out = {}
     for name, value in params.items():
-        if name.startswith(NON_WEIGHT_PREFIXES):
+        if name.startswith(NON_WEIGHT_PREFIXES) or name.startswith(EMA_PREFIX):
             continue
         if name.startswith(SEED_PREFIX):
             name = name[len(SEED_PREFIX) :]
         out[name] = value
+    if ema:
+        for name, value in params.items():
+            base = name[len(EMA_PREFIX) :]
+            if name.startswith(EMA_PREFIX) and base in out:
+                out[base] = value
     return out
 
 

@@ -3,8 +3,10 @@
 Order of set-up follows the seed (spec §6.6): build the float network, load
 ``train.resume_yolov3`` weights if given, then quantize (if the config names a quantizer),
 then build loss, optimizer and the compiled train step. ``resume`` restores the full state
-of an interrupted run (weights, observers, optimizer, epoch and step) and continues with
-exactly the batches the uninterrupted run would have seen.
+of an interrupted run (weights, observers, optimizer, weight average, epoch and step) and
+continues with exactly the batches the uninterrupted run would have seen; a larger
+``max_epoch`` extends a run (what a resume may change: ``resume.py``). ``train.ema`` keeps a
+moving average of the weights (``ema.py``), updated after every optimizer step.
 """
 
 from __future__ import annotations
@@ -165,6 +167,7 @@ class Trainer:
 
         from yoloqat.data.loader import TrainLoader
         from yoloqat.engine.training.checkpoint import load_weights, read_checkpoint, weights_only
+        from yoloqat.engine.training.ema import build_ema
         from yoloqat.engine.training.optim import build_optimizer, effective_lr
         from yoloqat.engine.training.step import NetWithLoss, TrainStep
 
@@ -249,6 +252,8 @@ class Trainer:
             reducer=reducer,
         )
         self.step_cell.set_train(True)
+        #: the weights' moving average (``train.ema``), None when off; see training/ema.py
+        self.ema = build_ema(cfg, self.network)
         self.start_epoch, self.start_step = 0, 0
         if self.resume is not None:
             self._restore()
@@ -257,6 +262,8 @@ class Trainer:
         import mindspore as ms
 
         from yoloqat.engine.training.checkpoint import read_checkpoint
+        from yoloqat.engine.training.ema import restore_ema
+        from yoloqat.engine.training.resume import NOT_RESTORED, check_resume
 
         params, meta = read_checkpoint(self.resume)
         if meta.get("format") != "yoloqat-ckpt" or "epoch" not in meta:
@@ -264,7 +271,14 @@ class Trainer:
                 f"--resume {self.resume} is not a yoloqat training checkpoint",
                 hint="use --resume_yolov3 to start from plain weights",
             )
-        self._check_same_schedule(meta)
+        start = check_resume(
+            meta,
+            self.cfg,
+            source=str(self.resume),
+            batch_size=self.batch_size,
+            steps_per_epoch=self.steps_per_epoch,
+            max_epoch=self.max_epoch,
+        )
         if bool(meta.get("quantized")) != (self.quantizer is not None):
             kind = "a QAT" if meta.get("quantized") else "a float"
             raise CheckpointError(
@@ -272,7 +286,7 @@ class Trainer:
                 f"{'has no' if self.quantizer is None else 'has a'} quantizer",
                 hint="use the config the run was started with",
             )
-        wanted = {p.name: p for p in self.step_cell.get_parameters()}
+        wanted = {p.name: p for p in self.step_cell.get_parameters() if p.name not in NOT_RESTORED}
         bad = [
             f"{n} {tuple(params[n].shape)} vs {tuple(p.shape)}"
             for n, p in wanted.items()
@@ -285,33 +299,12 @@ class Trainer:
                 + "; ".join(bad[:3] + [f"missing {m}" for m in missing[:3]]),
                 hint="resume with the same config and flags the run was started with",
             )
-        ms.load_param_into_net(self.step_cell, params)
-        self.start_epoch = int(meta["epoch"])
-        self.start_step = int(meta["step_in_epoch"])
-        if self.start_step >= self.steps_per_epoch:
-            self.start_epoch, self.start_step = self.start_epoch + 1, 0
+        ms.load_param_into_net(self.step_cell, {n: params[n] for n in wanted})
+        restore_ema(self.ema, params, source=str(self.resume))
+        self.start_epoch, self.start_step = start
         events.info(
             f"resumed from {self.resume} at epoch {self.start_epoch}, step {self.start_step}"
         )
-
-    def _check_same_schedule(self, meta: dict[str, Any]) -> None:
-        """A run continues only with its own batch size and epochs (its lr schedule)."""
-        stored = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-        differ = []
-        for key, now in (("per_batch_size", self.batch_size), ("max_epoch", self.max_epoch)):
-            then = get_dotted(stored, f"train.{key}")
-            if then is not None and then != now:
-                differ.append(f"train.{key}={then} (this run: {now})")
-        then_steps = meta.get("steps_per_epoch")
-        if not differ and then_steps is not None and int(then_steps) != self.steps_per_epoch:
-            differ.append(f"{then_steps} steps per epoch (this run: {self.steps_per_epoch})")
-        if differ:
-            raise CheckpointError(
-                f"--resume {self.resume} was trained with {', '.join(differ)}; a run "
-                "continues only with the batch size and epochs it was started with",
-                hint="drop the flags that change them (without --config, --resume uses the "
-                "checkpoint's own config), or start a new run with --resume_yolov3",
-            )
 
     def _last_good(self) -> Path | None:
         """The newest checkpoint this process wrote, else the one it resumed from."""
@@ -355,9 +348,10 @@ class Trainer:
             "config": self.cfg,
             **(extra or {}),
         }
+        extra = self.ema.state() if self.ema is not None else None
         self.guard.saving = True
         try:
-            save_checkpoint(self.step_cell, path, meta)
+            save_checkpoint(self.step_cell, path, meta, extra=extra)
         finally:
             self.guard.saving = False
         self.callbacks.emit(
@@ -470,7 +464,9 @@ class Trainer:
                         )
                     ]
                     self.guard.install()  # MindSpore's data engine replaces it per iterator
-                    loss, _finite, _scale = self.step_cell(*inputs)
+                    loss, finite, _scale = self.step_cell(*inputs)
+                    if self.ema is not None and bool(finite.asnumpy()):
+                        self.ema.update()  # after the optimizer step; skipped steps do not count
                     loss_value = float(loss.asnumpy())
                     lr = float(self.base_lr[global_step])
                     global_step += 1
