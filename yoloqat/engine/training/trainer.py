@@ -11,6 +11,7 @@ moving average of the weights (``ema.py``), updated after every optimizer step.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import shutil
@@ -348,10 +349,10 @@ class Trainer:
             "config": self.cfg,
             **(extra or {}),
         }
-        extra = self.ema.state() if self.ema is not None else None
+        ema_state = self.ema.state() if self.ema is not None else None
         self.guard.saving = True
         try:
-            save_checkpoint(self.step_cell, path, meta, extra=extra)
+            save_checkpoint(self.step_cell, path, meta, extra=ema_state)
         finally:
             self.guard.saving = False
         self.callbacks.emit(
@@ -531,24 +532,35 @@ class Trainer:
         result.checkpoints = list(self.saved)
         return result
 
-    def _eval_network(self) -> Any:
-        """The network validation evaluates and ``best.ckpt`` is judged by: the trained
-        network (the seam for weight averaging: return the EMA network once it exists)."""
-        return self.network
+    def _eval_weights(self) -> Any:
+        """A context giving the network validation evaluates and ``best.ckpt`` is judged
+        by: the EMA weights swapped into the trained network when ``train.ema`` is on."""
+        if self.ema is None:
+            return contextlib.nullcontext(self.network)
+        return self.ema.swapped_in(self.network)
 
     def _validate(self, epoch: int, global_step: int) -> None:
-        """Evaluate the val split (rank 0), keep ``best.ckpt``, tell the callbacks."""
+        """Evaluate the val split (rank 0), keep ``best.ckpt``, tell the callbacks.
+
+        ``best.ckpt`` is written after the EMA weights are swapped out again, so it holds
+        the raw weights plus their ``ema.*`` average like every checkpoint (inference
+        loads the average).
+        """
+        pending: list[dict[str, Any]] = []
 
         def save_best(meta: dict[str, Any]) -> Path | None:
-            path = self.validator.best_path
-            return self._save(epoch, self.steps_per_epoch, global_step, path=path, extra=meta)
+            pending.append(meta)
+            return self.validator.best_path
 
         try:
-            info = self.validator.run(
-                self._eval_network(), self.dataset, epoch, global_step, save_best
-            )
+            with self._eval_weights() as network:
+                info = self.validator.run(network, self.dataset, epoch, global_step, save_best)
         finally:
             self.step_cell.set_train(True)
+        for meta in pending:
+            self._save(
+                epoch, self.steps_per_epoch, global_step, path=self.validator.best_path, extra=meta
+            )
         self.callbacks.emit("on_validation", info)
 
     def _stop_profiler(self, profiler: Any) -> None:
