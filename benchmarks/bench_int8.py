@@ -1,6 +1,6 @@
-"""CPU latency of YOLOv3-DarkNet53: MindSpore fp32 vs ONNX Runtime fp32 vs ONNX Runtime int8.
+"""CPU latency of YOLOv3-DarkNet53: MindSpore fp32 vs ONNX Runtime and OpenVINO, fp32 and int8.
 
-``python benchmarks/bench_int8.py [--size 416] [--threads 2] [--runs 10]``
+``python benchmarks/bench_int8.py [--size 416] [--threads 2] [--runs 10] [--no-openvino]``
 
 Builds the full-width network with random weights (and non-trivial BN statistics), then:
 
@@ -9,17 +9,23 @@ Builds the full-width network with random weights (and non-trivial BN statistics
 3. the network quantized in place with the bundled ``int8_qat`` quantizer, its observers
    calibrated by a few training-mode forwards (real coco128 images when present, else
    random ones), exported in int8 QDQ form and run by ONNX Runtime (uint8 activations,
-   int8 per-channel weights: the CPU QLinearConv fast path).
+   int8 per-channel weights: the CPU QLinearConv fast path);
+4. the same two ONNX files run by OpenVINO (``--runtime openvino``; skipped when the
+   ``openvino`` package is absent or with ``--no-openvino``), with the op statistics of the
+   int8 file (how many convolutions OpenVINO runs in int8).
 
 Each engine runs ``--warmup`` times, then all engines are timed in alternating rounds (so
 machine load affects them alike). Prints one JSON line:
-median latencies in milliseconds, the speed-up ratios, the largest difference between the
-int8 graph's outputs and the MindSpore fake-quant network's (eval mode), and the load average.
+median latencies in milliseconds, the speed-up ratios (``speedup_fastest_int8_vs_ort_int8``
+and ``speedup_fastest_int8_vs_mindspore_fp32`` for the fastest int8 engine), the largest
+difference between each int8 engine's outputs and the MindSpore fake-quant network's (eval
+mode), and the load average.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -86,6 +92,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--calib", type=int, default=4, help="calibration forwards")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-mindspore", action="store_true")
+    parser.add_argument("--no-openvino", action="store_true", help="skip the OpenVINO columns")
+    parser.add_argument(
+        "--input-quant",
+        action="store_true",
+        help="also time OpenVINO on an int8 file with the seed's input quantization "
+        "(every conv in int8)",
+    )
     parser.add_argument(
         "--int8-activations",
         action="store_true",
@@ -104,8 +117,8 @@ def main(argv: list[str] | None = None) -> dict:
     from mindspore import Tensor
 
     from yoloqat.deploy.onnx_export import export_onnx
+    from yoloqat.engine.runtimes import open_model
     from yoloqat.plugins.int8_qat import int8_qat
-    from yoloqat.plugins.onnxruntime.session import OnnxPredictor
 
     ms.set_device("CPU")
     ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -124,7 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     tmp = Path(tempfile.mkdtemp(prefix="yoloqat_bench_"))
     engines: dict = {}
-    engines["ort_fp32"] = OnnxPredictor(
+    engines["ort_fp32"] = open_model(
         export_onnx(net, tmp / "fp32.onnx", input_size=size), threads=args.threads
     )
 
@@ -136,22 +149,42 @@ def main(argv: list[str] | None = None) -> dict:
     for batch in calibration_batches(size, args.calib, args.seed + 2):
         qnet(Tensor(batch))
     qnet.set_train(False)
-    engines["ort_int8"] = OnnxPredictor(
+    engines["ort_int8"] = open_model(
         export_onnx(qnet, tmp / "int8.onnx", input_size=size, int8=True), threads=args.threads
     )
     if args.int8_activations:
-        engines["ort_int8_s8act"] = OnnxPredictor(
+        engines["ort_int8_s8act"] = open_model(
             export_onnx(qnet, tmp / "s8.onnx", input_size=size, int8=True, activation_dtype="int8"),
             threads=args.threads,
         )
+    if not args.no_openvino and importlib.util.find_spec("openvino") is not None:
+        from yoloqat.deploy.openvino_stats import int8_op_stats
+
+        engines["ov_fp32"] = open_model(tmp / "fp32.onnx", "openvino", threads=args.threads)
+        engines["ov_int8"] = open_model(tmp / "int8.onnx", "openvino", threads=args.threads)
+        if args.input_quant:
+            from yoloqat.deploy.qdq import SEED_INPUT_QUANT
+
+            inq = export_onnx(
+                qnet, tmp / "inq.onnx", input_size=size, int8=True, input_quant=SEED_INPUT_QUANT
+            )
+            engines["ov_int8_inq"] = open_model(inq, "openvino", threads=args.threads)
+            inq_stats = int8_op_stats(inq, threads=args.threads)
+            result["ov_int8_inq_convolutions"] = (
+                f"{inq_stats['int8_convolutions']}/{inq_stats['convolutions']}"
+            )
+        stats = int8_op_stats(tmp / "int8.onnx", threads=args.threads)
+        result["ov_int8_convolutions"] = f"{stats['int8_convolutions']}/{stats['convolutions']}"
+        result["ov_float_convolutions"] = stats["float_convolutions"]
     fq_out = [o.asnumpy() for o in qnet(Tensor(image))]
-    int8_out = engines["ort_int8"](image)
-    result["int8_vs_fake_quant_max_abs_diff"] = max(
-        float(np.abs(a - b).max()) for a, b in zip(int8_out, fq_out)
-    )
-    result["int8_vs_fake_quant_scores_max_abs_diff"] = max(
-        float(np.abs(a[..., 4:] - b[..., 4:]).max()) for a, b in zip(int8_out, fq_out)
-    )
+    for name in [n for n in engines if "int8" in n]:
+        int8_out = engines[name](image)
+        result[f"{name}_vs_fake_quant_max_abs_diff"] = max(
+            float(np.abs(a - b).max()) for a, b in zip(int8_out, fq_out)
+        )
+        result[f"{name}_vs_fake_quant_scores_max_abs_diff"] = max(
+            float(np.abs(a[..., 4:] - b[..., 4:]).max()) for a, b in zip(int8_out, fq_out)
+        )
     del qnet
 
     if not args.skip_mindspore:
@@ -168,12 +201,21 @@ def main(argv: list[str] | None = None) -> dict:
     for name, values in times.items():
         result[f"{name}_ms"] = statistics.median(values)
     result["speedup_int8_vs_ort_fp32"] = result["ort_fp32_ms"] / result["ort_int8_ms"]
+    int8_engines = [n for n in engines if "int8" in n]
+    fastest = min(int8_engines, key=lambda n: result[f"{n}_ms"])
+    result["fastest_int8"] = fastest
+    result["speedup_fastest_int8_vs_ort_int8"] = result["ort_int8_ms"] / result[f"{fastest}_ms"]
+    if "ov_fp32_ms" in result:
+        result["speedup_ov_fp32_vs_ort_fp32"] = result["ort_fp32_ms"] / result["ov_fp32_ms"]
     if "mindspore_fp32_ms" in result:
         result["speedup_int8_vs_mindspore_fp32"] = (
             result["mindspore_fp32_ms"] / result["ort_int8_ms"]
         )
         result["speedup_ort_fp32_vs_mindspore_fp32"] = (
             result["mindspore_fp32_ms"] / result["ort_fp32_ms"]
+        )
+        result["speedup_fastest_int8_vs_mindspore_fp32"] = (
+            result["mindspore_fp32_ms"] / result[f"{fastest}_ms"]
         )
     result["model_mb"] = {
         "fp32": round((tmp / "fp32.onnx").stat().st_size / 2**20, 1),

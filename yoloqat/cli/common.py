@@ -31,11 +31,14 @@ def _debug() -> bool:
 
 def print_error(message: str, hint: str | None = None) -> None:
     """One red error line (plus a dim hint) on stderr."""
+    from rich.markup import escape
+
     from yoloqat.cli.render import err_console
 
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    # escaped: a hint like pip install "yoloqat[openvino]" is text, not Rich markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if hint:
-        err_console.print(f"[dim]hint:[/] {hint}", highlight=False, soft_wrap=True)
+        err_console.print(f"[dim]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
 
 
 def _on_signal(signum: int, _frame: Any) -> None:

@@ -104,6 +104,8 @@ def build_onnx_model(
     int8: bool = False,
     opset: int = 17,
     activation_dtype: str = "uint8",
+    split_concat: bool = True,
+    input_quant: tuple[float, float] | None = None,
 ) -> Any:
     """The ``onnx.ModelProto`` of ``network`` (see :func:`export_onnx`)."""
     _require_onnx()
@@ -117,6 +119,8 @@ def build_onnx_model(
         raise UsageError(f"activation_dtype={activation_dtype!r}; expected uint8 or int8")
     quantizer = quantizer_of(network)
     summary = quantizer.summary(network) if quantizer is not None else None
+    if input_quant is not None and not int8:
+        raise UsageError("input_quant quantizes the input of an int8 export; add int8=True")
     if int8 and (summary is None or not summary.quantized):
         raise UsageError(
             "int8 export needs a quantized (QAT or PTQ) network; this one is float",
@@ -141,9 +145,13 @@ def build_onnx_model(
         float_convs = qdq.quantize_weights(g, plan)
         _refuse_float_convs(float_convs, summary.skipped)
         qdq.quantize_activations(g, plan, activation_dtype)
+        if input_quant is not None:
+            qdq.quantize_input(g, *input_quant, dtype=activation_dtype)
     onnx_graph.drop_markers(g)
     onnx_graph.fold_batchnorms(g)
     onnx_graph.fuse_leaky_relu(g)
+    if int8 and split_concat:
+        qdq.split_concat_convs(g)
     if batch is None:
         onnx_graph.make_batch_dynamic(g)
     g.sort()
@@ -206,6 +214,8 @@ def export_onnx(
     int8: bool = False,
     opset: int = 17,
     activation_dtype: str = "uint8",
+    split_concat: bool = True,
+    input_quant: tuple[float, float] | None = None,
     metadata: Mapping[str, str] | None = None,
 ) -> Path:
     """Write ``network`` (a Detector, eval mode) as an ONNX model; return the path.
@@ -216,7 +226,12 @@ def export_onnx(
     - ``int8``: the network must be QAT-quantized; writes the QDQ form (int8 per-channel
       weights, Quantize/DequantizeLinear pairs where the quantizer has fake-quants, scales
       from the trained observers). ``activation_dtype`` picks uint8 (default, ONNX
-      Runtime's fast CPU path) or int8 activations.
+      Runtime's fast CPU path) or int8 activations. ``split_concat`` (int8 only) splits each
+      Conv over a Concat of differently scaled int8 tensors into one Conv per input plus an
+      Add (exact), so that OpenVINO runs all of them in int8. ``input_quant=(mean,
+      std_dev)`` (int8 only; e.g. ``qdq.SEED_INPUT_QUANT`` for ImageNet-normalised inputs)
+      quantizes the image input as the seed's int8 export did, so the first Conv runs in
+      int8 as well (not exact: the trained network saw float images).
     - ``opset``: the ONNX opset of the default domain (13-21).
     - ``metadata``: more metadata_props entries, e.g. the input preprocessing
       (``normalize``: imagenet/unit, ``letterbox``: true/false) that ``eval --onnx`` reads.
@@ -232,6 +247,8 @@ def export_onnx(
         int8=int8,
         opset=opset,
         activation_dtype=activation_dtype,
+        split_concat=split_concat,
+        input_quant=input_quant,
     )
     for key, value in (metadata or {}).items():
         entry = model.metadata_props.add()

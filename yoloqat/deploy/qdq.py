@@ -13,6 +13,16 @@
   narrower than the dtype's.
 - A nearest ``Resize`` of a dequantized tensor gets a Q/DQ pair with its input's parameters
   (exact: it only copies values on that grid), so int8 engines keep it in int8.
+- A Conv reading a ``Concat`` of dequantized tensors with different scales (the head's
+  route layers) is split into one Conv per concatenated input, with the matching slice of
+  the int8 weight, summed by ``Add`` (:func:`split_concat_convs`). The sum is exact, and each
+  part has a single-scale int8 input: OpenVINO runs every part as an int8 convolution (the
+  Concat's per-channel scales would make it fall back to a float convolution).
+- Optionally the image input itself gets a Q/DQ pair (:func:`quantize_input`), as the seed's
+  int8 export did (``mean=0, std_dev=48.106``: an int8 grid over the ImageNet-normalised
+  input), so the first Conv runs in int8 too. The fake-quant network sees float images, so
+  this is the one step of the export that is not exact (at most half a grid step,
+  ``0.5 / std_dev``, per input value); it is off unless asked for.
 """
 
 from __future__ import annotations
@@ -96,6 +106,34 @@ def _qdq(g: Graph, x: str, aq: ActivationQuant, hint: str, dtype: str) -> str:
     return g.node("DequantizeLinear", [q, scale, zp], f"{hint}_dq")
 
 
+#: The seed's input quantization (``export(..., quant_mode='QUANT', mean=0., std_dev=48.106)``):
+#: int8 codes ``round(x * 48.106)``; 127 / 48.106 = 2.640 is the largest ImageNet-normalised
+#: pixel value.
+SEED_INPUT_QUANT = (0.0, 48.106)
+
+
+def quantize_input(g: Graph, mean: float, std_dev: float, dtype: str = "uint8") -> str:
+    """Q/DQ on the graph input: int8 codes ``round(x * std_dev + mean)`` (the seed's
+    ``mean``/``std_dev`` convention), i.e. scale ``1 / std_dev`` and int8 zero point
+    ``mean`` (``mean + 128`` as uint8). Returns the dequantized tensor's name."""
+    if not std_dev > 0 or not -128 <= mean <= 127 or mean != round(mean):
+        raise ValueError(f"input quantization needs std_dev > 0 and an int8 mean, got "
+                         f"mean={mean}, std_dev={std_dev}")  # fmt: skip
+    name = g.graph.input[0].name
+    readers = list(g.consumers.get(name, []))
+    zp = np.array(mean, np.int8) if dtype == "int8" else np.array(mean + 128, np.uint8)
+    scale = g.add_init(np.float32(1.0 / std_dev), "input_scale")
+    zero = g.add_init(zp, "input_zero_point")
+    q = g.node("QuantizeLinear", [name, scale, zero], "input_q")
+    dq = g.node("DequantizeLinear", [q, scale, zero], "input_dq")
+    for node in readers:
+        for i, inp in enumerate(node.input):
+            if inp == name:
+                node.input[i] = dq
+    g.reindex()
+    return dq
+
+
 def quantize_activations(g: Graph, plan: ExportPlan, dtype: str = "uint8") -> int:
     """Replace each marker multiplication by Q/DQ; add Q/DQ after nearest Resizes."""
     pairs = marker_muls(g, set(plan.activations))
@@ -117,3 +155,76 @@ def quantize_activations(g: Graph, plan: ExportPlan, dtype: str = "uint8") -> in
         g.rewire(out, g.node("DequantizeLinear", [q, src.input[1], src.input[2]], f"{out}_dq"))
     g.reindex()
     return len(pairs)
+
+
+def _channels(model: Any) -> dict[str, int]:
+    """Channel counts (dim 1) of the graph's tensors, from ONNX shape inference."""
+    from onnx import shape_inference
+
+    inferred = shape_inference.infer_shapes(model)
+    out = {}
+    for vi in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = vi.type.tensor_type.shape.dim
+        if len(dims) > 1 and dims[1].HasField("dim_value"):
+            out[vi.name] = dims[1].dim_value
+    return out
+
+
+def _concat_parts(g: Graph, conv: Any) -> list[str] | None:
+    """The inputs of the Concat (channel axis) feeding ``conv``, if all are per-tensor DQs."""
+    src = g.producer.get(conv.input[0])
+    if src is None or src.op_type != "Concat":
+        return None
+    axis = next((a.i for a in src.attribute if a.name == "axis"), None)
+    if axis not in (1, -3):
+        return None
+    for part in src.input:
+        dq = g.producer.get(part)
+        if dq is None or dq.op_type != "DequantizeLinear" or np.ndim(g.const(dq.input[1])) != 0:
+            return None
+    return list(src.input)
+
+
+def split_concat_convs(g: Graph) -> int:
+    """Split each int8 Conv over a Concat of dequantized tensors into per-input Convs + Add.
+
+    ``conv(concat(a, b), W) + bias == conv(a, W[:, :ca]) + conv(b, W[:, ca:]) + bias``; the
+    weight slices keep the per-output-channel scales. Returns the number of Convs split.
+    """
+    from onnx import helper
+
+    channels: dict[str, int] | None = None
+    split = 0
+    for conv in [n for n in g.graph.node if n.op_type == "Conv"]:
+        parts = _concat_parts(g, conv)
+        wdq = g.producer.get(conv.input[1])
+        attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
+        if parts is None or wdq is None or wdq.op_type != "DequantizeLinear":
+            continue
+        codes = g.const(wdq.input[0])
+        if codes is None or attrs.get("group", 1) != 1:
+            continue
+        channels = channels if channels is not None else _channels(g.model)
+        sizes = [channels.get(p) for p in parts]
+        if sizes.count(None) == 1:  # e.g. a Resize whose sizes shape inference cannot follow
+            sizes[sizes.index(None)] = codes.shape[1] - sum(n for n in sizes if n is not None)
+        if None in sizes or min(sizes) < 1 or sum(sizes) != codes.shape[1]:  # type: ignore
+            continue
+        hint = conv.input[1]
+        dq_attrs = {a.name: helper.get_attribute_value(a) for a in wdq.attribute}
+        outs, start = [], 0
+        for i, (part, size) in enumerate(zip(parts, sizes)):
+            w = g.add_init(codes[:, start : start + size], f"{hint}_part{i}")  # type: ignore[operator]
+            start += size  # type: ignore[operator]
+            dq = g.node("DequantizeLinear", [w, *wdq.input[1:]], f"{hint}_part{i}_dq", **dq_attrs)
+            inputs = [part, dq, *(conv.input[2:3] if i == 0 else [])]
+            outs.append(g.node("Conv", inputs, f"{conv.output[0]}_part{i}", **attrs))
+        total = outs[0]
+        for i, other in enumerate(outs[1:], 1):
+            total = g.node("Add", [total, other], f"{conv.output[0]}_sum{i}")
+        g.remove(conv)
+        g.rewire(conv.output[0], total)
+        split += 1
+    if split:
+        g.sort()
+    return split

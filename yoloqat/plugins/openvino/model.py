@@ -34,8 +34,13 @@ def import_openvino() -> Any:
 
 
 def compile_config(threads: int | None) -> dict[str, Any]:
-    """The CPU plugin properties: latency hint, f32 inference, ``threads`` if given."""
-    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    """The CPU plugin properties: latency hint, f32 inference, no thread pinning (pinned
+    threads stall when other processes share the cores), ``threads`` if given."""
+    config: dict[str, Any] = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": "f32",
+        "ENABLE_CPU_PINNING": False,
+    }
     if check_threads(threads) is not None:
         config["INFERENCE_NUM_THREADS"] = threads
     return config
