@@ -122,7 +122,7 @@ def darknet_config(
     for key, value in settings.items():
         before = get_dotted(cfg, key, None)
         if before != value:
-            notes.append(f"{key} set to {value!r} (was {before!r}) to match Darknet")
+            notes.append(f"{key} set to {value!r} (was {before!r}) to match the Darknet model")
             set_dotted(cfg, key.split("."), value)
     return apply_overrides(cfg, list(overrides)), notes
 
