@@ -4,7 +4,10 @@ Order of set-up follows the seed (spec §6.6): build the float network, load
 ``train.resume_yolov3`` weights if given, then quantize (if the config names a quantizer),
 then build loss, optimizer and the compiled train step. ``resume`` restores the full state
 of an interrupted run (weights, observers, optimizer, epoch and step) and continues with
-exactly the batches the uninterrupted run would have seen.
+exactly the batches the uninterrupted run would have seen. What happens is told to the
+run's callbacks (``train.callbacks``: callbacks.py; log.txt, metrics.jsonl and curves.png are
+written by the bundled ones); ``train.val_interval`` validates and keeps ``best.ckpt``
+(validation.py).
 """
 
 from __future__ import annotations
