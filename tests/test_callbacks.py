@@ -139,3 +139,19 @@ def test_the_bundled_callbacks_pass_the_conformance_kit(tmp_path) -> None:
 
     with pytest.raises(AssertionError, match="broken: on_validation raised KeyError"):
         check_callback(broken)
+
+
+def test_validation_flags_set_the_train_keys_and_are_checked() -> None:
+    from yoloqat.cli.train import apply_flags
+
+    reg = Registry(entry_points=False)
+    flags = {"val_interval": 2, "best_metric": "AP", "val_max_images": 50}
+    cfg = apply_flags(load_config("synth_tiny"), flags, reg)
+    assert {k: cfg["train"][k] for k in flags} == flags
+    check_config(cfg, reg)
+    cfg["train"]["best_metric"] = "AP5"
+    with pytest.raises(ConfigError, match=r"train\.best_metric='AP5' is not valid"):
+        check_config(cfg, reg)
+    cfg["train"]["best_metric"], cfg["train"]["val_interval"] = "AP50", -1
+    with pytest.raises(ConfigError, match=r"train\.val_interval=-1 is not valid"):
+        check_config(cfg, reg)

@@ -7,6 +7,9 @@ of an interrupted run (weights, observers, optimizer, weight average, epoch and 
 continues with exactly the batches the uninterrupted run would have seen; a larger
 ``max_epoch`` extends a run (what a resume may change: ``resume.py``). ``train.ema`` keeps a
 moving average of the weights (``ema.py``), updated after every optimizer step.
+What happens is told to the run's callbacks (``train.callbacks``: callbacks.py; log.txt,
+metrics.jsonl and curves.png are written by the bundled ones); ``train.val_interval``
+validates (the EMA weights when on) and keeps ``best.ckpt`` (validation.py).
 """
 
 from __future__ import annotations
