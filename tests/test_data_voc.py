@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from dataset_layouts import coco_to_voc, score_stats, synthetic_detections, voc_xml
+from tiny import cli
 
 from yoloqat.core.errors import DataError
 from yoloqat.core.events import subscribe
@@ -22,8 +21,6 @@ from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.engine.evaluate import ground_truth
 from yoloqat.plugins.coco import coco
 from yoloqat.plugins.voc import VOC_CLASSES, voc
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_coco128_as_voc_xml_scores_as_coco(coco128: Path, tmp_path: Path) -> None:
@@ -202,16 +199,9 @@ def test_train_then_eval_a_voc_checkpoint(tmp_path: Path) -> None:
         ms.set_context(mode=ms.PYNATIVE_MODE)
     assert result.global_step == 2 and np.isfinite(result.losses).all()
     out = tmp_path / "ev"
-    res = subprocess.run(
-        [
-            *(sys.executable, "-m", "yoloqat", "eval"),
-            *("--pretrained", str(result.checkpoints[-1]), "--testing_shape", "64"),
-            *("--output", str(out)),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=REPO,
+    res = cli(
+        *("eval", "--pretrained", str(result.checkpoints[-1]), "--testing_shape", "64"),
+        *("--output", str(out)),
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert len([ln for ln in res.stdout.splitlines() if ln.startswith(" Average")]) == 12

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from dataset_layouts import coco_to_yolo, score_stats, synthetic_detections
+from tiny import cli
 
 from yoloqat.core.contracts.dataset import Dataset, DataSource
 from yoloqat.core.errors import ConfigError, DataError
@@ -24,8 +23,6 @@ from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.engine.evaluate import ground_truth
 from yoloqat.plugins.coco import coco
 from yoloqat.plugins.yolo import yolo
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _coco128(root: Path) -> tuple:
@@ -245,24 +242,7 @@ def test_train_then_eval_onnx_on_a_yolo_folder(tmp_path: Path) -> None:
     runs = {}
     for name, folder in (("yolo", data), ("coco", synth)):
         out = tmp_path / f"ev_{name}"
-        res = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "yoloqat",
-                "eval",
-                "--onnx",
-                str(model),
-                "--data_dir",
-                str(folder),
-                "--output",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            cwd=REPO,
-        )
+        res = cli("eval", "--onnx", str(model), "--data_dir", str(folder), "--output", str(out))
         assert res.returncode == 0, res.stderr[-2000:]
         assert len([ln for ln in res.stdout.splitlines() if ln.startswith(" Average")]) == 12
         runs[name] = json.loads(next(out.glob("eval_*.json")).read_text())

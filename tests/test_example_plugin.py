@@ -57,11 +57,12 @@ def site(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, site: Path) -> Path:
+def data(tmp_path_factory) -> Path:
+    """What ``yoloqat synth OUT --train 8 --val 4 --size 64 --classes 3`` writes."""
+    from yoloqat.data.synth import make_synthetic_coco
+
     out = tmp_path_factory.mktemp("shapes") / "shapes"
-    res = run(site, "-m", "yoloqat", "synth", str(out), "--train", "8", "--val", "4",
-              "--size", "64", "--classes", "3")  # fmt: skip
-    assert res.returncode == 0, res.stderr
+    make_synthetic_coco(out, train=8, val=4, size=64, num_classes=3)
     return out
 
 

@@ -53,8 +53,9 @@ def mindspore_outputs(net: nn.Cell, images: np.ndarray) -> list[np.ndarray]:
     return [o.asnumpy() for o in net(Tensor(images))]
 
 
-@pytest.mark.parametrize("padding", ["symmetric", "same"])
-@pytest.mark.parametrize("activation", ["relu", "leaky"])
+# each activation and each padding once: the padding is a property of the Conv, the
+# activation a node after it, so the four combinations test nothing the two miss
+@pytest.mark.parametrize(("activation", "padding"), [("relu", "symmetric"), ("leaky", "same")])
 def test_float_onnx_matches_mindspore(tmp_path: Path, padding: str, activation: str) -> None:
     net = tiny(activation, padding)
     rng = np.random.default_rng(1)

@@ -56,3 +56,25 @@ def inputs(batch: dict[str, Any]) -> list[Any]:
     from mindspore import Tensor
 
     return [Tensor(batch[k]) for k in INPUTS]
+
+
+def cli(*args: str) -> Any:
+    """``yoloqat ARGS`` in-process (Typer's runner), as a ``subprocess.CompletedProcess``.
+
+    The same command code, exit code, stdout and stderr as ``python -m yoloqat ARGS``
+    without an interpreter start and MindSpore import each: for tests of a command's
+    errors and output, not of the process itself (signals, exit 130, launchers).
+    The MindSpore mode the commands switch to (GRAPH_MODE) is reset to PYNATIVE_MODE.
+    """
+    import subprocess
+
+    import mindspore as ms
+    from typer.testing import CliRunner
+
+    from yoloqat.cli import app
+
+    try:
+        res = CliRunner().invoke(app, list(args))
+    finally:
+        ms.set_context(mode=ms.PYNATIVE_MODE)
+    return subprocess.CompletedProcess(list(args), res.exit_code, res.stdout, res.stderr)
