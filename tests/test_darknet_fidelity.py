@@ -124,6 +124,7 @@ def fidelity(tmp_path_factory) -> dict:
         ckpt = root / name
         import_darknet(weights, ckpt, cfg_file=cfg, overrides=overrides)
         net, _, meta = load_detector(load_config("yolov3_darknet53"), ckpt, explicit_config=False)
+        ckpt.unlink()  # 248 MB: pytest keeps its temporary folders
         return [o.asnumpy() for o in net(Tensor(image))], meta
 
     ours, meta = imported("darknet.ckpt")
@@ -135,6 +136,7 @@ def fidelity(tmp_path_factory) -> dict:
     cvnet.enableWinograd(False)  # Darknet itself runs im2col + GEMM, not Winograd
     cvnet.setInput(image)
     theirs = list(cvnet.forward(cvnet.getUnconnectedOutLayersNames()))
+    weights.unlink()
     return {
         "ours": ours,
         "seed_eps": seed_eps,
