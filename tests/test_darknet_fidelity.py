@@ -24,12 +24,11 @@ Darknet's function.
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 import yoloqat  # noqa: F401  (sets the oneDNN ISA before any conv runs)
-
-cv2 = pytest.importorskip("cv2")
 
 SIZE = 416
 FLOOR = 1e-6
@@ -74,6 +73,22 @@ def random_darknet_net(image: np.ndarray):
             var = bn.moving_variance.asnumpy() * rng.uniform(0.8, 1.25, n)
             bn.moving_variance.set_data(Tensor(var.astype(np.float32)))
     return net
+
+
+def scaled(ours: list[np.ndarray], theirs: list[np.ndarray]) -> dict[str, float]:
+    """Max difference per quantity relative to that quantity's largest magnitude in the
+    output (``max |ours - opencv| / max |opencv|``): the error at the scale of the values,
+    which float32 rounding of small scores does not inflate."""
+    worst = {"xy": 0.0, "wh": 0.0, "obj": 0.0, "score": 0.0}
+    parts = {"xy": slice(0, 2), "wh": slice(2, 4), "obj": slice(4, 5), "score": slice(5, None)}
+    for mine, cv in zip(ours, theirs):
+        rows = mine.reshape(-1, mine.shape[-1]).astype(np.float64)
+        rows[:, 5:] *= rows[:, 4:5]
+        cv = cv.astype(np.float64)
+        for name, cols in parts.items():
+            a, b = rows[:, cols], cv[:, cols]
+            worst[name] = max(worst[name], float(np.abs(a - b).max() / np.abs(b).max()))
+    return worst
 
 
 def relative(ours: list[np.ndarray], theirs: list[np.ndarray]) -> dict[str, float]:
@@ -168,7 +183,10 @@ def test_imported_checkpoint_is_configured_as_darknet(fidelity) -> None:
 @pytest.mark.slow
 def test_outputs_match_opencv_darknet(fidelity) -> None:
     worst = relative(fidelity["ours"], fidelity["theirs"])
-    assert max(worst.values()) <= TOL, worst
+    at_scale = scaled(fidelity["ours"], fidelity["theirs"])
+    # measured: elementwise 1.3e-4 (class scores), at scale 2.8e-5 (the float32 floor)
+    assert max(worst.values()) <= TOL, (worst, at_scale)
+    assert max(at_scale.values()) <= TOL / 5, (worst, at_scale)
 
 
 @pytest.mark.slow
