@@ -130,7 +130,7 @@ class ModelEMA(nn.Cell):
                 hint="resume with the config the run was started with",
             )
         for p in self.shadows:
-            p.set_data(Tensor(params[p.name].asnumpy().astype(_np_dtype(p), copy=True)))
+            p.set_data(Tensor(params[p.name].asnumpy().copy(), p.dtype))
         self.updates.set_data(Tensor(int(params[UPDATES].asnumpy()), ms.int32))
 
     def reset(self) -> None:
@@ -159,12 +159,11 @@ class ModelEMA(nn.Cell):
                 p.set_data(Tensor(value))
 
 
-def _np_dtype(param: Parameter) -> np.dtype:
-    return np.dtype(ms.dtype_to_nptype(param.dtype))
+_FLOATS = (ms.float16, ms.float32, ms.float64, ms.bfloat16)
 
 
 def _floating(param: Parameter) -> bool:
-    return bool(np.issubdtype(_np_dtype(param), np.floating))
+    return param.dtype in _FLOATS
 
 
 def build_ema(cfg: Mapping[str, Any], network: nn.Cell) -> ModelEMA | None:
