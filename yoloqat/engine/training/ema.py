@@ -10,7 +10,7 @@ the fake-quant observers' ranges) updates its shadow ``e``::
 the Ultralytics ``ModelEMA`` rule: the ramp keeps early averages from being dominated by the
 random initial weights. Integer state (the QAT layers' step counters) is not averaged; an
 EMA network uses the raw network's. The update is one compiled graph over the parameter
-lists (a ``HyperMap`` of ``assign(e, lerp(e, w, 1 - d))``), not a Python loop over tensors.
+lists (a ``HyperMap`` of ``assign_sub(e, (e - w) * (1 - d))``), not a Python loop over tensors.
 
 The shadows are checkpointed as ``ema.<parameter name>`` entries plus ``ema.updates`` (``t``),
 so a resumed run continues the average exactly; inference loading picks the ``ema.`` entries
@@ -39,8 +39,9 @@ _blend = ops.MultitypeFuncGraph("ema_blend")
 
 @_blend.register("Tensor", "Tensor", "Tensor")
 def _blend_one(k, shadow, value):
-    # e + (w - e) * (1 - d) = d * e + (1 - d) * w: one fused kernel and the assign
-    return ops.assign(shadow, ops.lerp(shadow, value, ops.cast(k, shadow.dtype)))
+    # e - (e - w) * (1 - d) = d * e + (1 - d) * w, updated in place. ops.lerp launches fewer
+    # kernels but its CPU kernel is 4x slower at full size (benchmarks/bench_ema.py)
+    return ops.assign_sub(shadow, (shadow - value) * ops.cast(k, shadow.dtype))
 
 
 def decay_at(updates: int | np.ndarray, decay: float, ramp: float) -> np.ndarray:
@@ -130,7 +131,7 @@ class ModelEMA(nn.Cell):
                 hint="resume with the config the run was started with",
             )
         for p in self.shadows:
-            p.set_data(Tensor(params[p.name].asnumpy().astype(_np_dtype(p), copy=True)))
+            p.set_data(Tensor(params[p.name].asnumpy().copy(), p.dtype))
         self.updates.set_data(Tensor(int(params[UPDATES].asnumpy()), ms.int32))
 
     def reset(self) -> None:
@@ -159,12 +160,11 @@ class ModelEMA(nn.Cell):
                 p.set_data(Tensor(value))
 
 
-def _np_dtype(param: Parameter) -> np.dtype:
-    return np.dtype(ms.dtype_to_nptype(param.dtype))
+_FLOATS = (ms.float16, ms.float32, ms.float64, ms.bfloat16)
 
 
 def _floating(param: Parameter) -> bool:
-    return bool(np.issubdtype(_np_dtype(param), np.floating))
+    return param.dtype in _FLOATS
 
 
 def build_ema(cfg: Mapping[str, Any], network: nn.Cell) -> ModelEMA | None:
