@@ -324,9 +324,11 @@ def test_int8_qdq_matches_fake_quant_network(
     relu_convs = 52 if activation == "relu" else 0
     leaky_convs = 72 - relu_convs
     assert ops["QuantizeLinear"] == relu_convs + 2 * leaky_convs + 23 + 2
-    assert ops["DequantizeLinear"] == 75 + ops["QuantizeLinear"]
-    weights = {i.name: i for i in model.graph.initializer if i.name.endswith("weight_int8")}
-    assert len(weights) == 75
+    # 75 convs, the two after the head's Concats split in one conv per concatenated input
+    assert ops["Conv"] == 77
+    assert ops["DequantizeLinear"] == 77 + ops["QuantizeLinear"]
+    weights = {i.name: i for i in model.graph.initializer if "weight_int8" in i.name}
+    assert len(weights) == 77
     assert all(w.data_type == onnx.TensorProto.INT8 for w in weights.values())
     act_zp = [
         i
@@ -352,8 +354,9 @@ def test_int8_qdq_matches_fake_quant_network(
     fused = ort_session(path, "ORT_ENABLE_EXTENDED", optimized).run(None, {"images": images})
     if dtype == "uint8":  # ONNX Runtime's CPU fast path: uint8 activations, int8 weights
         fused_ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
-        # all convs but the first, the two after a concat and the three output convs
-        assert fused_ops["QLinearConv"] == 75 - 6
+        # all convs but the first, the four parts of the two split convs after a Concat
+        # (their sums are float) and the three output convs
+        assert fused_ops["QLinearConv"] == 77 - 8
         assert fused_ops["QLinearAdd"] == 23
         assert fused_ops["QLinearLeakyRelu"] == leaky_convs
     diffs = [np.abs(g - w) for g, w in zip(fused, want)]

@@ -214,7 +214,8 @@ def split_concat_convs(g: Graph) -> int:
         dq_attrs = {a.name: helper.get_attribute_value(a) for a in wdq.attribute}
         outs, start = [], 0
         for i, (part, size) in enumerate(zip(parts, sizes)):
-            w = g.add_init(codes[:, start : start + size], f"{hint}_part{i}")  # type: ignore[operator]
+            part_codes = codes[:, start : start + size]  # type: ignore[operator]
+            w = g.add_init(part_codes, f"{wdq.input[0]}_part{i}")
             start += size  # type: ignore[operator]
             dq = g.node("DequantizeLinear", [w, *wdq.input[1:]], f"{hint}_part{i}_dq", **dq_attrs)
             inputs = [part, dq, *(conv.input[2:3] if i == 0 else [])]

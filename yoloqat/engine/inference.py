@@ -2,7 +2,8 @@
 
 A predictor maps a float32 batch ``[B, 3, S, S]`` (normalised as in training) to the
 three decoded outputs ``[B, H, W, A, 5+C]`` as NumPy arrays, whatever runs it (MindSpore
-here; ONNX Runtime in :mod:`yoloqat.deploy`), so one evaluation engine serves all.
+here; an exported model through a runtime component, :mod:`yoloqat.engine.runtimes`), so
+one evaluation engine serves all.
 """
 
 from __future__ import annotations
