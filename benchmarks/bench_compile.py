@@ -11,13 +11,16 @@ targets, for:
   416 px, batch ``--full-batch`` (default 1).
 
 ``--shapes 320,352`` also times the first step of each further input size in the same
-process (what multi-scale training pays once per shape). Prints one JSON line: seconds per
-case (wall, and CPU seconds of the process, which machine load changes less), the
-``quant / float`` ratios and the load average before and after. ``--ir-stats`` dumps the IR
-(``MS_DEV_SAVE_GRAPHS=1``, which slows compiling) and counts its nodes and subgraphs.
+process (what multi-scale training pays once per shape); ``--dynamic`` compiles the step
+once with unknown spatial dims (``Cell.set_inputs``), so further sizes reuse that graph.
+Prints one JSON line: seconds per case (wall, and CPU seconds of the process, which machine
+load changes less), the ``quant / float`` ratios and the load average before and after.
+``--ir-stats`` dumps the IR (``MS_DEV_SAVE_GRAPHS=1``, which slows compiling) and counts its
+nodes and subgraphs.
 
     python benchmarks/bench_compile.py --nets demo
     python benchmarks/bench_compile.py --nets full --kinds quant --shapes 320,352,384
+    python benchmarks/bench_compile.py --nets full --shapes 320,352 --dynamic
 """
 
 from __future__ import annotations
@@ -86,7 +89,25 @@ def build_step(config: str, overrides: list[str] = ()):
     return step, network
 
 
-def child(net: str, kind: str, batch: int, size: int, shapes: list[int], steps: int) -> dict:
+def spatially_dynamic(inputs: list) -> list:
+    """Input placeholders with the spatial dims unknown: image ``[N, 3, None, None]``,
+    ``y_true_*`` ``[N, None, None, A, 5 + C]``, ``gt_*`` as they are."""
+    from mindspore import Tensor
+
+    out = []
+    for i, t in enumerate(inputs):
+        shape = list(t.shape)
+        if i == 0:
+            shape[2] = shape[3] = None
+        elif i <= 3:
+            shape[1] = shape[2] = None
+        out.append(Tensor(shape=shape, dtype=t.dtype))
+    return out
+
+
+def child(
+    net: str, kind: str, batch: int, size: int, shapes: list[int], steps: int, dynamic: bool
+) -> dict:
     """Runs in the subprocess: build, then time the first step of each shape."""
     import mindspore as ms
 
@@ -97,6 +118,8 @@ def child(net: str, kind: str, batch: int, size: int, shapes: list[int], steps: 
     step, network = build_step(quant_cfg if kind == "quant" else float_cfg)
     out: dict = {"build_s": round(time.perf_counter() - t0, 2), "first_step_s": {}, "loss": {}}
     out["first_step_cpu_s"] = {}
+    if dynamic:  # one graph for every input size
+        step.set_inputs(*spatially_dynamic(_inputs(network, batch, size)))
     for s in [size, *shapes]:
         x = _inputs(network, batch, s)
         t0, c0 = time.perf_counter(), time.process_time()
@@ -148,6 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shapes", default="", help="further input sizes timed after the first")
     p.add_argument("--steps", type=int, default=0, help="timed steps after compiling")
     p.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="compile once with unknown spatial dims (set_inputs) instead of once per size",
+    )
+    p.add_argument(
         "--ir-stats",
         action="store_true",
         help="also dump the IR (MS_DEV_SAVE_GRAPHS=1; slows compiling) and count its nodes",
@@ -160,9 +188,13 @@ def main(argv: list[str] | None = None) -> None:
         net, kind = args.child
         _, _, size, batch = NETS[net]
         batch = args.full_batch if net == "full" else batch
-        print(json.dumps(child(net, kind, batch, size, shapes, args.steps)))
+        print(json.dumps(child(net, kind, batch, size, shapes, args.steps, args.dynamic)))
         return
-    result: dict = {"benchmark": "compile", "load_avg_start": list(os.getloadavg())}
+    result: dict = {
+        "benchmark": "compile",
+        "dynamic": args.dynamic,
+        "load_avg_start": list(os.getloadavg()),
+    }
     for net in args.nets.split(","):
         _, _, size, batch = NETS[net]
         batch = args.full_batch if net == "full" else batch
@@ -170,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         for kind in args.kinds.split(","):
             cmd = [sys.executable, __file__, "--child", net, kind, "--shapes", args.shapes]
             cmd += ["--full-batch", str(args.full_batch), "--steps", str(args.steps)]
+            cmd += ["--dynamic"] if args.dynamic else []
             env = dict(os.environ)
             ir_dir = Path(tempfile.mkdtemp(prefix="bench_compile_ir_")) if args.ir_stats else None
             if ir_dir is not None:
