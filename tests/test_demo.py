@@ -27,7 +27,7 @@ def test_demo_small(tmp_path: Path) -> None:
             "--qat_epochs",
             "1",
             "--train_images",
-            "32",
+            "16",  # one batch of 16: each training stage compiles one graph (one size)
             "--val_images",
             "8",
         ],
