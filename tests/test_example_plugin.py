@@ -185,11 +185,10 @@ def test_train_qat_export_int8_and_eval_onnx(site: Path, data: Path, tmp_path: P
     assert got["backbone"] == "mobile_lite"
     assert got["float_convs"] == []  # no skip_layers, nothing unsupported
     assert got["quantized_convs"] == got["total_convs"] == BACKBONE_CONVS + HEAD_CONVS
-    # every conv of the backbone and the head has int8 weights in the file (the two head
-    # convs after a Concat split into one ONNX conv per concatenated input)
-    assert got["int8_convs"] == got["convs"] == BACKBONE_CONVS + HEAD_CONVS + 2
+    # every conv of the backbone and the head has int8 weights in the file
+    assert got["int8_convs"] == got["convs"] == BACKBONE_CONVS + HEAD_CONVS
     owners = [w.split(".", 1)[0] for w in got["conv_weights"]]
-    assert (owners.count("backbone"), owners.count("head")) == (BACKBONE_CONVS, HEAD_CONVS + 2)
+    assert (owners.count("backbone"), owners.count("head")) == (BACKBONE_CONVS, HEAD_CONVS)
     assert got["max_abs_diff"] <= ONNX_BOUND
 
 

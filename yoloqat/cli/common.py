@@ -19,9 +19,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SET_HELP = "Override a config value: dotted.key=value (repeatable; applied last)."
 RUNTIME_HELP = (
-    "Runtime for the ONNX model: onnxruntime (default) or openvino (the extra "
-    "'pip install \"yoloqat[openvino]\"'), or a plugin's runtime ('yoloqat list runtime' "
-    "lists them)."
+    "Runtime for the ONNX model: onnxruntime (default) or openvino (yoloqat's optional "
+    "'openvino' extra), or a plugin's runtime ('yoloqat list runtime' lists them)."
 )
 
 
