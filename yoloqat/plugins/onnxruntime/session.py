@@ -24,9 +24,18 @@ def _import_ort() -> Any:
 
 
 def session_options(ort: Any, threads: int | None) -> Any:
-    """Session options: all graph optimisations, ``threads`` intra-op threads if given."""
+    """Session options: all graph optimisations, ``threads`` intra-op threads if given, and
+    no spin-waiting of idle threads after a run.
+
+    ONNX Runtime's threads spin by default after each call: that keeps the cores busy while
+    anything else (another runtime, image decoding, NMS) wants them. Measured at 416 on 2
+    cores, alternating calls: OpenVINO int8 after an ONNX Runtime call took 105.6 ms with
+    spinning and 84.5 ms without, while ONNX Runtime int8 itself went 93.8 -> 96.1 ms.
+    """
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     if check_threads(threads) is not None:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
