@@ -262,3 +262,18 @@ def test_eval_and_predict_with_openvino_agree_with_onnxruntime(tmp_path: Path) -
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)
     assert len(report) == 3 and any(r["detections"] for r in report)
+
+
+def test_openvino_compiles_without_the_mindspore_isa_cap(monkeypatch) -> None:
+    """The AVX2 cap yoloqat sets for MindSpore is lifted only while OpenVINO compiles."""
+    import os
+
+    from yoloqat.core.runtime import ISA_CAP, uncapped_isa
+
+    monkeypatch.setenv(ISA_CAP, "AVX2")
+    with uncapped_isa():
+        assert ISA_CAP not in os.environ
+    assert os.environ[ISA_CAP] == "AVX2"
+    with pytest.raises(RuntimeError), uncapped_isa():  # put back after an error too
+        raise RuntimeError("compile failed")
+    assert os.environ[ISA_CAP] == "AVX2"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from yoloqat.core.errors import CheckpointError, RuntimeFailure
+from yoloqat.core.runtime import uncapped_isa
 
 INT8_PRECISIONS = ("u8", "i8")
 CONV_TYPES = ("Convolution", "GroupConvolution", "Deconvolution")
@@ -52,7 +53,8 @@ def int8_op_stats(path: str | Path, *, threads: int | None = None) -> dict[str, 
     }
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = threads
-    runtime = core.compile_model(model, "CPU", config).get_runtime_model()
+    with uncapped_isa():  # as the openvino runtime compiles: with the CPU's full ISA
+        runtime = core.compile_model(model, "CPU", config).get_runtime_model()
     layers: dict[str, Counter] = {}
     convs, int8, floats = 0, 0, []
     for op in runtime.get_ordered_ops():

@@ -10,9 +10,6 @@ shapes are the fast path).
 
 from __future__ import annotations
 
-import contextlib
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +17,7 @@ import numpy as np
 
 from yoloqat.core.contracts.runtime import check_threads, run_batches
 from yoloqat.core.errors import CheckpointError, RuntimeFailure
-
-#: oneDNN's ISA cap, which yoloqat sets for MindSpore's kernels at import (yoloqat/__init__).
-ISA_CAP = "ONEDNN_MAX_CPU_ISA"
-
-
-@contextlib.contextmanager
-def _uncapped_isa() -> Iterator[None]:
-    """OpenVINO compiles with the CPU's full instruction set, MindSpore keeps its cap.
-
-    OpenVINO's own oneDNN reads ``ONEDNN_MAX_CPU_ISA`` when it first compiles: capped at
-    AVX2 it runs int8 without AVX-512 VNNI (measured at 416 on 2 cores: 200 ms instead of
-    89-94 ms). The variable is put back at once, so MindSpore's oneDNN (a separate library,
-    for which the AVX2 cap is right) still sees it.
-    """
-    saved = os.environ.pop(ISA_CAP, None)
-    try:
-        yield
-    finally:
-        if saved is not None:
-            os.environ[ISA_CAP] = saved
-
+from yoloqat.core.runtime import uncapped_isa
 
 INSTALL_HINT = 'pip install "yoloqat[openvino]"'
 DEVICE = "CPU"
@@ -134,7 +111,7 @@ class OpenVinoModel:
                 model = model.clone()
                 model.reshape({0: [batch, 3, self.input_size, self.input_size]})
             try:
-                with _uncapped_isa():
+                with uncapped_isa():
                     self._compiled[batch] = self.core.compile_model(model, DEVICE, self.config)
             except Exception as exc:
                 raise RuntimeFailure(
