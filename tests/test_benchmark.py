@@ -160,6 +160,7 @@ def test_benchmark_bad_options_are_usage_errors(tmp_path: Path) -> None:
         (["--formats", "tflite"], "'tflite' is not a format"),
         (["--precisions", "fp16"], "'fp16' is not a precision"),
         (["--batch", "0"], "--batch 0 is not valid"),
+        (["--max_images", "0"], "--max_images 0 is not valid"),
         (["--runtimes", " , "], "--runtimes is empty"),
     ):
         result = _invoke("benchmark", *args, "--output", str(tmp_path / "b"))

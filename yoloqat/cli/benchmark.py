@@ -140,6 +140,8 @@ def benchmark(
     ):
         if value < low:
             raise UsageError(f"--{name} {value} is not valid; expected an integer >= {low}")
+    if max_images is not None and max_images < 1:
+        raise UsageError(f"--max_images {max_images} is not valid; expected an integer >= 1")
     if threads is not None and threads < 1:
         raise UsageError(f"--threads {threads} is not valid; expected an integer >= 1")
     if testing_shape is not None:

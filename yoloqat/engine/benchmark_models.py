@@ -36,9 +36,7 @@ def _ptq_twin(
 
     twin = pipeline.build_model(cfg, registry)
     ms.load_param_into_net(twin, {p.name: p.copy() for p in float_net.get_parameters()})
-    from yoloqat.registry import default_registry
-
-    quantizer = (registry or default_registry()).create("quantizer", PTQ_NAME)
+    quantizer = pipeline.registry_of(registry).create("quantizer", PTQ_NAME)
     twin = pipeline.quantize(twin, quantizer, PTQ_NAME)
     seen = quantizer.calibrate(twin, images)
     twin.set_train(False)

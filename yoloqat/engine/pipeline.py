@@ -9,7 +9,8 @@ from yoloqat.core.config import check_config, component_blocks, get_dotted
 from yoloqat.core.errors import ConfigError
 
 
-def _registry(registry: Any = None) -> Any:
+def registry_of(registry: Any = None) -> Any:
+    """``registry``, or the process-wide default registry when it is None."""
     if registry is not None:
         return registry
     from yoloqat.registry import default_registry
@@ -26,7 +27,7 @@ def _block(cfg: Mapping[str, Any], dotted: str) -> tuple[str, dict[str, Any]]:
 
 def validate(cfg: Mapping[str, Any], registry: Any = None) -> None:
     """Check every component of ``cfg`` (names and parameters) without building anything."""
-    check_config(cfg, _registry(registry))
+    check_config(cfg, registry_of(registry))
 
 
 def num_classes_of(cfg: Mapping[str, Any]) -> int:
@@ -52,7 +53,7 @@ def build_model(cfg: Mapping[str, Any], registry: Any = None) -> Any:
     """
     from yoloqat.core.detector import Detector
 
-    reg = _registry(registry)
+    reg = registry_of(registry)
     bname, bparams = _block(cfg, "model.backbone")
     hname, hparams = _block(cfg, "model.head")
     backbone = reg.create("backbone", bname, **bparams)
@@ -68,7 +69,7 @@ def build_quantizer(cfg: Mapping[str, Any], registry: Any = None) -> Any | None:
     name, params = _block(cfg, "quantizer")
     if name == "none":
         return None
-    return _registry(registry).create("quantizer", name, **params)
+    return registry_of(registry).create("quantizer", name, **params)
 
 
 def quantize(network: Any, quantizer: Any, name: str = "quantizer") -> Any:
@@ -98,7 +99,7 @@ def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> A
     """The loss cell; ``num_classes``, ``anchors`` and ``anchor_masks`` come from the model
     (for a factory that declares them and whose block does not set them)."""
     name, params = _block(cfg, "loss")
-    reg = _registry(registry)
+    reg = registry_of(registry)
     provided = {
         "num_classes": detector.num_classes,
         "anchors": [list(map(float, a)) for a in detector.anchors],
@@ -109,7 +110,7 @@ def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> A
 
 def build_scheduler(cfg: Mapping[str, Any], registry: Any = None) -> Any:
     name, params = _block(cfg, "scheduler")
-    return _registry(registry).create("scheduler", name, **params)
+    return registry_of(registry).create("scheduler", name, **params)
 
 
 def build_dataset(cfg: Mapping[str, Any], registry: Any = None) -> Any:
@@ -117,4 +118,4 @@ def build_dataset(cfg: Mapping[str, Any], registry: Any = None) -> Any:
     registry: a :class:`~yoloqat.core.contracts.dataset.CheckedDataset`, so a plugin
     missing a member fails with a PluginError naming it (its sources when first used)."""
     name, params = _block(cfg, "dataset")
-    return _registry(registry).create("dataset", name, **params)
+    return registry_of(registry).create("dataset", name, **params)

@@ -11,17 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from yoloqat.core.contracts.runtime import Runtime
+from yoloqat.engine.pipeline import registry_of
 
 #: The runtime ``open_model`` uses unless told otherwise.
 DEFAULT_RUNTIME = "onnxruntime"
-
-
-def _registry(registry: Any) -> Any:
-    if registry is not None:
-        return registry
-    from yoloqat.registry import default_registry
-
-    return default_registry()
 
 
 def open_model(
@@ -36,15 +29,15 @@ def open_model(
     An unknown runtime is a ConfigError (exit 3) with a suggestion and the list of
     runtimes; a runtime that breaks its contract is a PluginError naming the plugin.
     """
-    reg = _registry(registry)
+    reg = registry_of(registry)
     return reg.create("runtime", runtime, path=str(path), threads=threads)  # type: ignore[return-value]
 
 
 def check_runtime(runtime: str, registry: Any = None) -> None:
     """A ConfigError (with a suggestion and the list) unless ``runtime`` is registered."""
-    _registry(registry).get("runtime", runtime)
+    registry_of(registry).get("runtime", runtime)
 
 
 def runtime_names(registry: Any = None) -> list[str]:
     """The names of the registered runtimes, sorted."""
-    return [c.name for c in _registry(registry).components("runtime")]
+    return [c.name for c in registry_of(registry).components("runtime")]
