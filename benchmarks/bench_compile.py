@@ -89,22 +89,6 @@ def build_step(config: str, overrides: list[str] = ()):
     return step, network
 
 
-def spatially_dynamic(inputs: list) -> list:
-    """Input placeholders with the spatial dims unknown: image ``[N, 3, None, None]``,
-    ``y_true_*`` ``[N, None, None, A, 5 + C]``, ``gt_*`` as they are."""
-    from mindspore import Tensor
-
-    out = []
-    for i, t in enumerate(inputs):
-        shape = list(t.shape)
-        if i == 0:
-            shape[2] = shape[3] = None
-        elif i <= 3:
-            shape[1] = shape[2] = None
-        out.append(Tensor(shape=shape, dtype=t.dtype))
-    return out
-
-
 def child(
     net: str, kind: str, batch: int, size: int, shapes: list[int], steps: int, dynamic: bool
 ) -> dict:
@@ -118,7 +102,9 @@ def child(
     step, network = build_step(quant_cfg if kind == "quant" else float_cfg)
     out: dict = {"build_s": round(time.perf_counter() - t0, 2), "first_step_s": {}, "loss": {}}
     out["first_step_cpu_s"] = {}
-    if dynamic:  # one graph for every input size
+    if dynamic:  # one graph for every input size, as the trainer's train.dynamic_shapes
+        from yoloqat.engine.training.step import spatially_dynamic
+
         step.set_inputs(*spatially_dynamic(_inputs(network, batch, size)))
     for s in [size, *shapes]:
         x = _inputs(network, batch, s)

@@ -82,10 +82,36 @@ def test_float_multiscale_training_and_checkpoint_pruning(synth: Path, tmp_path:
         np.testing.assert_array_equal(params[name].asnumpy(), value, err_msg=name)
 
 
+def _dynamic(step_cell) -> bool:
+    """Whether the step was compiled with the input size unknown (train.dynamic_shapes)."""
+    inputs = step_cell.get_inputs()
+    return bool(inputs) and tuple(inputs[0].shape[2:]) == (-1, -1)  # -1: unknown
+
+
+def test_dynamic_shapes_train_like_one_graph_per_size(synth: Path, tmp_path: Path) -> None:
+    """``train.dynamic_shapes``: one graph for both sizes, the same losses and weights."""
+    runs = {}
+    for dynamic in (0, 1):
+        out = tmp_path / f"d{dynamic}"
+        cfg = _multiscale(synth, out, f"train.dynamic_shapes={dynamic}")
+        trainer = Trainer(cfg, run_dir=out / "run")
+        res = trainer.run()
+        assert _dynamic(trainer.step_cell) == bool(dynamic)
+        _check_schedule(trainer, _step_shapes(out / "run"))
+        runs[dynamic] = (res.losses, state(trainer.step_cell))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-5)
+    for name, value in runs[0][1].items():
+        np.testing.assert_allclose(runs[1][1][name], value, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
 def test_qat_multiscale_training(synth: Path, tmp_path: Path) -> None:
-    cfg = _multiscale(synth, tmp_path, "quantizer.ema_init=first_batch", quant=True)
+    # one graph for both sizes (train.dynamic_shapes): compiles the QAT step once
+    cfg = _multiscale(
+        synth, tmp_path, "quantizer.ema_init=first_batch", "train.dynamic_shapes=1", quant=True
+    )
     trainer = Trainer(cfg, run_dir=tmp_path / "run")
     res = trainer.run()
+    assert _dynamic(trainer.step_cell)
     assert len(res.losses) == 4 and all(np.isfinite(res.losses))
     _check_schedule(trainer, _step_shapes(tmp_path / "run"))
     quant = state(trainer.network, QUANT_STATE)

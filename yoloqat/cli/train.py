@@ -43,6 +43,7 @@ FLAG_TO_KEY = {
     "ckpt_interval": "train.ckpt_interval",
     "is_save_on_master": "train.is_save_on_master",
     "need_profiler": "train.need_profiler",
+    "dynamic_shapes": "train.dynamic_shapes",
     "training_shape": "data.training_shape",
     "resize_rate": "data.resize_rate",
     "seed": "train.seed",
@@ -135,6 +136,12 @@ def train(
         1, "group_size", help="Number of devices (taken from the environment when distributed)."
     ),
     need_profiler: Optional[int] = _opt(None, "need_profiler", help="1: profile the first steps."),
+    dynamic_shapes: Optional[int] = _opt(
+        None,
+        "dynamic_shapes",
+        help="1: compile the train step once for every multi-scale input size (faster start, "
+        "slower steps; README: multi-scale).",
+    ),
     training_shape: Optional[int] = _opt(
         None, "training_shape", help="Fix the training size (else multi-scale 320-608)."
     ),

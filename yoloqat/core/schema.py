@@ -75,6 +75,8 @@ class TrainSection(_Section):
     loss_scale: Annotated[float, Field(gt=0.0)] = 1.0
     loss_scale_semantics: Literal["seed", "standard"] = "standard"
     dynamic_loss_scale: StrictBool = False
+    # compile the step once for every input size (multi-scale) instead of once per size
+    dynamic_shapes: Switch = False
     log_interval: PositiveInt = 100
     ckpt_interval: Optional[PositiveInt] = None
     keep_checkpoints: PositiveInt = 5

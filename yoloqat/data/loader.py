@@ -241,6 +241,11 @@ class TrainLoader:
             )
         self.stats: dict[str, Any] = {}
 
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The training sizes batches can have: ``training_shape``, else ``multi_scale``."""
+        return (self.training_shape,) if self.training_shape else tuple(self.multi_scale)
+
     def shape(self, epoch: int, step: int) -> int:
         """Training size of batch ``step`` of ``epoch`` (identical on every rank)."""
         return shape_for_step(

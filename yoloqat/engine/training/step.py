@@ -93,3 +93,22 @@ class TrainStep(nn.Cell):
             ops.assign(self.loss_scale, ops.maximum(scale / self.scale_factor, 1.0))
             ops.assign(self.good_steps, self.good_steps * 0)
         return loss, finite, scale
+
+
+def spatially_dynamic(inputs: list[Tensor]) -> list[Tensor]:
+    """Placeholders for :meth:`TrainStep.set_inputs` with the input size left unknown.
+
+    ``inputs`` are one batch of the step's inputs (image, the three ``y_true_*``, the three
+    ``gt_*``): the image's height and width and the ``y_true_*`` grid dims become ``None``,
+    everything else keeps its shape. The step then compiles once for every input size of a
+    multi-scale run instead of once per size (``train.dynamic_shapes``).
+    """
+    out = []
+    for i, t in enumerate(inputs):
+        shape = list(t.shape)
+        if i == 0:
+            shape[2] = shape[3] = None
+        elif i <= 3:
+            shape[1] = shape[2] = None
+        out.append(Tensor(shape=shape, dtype=t.dtype))
+    return out

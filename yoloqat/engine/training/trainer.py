@@ -256,6 +256,11 @@ class Trainer:
             reducer=reducer,
         )
         self.step_cell.set_train(True)
+        #: one compiled graph for every input size (``train.dynamic_shapes``, used when the
+        #: run has more than one size), set at the first step
+        dynamic = bool(_train(cfg, "dynamic_shapes", False))
+        self.dynamic_shapes = dynamic and len(set(self.loader.sizes)) > 1
+        self._inputs_set = False
         #: the weights' moving average (``train.ema``), None when off; see training/ema.py
         self.ema = build_ema(cfg, self.network)
         self.start_epoch, self.start_step = 0, 0
@@ -420,6 +425,8 @@ class Trainer:
         import mindspore as ms
         from mindspore import Tensor
 
+        from yoloqat.engine.training.step import spatially_dynamic
+
         ms.set_context(mode=ms.GRAPH_MODE)
         self._build()
         self.validator.prepare(self.dataset)
@@ -468,6 +475,9 @@ class Trainer:
                         )
                     ]
                     self.guard.install()  # MindSpore's data engine replaces it per iterator
+                    if self.dynamic_shapes and not self._inputs_set:
+                        self.step_cell.set_inputs(*spatially_dynamic(inputs))
+                        self._inputs_set = True
                     loss, finite, _scale = self.step_cell(*inputs)
                     if self.ema is not None and bool(finite.asnumpy()):
                         self.ema.update()  # after the optimizer step; skipped steps do not count
