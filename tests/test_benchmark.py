@@ -21,6 +21,8 @@ TINY = [
     "model.backbone.width=0.0625",
     "--set",
     "model.head.width=0.0625",
+    "--set",
+    "model.backbone.blocks=[1, 1, 1, 1, 1]",
 ]
 
 

@@ -100,6 +100,7 @@ def _config(data_dir: Path, out: Path) -> dict:
             f"train.ckpt_path={out}",
             "model.num_classes=3",
             "model.backbone.width=0.0625",
+            "model.backbone.blocks=[1, 1, 1, 1, 1]",
             "model.head.width=0.0625",
             "data.training_shape=64",
             "data.multi_scale=[64]",

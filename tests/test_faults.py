@@ -36,6 +36,7 @@ TINY = [
     "--config", "synth_tiny", "--per_batch_size", "4", "--training_shape", "64",
     "--set", "model.num_classes=3", "--set", "model.backbone.width=0.0625",
     "--set", "model.head.width=0.0625", "--set", "train.log_interval=1",
+    "--set", "model.backbone.blocks=[1, 1, 1, 1, 1]",
     "--set", "scheduler.warmup_epochs=0",
 ]  # fmt: skip
 

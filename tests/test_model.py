@@ -329,6 +329,8 @@ def test_symmetric_and_same_padding_give_equal_shapes():
         (darknet53, {"padding": "valid"}, "padding"),
         (darknet53, {"bn_momentum": 1.5}, "bn_momentum"),
         (darknet53, {"in_channels": 0}, "in_channels"),
+        (darknet53, {"blocks": [1, 2, 8, 8]}, "blocks"),
+        (darknet53, {"blocks": [1, 2, 8, 0, 4]}, "blocks"),
         (yolov3_head, {"num_classes": 0}, "num_classes"),
         (yolov3_head, {"width": 0}, "width"),
         (yolov3_head, {"anchors": DEFAULT_ANCHORS[:8]}, "anchor_masks"),
@@ -345,6 +347,17 @@ def test_bad_parameters_raise_config_error(factory, params, field):
         params = {"in_channels": (8, 16, 32), **params}
     with pytest.raises(ConfigError, match=field):
         factory(**params)
+
+
+def test_blocks_set_the_depth_with_the_same_parameter_names():
+    deep, shallow = darknet53(width=0.0625), darknet53(width=0.0625, blocks=[1, 1, 2, 1, 1])
+    assert len(deep.conv_units()) == 52 and len(shallow.conv_units()) == 2 + 2 * 6 + 4
+    names = {p.name for p in shallow.get_parameters()}
+    assert "layer3.1.conv2.conv.weight" in names and "layer3.2.conv1.conv.weight" not in names
+    assert names < {p.name for p in deep.get_parameters()}
+    x = Tensor(np.random.default_rng(0).normal(size=(1, 3, 64, 64)).astype(np.float32))
+    shapes = [tuple(c.shape) for c in shallow(x)]
+    assert shapes == [tuple(c.shape) for c in deep(x)]
 
 
 def test_width_scales_channels_and_custom_classes():

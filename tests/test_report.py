@@ -14,6 +14,11 @@ from yoloqat.engine.report import latency_ms, layer_sensitivity
 
 pytestmark = pytest.mark.slow
 
+#: one residual block per backbone stage (half the graph to compile) and its quantized
+#: layers: 16 + 20 conv units, 3 output convs, 5 residual adds
+ONE_BLOCK = (1, 1, 1, 1, 1)
+LAYERS = 16 + 20 + 3 + 5
+
 
 def test_layer_sensitivity_ranks_every_quantized_layer(tmp_path: Path) -> None:
     import mindspore as ms
@@ -28,6 +33,7 @@ def test_layer_sensitivity_ranks_every_quantized_layer(tmp_path: Path) -> None:
             f"dataset.data_dir={tmp_path}",
             "model.num_classes=3",
             "model.backbone.width=0.0625",
+            "model.backbone.blocks=[1, 1, 1, 1, 1]",
             "model.head.width=0.0625",
         ],
     )
@@ -35,7 +41,7 @@ def test_layer_sensitivity_ranks_every_quantized_layer(tmp_path: Path) -> None:
     build_quantizer(cfg).apply(net)
     try:
         names = {path for path, _ in quantized_layers(net)}
-        assert len(names) == 72 + 3 + 23
+        assert len(names) == LAYERS
         picked = ("backbone.layer1.*", "head.backblock0.conv6")
         rows = layer_sensitivity(
             net, build_dataset(cfg), testing_shape=64, top=3, max_images=2, patterns=picked
@@ -58,7 +64,9 @@ def test_eval_gates_switch_layers_in_one_compiled_graph() -> None:
     from yoloqat.plugins.int8_qat.quantizer import eval_gates, set_fake_quant
 
     ms.set_seed(0)
-    net = int8_qat(ema_init="first_batch").apply(yolov3_darknet53(num_classes=3, width=0.0625))
+    net = int8_qat(ema_init="first_batch").apply(
+        yolov3_darknet53(num_classes=3, width=0.0625, blocks=ONE_BLOCK)
+    )
     rng = np.random.default_rng(0)
     net.set_train(True)
     for _ in range(2):  # observers get real ranges
@@ -76,7 +84,7 @@ def test_eval_gates_switch_layers_in_one_compiled_graph() -> None:
     try:
         assert np.array_equal(net(x)[0].asnumpy(), quant)  # a graph compiled without gates
         with eval_gates(net) as (gated, gates):
-            assert len(gates) == 72 + 3 + 23
+            assert len(gates) == LAYERS
             np.testing.assert_array_equal(gated(x)[0].asnumpy(), quant)  # all gates 1
             for path, params in gates.items():
                 for p in params:

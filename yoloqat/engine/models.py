@@ -21,6 +21,7 @@ def yolov3_darknet53(
     anchors: Sequence[Sequence[float]] | None = None,
     anchor_masks: Sequence[Sequence[int]] | None = None,
     in_channels: int = 3,
+    blocks: Sequence[int] = (1, 2, 8, 8, 4),
 ) -> Detector:
     """The default YOLOv3-DarkNet53 detector (seed layout) built directly, without a config.
 
@@ -28,6 +29,7 @@ def yolov3_darknet53(
     always use LeakyReLU(``negative_slope``). ``anchors``/``anchor_masks`` default to the
     9 YOLOv3 anchors and masks ((6, 7, 8), (3, 4, 5), (0, 1, 2)). ``bn_eps`` is the
     BatchNorm epsilon of every conv block (1e-5 as in the seed, 1e-6 as in Darknet).
+    ``blocks``: residual blocks per backbone stage (DarkNet-53: 1, 2, 8, 8, 4).
     """
     reg = default_registry()
     backbone = reg.create(
@@ -40,6 +42,7 @@ def yolov3_darknet53(
         bn_momentum=bn_momentum,
         bn_eps=bn_eps,
         in_channels=in_channels,
+        blocks=blocks,
     )
     head = reg.create(
         "head",

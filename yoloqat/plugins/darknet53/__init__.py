@@ -19,6 +19,7 @@ def darknet53(
     bn_momentum: float = 0.9,
     bn_eps: float = 1e-5,
     in_channels: int = 3,
+    blocks: tuple[int, ...] | list[int] = (1, 2, 8, 8, 4),
 ) -> DarkNet53:
     """DarkNet-53 backbone of YOLOv3 (52 convs) returning C3, C4, C5 at strides 8, 16, 32.
 
@@ -34,6 +35,9 @@ def darknet53(
         bn_eps: BatchNorm epsilon: 1e-5 (the seed's layers) or 1e-6 (Darknet's, which
             imported Darknet weights need to reproduce Darknet's outputs).
         in_channels: channels of the input image (3 for RGB).
+        blocks: residual blocks of each of the 5 stages; (1, 2, 8, 8, 4) is DarkNet-53.
+            Fewer give a shallower network with the same parameter names (``layerK.i``)
+            for fast experiments and tests; checkpoints load only into the same depth.
     """
     from .model import DarkNet53
 
@@ -45,6 +49,7 @@ def darknet53(
         bn_momentum=bn_momentum,
         bn_eps=bn_eps,
         in_channels=in_channels,
+        blocks=blocks,
     )
 
 

@@ -36,6 +36,18 @@ def check_width(width: object) -> float:
     return float(width)
 
 
+def check_blocks(blocks: object) -> tuple[int, ...]:
+    """Return ``blocks`` as a 5-tuple of ints >= 1, or raise a ConfigError naming it."""
+    ok = isinstance(blocks, (list, tuple)) and len(blocks) == len(STAGE_BLOCKS)
+    ok = ok and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in blocks)
+    if not ok:
+        raise ConfigError(
+            f"blocks={blocks!r} is not valid; expected {len(STAGE_BLOCKS)} integers >= 1, "
+            f"the residual blocks of each stage (DarkNet-53: {list(STAGE_BLOCKS)})"
+        )
+    return tuple(blocks)
+
+
 def check_bn_momentum(bn_momentum: object) -> float:
     """Return ``bn_momentum`` as a float, or raise a ConfigError unless 0 <= m < 1."""
     ok = isinstance(bn_momentum, (int, float)) and not isinstance(bn_momentum, bool)
@@ -88,17 +100,20 @@ class DarkNet53(nn.Cell):
         bn_momentum: float = 0.9,
         bn_eps: float = 1e-5,
         in_channels: int = 3,
+        blocks: tuple[int, ...] = STAGE_BLOCKS,
     ) -> None:
         super().__init__()
         check_choice("activation", activation, BACKBONE_ACTIVATIONS)
         check_choice("padding", padding, PADDINGS)
         width = check_width(width)
         negative_slope = check_negative_slope(negative_slope)
+        blocks = check_blocks(blocks)
         bn_momentum = check_bn_momentum(bn_momentum)
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
             raise ConfigError(f"in_channels={in_channels!r} is not valid; expected an integer >= 1")
         self.activation = activation
         self.width = width
+        self.blocks = blocks
         self.padding = padding
         unit = {
             "activation": activation,
@@ -113,15 +128,15 @@ class DarkNet53(nn.Cell):
 
         self.conv0 = ConvBnAct(in_channels, stem, 3, 1, **unit)
         self.conv1 = ConvBnAct(stem, chans[0], 3, 2, **unit)
-        self.layer1 = self._stage(STAGE_BLOCKS[0], chans[0], hidden[0], unit)
+        self.layer1 = self._stage(blocks[0], chans[0], hidden[0], unit)
         self.conv2 = ConvBnAct(chans[0], chans[1], 3, 2, **unit)
-        self.layer2 = self._stage(STAGE_BLOCKS[1], chans[1], hidden[1], unit)
+        self.layer2 = self._stage(blocks[1], chans[1], hidden[1], unit)
         self.conv3 = ConvBnAct(chans[1], chans[2], 3, 2, **unit)
-        self.layer3 = self._stage(STAGE_BLOCKS[2], chans[2], hidden[2], unit)
+        self.layer3 = self._stage(blocks[2], chans[2], hidden[2], unit)
         self.conv4 = ConvBnAct(chans[2], chans[3], 3, 2, **unit)
-        self.layer4 = self._stage(STAGE_BLOCKS[3], chans[3], hidden[3], unit)
+        self.layer4 = self._stage(blocks[3], chans[3], hidden[3], unit)
         self.conv5 = ConvBnAct(chans[3], chans[4], 3, 2, **unit)
-        self.layer5 = self._stage(STAGE_BLOCKS[4], chans[4], hidden[4], unit)
+        self.layer5 = self._stage(blocks[4], chans[4], hidden[4], unit)
         #: Channels of (C3, C4, C5).
         self.out_channels: tuple[int, int, int] = (chans[2], chans[3], chans[4])
         #: Strides of (C3, C4, C5) relative to the input.
@@ -132,7 +147,7 @@ class DarkNet53(nn.Cell):
         return nn.SequentialCell([ResidualBlock(channels, hidden, **unit) for _ in range(blocks)])
 
     def conv_units(self) -> list[ConvBnAct]:
-        """The 52 ConvBnAct units in Darknet file order (the order of the forward pass).
+        """The ConvBnAct units (52 in DarkNet-53) in Darknet file order (the forward order).
 
         conv0, conv1, layer1 blocks (each: 1x1 ``conv1`` then 3x3 ``conv2``), conv2, layer2,
         conv3, layer3, conv4, layer4, conv5, layer5. This is also the order of the
