@@ -8,9 +8,12 @@ Prints one JSON object on stdout, for example::
 Eval latency is the median of ``--repeats`` timed forwards after ``--warmup`` untimed ones
 (the first untimed call also compiles the graph; its time is reported as ``first_call_s``).
 The training step is forward + backward + ``nn.Momentum(lr=1e-3, momentum=0.9)`` update,
-compiled as one graph with ``ms.jit`` in GRAPH_MODE. ``--loss sum`` uses the sum of the raw
-outputs as a stand-in loss; other losses plug in through :data:`LOSSES` (a name mapped to a
-function returning a :class:`LossSetup`), e.g. a future ``--loss real``.
+compiled as one graph in GRAPH_MODE: by default the trainer's own ``TrainStep`` Cell
+(``--step cell``); ``--step jit`` compiles a ``value_and_grad`` function with ``ms.jit``
+instead, which measured 1.4-1.8x slower (full network at 416, batch 1 and 4). ``--loss sum``
+uses the sum of the raw outputs as a stand-in loss, ``--loss real`` the real
+``yolov3_loss``; others plug in through :data:`LOSSES` (a name mapped to a function
+returning a :class:`LossSetup`).
 """
 
 from __future__ import annotations
@@ -84,6 +87,30 @@ def real_loss(network, batch_size: int, size: int) -> LossSetup:
 LOSSES: dict[str, Callable[..., LossSetup]] = {"sum": sum_loss, "real": real_loss}
 
 
+def make_cell_step(network, loss: LossSetup, optimizer) -> Callable:
+    """The trainer's construction: ``TrainStep`` (a Cell with ``GradOperation``) around a
+    Cell computing the loss; returns ``step(images, *targets) -> loss``."""
+    from mindspore import nn
+
+    from yoloqat.engine.training.step import TrainStep
+
+    class LossNet(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__(auto_prefix=False)
+            self.network = network
+
+        def construct(self, images, *targets):
+            return loss.loss_fn(self.network(images), *targets)
+
+    train_step = TrainStep(LossNet(), optimizer)
+    train_step.set_train(True)
+
+    def step(images, *targets):
+        return train_step(images, *targets)[0]
+
+    return step
+
+
 def make_train_step(network, loss: LossSetup, optimizer, *, compile_graph: bool) -> Callable:
     """Return ``step(images, *targets) -> loss`` doing forward, backward and the update."""
     import mindspore as ms
@@ -133,6 +160,12 @@ def run(args: argparse.Namespace) -> dict:
     ms.set_device("CPU")
     graph = args.mode == "graph"
     ms.set_context(mode=ms.GRAPH_MODE if graph else ms.PYNATIVE_MODE)
+    if args.jit_level:
+        ms.set_context(jit_config={"jit_level": args.jit_level})
+    if args.threads:
+        from mindspore.device_context.cpu import op_tuning
+
+        op_tuning.threads_num(args.threads)
     ms.set_seed(0)
     net = yolov3_darknet53(width=args.width, num_classes=args.num_classes)
     result: dict = {
@@ -145,6 +178,9 @@ def run(args: argparse.Namespace) -> dict:
         "num_classes": args.num_classes,
         "loss": args.loss,
         "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "default"),
+        "jit_level": args.jit_level or "default",
+        "step": args.step,
+        "threads": args.threads or "default",
         "cpu_count": os.cpu_count(),
         "load_avg_start": list(os.getloadavg()),
         "python": platform.python_version(),
@@ -173,7 +209,10 @@ def run(args: argparse.Namespace) -> dict:
     for batch in batches if "train" in parts else []:
         x = Tensor(rng.normal(size=(batch, 3, args.size, args.size)).astype(np.float32))
         loss = LOSSES[args.loss](net, batch, args.size)
-        step = make_train_step(net, loss, optimizer, compile_graph=graph)
+        if args.step == "cell":
+            step = make_cell_step(net, loss, optimizer)
+        else:
+            step = make_train_step(net, loss, optimizer, compile_graph=graph)
         values: list[float] = []
 
         def train_once(x=x, step=step, loss=loss, values=values):
@@ -206,6 +245,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="AVX2",
         help="value for ONEDNN_MAX_CPU_ISA ('default' leaves oneDNN's choice); on AVX-512 "
         "machines oneDNN otherwise runs NCHW 3x3 convs on a slow reference kernel",
+    )
+    p.add_argument("--jit-level", choices=("O0", "O1", "O2"), help="MindSpore jit_config level")
+    p.add_argument("--threads", type=int, help="MindSpore CPU op threads (default: its own)")
+    p.add_argument(
+        "--step",
+        choices=("cell", "jit"),
+        default="cell",
+        help="train step: the trainer's TrainStep Cell (cell, default), or ms.jit over a "
+        "value_and_grad function (jit: 1.4-1.8x slower at 416)",
     )
     args = p.parse_args(argv)
     if args.size <= 0 or args.size % 32:
