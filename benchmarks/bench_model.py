@@ -268,9 +268,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: print the result as one JSON object."""
     args = parse_args(argv)
-    if args.onednn_isa != "default":
-        # Must be set before MindSpore runs its first oneDNN primitive.
-        os.environ["ONEDNN_MAX_CPU_ISA"] = args.onednn_isa
+    # Must be set before MindSpore runs its first oneDNN primitive, and before yoloqat's
+    # import sets its AVX2 default: 'default' is oneDNN's own choice, ALL.
+    os.environ["ONEDNN_MAX_CPU_ISA"] = "ALL" if args.onednn_isa == "default" else args.onednn_isa
     os.environ.setdefault("GLOG_v", "3")
     print(json.dumps(run(args)))
 

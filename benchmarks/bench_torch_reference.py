@@ -106,6 +106,7 @@ def build(num_classes: int = 80):
 
 def conv_step(torch, batch: int = 4, channels: int = 256, size: int = 52) -> dict:
     """``bench_conv.py``'s step in PyTorch eager: median seconds and conv GFLOP/s."""
+    from bench_conv import conv_flops  # imports no MindSpore at module level
     from torch import nn
 
     net = nn.Sequential(
@@ -122,7 +123,7 @@ def conv_step(torch, batch: int = 4, channels: int = 256, size: int = 52) -> dic
         if i:
             runs.append(time.perf_counter() - t0)
     median = statistics.median(runs)
-    flops = 3 * 2 * batch * size * size * channels * channels * 9
+    flops = conv_flops(batch, channels, size)
     return {
         "benchmark": "conv_step",
         "framework": f"torch {torch.__version__}",

@@ -140,7 +140,7 @@ def train(
         None,
         "dynamic_shapes",
         help="1: compile the train step once for every multi-scale input size (faster start, "
-        "slower steps; README: multi-scale).",
+        "slower steps; README: compile time).",
     ),
     training_shape: Optional[int] = _opt(
         None, "training_shape", help="Fix the training size (else multi-scale 320-608)."

@@ -260,7 +260,6 @@ class Trainer:
         #: run has more than one size), set at the first step
         dynamic = bool(_train(cfg, "dynamic_shapes", False))
         self.dynamic_shapes = dynamic and len(set(self.loader.sizes)) > 1
-        self._inputs_set = False
         #: the weights' moving average (``train.ema``), None when off; see training/ema.py
         self.ema = build_ema(cfg, self.network)
         self.start_epoch, self.start_step = 0, 0
@@ -475,9 +474,8 @@ class Trainer:
                         )
                     ]
                     self.guard.install()  # MindSpore's data engine replaces it per iterator
-                    if self.dynamic_shapes and not self._inputs_set:
+                    if self.dynamic_shapes and self.step_cell.get_inputs() is None:
                         self.step_cell.set_inputs(*spatially_dynamic(inputs))
-                        self._inputs_set = True
                     loss, finite, _scale = self.step_cell(*inputs)
                     if self.ema is not None and bool(finite.asnumpy()):
                         self.ema.update()  # after the optimizer step; skipped steps do not count
