@@ -54,17 +54,29 @@ def _calibrate_bn(network, images: np.ndarray, steps: int = 20) -> None:
     network.set_train(False)
 
 
-def _own_detections_as_ground_truth(network, synth: Path, out: Path, per_image: int = 3) -> Path:
-    """An annotation file whose boxes are the network's own top detections."""
-    from yoloqat.engine.evaluate import evaluate_source, load_batches
+def _val_images(synth: Path) -> np.ndarray:
+    """The synthetic val split as one batch of 64 px network inputs."""
+    from yoloqat.engine.evaluate import load_batches
+    from yoloqat.plugins.coco import coco
+
+    ann_file = synth / "annotations" / "instances_val.json"
+    source = coco(val_images=str(synth / "val"), val_annotations=str(ann_file)).val_source()
+    return load_batches(source, testing_shape=64, batch_size=len(source))[0]["image"]
+
+
+def _own_detections_as_ground_truth(
+    network, synth: Path, out: Path, per_image: int = 3, calibrate_steps: int = 20
+) -> Path:
+    """An annotation file whose boxes are the network's own top detections, after
+    ``calibrate_steps`` training-mode forwards on the val images (BN statistics, observers)."""
+    from yoloqat.engine.evaluate import evaluate_source
     from yoloqat.engine.inference import MindSporePredictor
     from yoloqat.plugins.coco import coco
 
     ann_file = synth / "annotations" / "instances_val.json"
     dataset = coco(val_images=str(synth / "val"), val_annotations=str(ann_file))
     source = dataset.val_source()
-    batches = load_batches(source, testing_shape=64, batch_size=len(source))
-    _calibrate_bn(network, batches[0]["image"])
+    _calibrate_bn(network, _val_images(synth), calibrate_steps)
     res = evaluate_source(
         MindSporePredictor(network, graph_mode=False),
         source,

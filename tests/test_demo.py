@@ -30,6 +30,9 @@ def test_demo_small(tmp_path: Path) -> None:
             "16",  # one batch of 16: each training stage compiles one graph (one size)
             "--val_images",
             "8",
+            # one residual block per backbone stage: the same stages at half the graph to compile
+            "--set",
+            "model.backbone.blocks=[1, 1, 1, 1, 1]",
         ],
         capture_output=True,
         text=True,
@@ -67,6 +70,11 @@ def test_demo_small(tmp_path: Path) -> None:
     assert rep.returncode == 0, rep.stderr[-3000:]
     again_report = json.loads((tmp_path / "qr" / "report.json").read_text())
     assert again_report["testing_shape"] == 128 and again_report["images"] == 8
+    from yoloqat.engine.training.checkpoint import read_checkpoint
+
+    for ckpt in (report["checkpoints"]["float"], qat):  # --set reached both stages
+        _params, meta = read_checkpoint(ckpt)
+        assert meta["config"]["model"]["backbone"]["blocks"] == [1, 1, 1, 1, 1]
     fq = {r["model"]: r for r in report["rows"]}["mindspore_fake_quant"]
     fq2 = {r["model"]: r for r in again_report["rows"]}["mindspore_fake_quant"]
     assert fq2["AP50"] == pytest.approx(fq["AP50"], abs=1e-6)  # same weights, same data
@@ -84,3 +92,12 @@ def test_demo_small(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["demo", "--output", str(tmp_path / "b"), "--val_images", "0"])
     assert bad.exit_code == 2 and "--val_images 0 is not valid" in bad.stderr
     assert not (tmp_path / "b").exists()  # refused before anything was written
+    own = runner.invoke(
+        app, ["demo", "--output", str(tmp_path / "c"), "--set", "train.max_epoch=3"]
+    )
+    assert own.exit_code == 2 and "--set train.max_epoch is not valid" in own.stderr
+    assert "--epochs" in own.stderr
+    typo = ["demo", "--output", str(tmp_path / "c"), "--set", "model.backbone.blokcs=[1]"]
+    bad_key = runner.invoke(app, typo)
+    assert bad_key.exit_code == 3 and "blokcs" in bad_key.stderr
+    assert not (tmp_path / "c").exists()

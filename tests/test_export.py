@@ -18,6 +18,15 @@ from yoloqat.plugins.onnxruntime.session import OnnxPredictor
 
 WIDTH = 0.0625
 NUM_CLASSES = 3
+#: One residual block per backbone stage: every kind of layer DarkNet-53 has (stem, stride-2
+#: convs, residual adds, the three route outputs) at a third of its convs, which is what the
+#: export and its compile cost scale with. The layer counts below follow from it.
+BLOCKS = (1, 1, 1, 1, 1)
+BACKBONE_CONVS = 1 + len(BLOCKS) + 2 * sum(BLOCKS)  # stem, one stride-2 conv per stage, 2 per block
+HEAD_CONV_BLOCKS = 20  # the neck and heads' conv + BN + LeakyReLU units
+OUTPUT_CONVS = 3  # one plain conv per scale
+CONVS = BACKBONE_CONVS + HEAD_CONV_BLOCKS + OUTPUT_CONVS
+ADDS = sum(BLOCKS)  # one per residual block
 
 
 def randomize_bn(network: nn.Cell, seed: int = 0) -> None:
@@ -42,7 +51,7 @@ def tiny(activation: str = "relu", padding: str = "symmetric", seed: int = 0):
     # outputs, so the exact-match fractions below must not depend on an unseeded draw.
     ms.set_seed(seed)
     net = yolov3_darknet53(
-        num_classes=NUM_CLASSES, width=WIDTH, activation=activation, padding=padding
+        num_classes=NUM_CLASSES, width=WIDTH, activation=activation, padding=padding, blocks=BLOCKS
     )
     randomize_bn(net, seed)
     net.set_train(False)
@@ -100,7 +109,7 @@ def test_graph_passes_checker_with_requested_opset(tmp_path: Path, opset: int) -
     ops = {n.op_type for n in model.graph.node}
     assert {"Conv", "Relu", "LeakyRelu", "Add", "Resize", "Concat", "Sigmoid", "Exp"} <= ops
     assert "BatchNormalization" not in ops  # folded into the convs
-    assert sum(n.op_type == "Conv" for n in model.graph.node) == 75
+    assert sum(n.op_type == "Conv" for n in model.graph.node) == CONVS
 
 
 def test_unmappable_op_is_a_clear_error_naming_the_cell(tmp_path: Path) -> None:
@@ -187,6 +196,7 @@ def float_checkpoint(tmp_path: Path) -> tuple[Path, nn.Cell]:
     cfg = load_config("yolov3_darknet53")
     cfg["model"]["num_classes"] = NUM_CLASSES
     cfg["model"]["backbone"]["width"] = WIDTH
+    cfg["model"]["backbone"]["blocks"] = list(BLOCKS)
     cfg["model"]["head"]["width"] = WIDTH
     net = pipeline.build_model(cfg)
     randomize_bn(net, 6)
@@ -319,16 +329,16 @@ def test_int8_qdq_matches_fake_quant_network(
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     ops = Counter(n.op_type for n in model.graph.node)
-    # 75 int8 weights; fake quants: one per ReLU conv, two per LeakyReLU conv, one per add,
-    # plus the two resize outputs kept on their input's grid
-    relu_convs = 52 if activation == "relu" else 0
-    leaky_convs = 72 - relu_convs
-    assert ops["QuantizeLinear"] == relu_convs + 2 * leaky_convs + 23 + 2
-    # 75 convs, the two after the head's Concats split in one conv per concatenated input
-    assert ops["Conv"] == 77
-    assert ops["DequantizeLinear"] == 77 + ops["QuantizeLinear"]
+    # an int8 weight per conv; fake quants: one per ReLU conv, two per LeakyReLU conv, one per
+    # add, plus the two resize outputs kept on their input's grid
+    relu_convs = BACKBONE_CONVS if activation == "relu" else 0
+    leaky_convs = BACKBONE_CONVS + HEAD_CONV_BLOCKS - relu_convs
+    assert ops["QuantizeLinear"] == relu_convs + 2 * leaky_convs + ADDS + 2
+    # the two convs after the head's Concats split in one conv per concatenated input
+    assert ops["Conv"] == CONVS + 2
+    assert ops["DequantizeLinear"] == CONVS + 2 + ops["QuantizeLinear"]
     weights = {i.name: i for i in model.graph.initializer if "weight_int8" in i.name}
-    assert len(weights) == 77
+    assert len(weights) == CONVS + 2
     assert all(w.data_type == onnx.TensorProto.INT8 for w in weights.values())
     act_zp = [
         i
@@ -356,8 +366,8 @@ def test_int8_qdq_matches_fake_quant_network(
         fused_ops = Counter(n.op_type for n in onnx.load(str(optimized)).graph.node)
         # all convs but the first, the four parts of the two split convs after a Concat
         # (their sums are float) and the three output convs
-        assert fused_ops["QLinearConv"] == 77 - 8
-        assert fused_ops["QLinearAdd"] == 23
+        assert fused_ops["QLinearConv"] == CONVS + 2 - 8
+        assert fused_ops["QLinearAdd"] == ADDS
         assert fused_ops["QLinearLeakyRelu"] == leaky_convs
     diffs = [np.abs(g - w) for g, w in zip(fused, want)]
     assert max(float(d.max()) for d in diffs) < 0.15
@@ -438,6 +448,7 @@ def test_cli_export_int8_from_qat_checkpoint(tmp_path: Path) -> None:
     cfg = load_config("yolov3_darknet53_quant")
     cfg["model"]["num_classes"] = NUM_CLASSES
     cfg["model"]["backbone"]["width"] = WIDTH
+    cfg["model"]["backbone"]["blocks"] = list(BLOCKS)
     cfg["model"]["head"]["width"] = WIDTH
     ckpt = save_checkpoint(net, tmp_path / "qat.ckpt", {"quantized": True, "config": cfg})
     runner = CliRunner()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli_misc import _own_detections_as_ground_truth
+from test_cli_misc import _calibrate_bn, _own_detections_as_ground_truth, _val_images
 from test_export import tiny
 from test_registry import make_dist
 from tiny import tiny_cfg
@@ -232,8 +232,11 @@ def test_eval_and_predict_with_openvino_agree_with_onnxruntime(tmp_path: Path) -
     cfg = tiny_cfg(synth, tmp_path, quant=True)
     ms.set_seed(3)
     net = pipeline.build_model(copy.deepcopy(cfg))
+    # BN statistics on the float network (a PYNATIVE QAT forward costs 20 float ones), then
+    # a few QAT forwards set the observers
+    _calibrate_bn(net, _val_images(synth))
     net = pipeline.quantize(net, pipeline.build_quantizer(cfg), cfg["quantizer"]["name"])
-    gt = _own_detections_as_ground_truth(net, synth, tmp_path)  # also sets the observers
+    gt = _own_detections_as_ground_truth(net, synth, tmp_path, calibrate_steps=3)
     int8 = export_onnx(net, tmp_path / "int8.onnx", input_size=SIZE, batch=None, int8=True)
     set_fake_quant(net, False)
     fp32 = export_onnx(net, tmp_path / "float.onnx", input_size=SIZE, batch=None)

@@ -26,12 +26,46 @@ def _stage(title: str) -> None:
     err_console.rule(f"[bold]{title}")
 
 
-def _train(config: str, overrides: list[str]) -> Any:
+#: config keys the demo sets itself (its flags and its folders): not for ``--set``
+OWN_KEYS = {
+    "dataset": "the demo makes its own synthetic dataset",
+    "train.ckpt_path": "use --output",
+    "train.max_epoch": "use --epochs / --qat_epochs",
+    "scheduler.T_max": "use --epochs / --qat_epochs",
+    "train.resume_yolov3": "the QAT stage starts from the float stage's checkpoint",
+    "quantizer": "the demo compares int8_qat with int8_ptq",
+}
+DEMO_CONFIGS = ("synth_tiny", "synth_tiny_quant")
+
+
+def _config(config: str, overrides: list[str]) -> dict[str, Any]:
     from yoloqat.core.config import apply_overrides, load_config
+
+    return apply_overrides(load_config(config), overrides)
+
+
+def _train(config: str, overrides: list[str]) -> Any:
     from yoloqat.engine.training.trainer import Trainer
 
-    cfg = apply_overrides(load_config(config), overrides)
+    cfg = _config(config, overrides)
     return cfg, Trainer(cfg).run()
+
+
+def check_user_overrides(overrides: list[str]) -> None:
+    """Refuse ``--set`` keys the demo owns, and check both stages' configs with the rest
+    applied (before any work, so a typo costs nothing)."""
+    from yoloqat.core.config import check_config
+    from yoloqat.core.errors import UsageError
+    from yoloqat.registry import default_registry
+
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        for own, why in OWN_KEYS.items():
+            if key == own or key.startswith(own + "."):
+                raise UsageError(f"--set {key} is not valid for the demo: {why}")
+    reg = default_registry()
+    for config in DEMO_CONFIGS:
+        check_config(_config(config, overrides), reg)
 
 
 def demo(
@@ -46,6 +80,13 @@ def demo(
     val_images: int = _opt(200, "val_images", help="Synthetic validation images."),
     seed: int = _opt(0, "seed", help="Seed of the synthetic dataset."),
     force: bool = _opt(False, "force", help="Delete an existing output folder first."),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        metavar="KEY=VALUE",
+        help="Override a value of both training stages' configs (synth_tiny, synth_tiny_quant),"
+        " e.g. model.backbone.activation=leaky (repeatable).",
+    ),
 ) -> None:
     """Run the whole flow on synthetic data: train, QAT, evaluate, export int8, report."""
     from yoloqat.cli.predict import predict_images
@@ -67,6 +108,7 @@ def demo(
     ):
         if value < 1:
             raise UsageError(f"--{flag} {value} is not valid; expected an integer >= 1")
+    check_user_overrides(set_)
     start = time.perf_counter()
     if output.exists() and any(output.iterdir()):
         if not force:
@@ -81,7 +123,7 @@ def demo(
     make_synthetic_coco(data, train=train_images, val=val_images, size=128, seed=seed)
 
     _stage(f"2/5 float training ({epochs} epochs)")
-    base = [f"dataset.data_dir={data}", "train.keep_checkpoints=1"]
+    base = [f"dataset.data_dir={data}", "train.keep_checkpoints=1", *set_]
     float_cfg, float_run = _train(
         "synth_tiny",
         [

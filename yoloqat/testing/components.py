@@ -149,12 +149,13 @@ def check_scheduler(factory: Callable[..., Any], /, **params: Any) -> Any:
 
 def check_quantizer(factory: Callable[..., Any], /, *, workdir: Any = None, **params: Any) -> Any:
     """Build the quantizer, check its contract, and run it end to end on the bundled toy
-    DarkNet-53 (:func:`~yoloqat.testing.check_plugin_end_to_end`): quantize, switch fake
-    quantization, gates, int8 export, ONNX Runtime vs fake quant."""
-    from yoloqat.testing.end_to_end import check_plugin_end_to_end
+    DarkNet-53 (``end_to_end.TOY_DARKNET``: 1/16 width, one residual block per stage;
+    :func:`~yoloqat.testing.check_plugin_end_to_end`): quantize, switch fake quantization,
+    gates, int8 export, ONNX Runtime vs fake quant."""
+    from yoloqat.testing.end_to_end import TOY_DARKNET, check_plugin_end_to_end
 
     quantizer = _build("quantizer", factory, params)
-    check_plugin_end_to_end(quantizer=quantizer, workdir=workdir)
+    check_plugin_end_to_end("darknet53", TOY_DARKNET, quantizer=quantizer, workdir=workdir)
     return quantizer
 
 

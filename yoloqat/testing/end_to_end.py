@@ -16,6 +16,10 @@ from yoloqat.testing.components import TOY_ANCHORS, TOY_MASKS, check_backbone
 INPUT_SIZE = 64
 NUM_CLASSES = 3
 HEAD_WIDTH = 0.0625
+#: The toy DarkNet-53 a quantizer is checked on: 1/16 width, one residual block per stage
+#: (every kind of layer the full network has: stem, stride-2 convs, residual adds, three
+#: route outputs, at a third of its convs).
+TOY_DARKNET = {"width": 0.0625, "blocks": (1, 1, 1, 1, 1)}
 #: Outputs of ONNX Runtime and the fake-quant network this close count as equal.
 MATCH_ATOL = 1e-5
 
