@@ -6,7 +6,9 @@ its step-3 checkpoint. Both switches read the per-layer step counters, so the re
 losses, the observer ranges and the counters only match the uninterrupted run if the
 counters (and the ranges) are restored from the checkpoint. The run averages its weights
 (``train.ema``): the QAT network's average covers the observer ranges too, is restored on
-resume, and is what inference loads.
+resume, and is what inference loads. It trains at two sizes redrawn per batch with one
+graph for both (``train.dynamic_shapes``): every step at its scheduled size, one set of
+observers and counters serving both, and the schedule continuing on resume.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny import QUANT_STATE, state, tiny_cfg
+from tiny import MULTI_SIZES, QUANT_STATE, check_schedule, is_dynamic, state, step_shapes, tiny_cfg
 
 from yoloqat.data.synth import make_synthetic_coco
 from yoloqat.engine.training.checkpoint import read_checkpoint
@@ -46,6 +48,9 @@ def _cfg(data: Path, out: Path) -> dict:
         "train.ckpt_interval=3",
         "train.ema.decay=0.9",
         "train.ema.ramp=2",
+        "data.training_shape=null",
+        f"data.multi_scale=[{MULTI_SIZES[0]}, {MULTI_SIZES[1]}]",
+        "train.dynamic_shapes=1",
         quant=True,
     )
 
@@ -56,13 +61,17 @@ def test_qat_resume_reproduces_losses_observers_and_step_counters(tmp_path: Path
     full = Trainer(_cfg(data, tmp_path), run_dir=tmp_path / "full")
     res = full.run()
     assert res.global_step == 8 and len(res.losses) == 8  # 16 images / 4 x 2 epochs
+    assert all(np.isfinite(res.losses)) and is_dynamic(full.step_cell)
+    shapes = step_shapes(tmp_path / "full")
+    check_schedule(full, shapes[:4])  # epoch 0's batches at their scheduled sizes
     quant_full = state(full.network, QUANT_STATE)
     weights_full = state(full.network)
     counters = [n for n in quant_full if n.endswith(".step")]
     # every quantized layer counts its steps: 16 + 20 conv units (one residual block per
     # backbone stage), 3 output convs, 5 residual adds
     assert len(counters) == 16 + 20 + 3 + 5
-    assert all(int(quant_full[n][0]) == 8 for n in counters)
+    assert all(int(quant_full[n][0]) == 8 for n in counters)  # one set serves both sizes
+    assert all(np.isfinite(v).all() for v in quant_full.values())
 
     ckpt = tmp_path / "full" / "ckpt_0" / "0-1_3.ckpt"
     params, meta = read_checkpoint(ckpt)
@@ -74,6 +83,7 @@ def test_qat_resume_reproduces_losses_observers_and_step_counters(tmp_path: Path
     resumed = Trainer(_cfg(data, tmp_path), resume=ckpt, run_dir=tmp_path / "resumed")
     again = resumed.run()
     assert again.global_step == 8
+    assert step_shapes(tmp_path / "resumed") == shapes[QUANT_DELAY:]  # the same schedule
     np.testing.assert_allclose(again.losses, res.losses[QUANT_DELAY:], rtol=2e-5)
     quant_again = state(resumed.network, QUANT_STATE)
     assert quant_again.keys() == quant_full.keys()

@@ -6,6 +6,7 @@ because ``tests/`` is on ``sys.path`` under pytest's default import mode.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from yoloqat.core.config import apply_overrides, load_config
 
 #: Observer ranges and step counters of the int8_qat layers (names end with these).
 QUANT_STATE = (".min_value", ".max_value", ".step")
+#: The two training sizes of the multi-scale tests.
+MULTI_SIZES = (64, 96)
 
 
 def tiny_cfg(data_dir: Path, out: Path, *extra: str, quant: bool = False) -> dict[str, Any]:
@@ -80,3 +83,27 @@ def cli(*args: str) -> Any:
     finally:
         ms.set_context(mode=ms.PYNATIVE_MODE)
     return subprocess.CompletedProcess(list(args), res.exit_code, res.stdout, res.stderr)
+
+
+def step_shapes(run: Path) -> list[int]:
+    """The training size of each step a run logged (its metrics.jsonl)."""
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r["shape"] for r in records if r["kind"] == "step"]
+
+
+def check_schedule(trainer: Any, shapes: list[int]) -> None:
+    """Epoch 0's logged sizes follow the loader's schedule, both sizes occur, and each batch
+    has images and targets of its size."""
+    assert shapes == [trainer.loader.shape(0, s) for s in range(len(shapes))]
+    assert set(shapes) == set(MULTI_SIZES), f"both sizes must occur: {shapes}"
+    for batch in trainer.loader.epoch(0):  # the batches the run saw, at their sizes
+        size = batch["shape"]
+        assert batch["image"].shape[-2:] == (size, size)
+        grids = [batch[f"y_true_{k}"].shape[1:3] for k in ("l", "m", "s")]
+        assert grids == [(size // 32,) * 2, (size // 16,) * 2, (size // 8,) * 2]
+
+
+def is_dynamic(step_cell: Any) -> bool:
+    """Whether the step was compiled with the input size unknown (train.dynamic_shapes)."""
+    inputs = step_cell.get_inputs()
+    return bool(inputs) and tuple(inputs[0].shape[2:]) == (-1, -1)  # -1: unknown
