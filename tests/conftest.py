@@ -74,9 +74,12 @@ def coco128(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _mindspore_cpu() -> None:
-    """Every test runs MindSpore on CPU; tests that need GRAPH_MODE set it themselves."""
+    """Every test runs MindSpore on CPU as the commands set it up (``init_runtime``: blocking
+    op launch); tests that need GRAPH_MODE set it themselves."""
     os.environ.setdefault("GLOG_v", "3")  # silence MindSpore's C++ INFO/WARNING logs
     import mindspore as ms  # a hard dependency: a broken install is an error, not a skip
 
+    from yoloqat.core.runtime import init_runtime
+
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    ms.set_device("CPU")
+    init_runtime("CPU")

@@ -222,6 +222,8 @@ def test_ctrl_c_during_training_exits_130_without_a_traceback(synth: Path, tmp_p
         "--set",
         "model.backbone.width=0.0625",
         "--set",
+        "model.backbone.blocks=[1, 1, 1, 1, 1]",
+        "--set",
         "model.head.width=0.0625",
     ]
     proc = subprocess.Popen(

@@ -185,6 +185,7 @@ def test_train_then_eval_a_voc_checkpoint(tmp_path: Path) -> None:
             f"train.ckpt_path={tmp_path / 'runs'}",
             "model.num_classes=3",
             "model.backbone.width=0.0625",
+            "model.backbone.blocks=[1, 1, 1, 1, 1]",
             "model.head.width=0.0625",
             "data.training_shape=64",
             "train.per_batch_size=4",

@@ -285,6 +285,7 @@ def test_cli_calibrate_then_export_and_eval(tmp_path: Path) -> None:
             f"train.ckpt_path={tmp_path / 'runs'}",
             "model.num_classes=2",
             "model.backbone.width=0.0625",
+            "model.backbone.blocks=[1, 1, 1, 1, 1]",
             "model.head.width=0.0625",
             "data.training_shape=64",
             "data.multi_scale=[64]",

@@ -1,16 +1,10 @@
-"""quant-report pieces: per-layer sensitivity ranking and latency timing."""
+"""quant-report pieces: the per-layer gates that layer sensitivity switches in one compiled
+graph (the ranking itself: ``test_sensitivity.py``; latency: the demo test)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-from yoloqat.core.config import apply_overrides, load_config
-from yoloqat.data.synth import make_synthetic_coco
-from yoloqat.engine.pipeline import build_dataset, build_model, build_quantizer
-from yoloqat.engine.report import latency_ms, layer_sensitivity
 
 pytestmark = pytest.mark.slow
 
@@ -18,41 +12,6 @@ pytestmark = pytest.mark.slow
 #: layers: 16 + 20 conv units, 3 output convs, 5 residual adds
 ONE_BLOCK = (1, 1, 1, 1, 1)
 LAYERS = 16 + 20 + 3 + 5
-
-
-def test_layer_sensitivity_ranks_every_quantized_layer(tmp_path: Path) -> None:
-    import mindspore as ms
-
-    from yoloqat.engine.inference import MindSporePredictor
-    from yoloqat.plugins.int8_qat.quantizer import quantized_layers
-
-    make_synthetic_coco(tmp_path, train=4, val=2, size=64, seed=1, num_classes=3)
-    cfg = apply_overrides(
-        load_config("synth_tiny_quant"),
-        [
-            f"dataset.data_dir={tmp_path}",
-            "model.num_classes=3",
-            "model.backbone.width=0.0625",
-            "model.backbone.blocks=[1, 1, 1, 1, 1]",
-            "model.head.width=0.0625",
-        ],
-    )
-    net = build_model(cfg)
-    build_quantizer(cfg).apply(net)
-    try:
-        names = {path for path, _ in quantized_layers(net)}
-        assert len(names) == LAYERS
-        picked = ("backbone.layer1.*", "head.backblock0.conv6")
-        rows = layer_sensitivity(
-            net, build_dataset(cfg), testing_shape=64, top=3, max_images=2, patterns=picked
-        )
-        assert len(rows) == 3 and all(r["layer"] in names for r in rows)
-        assert all(r["layer"].startswith(("backbone.layer1.", "head.backblock0")) for r in rows)
-        drops = [r["AP_drop"] for r in rows]
-        assert drops == sorted(drops, reverse=True)
-        assert latency_ms(MindSporePredictor(net, graph_mode=False), 64, repeats=2) > 0
-    finally:
-        ms.set_context(mode=ms.PYNATIVE_MODE)
 
 
 def test_eval_gates_switch_layers_in_one_compiled_graph() -> None:

@@ -90,6 +90,7 @@ def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
 
     runner = CliRunner()
     over = ["--set", "model.backbone.width=0.0625", "--set", "model.head.width=0.0625"]
+    over += ["--set", "model.backbone.blocks=[1, 1, 1, 1, 1]"]
     out = runner.invoke(
         app,
         [

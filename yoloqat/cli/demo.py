@@ -93,6 +93,7 @@ def demo(
     from yoloqat.cli.quant_report import render_table
     from yoloqat.cli.render import out_console
     from yoloqat.core.errors import UsageError
+    from yoloqat.core.runtime import init_runtime
     from yoloqat.data.synth import make_synthetic_coco
     from yoloqat.engine.calibrate import calibrate_checkpoint
     from yoloqat.engine.inference import MindSporePredictor, load_detector
@@ -118,6 +119,7 @@ def demo(
             )
         shutil.rmtree(output)
     check_writable(output, "--output")  # before 8 minutes of work, not after
+    init_runtime("CPU")
     data = output / "data"
     _stage("1/5 synthetic dataset")
     make_synthetic_coco(data, train=train_images, val=val_images, size=128, seed=seed)

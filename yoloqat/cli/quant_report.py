@@ -95,6 +95,7 @@ def quant_report(
     from yoloqat.core.atomic import check_writable, write_json
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
+    from yoloqat.core.runtime import init_runtime
     from yoloqat.engine.inference import default_testing_shape, effective_config, preprocessing
     from yoloqat.engine.report import compare_models, layer_sensitivity
     from yoloqat.engine.runtimes import check_runtime
@@ -105,6 +106,7 @@ def quant_report(
         check_input_shape(testing_shape, testing_shape)
     cfg = load_config(config or "yolov3_darknet53")
     check_writable(output, "--output")  # before the evaluations, not after them
+    init_runtime("CPU")  # its latencies are CPU figures
     explicit = config is not None
     float_net, qat_net, meta = build_networks(cfg, checkpoint, float_checkpoint, explicit)
     dataset = eval_dataset(

@@ -29,6 +29,32 @@ def uncapped_isa() -> Iterator[None]:
             os.environ[ISA_CAP] = saved
 
 
+#: MindSpore's switch behind ``mindspore.runtime.launch_blocking()``; set it (to 0 or 1)
+#: and yoloqat leaves MindSpore's op launch as it is.
+LAUNCH_BLOCKING = "MS_DEV_LAUNCH_BLOCKING"
+
+
+def cpu_launch_blocking() -> bool:
+    """Launch MindSpore's ops blocking on CPU (``mindspore.runtime.launch_blocking()``),
+    unless ``MS_DEV_LAUNCH_BLOCKING`` is set; return whether it was switched on here.
+
+    MindSpore launches ops asynchronously by default; on a CPU its dispatch threads then
+    compete with the kernels for the cores, and every PYNATIVE forward pays for it
+    (measured on 2 cores by ``benchmarks/bench_launch_blocking.py``: a PYNATIVE forward of
+    the QAT demo network, what QAT observers and int8_ptq calibration run, 10.6 s async
+    against 0.95 s blocking; compiled training steps and the full network's PYNATIVE
+    forward the same either way). Called for CPU by :func:`init_runtime`; a process can't
+    switch back, so export ``MS_DEV_LAUNCH_BLOCKING=0`` to keep MindSpore's default.
+    """
+    if LAUNCH_BLOCKING in os.environ:
+        return False
+    import mindspore as ms
+
+    ms.runtime.launch_blocking()
+    os.environ[LAUNCH_BLOCKING] = "1"  # child processes (msrun workers) launch the same way
+    return True
+
+
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 
 
@@ -38,7 +64,8 @@ def init_runtime(
     rank: int = 0,
     group_size: int = 1,
 ) -> tuple[int, int]:
-    """Select the device; with ``distributed`` initialise collectives (rank/size from env).
+    """Select the device (on CPU with blocking op launch: :func:`cpu_launch_blocking`);
+    with ``distributed`` initialise collectives (rank/size from env).
 
     Returns ``(rank, group_size)``.
     """
@@ -51,6 +78,8 @@ def init_runtime(
             f"{', '.join(DEVICE_TARGETS)}"
         )
     ms.set_device(target)
+    if target == "CPU":
+        cpu_launch_blocking()
     if not distributed:
         return rank, group_size
     from mindspore.communication import get_group_size, get_rank, init
