@@ -30,7 +30,7 @@ WORST = "backbone.conv2"
 PATTERNS = (
     "backbone.conv1",
     WORST,
-    "backbone.layer1.*",  # the stage's convs and its residual add
+    "backbone.layer1.0.conv*",  # the residual block's two convs
     "head.conv1",
     "head.backblock1.conv6",
 )
