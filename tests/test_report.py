@@ -18,9 +18,9 @@ def test_eval_gates_switch_layers_in_one_compiled_graph() -> None:
     import mindspore as ms
     from mindspore import Tensor
 
+    from yoloqat.core.contracts.quantizer import quantizer_of, set_fake_quant
     from yoloqat.engine.models import yolov3_darknet53
     from yoloqat.plugins.int8_qat import int8_qat
-    from yoloqat.plugins.int8_qat.quantizer import eval_gates, set_fake_quant
 
     ms.set_seed(0)
     net = int8_qat(ema_init="first_batch").apply(
@@ -42,7 +42,7 @@ def test_eval_gates_switch_layers_in_one_compiled_graph() -> None:
     ms.set_context(mode=ms.GRAPH_MODE)
     try:
         assert np.array_equal(net(x)[0].asnumpy(), quant)  # a graph compiled without gates
-        with eval_gates(net) as (gated, gates):
+        with quantizer_of(net).eval_gates(net) as (gated, gates):
             assert len(gates) == LAYERS
             np.testing.assert_array_equal(gated(x)[0].asnumpy(), quant)  # all gates 1
             for path, params in gates.items():
