@@ -100,4 +100,7 @@ def test_demo_small(tmp_path: Path) -> None:
     typo = ["demo", "--output", str(tmp_path / "c"), "--set", "model.backbone.blokcs=[1]"]
     bad_key = runner.invoke(app, typo)
     assert bad_key.exit_code == 3 and "blokcs" in bad_key.stderr
+    value = ["demo", "--output", str(tmp_path / "c"), "--set", "model.backbone.blocks=[1, 1]"]
+    bad_value = runner.invoke(app, value)  # a value only the network's build checks
+    assert bad_value.exit_code == 3 and "blocks=[1, 1] is not valid" in bad_value.stderr
     assert not (tmp_path / "c").exists()

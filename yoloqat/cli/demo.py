@@ -52,8 +52,9 @@ def _train(config: str, overrides: list[str]) -> Any:
 
 
 def check_user_overrides(overrides: list[str]) -> None:
-    """Refuse ``--set`` keys the demo owns, and check both stages' configs with the rest
-    applied (before any work, so a typo costs nothing)."""
+    """Refuse ``--set`` keys the demo owns, check both stages' configs with the rest applied
+    and, when a model key changed, build the network once (its parameters' values): before
+    any work, so a typo costs nothing."""
     from yoloqat.core.config import check_config
     from yoloqat.core.errors import UsageError
     from yoloqat.registry import default_registry
@@ -66,6 +67,10 @@ def check_user_overrides(overrides: list[str]) -> None:
     reg = default_registry()
     for config in DEMO_CONFIGS:
         check_config(_config(config, overrides), reg)
+    if any(item.split("=", 1)[0].strip().startswith("model") for item in overrides):
+        from yoloqat.engine.pipeline import build_model
+
+        build_model(_config(DEMO_CONFIGS[0], overrides))  # parameter values, e.g. blocks
 
 
 def demo(
