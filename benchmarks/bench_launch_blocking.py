@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +48,8 @@ def _model(result: dict, part: str, batch: int) -> dict:
     return {f"{part}_s": stats["median_s"], f"{part}_first_call_s": stats["first_call_s"]}
 
 
-CASES: dict[str, tuple[list[str], object]] = {
+#: case -> (child command, what to keep of its JSON; None: all of it)
+CASES: dict[str, tuple[list[str], Callable[[dict], dict] | None]] = {
     "pynative_qat": ([sys.executable, __file__, "--child-qat"], None),
     "pynative_float": (
         [*MODEL, "--mode", "pynative", *DEMO, "--batch-sizes", "8", "--repeats", "3"],
