@@ -1,6 +1,8 @@
 """Config typos and bad values fail with exit code 3 and a clear line (issue 11, point 5).
 
-Each case runs the real command line in a subprocess; all fail before MindSpore starts.
+The train and eval cases run the real command in-process (Typer's runner: the same code,
+exit code and stderr, without an interpreter start each); the plugin cases run it in a
+subprocess, where the fake plugin's entry point is on the path. All fail before any work.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from tiny import cli
 
 from yoloqat.core.config import apply_overrides, load_config
 from yoloqat.core.errors import ConfigError
@@ -35,7 +38,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def train(synth: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
-    return run(
+    return cli(
         "train", "--config", "synth_tiny", "--data_dir", str(synth), "--ckpt_path", str(out),
         "--set", "model.num_classes=3", *args,
     )  # fmt: skip
@@ -69,13 +72,13 @@ def test_train_refuses_bad_config_with_exit_3(synth, tmp_path, args, message) ->
 
 
 def test_eval_testing_shape_0_is_an_error_not_the_default(synth, tmp_path) -> None:
-    res = run("eval", "--pretrained", str(tmp_path / "x.ckpt"), "--testing_shape", "0")
+    res = cli("eval", "--pretrained", str(tmp_path / "x.ckpt"), "--testing_shape", "0")
     assert res.returncode == 3, res.stderr
     assert "input height 0 is not valid; expected a positive multiple of 32" in res.stderr
 
 
 def test_eval_refuses_a_misspelt_set(synth, tmp_path) -> None:
-    res = run("eval", "--pretrained", str(tmp_path / "x.ckpt"), "--set", "eval.letterbx=true")
+    res = cli("eval", "--pretrained", str(tmp_path / "x.ckpt"), "--set", "eval.letterbx=true")
     assert res.returncode == 3, res.stderr
     assert "eval.letterbx is not a known key. Did you mean 'eval.letterbox'?" in res.stderr
 
