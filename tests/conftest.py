@@ -31,7 +31,8 @@ def share_cores() -> str | None:
 
     MindSpore's CPU runtime sizes its thread pools by ``OMP_NUM_THREADS`` (all cores when
     unset), so two workers on two cores each run two busy threads per core, and every test
-    takes about twice as long as alone (measured: the whole suite 706 s unset, 450 s at 1).
+    takes longer than alone (measured on two 2-core machines: the whole suite 706 s unset,
+    450 s at 1 on one; 7-12 % less per file pair, run alternately, on the other).
     Set at import of this file, before MindSpore is loaded, and only under pytest-xdist with
     more than one worker; a value the user exported is kept. Returns the value set here.
     """
