@@ -26,6 +26,12 @@ STRICT_HELP = (
 OMP_THREADS = "OMP_NUM_THREADS"
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; not on macOS or Windows
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
 def share_cores() -> str | None:
     """Give each pytest-xdist worker, and every command it starts, its share of the cores.
 
@@ -39,7 +45,7 @@ def share_cores() -> str | None:
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if workers < 2 or OMP_THREADS in os.environ:
         return None
-    os.environ[OMP_THREADS] = str(max(1, len(os.sched_getaffinity(0)) // workers))
+    os.environ[OMP_THREADS] = str(max(1, usable_cores() // workers))
     return os.environ[OMP_THREADS]
 
 

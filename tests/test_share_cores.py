@@ -6,13 +6,13 @@ from __future__ import annotations
 import ctypes
 import os
 
-from conftest import OMP_THREADS, SHARED
+from conftest import OMP_THREADS, SHARED, usable_cores
 
 
 def test_mindspore_runs_on_the_workers_share_of_the_cores() -> None:
     import mindspore  # noqa: F401  (loads libgomp, which reads the variable once, at load)
 
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 0)
     if SHARED is not None:  # conftest set it: the workers' share
         assert os.environ[OMP_THREADS] == SHARED == str(max(1, cores // workers))
