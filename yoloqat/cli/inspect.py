@@ -73,12 +73,17 @@ def config_show(
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
 ) -> None:
-    """Show a config after overrides, and check every component it names."""
-    from yoloqat.core.config import check_config, component_blocks, load_config
+    """Show a config after overrides (its family filled in), and build its network,
+    quantizer and loss as train would (CPU, no data): a component that breaks its contract,
+    or a head and loss that do not match, fail here (exit 4) as in train."""
+    from yoloqat.core.config import check_config, component_blocks, load_config, resolve_family
+    from yoloqat.engine.pipeline import describe
 
     cfg = load_config(config, set_)
     reg = _registry()
+    cfg = resolve_family(cfg, reg)
     check_config(cfg, reg)
+    summary = describe(cfg, reg)
     if as_json:
         typer.echo(json.dumps(cfg, indent=2))
     else:
@@ -90,6 +95,14 @@ def config_show(
         plugin = "-" if name == "none" else reg.get(kind, name).plugin
         table.add_row(dotted, kind, name, plugin)
     err_console.print(table)
+    strides = "/".join(str(s) for s in summary["strides"])
+    err_console.print(
+        f"network: {summary['parameters']:,} parameters ({summary['backbone_parameters']:,} in "
+        f"the backbone), {len(summary['strides'])} output(s) at stride {strides}, outputs "
+        f"'{summary['output_format']}', targets {summary['targets']}, input sides multiples "
+        f"of {summary['input_multiple']}" + (", quantized" if summary["quantized"] else ""),
+        highlight=False,
+    )
 
 
 config_app.command("show")(handle_errors(config_show))

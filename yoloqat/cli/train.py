@@ -193,9 +193,9 @@ def train(
     base = resume_config(resume) if resume is not None and config is None else None
     if base is None:
         base = load_config(config or DEFAULT_CONFIG)
+    if resume is None:  # the starting checkpoint's network and loss; flags and --set win
+        inherit_initial_network(base, resume_yolov3)
     cfg = add_callbacks(apply_flags(base, flags, reg), callbacks)
-    if resume is None:
-        inherit_initial_network(cfg, set_)
     cfg = apply_overrides(cfg, set_)
     check_config(cfg, reg)  # every section and component, before MindSpore starts
     rank, group_size = init_runtime(device_target, bool(is_distributed), rank, group_size)
@@ -218,24 +218,24 @@ def train(
         typer.echo(f"last checkpoint: {last}")
 
 
-def inherit_initial_network(cfg: dict[str, Any], overrides: list[str]) -> None:
-    """Make ``cfg`` describe the network its ``train.resume_yolov3`` checkpoint holds.
+def inherit_initial_network(cfg: dict[str, Any], resume_yolov3: str | None) -> None:
+    """Make ``cfg`` describe the network and loss its starting checkpoint holds
+    (``--resume_yolov3``, else the config's ``train.resume_yolov3``).
 
-    The checkpoint's activation, BN epsilon, anchors, classes, input normalisation and
-    letterbox win over the config's (an imported Darknet model fine-tunes as itself);
-    keys given with ``--set`` win over both.
+    The checkpoint's model (backbone and head with every setting, from any plugin), loss,
+    family and input preprocessing win over the config's (an imported Darknet model
+    fine-tunes as itself); flags and ``--set``, applied afterwards, win over both.
     """
     from yoloqat.core import events
     from yoloqat.core.config import get_dotted
     from yoloqat.engine.inference import inherit_network_settings, stored_config
     from yoloqat.engine.training.checkpoint import read_checkpoint
 
-    init = get_dotted(cfg, "train.resume_yolov3", None)
+    init = resume_yolov3 or get_dotted(cfg, "train.resume_yolov3", None)
     if not init:
         return
     _params, meta = read_checkpoint(init)
-    keep = [o.split("=", 1)[0].strip() for o in overrides]
-    for note in inherit_network_settings(cfg, stored_config(meta), keep=keep):
+    for note in inherit_network_settings(cfg, stored_config(meta)):
         events.info(note)
 
 

@@ -45,10 +45,18 @@ COMPONENT_BLOCKS: dict[str, str] = {
 }
 
 
-#: Parameters the pipeline passes to a block's factory itself (not written in configs).
+#: Parameters the pipeline passes to a block's factory itself (not written in configs). A
+#: loss may also declare any key of its head's ``loss_params``; those are checked when built.
 PROVIDED: dict[str, tuple[str, ...]] = {
-    "model.head": ("in_channels", "num_classes"),
-    "loss": ("num_classes", "anchors", "anchor_masks"),
+    "model.head": ("in_channels", "in_strides", "num_classes"),
+    "loss": ("num_classes", "strides"),
+}
+
+#: Preset keys of a family (:mod:`yoloqat.core.contracts.family`) -> config block paths.
+FAMILY_BLOCKS: dict[str, str] = {
+    "backbone": "model.backbone",
+    "head": "model.head",
+    "loss": "loss",
 }
 
 
@@ -208,6 +216,58 @@ def callback_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, str, dict[str, An
     return found
 
 
+def family_block(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """``(name, params)`` of the config's ``family`` (a name or a ``name`` block), or None."""
+    block = cfg.get("family")
+    if block is None:
+        return None
+    if isinstance(block, str):
+        return block, {}
+    if not isinstance(block, Mapping) or not isinstance(block.get("name"), str):
+        raise ConfigError(
+            f"family: expected a family name or a mapping with a 'name', got {block!r}",
+            hint="e.g. family: yolov3_tiny (yoloqat list family)",
+        )
+    return block["name"], {k: v for k, v in block.items() if k != "name"}
+
+
+def resolve_family(cfg: Mapping[str, Any], registry: Any) -> dict[str, Any]:
+    """``cfg`` with its ``family`` preset filled in (a copy; ``cfg`` itself when it names no
+    family). The preset's backbone, head and loss blocks are the base; a config block that
+    names the same component (or none) overrides single parameters, one that names another
+    component replaces the preset's; the preset's ``data`` and ``eval`` defaults go under
+    the config's own. Resolving twice gives the same config."""
+    found = family_block(cfg)
+    if found is None:
+        return dict(cfg)
+    name, params = found
+    try:
+        preset = registry.create("family", name, **params)
+    except ConfigError as exc:
+        if not exc.message.startswith("family"):
+            exc.message = f"family: {exc.message}"
+            exc.args = (exc.message,)
+        raise
+    out = copy.deepcopy(dict(cfg))
+    for key, dotted in FAMILY_BLOCKS.items():
+        base = dict(preset[key])
+        mine = get_dotted(out, dotted)
+        if isinstance(mine, str):
+            mine = {"name": mine}
+        if mine is None:
+            block = base
+        elif isinstance(mine, Mapping) and mine.get("name", base["name"]) == base["name"]:
+            block = merge(base, mine)
+        else:
+            block = mine
+        set_dotted(out, dotted.split("."), block)
+    for section in ("data", "eval"):
+        if section in preset:
+            mine = out.get(section)
+            out[section] = merge(preset[section], mine if isinstance(mine, Mapping) else {})
+    return out
+
+
 def check_config(cfg: Mapping[str, Any], registry: Any) -> None:
     """Check every section, component name and parameter before anything is built.
 
@@ -219,6 +279,7 @@ def check_config(cfg: Mapping[str, Any], registry: Any) -> None:
     from yoloqat.core.schema import check_sections
 
     check_sections(cfg)
+    cfg = resolve_family(cfg, registry)
     for dotted, kind, name, params in component_blocks(cfg):
         if kind == "quantizer" and name == "none":
             continue

@@ -1,95 +1,117 @@
-"""The detection network: a backbone, a neck+head, and the output decoding (spec §1-2).
+"""The detection network: a backbone and a head, with the head family's own decode.
 
-``Detector(backbone, head)`` works with any backbone returning (C3, C4, C5) and any head
-with ``num_classes``, ``anchors`` ([K, 2] pixels) and ``anchor_masks`` attributes whose
-``construct(c3, c4, c5)`` returns the raw (stride 32, stride 16, stride 8) maps.
+``Detector(backbone, head)`` knows no family: no anchors, no level count, no strides of its
+own. The backbone returns feature maps (:class:`~yoloqat.core.contracts.Backbone`), the head
+reads those named by its ``in_indices`` and returns raw per-level outputs
+(:class:`~yoloqat.core.contracts.Head`), and in eval mode the head's ``decode`` turns them
+into ``(boxes, scores)``.
 """
 
 from __future__ import annotations
 
-import numpy as np
-from mindspore import Tensor, nn
+from typing import Any
 
-from yoloqat.core.decode import YoloPredict, to_anchor_major
-from yoloqat.core.errors import ConfigError
+from mindspore import nn
 
-#: Every input side must be a multiple of this (the stride of the coarsest output).
+from yoloqat.core.errors import ConfigError, PluginError
+
+#: The input-size multiple checked where no network is at hand (the bundled families' 32).
 INPUT_MULTIPLE = 32
 
 
-def check_input_shape(height: int, width: int) -> None:
-    """Raise a ConfigError unless ``height`` and ``width`` are positive multiples of 32."""
+def check_input_shape(height: int, width: int, multiple: int = INPUT_MULTIPLE) -> None:
+    """Raise a ConfigError unless ``height`` and ``width`` are positive multiples of
+    ``multiple`` (the network's largest stride)."""
     for name, value in (("height", height), ("width", width)):
-        if int(value) != value or value <= 0 or int(value) % INPUT_MULTIPLE:
+        if int(value) != value or value <= 0 or int(value) % multiple:
             raise ConfigError(
                 f"input {name} {value} is not valid; expected a positive multiple of "
-                f"{INPUT_MULTIPLE} (e.g. 320, 416, 608)"
+                f"{multiple} (e.g. {10 * multiple}, {13 * multiple})"
             )
 
 
-class Detector(nn.Cell):
-    """YOLOv3 detector: image [N, 3, H, W] (H, W multiples of 32) -> 3 output scales.
+def _where(component: Any) -> str:
+    cls = type(component)
+    return f"{cls.__module__}.{cls.__qualname__}"
 
-    - Training mode (after ``set_train(True)``): a tuple of the raw predictions of the
-      stride-32, stride-16 and stride-8 outputs, each ``[N, H/s, W/s, A, 5 + C]``
-      (anchor-major, see :func:`yoloqat.core.decode.to_anchor_major`).
-    - Eval mode: the same shapes, decoded: ``[bxy, bwh, sigmoid(obj), sigmoid(cls)]``
-      with boxes normalised to [0, 1] of the input (spec §2).
+
+def _check_arity(head: Any, count: int) -> None:
+    """PluginError unless ``head.construct`` takes ``count`` feature maps."""
+    import inspect
+
+    try:
+        inspect.signature(head.construct).bind(*([None] * count))
+    except TypeError:
+        raise PluginError(
+            f"the head {_where(head)} reads {count} backbone map(s) (in_indices) but its "
+            f"construct{inspect.signature(head.construct)} does not take {count} "
+            "positional argument(s)",
+            hint="set in_indices to the maps construct reads (Head contract, docs/plugins.md)",
+        ) from None
+    except ValueError:  # no signature to check
+        pass
+
+
+class Detector(nn.Cell):
+    """A detector: image ``[N, C, H, W]`` -> the head's outputs.
+
+    - Training mode (after ``set_train(True)``): the tuple of the head's raw outputs (what
+      the loss receives).
+    - Eval mode: ``(boxes, scores)`` from the head's ``decode``: boxes ``[N, M, 4]``
+      ``(cx, cy, w, h)`` normalised to the input, scores ``[N, M, C]`` in [0, 1].
+
+    ``H`` and ``W`` must be multiples of :attr:`input_multiple` (the largest stride of the
+    backbone's maps and the head's outputs).
 
     Attributes: ``backbone``, ``head`` (parameter names start with ``backbone.`` and
-    ``head.``), ``num_classes``, ``anchors`` (float32 [K, 2] in input pixels),
-    ``anchor_masks`` (anchor indices per output), ``strides`` = (32, 16, 8) and
-    ``scale_anchors`` (the float32 [A, 2] pixel anchors of each output).
+    ``head.``), ``num_classes``, ``strides`` (the head's output strides),
+    ``output_format``, ``in_indices`` (the backbone maps the head reads) and
+    ``input_multiple``.
     """
 
     def __init__(self, backbone: nn.Cell, head: nn.Cell) -> None:
         super().__init__()
-        for attr in ("num_classes", "anchors", "anchor_masks"):
-            if not hasattr(head, attr):
-                raise ConfigError(f"the head {type(head).__name__} has no {attr!r} attribute")
+        levels = len(tuple(backbone.out_channels))
+        indices = getattr(head, "in_indices", None)
+        indices = tuple(range(levels)) if indices is None else tuple(int(i) for i in indices)
+        bad = [i for i in indices if not 0 <= i < levels]
+        if bad:
+            raise PluginError(
+                f"the head {_where(head)} reads backbone map {bad[0]} (in_indices "
+                f"{list(indices)}) but the backbone {_where(backbone)} returns {levels} map(s)",
+                hint="give the head a backbone with enough feature maps, or other in_indices",
+            )
+        _check_arity(head, len(indices))
         self.backbone = backbone
         self.head = head
         self.num_classes = int(head.num_classes)
-        self.anchors = np.asarray(head.anchors, dtype=np.float32).reshape(-1, 2)
-        self.anchor_masks = tuple(tuple(int(i) for i in m) for m in head.anchor_masks)
-        if len(self.anchor_masks) != 3:
-            raise ConfigError(f"the head has {len(self.anchor_masks)} anchor masks; expected 3")
-        self.strides = (32, 16, 8)
-        self.scale_anchors = tuple(self.anchors[list(m)] for m in self.anchor_masks)
-        self.num_anchors = tuple(len(m) for m in self.anchor_masks)
-        # Constant tensors (not Parameters): they stay out of checkpoints and parameter counts.
-        self.anchors_l = Tensor(self.scale_anchors[0])
-        self.anchors_m = Tensor(self.scale_anchors[1])
-        self.anchors_s = Tensor(self.scale_anchors[2])
-        self.predict = YoloPredict()
+        self.strides = tuple(int(s) for s in head.strides)
+        self.output_format = str(head.output_format)
+        self.in_indices = indices
+        self.input_multiple = max(max(int(s) for s in backbone.strides), *self.strides)
 
-    @staticmethod
-    def check_input_shape(height: int, width: int) -> None:
-        """Raise a ConfigError unless ``height`` and ``width`` are positive multiples of 32."""
-        check_input_shape(height, width)
+    def check_input_shape(self, height: int, width: int) -> None:
+        """Raise a ConfigError unless both sides are multiples of :attr:`input_multiple`."""
+        check_input_shape(height, width, self.input_multiple)
 
     def __call__(self, *args, **kwargs):
         # A top-level call checks the image size in Python and gives a clear ConfigError;
         # inside a compiled graph, ``construct`` raises a ValueError for the same case.
         shape = getattr(args[0], "shape", None) if args else None
         if shape is not None and len(shape) == 4:
-            check_input_shape(shape[2], shape[3])
+            self.check_input_shape(shape[2], shape[3])
         return super().__call__(*args, **kwargs)
 
     def construct(self, x):
         h = x.shape[2]
         w = x.shape[3]
-        if h % 32 != 0 or w % 32 != 0:
-            raise ValueError(f"Detector input {h}x{w}: height and width must be multiples of 32")
-        c3, c4, c5 = self.backbone(x)
-        out_l, out_m, out_s = self.head(c3, c4, c5)
-        raw_l = to_anchor_major(out_l, self.num_anchors[0])
-        raw_m = to_anchor_major(out_m, self.num_anchors[1])
-        raw_s = to_anchor_major(out_s, self.num_anchors[2])
+        if h % self.input_multiple != 0 or w % self.input_multiple != 0:
+            raise ValueError(f"Detector input {h}x{w}: sides must be multiples of the stride")
+        feats = self.backbone(x)
+        selected = ()
+        for i in self.in_indices:
+            selected = selected + (feats[i],)  # noqa: RUF005 (GRAPH_MODE's parser)
+        outs = self.head(*selected)
         if self.training:
-            return raw_l, raw_m, raw_s
-        return (
-            self.predict(raw_l, self.anchors_l, w, h),
-            self.predict(raw_m, self.anchors_m, w, h),
-            self.predict(raw_s, self.anchors_s, w, h),
-        )
+            return outs
+        return self.head.decode(outs, h, w)

@@ -1,10 +1,12 @@
-"""COCO-style evaluation of decoded YOLO outputs (spec §5): candidates, NMS, pycocotools.
+"""COCO-style evaluation of decoded outputs (spec §5): candidates, NMS, pycocotools.
 
-Pure NumPy (plus pycocotools, imported when evaluating). Typical use::
+Family-agnostic: every head's decode gives ``(boxes, scores)`` (boxes ``[B, M, 4]``
+normalised ``cx, cy, w, h``, scores ``[B, M, C]`` in [0, 1]). Pure NumPy (plus pycocotools,
+imported when evaluating). Typical use::
 
     engine = DetectionEngine(coco.getCatIds())
-    for outputs, image_ids, sizes in batches:       # outputs: 3 decoded arrays [B,H,W,3,5+C]
-        engine.add_batch(outputs, image_ids, sizes)  # sizes: original (w, h) per image
+    for (boxes, scores), image_ids, sizes in batches:
+        engine.add_batch((boxes, scores), image_ids, sizes)  # sizes: original (w, h)
     result = engine.evaluate(coco)                   # result.stats["AP"], result.summary
 """
 
@@ -80,7 +82,8 @@ class DetectionEngine:
 
     Parameters:
         category_ids: COCO category id of each contiguous class index (``coco.getCatIds()``).
-        score_threshold: keep candidates with ``obj * cls >= score_threshold`` (seed: 0.001).
+        score_threshold: keep candidates scoring at least this (seed: 0.001; for YOLO the
+            score is ``objectness * class probability``).
         nms_threshold: per-class NMS drops boxes with IoU > this to a kept box (seed: 0.5).
         multi_label: emit every class passing the threshold instead of the argmax class only.
     """
@@ -113,19 +116,16 @@ class DetectionEngine:
         self._scores: list[np.ndarray] = []
         self._seen: set[int] = set()
 
-    def _candidates(self, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Rows, class indices and scores of one image's candidates ``pred`` [M, 5+C]."""
-        obj = pred[:, 4].astype(np.float64)
-        cls_prob = pred[:, 5:].astype(np.float64)
+    def _candidates(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows, class indices and scores of one image's candidates (``scores`` [M, C])."""
+        scores = scores.astype(np.float64)
         if self.multi_label:
-            rows, classes = np.nonzero(obj[:, None] * cls_prob >= self.score_threshold)
-            scores = obj[rows] * cls_prob[rows, classes]
-        else:
-            classes = np.argmax(cls_prob, axis=1)
-            scores = obj * cls_prob[np.arange(len(obj)), classes]
-            rows = np.nonzero(scores >= self.score_threshold)[0]
-            classes, scores = classes[rows], scores[rows]
-        return rows, classes, scores
+            rows, classes = np.nonzero(scores >= self.score_threshold)
+            return rows, classes, scores[rows, classes]
+        classes = np.argmax(scores, axis=1)
+        best = scores[np.arange(len(scores)), classes]
+        rows = np.nonzero(best >= self.score_threshold)[0]
+        return rows, classes[rows], best[rows]
 
     def add_batch(
         self,
@@ -135,7 +135,8 @@ class DetectionEngine:
         *,
         box_transforms: Sequence[BoxTransform] | None = None,
     ) -> None:
-        """Add one batch of decoded outputs (each [B, H, W, A, 5+C], normalised cx, cy, w, h).
+        """Add one batch of decoded outputs ``(boxes [B, M, 4], scores [B, M, C])`` (boxes
+        normalised ``cx, cy, w, h``; any further arrays are ignored).
 
         ``orig_sizes`` holds each image's original (w, h). Boxes are scaled by it (the seed's
         plain stretch); ``box_transforms`` (one per image) replaces that mapping, e.g. to undo a
@@ -143,21 +144,14 @@ class DetectionEngine:
         """
         sizes = np.asarray(orig_sizes, dtype=np.float64).reshape(-1, 2)
         batch = len(image_ids)
-        pred = np.concatenate(
-            [np.asarray(o).reshape(batch, -1, np.asarray(o).shape[-1]) for o in outputs], axis=1
-        )
-        if pred.shape[-1] - 5 != len(self.category_ids):
-            raise DataError(
-                f"outputs have {pred.shape[-1] - 5} classes but {len(self.category_ids)} "
-                "category ids were given"
-            )
+        boxes, scores = check_outputs(outputs, batch, len(self.category_ids))
         if len(sizes) != batch or (box_transforms is not None and len(box_transforms) != batch):
             raise DataError(f"add_batch got {batch} image ids but {len(sizes)} sizes/transforms")
         for b in range(batch):
             image_id = int(image_ids[b])
             self._seen.add(image_id)
-            rows, classes, scores = self._candidates(pred[b])
-            norm = pred[b, rows, :4].astype(np.float64)
+            rows, classes, kept = self._candidates(scores[b])
+            norm = boxes[b, rows].astype(np.float64)
             width, height = sizes[b]
             if box_transforms is not None:
                 cxcywh = np.asarray(box_transforms[b](norm), dtype=np.float64).reshape(-1, 4)
@@ -169,11 +163,11 @@ class DetectionEngine:
             xywh[:, 1] = np.maximum(cxcywh[:, 1] - cxcywh[:, 3] / 2.0, 0.0)
             xywh[:, 2] = np.minimum(cxcywh[:, 2], width)
             xywh[:, 3] = np.minimum(cxcywh[:, 3], height)
-            keep = nms(xywh, scores, classes, self.nms_threshold)
+            keep = nms(xywh, kept, classes, self.nms_threshold)
             self._image_ids.append(np.full(len(keep), image_id, dtype=np.int64))
             self._category.append(self.category_ids[classes[keep]])
             self._boxes.append(xywh[keep])
-            self._scores.append(scores[keep])
+            self._scores.append(kept[keep])
 
     def extend(
         self, detections: Iterable[dict[str, Any]], *, image_ids: Iterable[int] = ()
@@ -262,6 +256,42 @@ class DetectionEngine:
             num_detections=len(dets),
             num_images=len(evaluator.params.imgIds),
         )
+
+
+def check_outputs(
+    outputs: Sequence[np.ndarray], batch: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(boxes [B, M, 4], scores [B, M, C])`` of a model's decoded outputs, or a DataError
+    saying what is wrong with them (a model of another format, another class count)."""
+    arrays = [np.asarray(o) for o in outputs]
+    shapes = [list(a.shape) for a in arrays]
+    if len(arrays) < 2:
+        raise DataError(
+            f"the model gave {len(arrays)} output(s) {shapes}; expected boxes [B, M, 4] and "
+            "scores [B, M, C]",
+            hint="an ONNX file must be exported by this yoloqat version (yoloqat export)",
+        )
+    boxes, scores = arrays[0], arrays[1]
+    if (
+        boxes.ndim != 3
+        or scores.ndim != 3
+        or boxes.shape[-1] != 4
+        or boxes.shape[:2] != scores.shape[:2]
+        or boxes.shape[0] != batch
+    ):
+        raise DataError(
+            f"the model's outputs have shapes {shapes[0]} and {shapes[1]}; expected boxes "
+            f"[{batch}, M, 4] and scores [{batch}, M, C] for a batch of {batch}",
+            hint="an ONNX file must be exported by this yoloqat version (yoloqat export)",
+        )
+    if scores.shape[-1] != num_classes:
+        raise DataError(
+            f"the model scores {scores.shape[-1]} classes but the dataset has {num_classes} "
+            "categories",
+            hint="evaluate it on the data it was trained for (or retrain with "
+            f"model.num_classes={num_classes})",
+        )
+    return boxes, scores
 
 
 def _empty_results(coco_gt: Any) -> Any:

@@ -29,20 +29,22 @@ KINDS: dict[str, str] = {
     "dataset": "yoloqat_datasets",
     "runtime": "yoloqat_runtimes",
     "callback": "yoloqat_callbacks",
+    "family": "yoloqat_families",
 }
 
 
 @hookspec
 def yoloqat_backbones() -> Factories:
-    """Backbones: factories returning an ``nn.Cell`` mapping images to (C3, C4, C5) at
-    strides 8, 16, 32, with ``out_channels`` (:class:`~yoloqat.core.contracts.Backbone`)."""
+    """Backbones: factories returning an ``nn.Cell`` mapping images to a tuple of feature
+    maps, with their ``out_channels`` and ``strides``
+    (:class:`~yoloqat.core.contracts.Backbone`)."""
 
 
 @hookspec
 def yoloqat_heads() -> Factories:
-    """Heads: factories (given ``in_channels`` and ``num_classes`` when they declare them)
-    returning a neck+head ``nn.Cell`` with ``num_classes``, ``anchors`` and ``anchor_masks``
-    (:class:`~yoloqat.core.contracts.Head`)."""
+    """Heads: factories (given ``in_channels``, ``in_strides`` and ``num_classes`` when they
+    declare them) returning a neck+head ``nn.Cell`` with ``num_classes``, ``strides``,
+    ``output_format`` and its float ``decode`` (:class:`~yoloqat.core.contracts.Head`)."""
 
 
 @hookspec
@@ -54,8 +56,9 @@ def yoloqat_quantizers() -> Factories:
 
 @hookspec
 def yoloqat_losses() -> Factories:
-    """Losses: factories (given ``num_classes``, ``anchors``, ``anchor_masks`` when they
-    declare them) returning an ``nn.Cell`` (3 raw outputs, 3 y_true, 3 gt) -> scalar
+    """Losses: factories (given ``num_classes``, ``strides`` and the head's ``loss_params``
+    when they declare them) returning an ``nn.Cell`` with ``accepts`` (the head output
+    formats it trains): (raw outputs, padded ground truth, extras) -> scalar
     (:class:`~yoloqat.core.contracts.Loss`)."""
 
 
@@ -74,8 +77,8 @@ def yoloqat_datasets() -> Factories:
 @hookspec
 def yoloqat_runtimes() -> Factories:
     """Runtimes: factories taking ``path`` (an exported model file) and ``threads``,
-    returning a loaded model that maps a float32 ``[B, 3, S, S]`` batch to the 3 decoded
-    outputs, with ``path``, ``input_size``, ``batch``, ``metadata`` and ``name``
+    returning a loaded model that maps a float32 ``[B, 3, S, S]`` batch to the decoded
+    ``[boxes, scores]``, with ``path``, ``input_size``, ``batch``, ``metadata`` and ``name``
     (:class:`~yoloqat.core.contracts.Runtime`)."""
 
 
@@ -84,3 +87,10 @@ def yoloqat_callbacks() -> Factories:
     """Training callbacks: factories returning an object with any of ``on_run_start``,
     ``on_step``, ``on_epoch_end``, ``on_validation``, ``on_checkpoint`` and ``on_run_end``
     (:class:`~yoloqat.core.contracts.Callback`); ``train.callbacks`` names them."""
+
+
+@hookspec
+def yoloqat_families() -> Factories:
+    """Detector families: factories returning a preset that names a backbone, head and
+    loss with their defaults (:mod:`yoloqat.core.contracts.family`); a config selects one
+    with ``family: NAME``."""

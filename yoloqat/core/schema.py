@@ -1,6 +1,6 @@
 """The schema of every config section that is not a component block (pydantic models).
 
-Component blocks (``model.backbone``, ``model.head``, ``quantizer``, ``loss``,
+Component blocks (``family``, ``model.backbone``, ``model.head``, ``quantizer``, ``loss``,
 ``scheduler``, ``dataset``) are checked against their factory's signature by the registry;
 everything else is described here: ``model`` (besides its two blocks), ``data``, ``train``
 and ``eval``. An unknown key is an error with a "Did you mean" suggestion, a value of the
@@ -105,6 +105,7 @@ class EvalSection(_Section):
 
 #: Top-level sections: ``None`` for component blocks (the registry checks those).
 SECTIONS: dict[str, type[_Section] | None] = {
+    "family": None,
     "model": ModelSection,
     "quantizer": None,
     "loss": None,

@@ -1,17 +1,19 @@
 """Training and evaluation loaders on ``mindspore.dataset.GeneratorDataset``.
 
 Workers (processes when ``num_workers > 1``) read and augment single samples; MindSpore
-batches them with ``drop_remainder``; the main process turns each batch's boxes into the
-YOLO targets (vectorised, as the seed's quant ``train.py`` did after batching) and yields
-NumPy dicts. A sample's randomness is keyed by (seed, epoch, position in the epoch's global
-order) and a batch's size by (seed, epoch, step), so batches do not depend on the worker
-count, and ``epoch(e, start_step=s)`` reproduces the uninterrupted run exactly.
+batches them with ``drop_remainder``; the main process pads each batch's ground truth to
+``max_boxes`` rows and, when the loss builds its targets on the host, runs its builder
+(vectorised over the batch, as the seed's quant ``train.py`` did after batching), and
+yields NumPy dicts. Nothing here knows a detector family. A sample's randomness is keyed
+by (seed, epoch, position in the epoch's global order) and a batch's size by (seed, epoch,
+step), so batches do not depend on the worker count, and ``epoch(e, start_step=s)``
+reproduces the uninterrupted run exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,15 +21,22 @@ import numpy as np
 from yoloqat.core.contracts.dataset import DataSource, Sample, UnreadableImageError
 from yoloqat.core.errors import ConfigError, RuntimeFailure
 from yoloqat.core.events import warn
-from yoloqat.data import ANCHOR_MASKS, MULTI_SCALE
+from yoloqat.data import MULTI_SCALE
 from yoloqat.data.augment import augment, check_normalize, normalize
 from yoloqat.data.eval_transforms import preprocess_eval
 from yoloqat.data.multiscale import check_shapes, shape_for_step
 from yoloqat.data.sampler import DistributedSampler
-from yoloqat.data.targets import build_targets_batch
+
+#: A loss's host-side target builder: ``(gt_boxes, gt_labels, gt_valid, (H, W)) -> arrays``
+#: (:meth:`yoloqat.core.contracts.Loss.build_targets`).
+TargetBuilder = Callable[[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]], tuple]
 
 #: An unreadable image is replaced by the next dataset image; this many in a row are an error.
 MAX_SUBSTITUTES = 8
+#: Columns of a training sample's ``info`` row: bad boxes dropped, clipped, images skipped
+#: (then their indices), and the boxes beyond ``max_boxes`` left out of the image's targets.
+_INFO_LEN = 5 + MAX_SUBSTITUTES
+_INFO_OVER = _INFO_LEN - 1
 _TRAIN_COLUMNS = ["image", "boxes", "image_id", "info"]
 _EVAL_COLUMNS = ["image", "image_id", "orig_size", "letterbox", "valid"]
 
@@ -98,9 +107,10 @@ class _TrainSamples:
             skipped.append(idx)
             idx = (idx + 1) % len(self.source)
             sample, _ = try_load(self.source, idx)
-        info = np.full(4 + MAX_SUBSTITUTES, -1, np.int64)
+        info = np.full(_INFO_LEN, -1, np.int64)
         info[2] = len(skipped)
         info[3 : 3 + len(skipped)] = skipped
+        info[_INFO_OVER] = 0
         padded = np.zeros((p["max_boxes"], 5), np.float32)
         if sample is None:  # give up; the main process raises a RuntimeFailure naming them
             info[0:2] = 0
@@ -111,6 +121,7 @@ class _TrainSamples:
         )
         padded[: len(boxes)] = boxes
         info[0:2] = getattr(sample, "bad_boxes", (0, 0))
+        info[_INFO_OVER] = max(0, len(sample.boxes) - p["max_boxes"])
         return normalize(canvas, p["normalize"]), padded, np.int64(sample.image_id), info
 
 
@@ -181,15 +192,20 @@ def _check_positive(name: str, value: int) -> int:
 class TrainLoader:
     """Augmented, multi-scale training batches for one rank (spec §4).
 
-    ``epoch(e, start_step)`` yields dicts: ``image`` float32 [B,3,S,S]; ``y_true_l/m/s``
-    float32 [B,S/s,S/s,3,5+C] (l = stride 32); ``gt_l/m/s`` float32 [B,max_boxes,4];
-    ``boxes`` float32 [B,max_boxes,5] (canvas pixels); ``shape`` (S); ``image_ids`` [B];
-    ``step``. ``stats`` holds the counters of the current epoch: ``images`` delivered,
-    ``skipped_images`` / ``skipped_files`` (distinct unreadable files; each sample that hit
-    one was replaced by the next readable dataset image and a warning emitted), and
-    ``bad_boxes_dropped`` / ``bad_boxes_clipped`` (annotation boxes of the delivered images
-    that were invalid or outside the image). ``normalize``: "imagenet" (the seed's input) or
-    "unit" (RGB/255, Darknet's), as ``data.normalize``.
+    ``epoch(e, start_step)`` yields dicts: ``image`` float32 [B,3,S,S]; the ground truth
+    padded to ``max_boxes`` rows: ``gt_boxes`` float32 [B,M,4] (x1, y1, x2, y2 in canvas
+    pixels), ``gt_labels`` int32 [B,M] and ``gt_valid`` float32 [B,M] (1 = a box);
+    ``extras``: what ``target_builder`` made of them (empty without one); ``inputs``: the
+    train step's arrays ``[image, gt_boxes, gt_labels, gt_valid, *extras]``; ``shape`` (S);
+    ``image_ids`` [B]; ``step``. ``stats`` holds the counters of the current epoch:
+    ``images`` delivered, ``skipped_images`` / ``skipped_files`` (distinct unreadable files;
+    each sample that hit one was replaced by the next readable dataset image and a warning
+    emitted), ``bad_boxes_dropped`` / ``bad_boxes_clipped`` (annotation boxes of the
+    delivered images that were invalid or outside the image) and ``images_over_max_boxes``
+    / ``boxes_over_max_boxes`` (images with more than ``max_boxes`` boxes, a random
+    ``max_boxes`` of which were kept, as the seed did; warned about once per epoch).
+    ``normalize``: "imagenet" (the seed's input) or "unit" (RGB/255, Darknet's), as
+    ``data.normalize``.
     """
 
     def __init__(
@@ -197,9 +213,7 @@ class TrainLoader:
         source: DataSource,
         *,
         batch_size: int,
-        anchors: Sequence[Sequence[float]],
-        anchor_masks: Sequence[Sequence[int]] = ANCHOR_MASKS,
-        num_classes: int,
+        target_builder: TargetBuilder | None = None,
         max_boxes: int = 50,
         multi_scale: Sequence[int] = MULTI_SCALE,
         training_shape: int | None = None,
@@ -208,8 +222,6 @@ class TrainLoader:
         num_workers: int = 1,
         rank: int = 0,
         group_size: int = 1,
-        label_smooth: bool = False,
-        label_smooth_factor: float = 0.1,
         augment: Mapping[str, Any] | None = None,
         normalize: str = "imagenet",
     ) -> None:
@@ -217,9 +229,7 @@ class TrainLoader:
         self.augment = check_augment(augment)
         self.normalize = check_normalize(normalize)
         self.batch_size = _check_positive("batch_size", batch_size)
-        self.anchors = np.asarray(anchors, np.float64).reshape(-1, 2)
-        self.anchor_masks = tuple(tuple(int(a) for a in m) for m in anchor_masks)
-        self.num_classes = _check_positive("num_classes", num_classes)
+        self.target_builder = target_builder
         self.max_boxes = _check_positive("max_boxes", max_boxes)
         self.multi_scale = check_shapes(multi_scale)
         if training_shape:
@@ -228,8 +238,6 @@ class TrainLoader:
         self.resize_rate = _check_positive("resize_rate", resize_rate)
         self.seed = int(seed) & 0xFFFFFFFF
         self.num_workers = _check_positive("num_workers", num_workers)
-        self.label_smooth = bool(label_smooth)
-        self.label_smooth_factor = float(label_smooth_factor)
         self.sampler = DistributedSampler(
             len(source), num_shards=group_size, shard_id=rank, shuffle=True, seed=self.seed
         )
@@ -286,6 +294,8 @@ class TrainLoader:
             "skipped_files": [],
             "bad_boxes_dropped": 0,
             "bad_boxes_clipped": 0,
+            "images_over_max_boxes": 0,
+            "boxes_over_max_boxes": 0,
         }
         if start_step == self.steps_per_epoch:
             return
@@ -295,28 +305,42 @@ class TrainLoader:
         ) as rows:
             for step, (image, boxes, image_ids, info) in enumerate(rows, start=start_step):
                 self._count(info, image_ids)
-                size = image.shape[-1]
-                targets = build_targets_batch(
-                    boxes,
-                    (size, size),
-                    self.anchors,
-                    self.anchor_masks,
-                    self.num_classes,
-                    self.max_boxes,
-                    self.label_smooth,
-                    self.label_smooth_factor,
-                )
-                n = len(self.anchor_masks)
-                batch = {
-                    "image": image,
-                    "boxes": boxes,
-                    "image_ids": image_ids,
-                    "shape": int(size),
-                    "step": step,
-                }
-                for name, y, g in zip(("l", "m", "s"), targets[:n], targets[n:]):
-                    batch[f"y_true_{name}"], batch[f"gt_{name}"] = y, g
-                yield batch
+                yield self.make_batch(image, boxes, image_ids, step)
+        self._warn_over_max()
+
+    def make_batch(
+        self, image: np.ndarray, boxes: np.ndarray, image_ids: np.ndarray, step: int = 0
+    ) -> dict[str, Any]:
+        """The batch dict of augmented ``image`` [B,3,S,S] and ``boxes`` [B,M,5] (x1, y1, x2,
+        y2, class; zero rows = padding): the padded ground truth and the builder's extras."""
+        size = (int(image.shape[-2]), int(image.shape[-1]))
+        gt_boxes = np.ascontiguousarray(boxes[..., :4], np.float32)
+        gt_labels = boxes[..., 4].astype(np.int32)
+        gt_valid = (boxes[..., 2] > boxes[..., 0]).astype(np.float32)
+        extras: tuple = ()
+        if self.target_builder is not None:
+            extras = tuple(self.target_builder(gt_boxes, gt_labels, gt_valid, size))
+        return {
+            "image": image,
+            "gt_boxes": gt_boxes,
+            "gt_labels": gt_labels,
+            "gt_valid": gt_valid,
+            "extras": extras,
+            "inputs": [image, gt_boxes, gt_labels, gt_valid, *extras],
+            "image_ids": image_ids,
+            "shape": size[1],
+            "step": step,
+        }
+
+    def _warn_over_max(self) -> None:
+        st = self.stats
+        if st.get("images_over_max_boxes"):
+            warn(
+                f"{st['images_over_max_boxes']} image(s) of this epoch had more than "
+                f"data.max_boxes={self.max_boxes} boxes: {st['boxes_over_max_boxes']} box(es) "
+                "were left out of their targets (a random max_boxes of each image kept); "
+                f"raise data.max_boxes above {self.max_boxes} to train on every box"
+            )
 
     def _count(self, info: np.ndarray, image_ids: np.ndarray) -> None:
         if (image_ids < 0).any():
@@ -330,6 +354,9 @@ class TrainLoader:
         st["images"] += len(info)
         st["bad_boxes_dropped"] += int(info[:, 0].sum())
         st["bad_boxes_clipped"] += int(info[:, 1].sum())
+        over = info[:, _INFO_OVER]
+        st["images_over_max_boxes"] += int((over > 0).sum())
+        st["boxes_over_max_boxes"] += int(over[over > 0].sum())
         for row in info[info[:, 2] > 0]:
             for idx in row[3 : 3 + row[2]]:
                 path = str(self.source.image_path(int(idx)))

@@ -6,9 +6,12 @@ with no per-cell code from its author; :mod:`yoloqat.deploy.onnx_graph` then fol
 fuses LeakyReLU and renames the inputs and outputs. For int8, the network's quantizer (the
 quantizer contract, :mod:`yoloqat.core.contracts.quantizer`) puts it in export form and
 hands over an :class:`~yoloqat.core.contracts.quantizer.ExportPlan`, which
-:mod:`yoloqat.deploy.qdq` writes as int8 weights and Q/DQ pairs. The three outputs are
-exactly the detector's eval-mode outputs ``[N, H, W, A, 5 + C]`` (decoded, boxes normalised
-to the input), so ONNX Runtime and MindSpore predictions are interchangeable.
+:mod:`yoloqat.deploy.qdq` writes as int8 weights and Q/DQ pairs. The two outputs are
+exactly the detector's eval-mode outputs, whatever its family: ``boxes`` ``[N, M, 4]``
+(``cx, cy, w, h`` normalised to the input) and ``scores`` ``[N, M, C]``, computed by the
+head family's float decode, which is part of the graph and never quantized (an int8 tensor
+holding both pixel boxes and 0-1 scores would round the scores away). ONNX Runtime and
+MindSpore predictions are interchangeable.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from typing import Any
 import numpy as np
 
 from yoloqat.core.atomic import atomic_path
+from yoloqat.core.contracts.runtime import OUTPUTS
 from yoloqat.core.errors import PluginError, RuntimeFailure, UsageError
 from yoloqat.core.version import __version__
 
 #: Graph input and output names.
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("pred_stride32", "pred_stride16", "pred_stride8")
+OUTPUT_NAMES = OUTPUTS
 ACTIVATION_DTYPES = ("uint8", "int8")
 
 
@@ -47,7 +51,7 @@ def _check_args(network: Any, input_size: int, batch: int | None, opset: int) ->
 
     if not isinstance(network, Detector):
         raise UsageError(f"export_onnx needs a Detector, got {type(network).__name__}")
-    check_input_shape(input_size, input_size)
+    check_input_shape(input_size, input_size, network.input_multiple)
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise UsageError(f"batch={batch!r} is not valid; expected an integer >= 1 or None")
     if not 13 <= int(opset) <= 21:
@@ -160,16 +164,16 @@ def build_onnx_model(
         "yoloqat_version": __version__,
         "input_size": str(input_size),
         "num_classes": str(network.num_classes),
-        "anchors": json.dumps(np.asarray(network.anchors).tolist()),
-        "anchor_masks": json.dumps([list(m) for m in network.anchor_masks]),
+        "output_format": network.output_format,
         "strides": json.dumps(list(network.strides)),
+        "outputs": json.dumps(list(OUTPUT_NAMES)),
         "int8": str(bool(int8)).lower(),
     }
-    model.graph.name = "yolov3_int8_qdq" if int8 else "yolov3"
+    model.graph.name = f"{network.output_format}_int8_qdq" if int8 else network.output_format
     model.producer_name = "yoloqat"
     model.doc_string = (
-        "detector exported by yoloqat; outputs [N, H, W, A, 5+C] decoded "
-        "(bx, by, bw, bh normalised to the input, objectness, class probabilities)"
+        "detector exported by yoloqat; outputs boxes [N, M, 4] (cx, cy, w, h normalised to "
+        "the input) and scores [N, M, C] (per-class confidences in [0, 1])"
     )
     del model.metadata_props[:]
     for key, value in meta.items():
@@ -192,7 +196,7 @@ def _refuse_float_convs(float_convs: list[str], skipped: list[str]) -> None:
 
 
 def _name_io(model: Any) -> None:
-    """Name the graph input ``images`` and the outputs ``pred_stride32/16/8``."""
+    """Name the graph input ``images`` and the outputs ``boxes`` and ``scores``."""
     renames = {model.graph.input[0].name: INPUT_NAME}
     for out, name in zip(model.graph.output, OUTPUT_NAMES):
         renames[out.name] = name
@@ -274,7 +278,7 @@ def export_mindir(network: Any, path: str | Path, input_size: int = 416, *, batc
 
     from yoloqat.core.detector import check_input_shape
 
-    check_input_shape(input_size, input_size)
+    check_input_shape(input_size, input_size, getattr(network, "input_multiple", 32))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     written = path if path.suffix == ".mindir" else Path(f"{path}.mindir")

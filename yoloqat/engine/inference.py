@@ -1,15 +1,15 @@
 """Loading a trained detector from a checkpoint, and predictors that run it on images.
 
 A predictor maps a float32 batch ``[B, 3, S, S]`` (normalised as in training) to the
-three decoded outputs ``[B, H, W, A, 5+C]`` as NumPy arrays, whatever runs it (MindSpore
-here; an exported model through a runtime component, :mod:`yoloqat.engine.runtimes`), so
-one evaluation engine serves all.
+decoded ``[boxes [B, M, 4], scores [B, M, C]]`` as NumPy arrays, whatever runs it
+(MindSpore here; an exported model through a runtime component,
+:mod:`yoloqat.engine.runtimes`) and whatever the detector family, so one evaluation engine
+serves all.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ from yoloqat.engine import pipeline
 
 
 class Predictor(Protocol):
-    """Anything that turns an image batch into the three decoded output arrays."""
+    """Anything that turns an image batch into the decoded ``[boxes, scores]`` arrays."""
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]: ...
 
@@ -35,7 +35,7 @@ def model_config(cfg: dict[str, Any], meta: dict[str, Any], *, explicit: bool) -
     stored = stored_config(meta)
     out = copy.deepcopy(cfg)
     if stored is not None and not explicit:
-        for key in ("model", "quantizer"):
+        for key in ("family", "model", "quantizer", "loss"):
             if key in stored:
                 out[key] = copy.deepcopy(stored[key])
         return out
@@ -109,31 +109,31 @@ def default_testing_shape(
     return int(shape or fallback)
 
 
-#: Config keys that define what a network's weights compute: a run that starts from a
-#: checkpoint (``--resume_yolov3``) keeps the checkpoint's values of these.
-NETWORK_KEYS = tuple(
-    [f"model.{k}" for k in ("num_classes",)]
-    + [
-        f"model.backbone.{k}"
-        for k in ("name", "activation", "negative_slope", "width", "padding", "bn_eps")
-    ]
-    + [
-        f"model.head.{k}"
-        for k in ("name", "anchors", "anchor_masks", "width", "negative_slope", "padding")
-    ]
-    + ["model.head.bn_eps", "data.normalize", "eval.letterbox"]
-)
+#: What a run that starts from a checkpoint (``--resume_yolov3``) keeps of the checkpoint's
+#: config: the whole model (backbone and head blocks with every parameter, whichever plugin
+#: they come from), the loss block, the family, and the input preprocessing.
+INHERITED_BLOCKS = ("model.backbone", "model.head", "loss")
+INHERITED_KEYS = ("family", "model.num_classes", "data.normalize", "eval.letterbox")
 
 
-def inherit_network_settings(
-    cfg: dict[str, Any], stored: dict[str, Any] | None, *, keep: Sequence[str] = ()
-) -> list[str]:
-    """Copy the :data:`NETWORK_KEYS` of a checkpoint's ``stored`` config into ``cfg``.
+def _leaves(value: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_leaves(v, f"{prefix}.{k}"))
+        return out
+    return {prefix: value}
+
+
+def inherit_network_settings(cfg: dict[str, Any], stored: dict[str, Any] | None) -> list[str]:
+    """Make ``cfg`` describe the network (and loss) a checkpoint's ``stored`` config built.
 
     So ``train --config QUANT --resume_yolov3 CKPT`` fine-tunes the network ``CKPT`` holds
-    (e.g. an imported Darknet model: leaky backbone, BN eps 1e-6, RGB/255 input,
-    letterbox), not the one the QAT recipe describes. Keys in ``keep`` (given with
-    ``--set``) are left alone. Returns one note per changed key.
+    with the loss it was trained with (e.g. a plugin head with its own settings, or an
+    imported Darknet model: leaky backbone, BN eps 1e-6, RGB/255 input, letterbox), not the
+    ones the QAT recipe describes. A stored block naming another component than ``cfg``'s
+    replaces it; one naming the same component sets each of its parameters. Callers apply
+    flags and ``--set`` afterwards, so those still win. Returns one note per changed key.
     """
     from yoloqat.core.config import get_dotted, set_dotted
 
@@ -141,15 +141,29 @@ def inherit_network_settings(
         return []
     missing = object()
     notes = []
-    for key in NETWORK_KEYS:
-        if key in keep:
-            continue
-        value = get_dotted(stored, key, missing)
-        if value is missing or value == get_dotted(cfg, key, missing):
-            continue
-        before = get_dotted(cfg, key, None)
+
+    def put(key: str, value: Any) -> None:
+        before = get_dotted(cfg, key, missing)
+        if before == value:
+            return
         set_dotted(cfg, key.split("."), copy.deepcopy(value))
-        notes.append(f"{key}={value!r} (was {before!r}), as the starting checkpoint")
+        was = "unset" if before is missing else repr(before)
+        notes.append(f"{key}={value!r} (was {was}), as the starting checkpoint")
+
+    for key in INHERITED_KEYS:
+        value = get_dotted(stored, key, missing)
+        if value is not missing:
+            put(key, value)
+    for dotted in INHERITED_BLOCKS:
+        block = get_dotted(stored, dotted, missing)
+        if not isinstance(block, dict):
+            continue
+        mine = get_dotted(cfg, dotted, None)
+        if not isinstance(mine, dict) or mine.get("name") != block.get("name"):
+            put(dotted, block)
+            continue
+        for key, value in _leaves(block, dotted).items():
+            put(key, value)
     return notes
 
 

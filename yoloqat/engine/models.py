@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from yoloqat.core.defaults import ANCHOR_MASKS, ANCHORS
 from yoloqat.core.detector import Detector
 from yoloqat.registry import default_registry
 
@@ -44,13 +43,14 @@ def yolov3_darknet53(
         in_channels=in_channels,
         blocks=blocks,
     )
+    yolo = {"anchors": anchors, "anchor_masks": anchor_masks}
     head = reg.create(
         "head",
         "yolov3_head",
         in_channels=backbone.out_channels,
+        in_strides=backbone.strides,
         num_classes=num_classes,
-        anchors=ANCHORS if anchors is None else anchors,
-        anchor_masks=ANCHOR_MASKS if anchor_masks is None else anchor_masks,
+        **{k: v for k, v in yolo.items() if v is not None},
         width=width,
         negative_slope=negative_slope,
         bn_momentum=bn_momentum,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from yoloqat.core.config import check_config, component_blocks, get_dotted
+from yoloqat.core.config import check_config, component_blocks, get_dotted, resolve_family
 from yoloqat.core.errors import ConfigError
 
 
@@ -27,7 +27,8 @@ def _block(cfg: Mapping[str, Any], dotted: str) -> tuple[str, dict[str, Any]]:
 
 def validate(cfg: Mapping[str, Any], registry: Any = None) -> None:
     """Check every component of ``cfg`` (names and parameters) without building anything."""
-    check_config(cfg, registry_of(registry))
+    reg = registry_of(registry)
+    check_config(resolve_family(cfg, reg), reg)
 
 
 def num_classes_of(cfg: Mapping[str, Any]) -> int:
@@ -45,19 +46,26 @@ def injected(comp: Any, params: dict[str, Any], values: Mapping[str, Any]) -> di
 
 
 def build_model(cfg: Mapping[str, Any], registry: Any = None) -> Any:
-    """The float :class:`~yoloqat.core.detector.Detector` described by ``cfg['model']``.
+    """The float :class:`~yoloqat.core.detector.Detector` described by ``cfg['model']``
+    (a ``family`` preset filled in first: :func:`~yoloqat.core.config.resolve_family`).
 
-    The head factory gets ``in_channels`` (the backbone's ``out_channels``) and
-    ``num_classes`` (``model.num_classes``) when it declares them. Both components are
-    checked against their contracts when built (a PluginError naming the member).
+    The head factory gets ``in_channels`` and ``in_strides`` (the backbone's
+    ``out_channels`` and ``strides``) and ``num_classes`` (``model.num_classes``) when it
+    declares them. Both components are checked against their contracts when built (a
+    PluginError naming the member).
     """
     from yoloqat.core.detector import Detector
 
     reg = registry_of(registry)
+    cfg = resolve_family(cfg, reg)
     bname, bparams = _block(cfg, "model.backbone")
     hname, hparams = _block(cfg, "model.head")
     backbone = reg.create("backbone", bname, **bparams)
-    provided = {"in_channels": tuple(backbone.out_channels), "num_classes": num_classes_of(cfg)}
+    provided = {
+        "in_channels": tuple(backbone.out_channels),
+        "in_strides": tuple(backbone.strides),
+        "num_classes": num_classes_of(cfg),
+    }
     head = reg.create("head", hname, **injected(reg.get("head", hname), hparams, provided))
     return Detector(backbone, head)
 
@@ -95,17 +103,49 @@ def quantize(network: Any, quantizer: Any, name: str = "quantizer") -> Any:
     return network
 
 
-def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> Any:
-    """The loss cell; ``num_classes``, ``anchors`` and ``anchor_masks`` come from the model
-    (for a factory that declares them and whose block does not set them)."""
-    name, params = _block(cfg, "loss")
-    reg = registry_of(registry)
-    provided = {
+def loss_inputs(detector: Any) -> dict[str, Any]:
+    """What the pipeline offers a loss factory: the head's ``num_classes``, ``strides`` and
+    its ``loss_params`` (e.g. anchors)."""
+    head = detector.head
+    return {
         "num_classes": detector.num_classes,
-        "anchors": [list(map(float, a)) for a in detector.anchors],
-        "anchor_masks": [list(m) for m in detector.anchor_masks],
+        "strides": list(detector.strides),
+        **dict(getattr(head, "loss_params", None) or {}),
     }
-    return reg.create("loss", name, **injected(reg.get("loss", name), params, provided))
+
+
+def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> Any:
+    """The loss cell for ``detector``: the head's :func:`loss_inputs` go to a factory that
+    declares them (and whose block does not set them). A loss that does not accept the
+    head's ``output_format`` is a PluginError naming both components (exit 4)."""
+    reg = registry_of(registry)
+    cfg = resolve_family(cfg, reg)
+    name, params = _block(cfg, "loss")
+    comp = reg.get("loss", name)
+    loss = reg.create("loss", name, **injected(comp, params, loss_inputs(detector)))
+    check_pair(cfg, detector, loss, reg)
+    return loss
+
+
+def check_pair(cfg: Mapping[str, Any], detector: Any, loss: Any, registry: Any = None) -> None:
+    """PluginError (exit 4) unless ``loss`` trains the output format of ``detector``'s head."""
+    from yoloqat.core.errors import PluginError
+
+    fmt = detector.output_format
+    accepts = tuple(loss.accepts)
+    if fmt in accepts:
+        return
+    reg = registry_of(registry)
+    hname, _ = _block(cfg, "model.head")
+    lname, _ = _block(cfg, "loss")
+    hplugin, lplugin = reg.get("head", hname).plugin, reg.get("loss", lname).plugin
+    raise PluginError(
+        f"the loss '{lname}' (plugin '{lplugin}') cannot train the head '{hname}' (plugin "
+        f"'{hplugin}'): the head's outputs are '{fmt}', the loss accepts "
+        f"{', '.join(repr(a) for a in accepts)}",
+        hint="pick the loss of the head's family (`yoloqat list family` shows which head "
+        "goes with which loss), or select a whole family with `family: NAME`",
+    )
 
 
 def build_scheduler(cfg: Mapping[str, Any], registry: Any = None) -> Any:
@@ -119,3 +159,40 @@ def build_dataset(cfg: Mapping[str, Any], registry: Any = None) -> Any:
     missing a member fails with a PluginError naming it (its sources when first used)."""
     name, params = _block(cfg, "dataset")
     return registry_of(registry).create("dataset", name, **params)
+
+
+def describe(cfg: Mapping[str, Any], registry: Any = None) -> dict[str, Any]:
+    """Build what ``cfg`` trains, without data (CPU, PYNATIVE: nothing compiled): the
+    network, its quantizer if any, and the loss, each checked against its contract and the
+    head/loss pair against each other, exactly as ``train`` builds them. Returns a summary:
+    family, output format, strides, input multiple, parameter counts."""
+    import mindspore as ms
+    import numpy as np
+
+    from yoloqat.core.runtime import init_runtime
+
+    reg = registry_of(registry)
+    cfg = resolve_family(cfg, reg)
+    init_runtime("CPU")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    network = build_model(cfg, reg)
+    params = sum(int(np.prod(p.shape)) for p in network.trainable_params())
+    backbone = sum(int(np.prod(p.shape)) for p in network.backbone.trainable_params())
+    quantizer = build_quantizer(cfg, reg)
+    if quantizer is not None:
+        network = quantize(network, quantizer, str(get_dotted(cfg, "quantizer.name")))
+    loss = build_loss(cfg, network, reg)
+    family = cfg.get("family")
+    return {
+        "family": family.get("name") if isinstance(family, Mapping) else family,
+        "output_format": network.output_format,
+        "strides": list(network.strides),
+        "backbone_strides": list(network.backbone.strides),
+        "in_indices": list(network.in_indices),
+        "input_multiple": network.input_multiple,
+        "num_classes": network.num_classes,
+        "parameters": params,
+        "backbone_parameters": backbone,
+        "quantized": quantizer is not None,
+        "targets": "host builder" if callable(getattr(loss, "build_targets", None)) else "in loss",
+    }

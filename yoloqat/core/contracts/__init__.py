@@ -11,6 +11,7 @@ scheduler  :class:`Scheduler`           :mod:`yoloqat.core.contracts.scheduler`
 dataset    :class:`Dataset` (sources:   :mod:`yoloqat.core.contracts.dataset`
            :class:`DataSource`)
 callback   :class:`Callback`            :mod:`yoloqat.core.contracts.callback`
+family     a preset mapping             :mod:`yoloqat.core.contracts.family`
 =========  ===========================  ==========================================
 
 The registry checks every component it builds with :func:`check_component`, which raises
@@ -29,6 +30,7 @@ from yoloqat.core.contracts import (
     backbone,
     callback,
     dataset,
+    family,
     head,
     loss,
     quantizer,
@@ -73,7 +75,7 @@ __all__ = [
     "members",
 ]
 
-#: kind -> its Protocol.
+#: kind -> its Protocol (a family is a plain mapping: :mod:`~yoloqat.core.contracts.family`).
 PROTOCOLS: dict[str, type] = {
     "backbone": Backbone,
     "head": Head,
@@ -83,6 +85,7 @@ PROTOCOLS: dict[str, type] = {
     "dataset": Dataset,
     "runtime": Runtime,
     "callback": Callback,
+    "family": dict,
 }
 
 _MODULES: dict[str, ModuleType] = {
@@ -93,6 +96,7 @@ _MODULES: dict[str, ModuleType] = {
     "scheduler": scheduler,
     "runtime": runtime,
     "callback": callback,
+    "family": family,
 }
 
 #: Kinds whose components must be ``mindspore.nn.Cell`` instances (they run in the graph).
@@ -103,6 +107,8 @@ def members(kind: str) -> dict[str, str]:
     """The checked members of ``kind``: name -> ``"method"`` or ``"attribute"``."""
     if kind == "dataset":
         return dict(dataset.DATASET_MEMBERS)
+    if kind == "family":
+        return {name: "key" for name in family.MEMBERS}
     proto = PROTOCOLS[kind]
     out = {}
     for name in _MODULES[kind].MEMBERS:
@@ -132,7 +138,13 @@ def _member_problems(kind: str, obj: Any) -> list[str]:
         if not callable(value):
             problems.append(f"'{name}' is not a method")
             continue
-        want = _required_positional(getattr(proto, name))
+        spec = getattr(proto, name)
+        want = _required_positional(spec)
+        varargs = any(
+            p.kind == p.VAR_POSITIONAL for p in inspect.signature(spec).parameters.values()
+        )
+        if varargs and want == 0:
+            continue  # any arity (a head's construct): the Detector checks the actual count
         try:
             inspect.signature(value).bind(*([None] * want))
         except TypeError:
@@ -163,7 +175,9 @@ def check_component(kind: str, obj: Any, *, plugin: str, name: str) -> None:
         dataset.check_dataset(obj, plugin=plugin, name=name)
         return
     problems = []
-    if kind in CELL_KINDS and not _is_cell(obj):
+    if kind == "family":
+        problems = family.problems(obj)
+    elif kind in CELL_KINDS and not _is_cell(obj):
         problems.append(f"it is a {type(obj).__name__}, not a mindspore.nn.Cell")
     else:
         problems = _member_problems(kind, obj)

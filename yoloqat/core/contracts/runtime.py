@@ -1,8 +1,10 @@
 """The runtime contract: what a ``yoloqat_runtimes()`` factory returns.
 
 A runtime runs an exported detector file (ONNX, MINDIR, ...) outside the training graph:
-a float32 image batch ``[B, 3, S, S]`` in (normalised as in training), the three decoded
-outputs ``[B, H, W, A, 5 + C]`` out (strides 32, 16, 8), as NumPy arrays. Its factory takes
+a float32 image batch ``[B, 3, S, S]`` in (normalised as in training), the decoded
+``[boxes, scores]`` out as NumPy arrays, whatever the detector family (the family's decode
+is part of the exported graph): boxes float32 ``[B, M, 4]`` (``cx, cy, w, h`` normalised to
+the input) and scores float32 ``[B, M, C]`` in [0, 1]. Its factory takes
 ``path`` and ``threads`` keyword arguments. The helpers below are shared by the bundled
 runtimes and free for third-party ones: :func:`check_threads`, :func:`check_images` and
 :func:`run_batches` (chunking a batch for a fixed-batch model).
@@ -17,6 +19,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from yoloqat.core.errors import ConfigError
+
+#: The exported graph's outputs, in order (:mod:`yoloqat.deploy.onnx_export` names them so).
+OUTPUTS: tuple[str, ...] = ("boxes", "scores")
 
 #: Members :func:`yoloqat.core.contracts.check_component` checks on a runtime.
 MEMBERS: tuple[str, ...] = ("__call__", "path", "input_size", "batch", "metadata", "name")
@@ -39,8 +44,8 @@ class Runtime(Protocol):
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
         """Run the model on a float32 ``[B, 3, S, S]`` batch (any ``B`` for a dynamic
-        batch, a multiple of ``batch`` otherwise); return its 3 decoded outputs
-        ``[B, H, W, A, 5 + C]``. A wrong shape is a ConfigError naming it."""
+        batch, a multiple of ``batch`` otherwise); return ``[boxes [B, M, 4], scores
+        [B, M, C]]``. A wrong shape is a ConfigError naming it."""
         ...
 
 
@@ -61,6 +66,15 @@ def problems(obj: Any) -> list[str]:
     if not isinstance(obj.path, Path):
         out.append(f"path is a {type(obj.path).__name__}, not a pathlib.Path")
     return out
+
+
+def not_a_detector(path: Path, outputs: int) -> str:
+    """The message for a model file whose inputs/outputs are not a yoloqat detector's."""
+    older = " (a file exported by yoloqat before 0.2 has 3 outputs: export it again)"
+    return (
+        f"{path} is not a yoloqat detector: expected one [B, 3, S, S] input and the outputs "
+        f"{', '.join(OUTPUTS)}; it has {outputs} output(s)" + (older if outputs == 3 else "")
+    )
 
 
 def check_threads(threads: int | None) -> int | None:

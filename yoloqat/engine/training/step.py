@@ -8,22 +8,25 @@ and the scale halved; after ``scale_window`` good steps it doubles.
 
 from __future__ import annotations
 
+from typing import Any
+
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.amp import all_finite
 
 
 class NetWithLoss(nn.Cell):
-    """``network(images)`` followed by ``loss(outputs..., targets...)``."""
+    """``network(images)`` followed by ``loss(outputs, gt_boxes, gt_labels, gt_valid,
+    *extras)`` (the loss contract, :mod:`yoloqat.core.contracts.loss`)."""
 
     def __init__(self, network: nn.Cell, loss: nn.Cell) -> None:
         super().__init__(auto_prefix=False)
         self.network = network
         self.loss = loss
 
-    def construct(self, images, y_true_l, y_true_m, y_true_s, gt_l, gt_m, gt_s):
-        out_l, out_m, out_s = self.network(images)
-        return self.loss(out_l, out_m, out_s, y_true_l, y_true_m, y_true_s, gt_l, gt_m, gt_s)
+    def construct(self, images, gt_boxes, gt_labels, gt_valid, *extras):
+        outputs = self.network(images)
+        return self.loss(outputs, gt_boxes, gt_labels, gt_valid, *extras)
 
 
 _unscale = ops.MultitypeFuncGraph("unscale")
@@ -95,20 +98,18 @@ class TrainStep(nn.Cell):
         return loss, finite, scale
 
 
-def spatially_dynamic(inputs: list[Tensor]) -> list[Tensor]:
+def spatially_dynamic(inputs: list[Tensor], other_size: list[Any]) -> list[Tensor]:
     """Placeholders for :meth:`TrainStep.set_inputs` with the input size left unknown.
 
-    ``inputs`` are one batch of the step's inputs (image, the three ``y_true_*``, the three
-    ``gt_*``): the image's height and width and the ``y_true_*`` grid dims become ``None``,
-    everything else keeps its shape. The step then compiles once for every input size of a
-    multi-scale run instead of once per size (``train.dynamic_shapes``).
+    ``inputs`` are one batch of the step's inputs (image, padded ground truth, the target
+    builder's extras) and ``other_size`` the same batch's inputs at another input size: each
+    dimension that differs between the two (the image's height and width, the grid of
+    per-cell targets) becomes ``None``, everything else keeps its shape. The step then
+    compiles once for every input size of a multi-scale run instead of once per size
+    (``train.dynamic_shapes``).
     """
     out = []
-    for i, t in enumerate(inputs):
-        shape = list(t.shape)
-        if i == 0:
-            shape[2] = shape[3] = None
-        elif i <= 3:
-            shape[1] = shape[2] = None
+    for t, other in zip(inputs, other_size):
+        shape = [None if a != b else a for a, b in zip(t.shape, other.shape)]
         out.append(Tensor(shape=shape, dtype=t.dtype))
     return out

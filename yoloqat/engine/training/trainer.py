@@ -211,9 +211,7 @@ class Trainer:
         self.loader = TrainLoader(
             dataset.train_source(),
             batch_size=self.batch_size,
-            anchors=self.network.anchors,
-            anchor_masks=self.network.anchor_masks,
-            num_classes=self.network.num_classes,
+            target_builder=getattr(self.loss, "build_targets", None),
             max_boxes=int(_data(cfg, "max_boxes", 50)),
             multi_scale=tuple(shapes),
             training_shape=_data(cfg, "training_shape", None),
@@ -461,21 +459,10 @@ class Trainer:
                 f"epoch {epoch + 1}/{self.max_epoch}", self.steps_per_epoch - first
             ) as bar:
                 for step, batch in enumerate(self.loader.epoch(epoch, start_step=first), first):
-                    inputs = [
-                        Tensor(batch[k])
-                        for k in (
-                            "image",
-                            "y_true_l",
-                            "y_true_m",
-                            "y_true_s",
-                            "gt_l",
-                            "gt_m",
-                            "gt_s",
-                        )
-                    ]
+                    inputs = [Tensor(a) for a in batch["inputs"]]
                     self.guard.install()  # MindSpore's data engine replaces it per iterator
                     if self.dynamic_shapes and self.step_cell.get_inputs() is None:
-                        self.step_cell.set_inputs(*spatially_dynamic(inputs))
+                        self.step_cell.set_inputs(*spatially_dynamic(inputs, self._probe(batch)))
                     loss, finite, _scale = self.step_cell(*inputs)
                     if self.ema is not None and bool(finite.asnumpy()):
                         self.ema.update()  # after the optimizer step; skipped steps do not count
@@ -542,6 +529,14 @@ class Trainer:
                     self._stop(epoch, self.steps_per_epoch, global_step, saved)
         result.checkpoints = list(self.saved)
         return result
+
+    def _probe(self, batch: dict[str, Any]) -> list[np.ndarray]:
+        """``batch``'s step inputs at another input size (which dims follow the size)."""
+        size = int(batch["shape"]) + self.network.input_multiple
+        image = np.zeros((*batch["image"].shape[:2], size, size), np.float32)
+        boxes = np.concatenate([batch["gt_boxes"], batch["gt_labels"][..., None]], axis=-1)
+        boxes = boxes * batch["gt_valid"][..., None]
+        return self.loader.make_batch(image, boxes.astype(np.float32))["inputs"]
 
     def _eval_weights(self) -> Any:
         """A context giving the network validation evaluates and ``best.ckpt`` is judged

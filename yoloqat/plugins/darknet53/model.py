@@ -140,7 +140,7 @@ class DarkNet53(nn.Cell):
         #: Channels of (C3, C4, C5).
         self.out_channels: tuple[int, int, int] = (chans[2], chans[3], chans[4])
         #: Strides of (C3, C4, C5) relative to the input.
-        self.out_strides: tuple[int, int, int] = (8, 16, 32)
+        self.strides: tuple[int, int, int] = (8, 16, 32)
 
     @staticmethod
     def _stage(blocks: int, channels: int, hidden: int, unit: dict) -> nn.SequentialCell:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from yoloqat.core.contracts.runtime import check_threads, run_batches
+from yoloqat.core.contracts.runtime import OUTPUTS, check_threads, not_a_detector, run_batches
 from yoloqat.core.errors import CheckpointError, RuntimeFailure
 
 INSTALL_HINT = "pip install 'yoloqat[deploy]'"
@@ -70,11 +70,9 @@ class OnnxPredictor:
                 hint="export one with: yoloqat export --checkpoint C --format onnx",
             ) from exc
         inputs = self.session.get_inputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(self.session.get_outputs()) != 3:
-            raise CheckpointError(
-                f"{self.path} is not a yoloqat detector: expected one [B, 3, S, S] input and "
-                "3 outputs"
-            )
+        outputs = self.session.get_outputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) != len(OUTPUTS):
+            raise CheckpointError(not_a_detector(self.path, len(outputs)))
         self.input_name = inputs[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
@@ -89,5 +87,5 @@ class OnnxPredictor:
         return list(self.session.run(self.output_names, {self.input_name: images}))
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
-        """Run the model on a float32 ``[B, 3, S, S]`` batch; return its 3 outputs."""
+        """Run the model on a float32 ``[B, 3, S, S]`` batch; return ``[boxes, scores]``."""
         return run_batches(self._run, images, self.input_size, self.batch)

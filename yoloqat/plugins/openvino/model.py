@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from yoloqat.core.contracts.runtime import check_threads, run_batches
+from yoloqat.core.contracts.runtime import OUTPUTS, check_threads, not_a_detector, run_batches
 from yoloqat.core.errors import CheckpointError, RuntimeFailure
 from yoloqat.core.runtime import uncapped_isa
 
@@ -86,12 +86,9 @@ class OpenVinoModel:
             shape is None
             or shape.rank.is_dynamic
             or len(shape) != 4
-            or len(self.model.outputs) != 3
+            or len(self.model.outputs) != len(OUTPUTS)
         ):
-            raise CheckpointError(
-                f"{self.path} is not a yoloqat detector: expected one [B, 3, S, S] input and "
-                "3 outputs"
-            )
+            raise CheckpointError(not_a_detector(self.path, len(self.model.outputs)))
         self.metadata = _metadata(self.model)
         self.batch = shape[0].get_length() if shape[0].is_static else None
         size = shape[2].get_length() if shape[2].is_static else self.metadata.get("input_size")
@@ -129,5 +126,5 @@ class OpenVinoModel:
         return [request.get_output_tensor(i).data.copy() for i in range(len(self.output_names))]
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
-        """Run the model on a float32 ``[B, 3, S, S]`` batch; return its 3 outputs."""
+        """Run the model on a float32 ``[B, 3, S, S]`` batch; return ``[boxes, scores]``."""
         return run_batches(self._run, images, self.input_size, self.batch)

@@ -1,19 +1,21 @@
-"""YOLOv3 loss of the seed (spec §3.2): per-scale xy/wh/objectness/class terms, summed.
+"""YOLO loss of the seed (spec §3.2): per-output xy/wh/objectness/class terms, summed.
 
-Works in PYNATIVE and GRAPH_MODE: the per-scale grid and input size come from the static
-tensor shapes (one compiled graph per input size, as for the network).
+Works for any number of outputs (YOLOv3: 3, YOLOv3-tiny: 2), in PYNATIVE and GRAPH_MODE:
+each output's grid and the input size come from the static tensor shapes (one compiled
+graph per input size, as for the network). Its targets are built on the host by
+:meth:`YoloV3Loss.build_targets` (best-anchor matching, :mod:`.targets`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import mindspore as ms
 import numpy as np
 from mindspore import Tensor, nn, ops
 
-from yoloqat.core.decode import YoloDecode
-
-#: Strides of the three outputs, in the network's order (stride 32, 16, 8).
-STRIDES = (32, 16, 8)
+from .decode import YoloDecode, to_anchor_major
+from .targets import build_targets_batch, padded_to_boxes
 
 
 class YoloLossBlock(nn.Cell):
@@ -109,7 +111,16 @@ class YoloLossBlock(nn.Cell):
 
 
 class YoloV3Loss(nn.Cell):
-    """Sum of the three per-scale YOLOv3 losses (outputs in order stride 32, 16, 8)."""
+    """Sum of the per-output YOLO losses (outputs in the head's order, coarsest first).
+
+    ``construct(outputs, gt_boxes, gt_labels, gt_valid, *extras)``: ``outputs`` the raw head
+    outputs ``[N, A_l * (5 + C), H_l, W_l]``; ``extras`` what :meth:`build_targets` made:
+    ``y_true_0 .. y_true_{L-1}`` then ``gt_0 .. gt_{L-1}`` (the padded ground truth itself is
+    not read: the targets hold it).
+    """
+
+    #: The head output format it trains (``yolov3_head``, ``yolov3_tiny_head``).
+    accepts = ("yolo",)
 
     def __init__(
         self,
@@ -117,68 +128,70 @@ class YoloV3Loss(nn.Cell):
         num_classes: int,
         anchors: np.ndarray,
         anchor_masks: tuple,
+        strides: Sequence[int],
         ignore_threshold: float,
         label_smooth: bool,
         label_smooth_factor: float,
     ) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
-        blocks = [
-            YoloLossBlock(
-                anchors[list(mask)],
-                stride,
-                ignore_threshold,
-                label_smooth,
-                label_smooth_factor,
-                num_classes,
-            )
-            for mask, stride in zip(anchor_masks, STRIDES)
+        self.anchors = np.asarray(anchors, np.float32)
+        self.anchor_masks = tuple(tuple(int(i) for i in m) for m in anchor_masks)
+        self.strides = tuple(int(s) for s in strides)
+        self.num_levels = len(self.anchor_masks)
+        self.num_anchors = tuple(len(m) for m in self.anchor_masks)
+        self.blocks = nn.CellList(
+            [
+                YoloLossBlock(
+                    self.anchors[list(mask)],
+                    stride,
+                    ignore_threshold,
+                    label_smooth,
+                    label_smooth_factor,
+                    num_classes,
+                )
+                for mask, stride in zip(self.anchor_masks, self.strides)
+            ]
+        )
+
+    def build_targets(
+        self,
+        gt_boxes: np.ndarray,
+        gt_labels: np.ndarray,
+        gt_valid: np.ndarray,
+        input_hw: tuple[int, int],
+    ) -> tuple[np.ndarray, ...]:
+        """Host-side targets of a batch (run by the data loader): ``(y_true_0, ...,
+        y_true_{L-1}, gt_0, ..., gt_{L-1})`` (:func:`.targets.build_targets_batch`)."""
+        height, width = int(input_hw[0]), int(input_hw[1])
+        return build_targets_batch(
+            padded_to_boxes(gt_boxes, gt_labels, gt_valid),
+            (width, height),
+            self.anchors,
+            self.anchor_masks,
+            self.num_classes,
+            int(np.shape(gt_boxes)[1]),
+            strides=self.strides,
+        )
+
+    def _level(self, i: int, outputs, extras):
+        raw = to_anchor_major(outputs[i], self.num_anchors[i])
+        return self.blocks[i](raw, extras[i], extras[self.num_levels + i])
+
+    def construct(self, outputs, gt_boxes, gt_labels, gt_valid, *extras):
+        """Scalar loss: Σ over outputs of (xy + wh + conf + cls) / batch size."""
+        xy, wh, conf, cls = self._level(0, outputs, extras)
+        total = xy + wh + conf + cls
+        for i in range(1, self.num_levels):
+            xy, wh, conf, cls = self._level(i, outputs, extras)
+            total = total + (xy + wh + conf + cls)
+        return total
+
+    def terms(self, outputs, gt_boxes, gt_labels, gt_valid, *extras) -> list[tuple[float, ...]]:
+        """Each term per output, for tests and logging (not for the jitted train step):
+        ``[(xy, wh, conf, cls), ...]`` as Python floats in the outputs' order, each already
+        divided by the batch size, so their total equals ``construct``'s value."""
+        return [
+            tuple(float(t.asnumpy()) for t in self._level(i, outputs, extras))
+            for i in range(self.num_levels)
         ]
-        self.loss_l, self.loss_m, self.loss_s = blocks
-
-    def construct(
-        self,
-        out_l: Tensor,
-        out_m: Tensor,
-        out_s: Tensor,
-        y_true_l: Tensor,
-        y_true_m: Tensor,
-        y_true_s: Tensor,
-        gt_l: Tensor,
-        gt_m: Tensor,
-        gt_s: Tensor,
-    ) -> Tensor:
-        """Scalar loss: Σ over scales of (xy + wh + conf + cls) / batch size."""
-        xy_l, wh_l, conf_l, cls_l = self.loss_l(out_l, y_true_l, gt_l)
-        xy_m, wh_m, conf_m, cls_m = self.loss_m(out_m, y_true_m, gt_m)
-        xy_s, wh_s, conf_s, cls_s = self.loss_s(out_s, y_true_s, gt_s)
-        loss_l = xy_l + wh_l + conf_l + cls_l
-        loss_m = xy_m + wh_m + conf_m + cls_m
-        loss_s = xy_s + wh_s + conf_s + cls_s
-        return loss_l + loss_m + loss_s
-
-    def terms(
-        self,
-        out_l: Tensor,
-        out_m: Tensor,
-        out_s: Tensor,
-        y_true_l: Tensor,
-        y_true_m: Tensor,
-        y_true_s: Tensor,
-        gt_l: Tensor,
-        gt_m: Tensor,
-        gt_s: Tensor,
-    ) -> dict[str, tuple[float, float, float, float]]:
-        """Each term per scale, for tests and logging (not for the jitted train step).
-
-        Returns ``{"l": (xy, wh, conf, cls), "m": ..., "s": ...}`` as Python floats, each
-        already divided by the batch size, so their total equals ``construct``'s value.
-        """
-        result = {}
-        for key, block, out, y_true, gt in (
-            ("l", self.loss_l, out_l, y_true_l, gt_l),
-            ("m", self.loss_m, out_m, y_true_m, gt_m),
-            ("s", self.loss_s, out_s, y_true_s, gt_s),
-        ):
-            result[key] = tuple(float(t.asnumpy()) for t in block(out, y_true, gt))
-        return result

@@ -1,9 +1,11 @@
-"""YOLOv3 training targets (spec §3.1), vectorised over boxes and over a batch.
+"""YOLO training targets (spec §3.1), vectorised over boxes and over a batch.
 
-Each box goes to exactly one of the 9 anchors (best shape IoU) and so to one scale. Its
-centre is floored to a whole pixel first, as the seed does, and its cell is
-``floor(cx · G)``. A later box on the same cell and anchor overwrites the earlier box; in
-one-hot mode the earlier class bit stays set (the seed's quirk).
+Prediction-independent, so the data loader builds them on the host (the loss's
+``build_targets``). Each box goes to exactly one of the anchors (best shape IoU over all of
+them) and so to the one output whose mask holds that anchor. Its centre is floored to a
+whole pixel first, as the seed does, and its cell is ``floor(cx · G)``. A later box on the
+same cell and anchor overwrites the earlier box; in one-hot mode the earlier class bit stays
+set (the seed's quirk).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from yoloqat.data import ANCHOR_MASKS
+from .anchors import ANCHOR_MASKS
 
 
 def anchor_iou(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:
@@ -40,18 +42,20 @@ def build_targets_batch(
     max_boxes: int = 50,
     label_smooth: bool = False,
     label_smooth_factor: float = 0.1,
+    strides: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Targets for a batch of boxes [B, K, 5] (x1, y1, x2, y2, cls; zero rows = padding).
 
     Args:
         boxes: network-input pixels; rows with x2 - x1 <= 0 are padding.
-        input_size: network input (W, H), multiples of 32.
-        anchors: [9, 2] anchor (w, h) in network-input pixels.
-        anchor_masks: anchor indices per output, stride 32 first.
+        input_size: network input (W, H), multiples of the largest stride.
+        anchors: [K, 2] anchor (w, h) in network-input pixels.
+        anchor_masks: anchor indices per output, in the head's output order.
+        strides: stride of each output (default: 32, 16, 8, ... halving per output).
 
     Returns:
         ``(y_true_0, ..., y_true_{L-1}, gt_0, ..., gt_{L-1})``: y_true_l float32
-        [B, H/s, W/s, 3, 5 + C] with [cx, cy, w, h, 1, classes] (normalised to the input),
+        [B, H/s, W/s, A_l, 5 + C] with [cx, cy, w, h, 1, classes] (normalised to the input),
         and gt_l float32 [B, max_boxes, 4] with the normalised (cx, cy, w, h) of the boxes
         assigned to that output, zero padded.
     """
@@ -61,7 +65,8 @@ def build_targets_batch(
     boxes = boxes[:, :max_boxes]
     anchors_arr = np.asarray(anchors, np.float64).reshape(-1, 2)
     n_layers = len(anchor_masks)
-    strides = [32 >> lvl for lvl in range(n_layers)]
+    if strides is None:
+        strides = [32 >> lvl for lvl in range(n_layers)]
     grids = [(height // s, width // s) for s in strides]
     y_true = [
         np.zeros((batch, gh, gw, len(anchor_masks[lvl]), 5 + num_classes), np.float32)
@@ -121,8 +126,9 @@ def build_targets(
     max_boxes: int = 50,
     label_smooth: bool = False,
     label_smooth_factor: float = 0.1,
+    strides: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, ...]:
-    """Targets of one image: boxes [K, 5] -> (y_true_l, y_true_m, y_true_s, gt_l, gt_m, gt_s).
+    """Targets of one image: boxes [K, 5] -> (y_true_0, ..., gt_0, ...).
 
     Same as :func:`build_targets_batch` without the batch axis.
     """
@@ -135,5 +141,17 @@ def build_targets(
         max_boxes,
         label_smooth,
         label_smooth_factor,
+        strides,
     )
     return tuple(t[0] for t in out)
+
+
+def padded_to_boxes(
+    gt_boxes: np.ndarray, gt_labels: np.ndarray, gt_valid: np.ndarray
+) -> np.ndarray:
+    """The loader's padded ground truth as [B, M, 5] (x1, y1, x2, y2, cls), zero rows for
+    padding (the layout :func:`build_targets_batch` reads)."""
+    boxes = np.concatenate(
+        [np.asarray(gt_boxes, np.float32), np.asarray(gt_labels, np.float32)[..., None]], -1
+    )
+    return boxes * (np.asarray(gt_valid) > 0)[..., None]

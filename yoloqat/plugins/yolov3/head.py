@@ -33,54 +33,20 @@ def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def check_anchors(anchors: object) -> np.ndarray:
-    """Return ``anchors`` as a float32 [K, 2] array or raise a ConfigError."""
-    expected = "expected a list of [w, h] pairs of positive pixel sizes, e.g. [[10, 13], ...]"
-    try:
-        rows = [list(pair) for pair in anchors]  # type: ignore[union-attr]
-    except TypeError:
-        raise ConfigError(f"anchors={anchors!r} is not valid; {expected}") from None
-    if not rows or any(len(r) != 2 or not all(_is_number(v) for v in r) for r in rows):
-        raise ConfigError(f"anchors={anchors!r} is not valid; {expected}")
-    arr = np.asarray(rows, dtype=np.float64)
-    if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ConfigError(f"anchors={anchors!r} is not valid; {expected}")
-    return arr.astype(np.float32)
-
-
-def check_anchor_masks(anchor_masks: object, num_anchors: int) -> tuple[tuple[int, ...], ...]:
-    """Validate the three anchor-index groups; together they must use each anchor once."""
-    expected = (
-        f"expected 3 lists of anchor indices (stride 32, 16, 8) that together use each of "
-        f"0..{num_anchors - 1} exactly once, e.g. [[6, 7, 8], [3, 4, 5], [0, 1, 2]]"
-    )
-    try:
-        masks = tuple(tuple(m) for m in anchor_masks)  # type: ignore[union-attr]
-    except TypeError:
-        raise ConfigError(f"anchor_masks={anchor_masks!r} is not valid; {expected}") from None
-    flat = [i for m in masks for i in m]
-    if (
-        len(masks) != 3
-        or any(len(m) == 0 for m in masks)
-        or not all(_is_int(i) for i in flat)
-        or sorted(int(i) for i in flat) != list(range(num_anchors))
-    ):
-        raise ConfigError(f"anchor_masks={anchor_masks!r} is not valid; {expected}")
-    return tuple(tuple(int(i) for i in m) for m in masks)
-
-
 def check_head_params(
-    in_channels: object, num_classes: object, width: object, negative_slope: object
-) -> tuple[tuple[int, int, int], int, float, float]:
-    """Validate the scalar head parameters; return them normalised."""
+    in_channels: object, num_classes: object, width: object, negative_slope: object, levels: int
+) -> tuple[tuple[int, ...], int, float, float]:
+    """Validate the scalar head parameters; return them normalised. ``in_channels`` are the
+    backbone's maps (at least ``levels`` of them); the head reads the last ``levels``."""
     try:
         chans = tuple(in_channels)  # type: ignore[arg-type]
     except TypeError:
         chans = ()
-    if len(chans) != 3 or not all(_is_int(c) and c >= 1 for c in chans):
+    if len(chans) < levels or not all(_is_int(c) and c >= 1 for c in chans):
         raise ConfigError(
-            f"in_channels={in_channels!r} is not valid; expected the 3 channel counts of "
-            "(C3, C4, C5), e.g. [256, 512, 1024] (the backbone's out_channels)"
+            f"in_channels={in_channels!r} is not valid; expected the channel counts of the "
+            f"backbone's feature maps, at least {levels} (the head reads the last {levels}), "
+            "e.g. [256, 512, 1024] (the backbone's out_channels)"
         )
     if not _is_int(num_classes) or num_classes < 1:
         raise ConfigError(f"num_classes={num_classes!r} is not valid; expected an integer >= 1")
@@ -90,8 +56,55 @@ def check_head_params(
         raise ConfigError(
             f"negative_slope={negative_slope!r} is not valid; expected 0 <= value < 1 (e.g. 0.1)"
         )
-    c3, c4, c5 = (int(c) for c in chans)
-    return (c3, c4, c5), int(num_classes), float(width), float(negative_slope)
+    return tuple(int(c) for c in chans), int(num_classes), float(width), float(negative_slope)
+
+
+def check_in_strides(in_strides: object, levels: int) -> tuple[int, ...]:
+    """The strides of the backbone maps the head reads (the last ``levels``), each twice the
+    one before (the head upsamples by 2 between them)."""
+    try:
+        strides = tuple(int(s) for s in in_strides)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        strides = ()
+    read = strides[-levels:]
+    if len(read) != levels or any(b != 2 * a for a, b in zip(read, read[1:])):
+        raise ConfigError(
+            f"in_strides={in_strides!r} is not valid; the head reads the backbone's last "
+            f"{levels} maps, each at twice the stride of the one before (e.g. 8, 16, 32)"
+        )
+    return read
+
+
+def yolo_members(
+    head: nn.Cell,
+    *,
+    anchors: object,
+    anchor_masks: object,
+    num_levels: int,
+    num_maps: int,
+    read_strides: tuple[int, ...],
+    num_classes: int,
+) -> None:
+    """Set the head-contract members every YOLO head has (its outputs coarsest first)."""
+    from .anchors import check_anchor_masks, check_anchors
+    from .decode import YoloPredict
+
+    anchor_arr = check_anchors(anchors)
+    masks = check_anchor_masks(anchor_masks, len(anchor_arr), levels=num_levels)
+    head.num_classes = num_classes
+    #: Anchor (w, h) pairs in input pixels, float32 [K, 2] (a NumPy array, not a Parameter).
+    head.anchors = anchor_arr
+    head.anchor_masks = masks
+    head.output_format = "yolo"
+    head.strides = tuple(reversed(read_strides))
+    head.in_indices = tuple(range(num_maps - num_levels, num_maps))
+    #: Raw output channels, coarsest output first.
+    head.out_channels = tuple(len(m) * (5 + num_classes) for m in masks)
+    head.loss_params = {
+        "anchors": anchor_arr.tolist(),
+        "anchor_masks": [list(m) for m in masks],
+    }
+    head.decode = YoloPredict([anchor_arr[list(m)] for m in masks])
 
 
 class YoloBlock(nn.Cell):
@@ -129,16 +142,19 @@ class YoloBlock(nn.Cell):
 
 
 class YoloV3Head(nn.Cell):
-    """Neck + heads: (C3, C4, C5) -> raw maps (stride 32, stride 16, stride 8).
+    """Neck + heads: the backbone's last three maps (C3, C4, C5) -> raw outputs at strides
+    32, 16, 8 (twice, four times the stride of C3 ... for other backbones).
 
-    Each raw map is [N, len(mask) * (5 + num_classes), H, W], channels anchor-major.
-    See :func:`yoloqat.plugins.yolov3_head.yolov3_head` for the parameters.
+    Each raw output is [N, len(mask) * (5 + num_classes), H, W], channels anchor-major
+    (``output_format`` "yolo"); ``decode`` is the family's :class:`~.decode.YoloPredict`.
+    See :func:`yoloqat.plugins.yolov3.yolov3_head` for the parameters.
     """
 
     def __init__(
         self,
         *,
         in_channels: Sequence[int],
+        in_strides: Sequence[int] = (8, 16, 32),
         num_classes: int = 80,
         anchors: Sequence[Sequence[float]] | None = None,
         anchor_masks: Sequence[Sequence[int]] | None = None,
@@ -149,27 +165,26 @@ class YoloV3Head(nn.Cell):
         bn_eps: float = 1e-5,
     ) -> None:
         super().__init__()
-        from . import DEFAULT_ANCHOR_MASKS, DEFAULT_ANCHORS
+        from .anchors import ANCHOR_MASKS, ANCHORS
 
-        (c3, c4, c5), num_classes, width, negative_slope = check_head_params(
-            in_channels, num_classes, width, negative_slope
+        chans, num_classes, width, negative_slope = check_head_params(
+            in_channels, num_classes, width, negative_slope, levels=3
         )
+        c3, c4, c5 = chans[-3:]
         check_choice("padding", padding, PADDINGS)
         ok = _is_number(bn_momentum) and 0 <= bn_momentum < 1
         if not ok:
             raise ConfigError(f"bn_momentum={bn_momentum!r} is not valid; expected 0 <= value < 1")
-        anchor_arr = check_anchors(DEFAULT_ANCHORS if anchors is None else anchors)
-        masks = check_anchor_masks(
-            DEFAULT_ANCHOR_MASKS if anchor_masks is None else anchor_masks, len(anchor_arr)
+        yolo_members(
+            self,
+            anchors=ANCHORS if anchors is None else anchors,
+            anchor_masks=ANCHOR_MASKS if anchor_masks is None else anchor_masks,
+            num_levels=3,
+            num_maps=len(chans),
+            read_strides=check_in_strides(in_strides, 3),
+            num_classes=num_classes,
         )
         self.in_channels = (c3, c4, c5)
-        self.num_classes = num_classes
-        #: Anchor (w, h) pairs in input pixels, float32 [K, 2] (a NumPy array, not a Parameter).
-        self.anchors = anchor_arr
-        self.anchor_masks = masks
-        #: Raw output channels of the (stride 32, 16, 8) maps.
-        self.out_channels = tuple(len(m) * (5 + num_classes) for m in masks)
-        self.strides = (32, 16, 8)
         unit = {
             "activation": "leaky",
             "negative_slope": negative_slope,
