@@ -100,8 +100,8 @@ def yolov3_sections(
             out.append(Section("shortcut", {"from": "-3", "activation": "linear"}))
         taps.append(len(out) - 1)
     c3, c4 = taps[2], taps[3]
-    num = str(len(network.anchors))
-    anchors = _anchor_text(network.anchors)
+    num = str(len(head.anchors))
+    anchors = _anchor_text(head.anchors)
     extra = dict(yolo_options or {})
 
     def block(yolo_block: Any, mask: Sequence[int]) -> None:
@@ -111,7 +111,7 @@ def yolov3_sections(
         opts |= {"jitter": ".3", "ignore_thresh": ".7", "truth_thresh": "1", "random": "1"}
         out.append(Section("yolo", {**opts, **extra}))
 
-    masks = network.anchor_masks
+    masks = head.anchor_masks
     block(head.backblock0, masks[0])
     out.append(Section("route", {"layers": "-4"}))
     out += [_conv(head.conv1), Section("upsample", {"stride": "2"})]

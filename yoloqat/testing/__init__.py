@@ -17,6 +17,7 @@ what failed. Each returns the built component (or a report) for further checks::
 """
 
 from yoloqat.testing.components import (
+    build_head,
     check_backbone,
     check_callback,
     check_dataset,
@@ -26,6 +27,7 @@ from yoloqat.testing.components import (
     check_quantizer,
     check_runtime,
     check_scheduler,
+    toy_ground_truth,
 )
 from yoloqat.testing.end_to_end import (
     EndToEndReport,
@@ -37,6 +39,7 @@ from yoloqat.testing.end_to_end import (
 
 __all__ = [
     "EndToEndReport",
+    "build_head",
     "check_backbone",
     "check_callback",
     "check_dataset",
@@ -50,4 +53,5 @@ __all__ = [
     "count_int8_convs",
     "max_onnx_difference",
     "onnx_differences",
+    "toy_ground_truth",
 ]

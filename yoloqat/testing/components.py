@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from yoloqat.core.contracts import CheckedDataset, check_component
 
-#: Anchors and masks of the toy networks (``configs/synth_tiny.yaml``: 128 px anchors).
+#: The toy backbone maps a head is checked on: channels and strides of four maps (a head
+#: reads those it needs: YOLOv3's the last three, YOLOv3-tiny's the last two).
+TOY_IN_CHANNELS = (8, 16, 32, 64)
+TOY_IN_STRIDES = (4, 8, 16, 32)
+#: Anchors of the toy YOLO networks (``configs/synth_tiny.yaml``: 128 px anchors).
 TOY_ANCHORS = ((3, 4), (5, 9), (10, 7), (9, 19), (19, 14), (18, 37), (36, 28), (48, 61), (115, 100))
-TOY_MASKS = ((6, 7, 8), (3, 4, 5), (0, 1, 2))
 
 
 def _name(factory: Callable[..., Any]) -> str:
@@ -48,86 +51,215 @@ def _declared(factory: Callable[..., Any], values: Mapping[str, Any], params: Ma
     return {**{k: v for k, v in values.items() if k in accepted and k not in params}, **params}
 
 
+def _resolve(kind: str, component: Any) -> Callable[..., Any]:
+    """A factory given as itself or as a registered name of ``kind``."""
+    if isinstance(component, str):
+        from yoloqat.registry import default_registry
+
+        return default_registry().get(kind, component).factory
+    return component
+
+
 def check_backbone(
     factory: Callable[..., Any], /, *, input_hw: tuple[int, int] = (64, 96), **params: Any
 ) -> Any:
     """Build the backbone, check its contract and run it (PYNATIVE) on a ``[2, 3, H, W]``
-    batch: three maps of ``out_channels`` channels at strides 8, 16, 32."""
+    batch: one map per ``out_channels`` entry, map ``i`` of ``out_channels[i]`` channels at
+    ``strides[i]``."""
     from mindspore import Tensor
 
     backbone = _build("backbone", factory, params)
     backbone.set_train(False)
     h, w = input_hw
     outs = backbone(Tensor(np.zeros((2, 3, h, w), np.float32)))
-    assert isinstance(outs, (tuple, list)) and len(outs) == 3, (
-        f"backbone {_name(factory)} must return (C3, C4, C5), got {type(outs).__name__}"
+    levels = len(backbone.out_channels)
+    assert isinstance(outs, (tuple, list)) and len(outs) == levels, (
+        f"backbone {_name(factory)} must return a tuple of {levels} maps (one per "
+        f"out_channels entry), got {type(outs).__name__} of {len(outs) if isinstance(outs, (tuple, list)) else 1}"
     )
-    for level, (out, channels, stride) in enumerate(zip(outs, backbone.out_channels, (8, 16, 32))):
+    for level, (out, channels, stride) in enumerate(
+        zip(outs, backbone.out_channels, backbone.strides)
+    ):
         want = (2, channels, h // stride, w // stride)
         assert tuple(out.shape) == want, (
-            f"backbone {_name(factory)}: C{level + 3} has shape {tuple(out.shape)}, expected "
+            f"backbone {_name(factory)}: map {level} has shape {tuple(out.shape)}, expected "
             f"{want} (out_channels[{level}] channels at stride {stride})"
         )
     return backbone
 
 
-def check_head(
-    factory: Callable[..., Any],
+def build_head(
+    factory: Callable[..., Any] | str,
     /,
     *,
-    in_channels: tuple[int, int, int] = (16, 32, 64),
+    in_channels: Sequence[int] = TOY_IN_CHANNELS,
+    in_strides: Sequence[int] = TOY_IN_STRIDES,
+    num_classes: int = 3,
+    **params: Any,
+) -> Any:
+    """Build a head from its factory (or registered name) with the toy backbone's
+    ``in_channels``/``in_strides`` and ``num_classes`` given when it declares them, checked
+    against the head contract."""
+    factory = _resolve("head", factory)
+    provided = {
+        "in_channels": tuple(in_channels),
+        "in_strides": tuple(in_strides),
+        "num_classes": num_classes,
+    }
+    return _build("head", factory, _declared(factory, provided, params))
+
+
+def _features(head: Any, in_channels: Sequence[int], in_strides: Sequence[int], h: int, w: int):
+    from mindspore import Tensor
+
+    rng = np.random.default_rng(0)
+    indices = getattr(head, "in_indices", None)
+    indices = range(len(in_channels)) if indices is None else indices
+    shapes = [(2, in_channels[i], h // in_strides[i], w // in_strides[i]) for i in indices]
+    return [Tensor(rng.standard_normal(shape).astype(np.float32)) for shape in shapes]
+
+
+def check_head(
+    factory: Callable[..., Any] | str,
+    /,
+    *,
+    in_channels: Sequence[int] = TOY_IN_CHANNELS,
+    in_strides: Sequence[int] = TOY_IN_STRIDES,
     num_classes: int = 3,
     input_hw: tuple[int, int] = (64, 96),
     **params: Any,
 ) -> Any:
-    """Build the head (``in_channels``/``num_classes`` given when declared), check its
-    contract and run it on random C3, C4, C5: raw maps ``[2, A * (5 + C), H/s, W/s]`` for
-    s = 32, 16, 8."""
-    from mindspore import Tensor
+    """Build the head (:func:`build_head`), check its contract and run it on random maps of
+    the toy backbone: one raw output ``[2, K_i, H / s_i, W / s_i]`` per entry of its own
+    ``strides``; then its ``decode``: boxes ``[2, M, 4]`` and scores ``[2, M, C]``, finite,
+    scores in [0, 1]."""
 
-    provided = {"in_channels": in_channels, "num_classes": num_classes}
-    head = _build("head", factory, _declared(factory, provided, params))
-    head.set_train(False)
+    head = build_head(
+        factory, in_channels=in_channels, in_strides=in_strides, num_classes=num_classes, **params
+    )
+    name = _name(_resolve("head", factory))
     h, w = input_hw
-    rng = np.random.default_rng(0)
-    feats = [
-        Tensor(rng.standard_normal((2, c, h // s, w // s)).astype(np.float32))
-        for c, s in zip(in_channels, (8, 16, 32))
-    ]
-    outs = head(*feats)
-    assert len(outs) == 3, f"head {_name(factory)} must return 3 maps, got {len(outs)}"
-    for out, mask, stride in zip(outs, head.anchor_masks, (32, 16, 8)):
-        want = (2, len(mask) * (5 + int(head.num_classes)), h // stride, w // stride)
-        assert tuple(out.shape) == want, (
-            f"head {_name(factory)}: the stride-{stride} map has shape {tuple(out.shape)}, "
-            f"expected {want}"
+    indices = getattr(head, "in_indices", None)
+    indices = tuple(range(len(in_channels))) if indices is None else tuple(indices)
+    assert all(0 <= i < len(in_channels) for i in indices), (
+        f"head {name}: in_indices {indices} outside the toy backbone's {len(in_channels)} maps"
+    )
+    head.set_train(False)
+    outs = head(*_features(head, in_channels, in_strides, h, w))
+    strides = tuple(int(s) for s in head.strides)
+    assert isinstance(outs, (tuple, list)) and len(outs) == len(strides), (
+        f"head {name} must return a tuple of {len(strides)} outputs (one per stride "
+        f"{strides}), got {type(outs).__name__}"
+        + (f" of {len(outs)}" if isinstance(outs, (tuple, list)) else "")
+    )
+    for i, (out, stride) in enumerate(zip(outs, strides)):
+        assert (
+            out.ndim == 4
+            and tuple(out.shape)[::2] == (2, h // stride)
+            and (out.shape[3] == w // stride)
+        ), (
+            f"head {name}: output {i} (stride {stride}) has shape {tuple(out.shape)}, "
+            f"expected [2, K, {h // stride}, {w // stride}]"
         )
+    boxes, scores = head.decode(tuple(outs), h, w)
+    boxes, scores = boxes.asnumpy(), scores.asnumpy()
+    c = int(head.num_classes)
+    assert boxes.ndim == 3 and boxes.shape[0] == 2 and boxes.shape[2] == 4, (
+        f"head {name}: decode's boxes must be [2, M, 4], got {list(boxes.shape)}"
+    )
+    assert scores.shape == (2, boxes.shape[1], c), (
+        f"head {name}: decode's scores must be [2, {boxes.shape[1]}, {c}], got {list(scores.shape)}"
+    )
+    assert np.isfinite(boxes).all() and np.isfinite(scores).all(), (
+        f"head {name}: decode gave non-finite values"
+    )
+    assert (scores >= 0).all() and (scores <= 1).all(), (
+        f"head {name}: decode's scores must be in [0, 1], got {scores.min()}..{scores.max()}"
+    )
     return head
 
 
-def check_loss(factory: Callable[..., Any], /, *, num_classes: int = 3, **params: Any) -> Any:
-    """Build the loss (model values given when declared), check its contract and call it
-    on random raw outputs with targets from :func:`yoloqat.data.targets.build_targets_batch`
-    for two 64x64 images: a finite scalar."""
+def toy_ground_truth(
+    num_classes: int, input_hw: tuple[int, int] = (64, 64), max_boxes: int = 8
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded ground truth of two toy images (loss contract layout): ``gt_boxes`` [2, M, 4]
+    x1, y1, x2, y2 pixels, ``gt_labels`` int32 [2, M], ``gt_valid`` float32 [2, M]."""
+    h, w = input_hw
+    boxes = np.zeros((2, max_boxes, 4), np.float32)
+    labels = np.zeros((2, max_boxes), np.int32)
+    valid = np.zeros((2, max_boxes), np.float32)
+    rows = [
+        (0, (0.06 * w, 0.09 * h, 0.47 * w, 0.62 * h), min(1, num_classes - 1)),
+        (1, (0.16 * w, 0.16 * h, 0.31 * w, 0.31 * h), 0),
+        (1, (0.47 * w, 0.03 * h, 0.97 * w, 0.94 * h), num_classes - 1),
+    ]
+    slot = [0, 0]
+    for b, box, cls in rows:
+        boxes[b, slot[b]] = box
+        labels[b, slot[b]] = cls
+        valid[b, slot[b]] = 1.0
+        slot[b] += 1
+    return boxes, labels, valid
+
+
+def check_loss(
+    factory: Callable[..., Any] | str,
+    /,
+    *,
+    head: Callable[..., Any] | str | Any = "yolov3_head",
+    head_params: Mapping[str, Any] | None = None,
+    num_classes: int = 3,
+    input_hw: tuple[int, int] = (64, 64),
+    **params: Any,
+) -> Any:
+    """Build the loss for a head (a head factory, a registered name or a built head; by
+    default the bundled ``yolov3_head``) with the head's own values (its ``num_classes``,
+    ``strides`` and ``loss_params``), check its contract and that it accepts the head's
+    ``output_format``, run its ``build_targets`` (if any) on two toy images' padded ground
+    truth, call it on the head's raw outputs: a finite scalar, whose gradient reaches the
+    head's weights (finite, not all zero)."""
+    import mindspore as ms
     from mindspore import Tensor
 
-    from yoloqat.data.targets import build_targets_batch
+    if isinstance(head, (str,)) or not hasattr(head, "decode"):
+        head = build_head(head, num_classes=num_classes, **dict(head_params or {}))
+    factory = _resolve("loss", factory)
+    values = {
+        "num_classes": int(head.num_classes),
+        "strides": [int(s) for s in head.strides],
+        **dict(getattr(head, "loss_params", None) or {}),
+    }
+    loss = _build("loss", factory, _declared(factory, values, params))
+    name = _name(factory)
+    fmt = head.output_format
+    assert fmt in tuple(loss.accepts), (
+        f"loss {name} does not accept the head's output format {fmt!r} (accepts "
+        f"{tuple(loss.accepts)})"
+    )
+    gt = toy_ground_truth(int(head.num_classes), input_hw)
+    extras: tuple = ()
+    if callable(getattr(loss, "build_targets", None)):
+        extras = tuple(loss.build_targets(*gt, tuple(input_hw)))
+        assert all(isinstance(e, np.ndarray) for e in extras), (
+            f"loss {name}: build_targets must return a tuple of NumPy arrays"
+        )
+    features = _features(head, TOY_IN_CHANNELS, TOY_IN_STRIDES, *input_hw)
+    head.set_train(True)
+    gt_tensors = [Tensor(a) for a in (*gt, *extras)]
 
-    provided = {"num_classes": num_classes, "anchors": TOY_ANCHORS, "anchor_masks": TOY_MASKS}
-    loss = _build("loss", factory, _declared(factory, provided, params))
-    boxes = np.zeros((2, 4, 5), np.float32)
-    boxes[0, 0] = (4, 6, 30, 40, 1)
-    boxes[1, :2] = ((10, 10, 20, 20, 0), (30, 2, 62, 60, num_classes - 1))
-    targets = build_targets_batch(boxes, (64, 64), TOY_ANCHORS, TOY_MASKS, num_classes, 8)
-    rng = np.random.default_rng(0)
-    outs = [
-        rng.standard_normal((2, 64 // s, 64 // s, 3, 5 + num_classes)).astype(np.float32)
-        for s in (32, 16, 8)
-    ]
-    value = loss(*[Tensor(a) for a in (*outs, *targets)])
-    arr = np.asarray(value.asnumpy() if hasattr(value, "asnumpy") else value)
+    def forward(*feats: Any) -> Any:
+        return loss(tuple(head(*feats)), *gt_tensors)
+
+    weights = head.trainable_params()
+    value, grads = ms.value_and_grad(forward, None, weights)(*features)
+    arr = np.asarray(value.asnumpy())
     assert arr.size == 1 and np.isfinite(arr).all(), (
-        f"loss {_name(factory)} must return a finite scalar, got {arr!r}"
+        f"loss {name} must return a finite scalar, got {arr!r}"
+    )
+    g = [x.asnumpy() for x in grads]
+    assert all(np.isfinite(x).all() for x in g), f"loss {name}: non-finite gradients"
+    assert any(np.abs(x).max() > 0 for x in g), (
+        f"loss {name}: the gradient of the loss is zero for every head weight"
     )
     return loss
 
@@ -208,28 +340,28 @@ def check_runtime(
     factory: Callable[..., Any], /, *, path: Any, threads: int | None = 1, **params: Any
 ) -> Any:
     """Open the model ``path`` with the runtime factory, check the contract and run it on a
-    zero batch (2 images, or its fixed batch): 3 float32 outputs ``[B, H, W, A, 5 + C]`` at
-    strides 32, 16, 8 with one ``A`` and one ``5 + C``."""
+    zero batch (2 images, or its fixed batch): float32 ``[boxes [B, M, 4], scores [B, M,
+    C]]`` with one ``M``."""
     model = _build("runtime", factory, {"path": str(path), "threads": threads, **params})
     s, b = model.input_size, model.batch or 2
     outs = model(np.zeros((b, 3, s, s), np.float32))
     name = _name(factory)
-    assert isinstance(outs, list) and len(outs) == 3, (
-        f"runtime {name}: must return a list of 3 arrays, got {type(outs).__name__}"
+    assert isinstance(outs, list) and len(outs) == 2, (
+        f"runtime {name}: must return a list [boxes, scores], got {type(outs).__name__}"
+        + (f" of {len(outs)}" if isinstance(outs, list) else "")
     )
-    tails = set()
-    for out, stride in zip(outs, (32, 16, 8)):
-        want = (b, s // stride, s // stride)
+    for out in outs:
         assert isinstance(out, np.ndarray) and out.dtype == np.float32, (
             f"runtime {name}: outputs must be float32 NumPy arrays, got "
             f"{getattr(out, 'dtype', type(out).__name__)}"
         )
-        assert out.ndim == 5 and out.shape[:3] == want and out.shape[4] >= 6, (
-            f"runtime {name}: output at stride {stride} must be [{b}, {want[1]}, {want[2]}, "
-            f"A, 5 + C], got {list(out.shape)}"
-        )
-        tails.add(out.shape[3:])
-    assert len(tails) == 1, f"runtime {name}: outputs disagree on A and 5 + C: {tails}"
+    boxes, scores = outs
+    assert boxes.ndim == 3 and boxes.shape[0] == b and boxes.shape[2] == 4, (
+        f"runtime {name}: boxes must be [{b}, M, 4], got {list(boxes.shape)}"
+    )
+    assert scores.ndim == 3 and scores.shape[:2] == boxes.shape[:2], (
+        f"runtime {name}: scores must be [{b}, {boxes.shape[1]}, C], got {list(scores.shape)}"
+    )
     return model
 
 
