@@ -52,7 +52,7 @@ def _inputs(network, batch: int, size: int, seed: int = 0) -> list:
     import numpy as np
     from mindspore import Tensor
 
-    from yoloqat.data.targets import build_targets_batch
+    from yoloqat.plugins.yolov3.targets import build_targets_batch
 
     rng = np.random.default_rng(seed)
     xy = rng.uniform(0, size * 0.7, (batch, 6, 2))

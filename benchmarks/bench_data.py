@@ -39,7 +39,7 @@ def _dataset(data: Path):
 
 
 def _time_train(source, *, workers: int, epochs: int, batch: int, shape: int | None) -> dict:
-    from yoloqat.data import ANCHORS
+    from yoloqat.plugins.yolov3 import ANCHORS
     from yoloqat.data.loader import TrainLoader
 
     loader = TrainLoader(

@@ -6,6 +6,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mindspore import nn
 from test_registry import make_dist
@@ -15,8 +16,8 @@ from yoloqat.core.errors import PluginError
 from yoloqat.engine import pipeline
 from yoloqat.plugins.darknet53 import darknet53
 from yoloqat.plugins.schedulers import cosine_annealing, exponential
-from yoloqat.plugins.yolov3_head import yolov3_head
-from yoloqat.plugins.yolov3_loss import yolov3_loss
+from yoloqat.plugins.yolov3 import yolov3_head
+from yoloqat.plugins.yolov3 import yolov3_loss
 from yoloqat.registry import Registry
 from yoloqat.testing import check_backbone, check_head, check_loss, check_scheduler
 
@@ -26,21 +27,45 @@ class NoChannels(nn.Cell):
         return x, x, x
 
 
-class TwoChannels(NoChannels):
-    out_channels = (8, 16)
+class NoStrides(NoChannels):
+    out_channels = (8, 16, 32)
 
 
-class HeadWithoutAnchors(nn.Cell):
+class MismatchedStrides(NoStrides):
+    strides = (8, 16)
+
+
+class OldHead(nn.Cell):
+    """A head of the 0.1 contract: anchors, no strides, no decode."""
+
     num_classes = 3
+    anchors = ((1, 2), (3, 4), (5, 6))
     anchor_masks = ((0,), (1,), (2,))
 
     def construct(self, c3, c4, c5):
         return c5, c4, c3
 
 
-class BadMasks(HeadWithoutAnchors):
-    anchors = ((1, 2), (3, 4), (5, 6))
-    anchor_masks = ((0,), (1,))
+class Decode(nn.Cell):
+    def construct(self, outputs, h, w):
+        return outputs[0], outputs[0]
+
+
+class BadStrides(OldHead):
+    strides = (32, 15)
+    output_format = "yolo"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decode = Decode()
+
+
+class ParamDecode(BadStrides):
+    strides = (32, 16, 8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decode = nn.Dense(2, 2)
 
 
 class Schedule:
@@ -67,16 +92,36 @@ class NotALoss:
         return 0.0
 
 
+class OldLoss(nn.Cell):
+    """A loss of the 0.1 contract: nine tensors, no accepts."""
+
+    def construct(self, out_l, out_m, out_s, y_l, y_m, y_s, g_l, g_m, g_s):
+        return out_l.sum()
+
+
+class StringAccepts(OldLoss):
+    accepts = "yolo"
+
+    def construct(self, outputs, gt_boxes, gt_labels, gt_valid, *extras):
+        return outputs[0].sum()
+
+
 @pytest.mark.parametrize(
     ("kind", "obj", "problem"),
     [
         ("backbone", NoChannels(), "missing attribute 'out_channels'"),
-        ("backbone", TwoChannels(), "'out_channels' must be three positive ints"),
+        ("backbone", NoStrides(), "missing attribute 'strides'"),
+        ("backbone", MismatchedStrides(), "'strides' has 2 entries but 'out_channels' has 3"),
         ("backbone", {"depth": 2}, "it is a dict, not a mindspore.nn.Cell"),
-        ("head", HeadWithoutAnchors(), "missing attribute 'anchors'"),
-        ("head", BadMasks(), "'anchor_masks' must be 3 equal-size groups"),
+        ("head", OldHead(), "missing attribute 'strides'; missing attribute 'output_format'"),
+        ("head", OldHead(), "missing attribute 'decode'"),
+        ("head", BadStrides(), "'strides' must be one power of two per output"),
+        ("head", ParamDecode(), "'decode' must have no parameters"),
         ("quantizer", HalfQuantizer(), "missing method 'export_plan'"),
         ("loss", NotALoss(), "not a mindspore.nn.Cell"),
+        ("loss", OldLoss(), "missing attribute 'accepts'"),
+        ("loss", StringAccepts(), "'accepts' must be a tuple of head output formats"),
+        ("family", {"head": {"name": "x"}}, "missing block 'backbone'"),
         ("scheduler", Schedule(), "'per_step' does not take 2 positional argument(s)"),
         ("scheduler", object(), "missing method 'per_step'"),
     ],
@@ -92,8 +137,25 @@ def test_violations_name_plugin_kind_component_and_member(kind, obj, problem) ->
 
 
 def test_members_come_from_the_protocols() -> None:
-    assert members("backbone") == {"out_channels": "attribute", "construct": "method"}
-    assert set(members("head")) == {"num_classes", "anchors", "anchor_masks", "construct"}
+    assert members("backbone") == {
+        "out_channels": "attribute",
+        "strides": "attribute",
+        "construct": "method",
+    }
+    assert set(members("head")) == {
+        "num_classes",
+        "strides",
+        "output_format",
+        "decode",
+        "in_indices",
+        "loss_params",
+        "construct",
+    }
+    assert members("loss") == {
+        "accepts": "attribute",
+        "build_targets": "method",
+        "construct": "method",
+    }
     assert set(members("quantizer")) == {
         "apply",
         "summary",
@@ -103,20 +165,79 @@ def test_members_come_from_the_protocols() -> None:
     }
     assert members("scheduler") == {"per_step": "method"}
     assert "val_source" in members("dataset")
+    assert set(members("family")) == {"backbone", "head", "loss", "data", "eval"}
 
 
 def test_bundled_components_conform() -> None:
+    from yoloqat.plugins.darknet_tiny import darknet_tiny
+    from yoloqat.plugins.yolov3 import yolov3_tiny_head
+
     backbone = check_backbone(darknet53, width=0.0625)
-    check_head(yolov3_head, in_channels=tuple(backbone.out_channels), width=0.0625)
-    check_loss(yolov3_loss)
+    head = check_head(
+        yolov3_head, in_channels=tuple(backbone.out_channels), in_strides=backbone.strides
+    )
+    assert head.strides == (32, 16, 8) and head.in_indices == (0, 1, 2)
+    check_loss(
+        yolov3_loss, head=head, in_channels=backbone.out_channels, in_strides=backbone.strides
+    )
+    tiny = check_backbone(darknet_tiny, width=0.0625)
+    assert tiny.strides == (16, 32)
+    head = check_head(yolov3_tiny_head, in_channels=tiny.out_channels, in_strides=tiny.strides)
+    assert head.strides == (32, 16) and head.in_indices == (0, 1)
+    check_loss(yolov3_loss, head=head, in_channels=tiny.out_channels, in_strides=tiny.strides)
     check_scheduler(cosine_annealing, T_max=3, warmup_epochs=1)
     check_scheduler(exponential, lr_epochs=[1, 2])
 
 
+class LevelsHead(nn.Cell):
+    """A YOLO-format head of plain cells with any number of outputs: one 1x1 conv per
+    backbone map it reads (the toy backbone's maps at strides 4, 8, 16, 32)."""
+
+    def __init__(self, *, in_channels, in_strides, num_classes: int = 3, levels: int = 1):
+        super().__init__()
+        from yoloqat.plugins.yolov3.decode import YoloPredict
+
+        self.num_classes = num_classes
+        self.in_indices = tuple(range(len(in_channels) - levels, len(in_channels)))
+        self.strides = tuple(in_strides[i] for i in reversed(self.in_indices))
+        self.output_format = "yolo"
+        anchors = [[4.0 * (k + 1), 5.0 * (k + 1)] for k in range(2 * levels)]
+        masks = [[2 * i, 2 * i + 1] for i in reversed(range(levels))]
+        self.loss_params = {"anchors": anchors, "anchor_masks": masks}
+        self.decode = YoloPredict([np.asarray(anchors)[m] for m in masks])
+        self.convs = nn.CellList(
+            [
+                nn.Conv2d(in_channels[i], 2 * (5 + num_classes), 1, has_bias=True)
+                for i in reversed(self.in_indices)
+            ]
+        )
+
+    def construct(self, *features):
+        n = len(features)
+        outs = ()
+        for i in range(n):
+            outs = outs + (self.convs[i](features[n - 1 - i]),)  # noqa: RUF005
+        return outs
+
+
+@pytest.mark.parametrize("levels", [1, 2, 4])
+def test_heads_with_any_number_of_outputs_check_and_train_a_step(levels: int) -> None:
+    def factory(*, in_channels, in_strides, num_classes: int = 3, levels: int = 1):
+        """A YOLO-format head with ``levels`` outputs."""
+        return LevelsHead(
+            in_channels=in_channels, in_strides=in_strides, num_classes=num_classes, levels=levels
+        )
+
+    head = check_head(factory, levels=levels)
+    assert len(head.strides) == levels and head.strides[0] == 32
+    loss = check_loss(yolov3_loss, head=head)  # one value-and-gradient step: finite, non-zero
+    assert loss.num_levels == levels and loss.strides == head.strides
+
+
 FIXED = '''
 from yoloqat import hookimpl
-from yoloqat.plugins.yolov3_head import yolov3_head
-from yoloqat.plugins.yolov3_loss import yolov3_loss
+from yoloqat.plugins.yolov3 import yolov3_head
+from yoloqat.plugins.yolov3 import yolov3_loss
 
 def fixed_head(*, width: float = 0.0625):
     """A head for a fixed backbone: it takes neither in_channels nor num_classes."""
@@ -125,6 +246,16 @@ def fixed_head(*, width: float = 0.0625):
 def plain_loss(*, ignore_threshold: float = 0.7):
     """A loss with its own classes and anchors: nothing injected."""
     return yolov3_loss(num_classes=2, ignore_threshold=ignore_threshold)
+
+class OtherFormatLoss(yolov3_loss().__class__.__mro__[1]):  # an nn.Cell
+    accepts = ("points",)
+
+    def construct(self, outputs, gt_boxes, gt_labels, gt_valid, *extras):
+        return outputs[0].sum()
+
+def points_loss():
+    """A loss for another output format."""
+    return OtherFormatLoss()
 
 def bad_backbone(*, width: float = 1.0):
     """A backbone without out_channels."""
@@ -142,7 +273,7 @@ def yoloqat_heads():
 
 @hookimpl
 def yoloqat_losses():
-    return {"plain_loss": plain_loss}
+    return {"plain_loss": plain_loss, "points_loss": points_loss}
 
 @hookimpl
 def yoloqat_backbones():
@@ -177,6 +308,25 @@ def test_injected_values_only_for_factories_that_declare_them(tmp_path: Path) ->
         assert isinstance(loss, nn.Cell)
 
 
+def test_a_head_and_a_loss_of_different_formats_are_a_plugin_error(tmp_path: Path) -> None:
+    with installed(tmp_path) as reg:
+        cfg = {
+            "model": {
+                "num_classes": 2,
+                "backbone": {"name": "darknet53", "width": 0.0625},
+                "head": {"name": "fixed_head"},
+            },
+            "loss": {"name": "points_loss"},
+        }
+        net = pipeline.build_model(cfg, reg)
+        with pytest.raises(PluginError) as err:
+            pipeline.build_loss(cfg, net, reg)
+    msg = str(err.value)
+    assert "loss 'points_loss' (plugin 'yq_fixed') cannot train the head 'fixed_head'" in msg
+    assert "the head's outputs are 'yolo', the loss accepts 'points'" in msg
+    assert err.value.exit_code == 4
+
+
 def test_registry_checks_what_it_builds(tmp_path: Path) -> None:
     want = r"backbone 'bad_backbone' from plugin 'yq_fixed'.*missing attribute 'out_channels'"
     with installed(tmp_path) as reg, pytest.raises(PluginError, match=want):
@@ -195,9 +345,10 @@ def test_bundled_datasets_pass_check_dataset(tmp_path: Path) -> None:
 
 def test_bundled_components_pass_the_registry_checks() -> None:
     reg = Registry(entry_points=False)
-    for kind in ("quantizer", "loss", "scheduler"):
+    for kind in ("quantizer", "loss", "scheduler", "family"):
         for comp in reg.components(kind):
             reg.create(kind, comp.name)  # raises a PluginError if it breaks its contract
+    assert {c.name for c in reg.components("family")} >= {"yolov3", "yolov3_tiny"}
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from yoloqat.core.errors import DataError
-from yoloqat.data import ANCHORS
+from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.plugins.coco import coco, coco2014, yoloqat_datasets
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.data import ANCHORS, MULTI_SCALE
+from yoloqat.data import MULTI_SCALE
+from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.data.multiscale import shape_for_step, shape_schedule
 from yoloqat.data.sampler import DistributedSampler

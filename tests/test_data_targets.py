@@ -8,8 +8,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from yoloqat.data import ANCHOR_MASKS, ANCHORS
-from yoloqat.data.targets import build_targets, build_targets_batch
+from yoloqat.plugins.yolov3 import ANCHOR_MASKS, ANCHORS
+from yoloqat.plugins.yolov3.targets import build_targets, build_targets_batch
 
 C = 6
 

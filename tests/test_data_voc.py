@@ -15,7 +15,7 @@ from tiny import cli
 from yoloqat.core.errors import DataError
 from yoloqat.core.events import subscribe
 from yoloqat.core.ground_truth import coco_ground_truth
-from yoloqat.data import ANCHORS
+from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.imageio import ImageReadError
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.engine.evaluate import ground_truth

@@ -10,7 +10,7 @@ import pytest
 from mindspore import Tensor
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.plugins.yolov3_loss import DEFAULT_ANCHOR_MASKS, DEFAULT_ANCHORS, yolov3_loss
+from yoloqat.plugins.yolov3 import DEFAULT_ANCHOR_MASKS, DEFAULT_ANCHORS, yolov3_loss
 
 C = 2  # classes
 INPUT = 64  # network input: grids 2x2 (stride 32), 4x4 (16), 8x8 (8)

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from yoloqat.core.decode import YoloDecode, YoloPredict
+from yoloqat.plugins.yolov3.decode import YoloDecode, YoloPredict
 from yoloqat.core.detector import Detector, check_input_shape
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.layers import ConvBnAct, OutputConv
 from yoloqat.engine.models import yolov3_darknet53
 from yoloqat.plugins.darknet53 import darknet53, yoloqat_backbones
-from yoloqat.plugins.yolov3_head import DEFAULT_ANCHORS, yoloqat_heads, yolov3_head
+from yoloqat.plugins.yolov3 import DEFAULT_ANCHORS, yoloqat_heads, yolov3_head
 
 TINY = 0.0625  # width of the toy models used for runtime tests
 
@@ -372,7 +372,7 @@ def test_hooks_and_cheap_manifests():
     assert yoloqat_backbones() == {"darknet53": darknet53}
     assert yoloqat_heads() == {"yolov3_head": yolov3_head}
     code = (
-        "import sys, yoloqat.plugins.darknet53, yoloqat.plugins.yolov3_head;"
+        "import sys, yoloqat.plugins.darknet53, yoloqat.plugins.yolov3;"
         "print('mindspore' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -208,12 +208,15 @@ def check_loss(
     *,
     head: Callable[..., Any] | str | Any = "yolov3_head",
     head_params: Mapping[str, Any] | None = None,
+    in_channels: Sequence[int] = TOY_IN_CHANNELS,
+    in_strides: Sequence[int] = TOY_IN_STRIDES,
     num_classes: int = 3,
     input_hw: tuple[int, int] = (64, 64),
     **params: Any,
 ) -> Any:
     """Build the loss for a head (a head factory, a registered name or a built head; by
-    default the bundled ``yolov3_head``) with the head's own values (its ``num_classes``,
+    default the bundled ``yolov3_head``; built on maps of ``in_channels`` at ``in_strides``,
+    the values a built head was made for) with the head's own values (its ``num_classes``,
     ``strides`` and ``loss_params``), check its contract and that it accepts the head's
     ``output_format``, run its ``build_targets`` (if any) on two toy images' padded ground
     truth, call it on the head's raw outputs: a finite scalar, whose gradient reaches the
@@ -222,7 +225,13 @@ def check_loss(
     from mindspore import Tensor
 
     if isinstance(head, (str,)) or not hasattr(head, "decode"):
-        head = build_head(head, num_classes=num_classes, **dict(head_params or {}))
+        head = build_head(
+            head,
+            in_channels=in_channels,
+            in_strides=in_strides,
+            num_classes=num_classes,
+            **dict(head_params or {}),
+        )
     factory = _resolve("loss", factory)
     values = {
         "num_classes": int(head.num_classes),
@@ -243,7 +252,7 @@ def check_loss(
         assert all(isinstance(e, np.ndarray) for e in extras), (
             f"loss {name}: build_targets must return a tuple of NumPy arrays"
         )
-    features = _features(head, TOY_IN_CHANNELS, TOY_IN_STRIDES, *input_hw)
+    features = _features(head, in_channels, in_strides, *input_hw)
     head.set_train(True)
     gt_tensors = [Tensor(a) for a in (*gt, *extras)]
 
