@@ -13,7 +13,6 @@ from PIL import Image
 
 from yoloqat.core.errors import DataError, RuntimeFailure
 from yoloqat.core.events import subscribe
-from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.coco import CocoSource
 from yoloqat.data.imageio import ImageReadError, read_image
 from yoloqat.data.loader import EvalLoader, TrainLoader
@@ -139,9 +138,7 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path, events):
     ann = _dataset(tmp_path, n=8)
     broken = _break_images(tmp_path)
     src = coco(train_images=str(tmp_path / "img"), train_annotations=str(ann)).train_source()
-    loader = TrainLoader(
-        src, batch_size=2, anchors=ANCHORS, num_classes=2, multi_scale=(64,), seed=0
-    )
+    loader = TrainLoader(src, batch_size=2, multi_scale=(64,), seed=0)
     batches = list(loader.epoch(0))
     assert len(batches) == 4  # the run goes on with full batches
     assert loader.stats["images"] == 8
@@ -170,7 +167,7 @@ def test_a_run_of_unreadable_images_is_a_runtime_failure(tmp_path):
     for p in (tmp_path / "img").glob("*.jpg"):
         p.write_bytes(b"junk")
     src = coco(train_images=str(tmp_path / "img"), train_annotations=str(ann)).train_source()
-    loader = TrainLoader(src, batch_size=2, anchors=ANCHORS, num_classes=2, multi_scale=(64,))
+    loader = TrainLoader(src, batch_size=2, multi_scale=(64,))
     with pytest.raises(RuntimeFailure, match=r"9 unreadable images in a row: .*\.jpg"):
         list(loader.epoch(0))
 
@@ -239,7 +236,7 @@ def test_bad_boxes_dropped_or_clipped_and_counted(tmp_path, events):
     np.testing.assert_allclose(src.boxes(1)[:, :4], [[0, 2, 6, 12]])
     warning = next(e for e in events if e.kind == "warning")
     assert "4 boxes" in warning.data["message"] and "2 clipped" in warning.data["message"]
-    loader = TrainLoader(src, batch_size=2, anchors=ANCHORS, num_classes=2, multi_scale=(64,))
+    loader = TrainLoader(src, batch_size=2, multi_scale=(64,))
     list(loader.epoch(0))
     assert loader.stats["bad_boxes_dropped"] == 4 and loader.stats["bad_boxes_clipped"] == 2
 
@@ -288,6 +285,6 @@ def test_training_filter_and_crowd_rule(tmp_path):
     np.testing.assert_allclose(train.boxes(2), [[5, 5, 5.5, 5.5, 1]])  # class index of id 3
     val = CocoSource(tmp_path / "img", path, training=False)
     assert len(val) == 5
-    loader = TrainLoader(train, batch_size=3, anchors=ANCHORS, num_classes=2, multi_scale=(64,))
+    loader = TrainLoader(train, batch_size=3, multi_scale=(64,))
     (batch,) = list(loader.epoch(0))  # images without boxes still make a batch
     assert batch["image"].shape == (3, 3, 64, 64)

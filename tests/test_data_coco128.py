@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from yoloqat.core.errors import DataError
-from yoloqat.plugins.yolov3 import ANCHORS
+from yoloqat.plugins.yolov3 import yolov3_loss
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.plugins.coco import coco, coco2014, yoloqat_datasets
 
@@ -110,23 +110,22 @@ def test_val_source_exposes_pycocotools(dataset, coco128):
 
 def test_train_loader_batches(dataset):
     train = dataset.train_source()
-    loader = TrainLoader(
-        train, batch_size=4, anchors=ANCHORS, num_classes=80, training_shape=320, seed=3
-    )
+    builder = yolov3_loss(num_classes=80).build_targets
+    loader = TrainLoader(train, batch_size=4, target_builder=builder, training_shape=320, seed=3)
     assert loader.steps_per_epoch == 126 // 4
     it = loader.epoch(0)
     batch = next(it)
     it.close()  # stop early: the pipeline must shut down cleanly
     assert batch["image"].shape == (4, 3, 320, 320) and batch["image"].dtype == np.float32
     assert batch["shape"] == 320
-    assert batch["y_true_l"].shape == (4, 10, 10, 3, 85)
-    assert batch["y_true_m"].shape == (4, 20, 20, 3, 85)
-    assert batch["y_true_s"].shape == (4, 40, 40, 3, 85)
-    for k in ("gt_l", "gt_m", "gt_s"):
-        assert batch[k].shape == (4, 50, 4)
-    n_boxes = int((batch["boxes"][..., 2] > batch["boxes"][..., 0]).sum())
-    n_obj = sum(int(batch[f"y_true_{s}"][..., 4].sum()) for s in "lms")
+    y_true, gts = batch["extras"][:3], batch["extras"][3:]  # the YOLO family's targets
+    assert [y.shape for y in y_true] == [(4, g, g, 3, 85) for g in (10, 20, 40)]
+    assert [g.shape for g in gts] == [(4, 50, 4)] * 3
+    assert batch["gt_boxes"].shape == (4, 50, 4) and batch["gt_labels"].shape == (4, 50)
+    n_boxes = int(batch["gt_valid"].sum())
+    n_obj = sum(int(y[..., 4].sum()) for y in y_true)
     assert 0 < n_obj <= n_boxes
+    assert len(batch["inputs"]) == 4 + 6
     assert set(batch["image_ids"].tolist()) <= set(train.image_ids.tolist())
 
 

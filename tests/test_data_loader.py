@@ -7,7 +7,7 @@ import pytest
 
 from yoloqat.core.errors import ConfigError
 from yoloqat.data import MULTI_SCALE
-from yoloqat.plugins.yolov3 import ANCHORS
+from yoloqat.plugins.yolov3 import yolov3_loss
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.data.multiscale import shape_for_step, shape_schedule
 from yoloqat.data.sampler import DistributedSampler
@@ -25,7 +25,8 @@ def synth(tmp_path_factory):
 
 
 def _loader(source, **kw):
-    args = dict(batch_size=4, anchors=ANCHORS, num_classes=3, multi_scale=SMALL, seed=5)
+    builder = yolov3_loss(num_classes=3).build_targets  # a family's host-side targets
+    args = dict(batch_size=4, target_builder=builder, multi_scale=SMALL, seed=5)
     args.update(kw)
     return TrainLoader(source, **args)
 
@@ -76,7 +77,13 @@ def test_sampler_shards_pad_and_reshuffle():
 
 
 def _collect(loader, epoch, start=0):
-    return [{k: np.copy(v) for k, v in b.items()} for b in loader.epoch(epoch, start_step=start)]
+    """Each batch's arrays; the builder's extras as ``extra0``, ``extra1``, ..."""
+    out = []
+    for b in loader.epoch(epoch, start_step=start):
+        row = {k: np.copy(v) for k, v in b.items() if k not in ("extras", "inputs")}
+        row.update({f"extra{i}": np.copy(e) for i, e in enumerate(b["extras"])})
+        out.append(row)
+    return out
 
 
 def test_resume_reproduces_batches_and_workers_do_not_matter(synth):
@@ -90,18 +97,46 @@ def test_resume_reproduces_batches_and_workers_do_not_matter(synth):
     two = _loader(src, num_workers=2)
     parallel = _collect(two, epoch=1)
     for a, b in zip(full[3:], resumed):
-        for key in ("image", "boxes", "y_true_l", "y_true_m", "y_true_s", "gt_s", "image_ids"):
+        keys = ("image", "gt_boxes", "gt_labels", "gt_valid", "image_ids")
+        for key in (*keys, *(f"extra{i}" for i in range(6))):
             np.testing.assert_array_equal(a[key], b[key])
     for a, b in zip(full, parallel):
         assert a["shape"] == b["shape"]
         np.testing.assert_array_equal(a["image"], b["image"])
-        np.testing.assert_array_equal(a["boxes"], b["boxes"])
+        np.testing.assert_array_equal(a["gt_boxes"], b["gt_boxes"])
     shapes = [b["shape"] for b in full]
     assert shapes == [one.shape(1, s) for s in range(len(full))]
     for b in full:
         assert b["image"].shape == (4, 3, b["shape"], b["shape"])
-        assert b["y_true_l"].shape[1] == b["shape"] // 32
+        assert b["extra0"].shape[1] == b["shape"] // 32  # y_true of the stride-32 output
     assert not np.array_equal(_collect(one, epoch=2)[0]["image"], full[0]["image"])
+
+
+def test_padded_ground_truth_and_boxes_over_max_boxes(synth, monkeypatch):
+    from yoloqat.core import events
+
+    warnings = []
+    monkeypatch.setattr(events, "emit", lambda kind, **data: warnings.append((kind, data)))
+    monkeypatch.setattr("yoloqat.data.loader.warn", lambda msg, **data: warnings.append(msg))
+    loader = _loader(synth.train_source(), max_boxes=2, target_builder=None)
+    batches = _collect(loader, epoch=0)
+    for b in batches:
+        assert b["gt_boxes"].shape == (4, 2, 4) and b["gt_labels"].dtype == np.int32
+        assert set(np.unique(b["gt_valid"]).tolist()) <= {0.0, 1.0}
+        valid = b["gt_valid"] > 0
+        assert (b["gt_boxes"][valid][:, 2:] > b["gt_boxes"][valid][:, :2]).all()
+        assert (b["gt_boxes"][~valid] == 0).all() and (b["gt_labels"][~valid] == 0).all()
+        assert "extra0" not in b  # no builder: assignment is the loss's business
+    src = synth.train_source()
+    index = {int(i): k for k, i in enumerate(src.image_ids)}
+    counts = [len(src.load(index[int(i)]).boxes) for b in batches for i in b["image_ids"]]
+    over = sum(c > 2 for c in counts)
+    assert over > 0  # the synthetic images have up to 4 shapes
+    st = loader.stats
+    assert st["images_over_max_boxes"] == over
+    assert st["boxes_over_max_boxes"] == sum(max(c - 2, 0) for c in counts)
+    said = [w for w in warnings if isinstance(w, str) and "data.max_boxes=2" in w]
+    assert len(said) == 1 and f"{over} image(s)" in said[0]
 
 
 def test_batch_too_large_is_a_config_error(synth):

@@ -15,7 +15,6 @@ from tiny import cli
 from yoloqat.core.errors import DataError
 from yoloqat.core.events import subscribe
 from yoloqat.core.ground_truth import coco_ground_truth
-from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.imageio import ImageReadError
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.engine.evaluate import ground_truth
@@ -159,7 +158,7 @@ def test_bad_boxes_and_unreadable_images_counted(tmp_path: Path) -> None:
     ids = np.concatenate([b["image_id"] for b in loader]).tolist()
     assert ids == [1, 2, 3] and loader.stats["skipped_images"] == 1
     train = voc(data_dir=str(_voc(tmp_path / "t", xmls)), val_split=None).train_source()
-    tl = TrainLoader(train, batch_size=2, anchors=ANCHORS, num_classes=20, multi_scale=(64,))
+    tl = TrainLoader(train, batch_size=2, multi_scale=(64,))
     list(tl.epoch(0))
     assert tl.stats["bad_boxes_dropped"] == 2 and tl.stats["bad_boxes_clipped"] == 1
 

@@ -16,7 +16,6 @@ from yoloqat.core.contracts.dataset import Dataset, DataSource
 from yoloqat.core.errors import ConfigError, DataError
 from yoloqat.core.events import subscribe
 from yoloqat.core.ground_truth import coco_ground_truth
-from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.coco import load_coco
 from yoloqat.data.imageio import ImageReadError
 from yoloqat.data.loader import EvalLoader, TrainLoader
@@ -149,7 +148,7 @@ def test_bad_boxes_dropped_clipped_and_counted(tmp_path: Path) -> None:
     np.testing.assert_allclose(src.load(1).boxes, [[54.4, 19.2, 64, 28.8, 1]], rtol=1e-6)
     np.testing.assert_allclose(src.load(2).boxes, [[12.8, 9.6, 32, 24, 0]], rtol=1e-6)
     assert src.load(3).boxes.shape == (0, 5)
-    loader = TrainLoader(src, batch_size=2, anchors=ANCHORS, num_classes=3, multi_scale=(64,))
+    loader = TrainLoader(src, batch_size=2, multi_scale=(64,))
     list(loader.epoch(0))
     assert loader.stats["bad_boxes_dropped"] == 4 and loader.stats["bad_boxes_clipped"] == 1
 

@@ -38,8 +38,37 @@ def empty_batch(n=1, input_size=INPUT):
     return outs, ys, gts
 
 
+def to_raw(out: np.ndarray) -> np.ndarray:
+    """Anchor-major [N, H, W, A, K] -> the head's raw output [N, A * K, H, W]."""
+    n, h, w, a, k = out.shape
+    return np.ascontiguousarray(out.transpose(0, 3, 4, 1, 2).reshape(n, a * k, h, w))
+
+
+def from_raw(raw: np.ndarray, anchors: int = 3) -> np.ndarray:
+    """The head's raw layout [N, A * K, H, W] -> anchor-major [N, H, W, A, K]."""
+    n, c, h, w = raw.shape
+    return raw.reshape(n, anchors, c // anchors, h, w).transpose(0, 3, 4, 1, 2)
+
+
 def to_tensors(outs, ys, gts):
-    return [Tensor(a) for a in (*outs, *ys, *gts)]
+    """The loss's arguments: raw outputs, the padded ground truth (not read by the YOLO loss:
+    its targets hold it) and the host builder's extras (y_true per output, then gt lists)."""
+    n = outs[0].shape[0]
+    padded = (
+        np.zeros((n, 50, 4), np.float32),
+        np.zeros((n, 50), np.int32),
+        np.zeros((n, 50), np.float32),
+    )
+    return [
+        tuple(Tensor(to_raw(o)) for o in outs),
+        *(Tensor(a) for a in padded),
+        *(Tensor(a) for a in (*ys, *gts)),
+    ]
+
+
+def terms_of(loss, args) -> dict:
+    """``loss.terms`` keyed by output: l (stride 32), m (16), s (8)."""
+    return dict(zip("lms", loss.terms(*args)))
 
 
 def place_gt(ys, gts, scale, b, box, anchor_slot, cls, slot=0):
@@ -131,7 +160,7 @@ def test_each_term_by_hand() -> None:
         math.log(0.45 * 64 / anchor[1]),
         -2.0,
     )
-    terms = yolov3_loss(num_classes=C).terms(*to_tensors(outs, ys, gts))
+    terms = terms_of(yolov3_loss(num_classes=C), to_tensors(outs, ys, gts))
 
     scale = 2 - box[2] * box[3]  # 2 - w*h
     xy = scale * (bce(0.2, 0.30 * 8 - 2) + bce(-0.4, 0.55 * 8 - 4))
@@ -167,7 +196,7 @@ def test_box_weight_is_two_minus_wh() -> None:
         outs, ys, gts = empty_batch()
         place_gt(ys, gts, 2, 0, (0.30, 0.55, w, h), anchor_slot=0, cls=0)
         outs[2][0, 4, 2, 0, :2] = (0.7, -0.2)
-        values.append(yolov3_loss(num_classes=C).terms(*to_tensors(outs, ys, gts))["s"][0])
+        values.append(terms_of(yolov3_loss(num_classes=C), to_tensors(outs, ys, gts))["s"][0])
     assert values[0] / values[1] == pytest.approx((2 - 0.01) / (2 - 0.72), rel=1e-5)
 
 
@@ -195,7 +224,7 @@ def test_ignore_rule_is_per_scale() -> None:
         math.log(0.4 * 64 / s_anchor[1]),
         3.0,
     )
-    terms = yolov3_loss(num_classes=C).terms(*to_tensors(outs, ys, gts))
+    terms = terms_of(yolov3_loss(num_classes=C), to_tensors(outs, ys, gts))
     ref = reference_terms(outs, ys, gts)
     # Stride 16: its GT list is empty, nothing is ignored: every prediction pays BCE(t, 0).
     assert terms["m"][2] == pytest.approx(bce(3.0, 0) + math.log(2) * (4 * 4 * 3 - 1), rel=1e-5)
@@ -205,7 +234,7 @@ def test_ignore_rule_is_per_scale() -> None:
     assert terms["s"][2] == pytest.approx(math.log(2) * (1 + 190), rel=1e-5)
     assert terms["s"][2] == pytest.approx(ref[2][2], rel=1e-5)
     # With the threshold above its IoU (0.85) it is no longer ignored.
-    strict = yolov3_loss(num_classes=C, ignore_threshold=0.9).terms(*to_tensors(outs, ys, gts))
+    strict = terms_of(yolov3_loss(num_classes=C, ignore_threshold=0.9), to_tensors(outs, ys, gts))
     assert strict["s"][2] == pytest.approx(terms["s"][2] + bce(3.0, 0), rel=1e-5)
     assert strict["s"][2] == pytest.approx(reference_terms(outs, ys, gts, thr=0.9)[2][2], rel=1e-5)
 
@@ -222,7 +251,7 @@ def test_random_batch_matches_reference() -> None:
     place_gt(ys, gts, 2, 1, (0.7, 0.8, 0.15, 0.3), 1, 1, slot=1)
     loss = yolov3_loss(num_classes=C)
     args = to_tensors(outs, ys, gts)
-    terms = loss.terms(*args)
+    terms = terms_of(loss, args)
     ref = reference_terms(outs, ys, gts)
     for key, r in zip("lms", ref):
         np.testing.assert_allclose(terms[key], r, rtol=1e-4)
@@ -234,19 +263,29 @@ def test_label_smoothing() -> None:
     outs, ys, gts, _ = one_gt_case()
     eps = 0.1
     smooth = yolov3_loss(num_classes=C, label_smooth=True, label_smooth_factor=eps)
-    cls = smooth.terms(*to_tensors(outs, ys, gts))["s"][3]
+    cls = terms_of(smooth, to_tensors(outs, ys, gts))["s"][3]
     assert cls == pytest.approx(bce(-1.0, eps / (C - 1)) + bce(2.0, 1 - eps), rel=1e-5)
     # Targets smoothed by the data pipeline already are not smoothed twice.
     ys[2][0, 4, 2, 1, 5:] = (eps / (C - 1), 1 - eps)
-    plain = yolov3_loss(num_classes=C).terms(*to_tensors(outs, ys, gts))["s"][3]
-    assert smooth.terms(*to_tensors(outs, ys, gts))["s"][3] == pytest.approx(plain, rel=1e-6)
+    plain = terms_of(yolov3_loss(num_classes=C), to_tensors(outs, ys, gts))["s"][3]
+    assert terms_of(smooth, to_tensors(outs, ys, gts))["s"][3] == pytest.approx(plain, rel=1e-6)
     assert plain == pytest.approx(cls, rel=1e-5)
 
 
 def grads(loss, outs, ys, gts):
+    """Gradients with respect to the raw outputs, anchor-major like ``outs``."""
     args = to_tensors(outs, ys, gts)
-    g = ms.grad(loss, grad_position=(0, 1, 2))(*args)
-    return [x.asnumpy() for x in g]
+    g = ms.grad(per_output(loss), grad_position=(0, 1, 2))(*args[0], *args[1:])
+    return [from_raw(x.asnumpy()) for x in g]
+
+
+def per_output(loss):
+    """The loss with the three raw outputs as separate arguments (to differentiate them)."""
+
+    def call(out_l, out_m, out_s, *rest):
+        return loss((out_l, out_m, out_s), *rest)
+
+    return call
 
 
 def test_gradients_flow_through_terms_not_mask() -> None:
@@ -277,10 +316,10 @@ def test_graph_mode_matches_pynative(graph_mode) -> None:
     place_gt(ys, gts, 2, 1, (0.2, 0.3, 0.2, 0.25), 0, 1)
     loss = yolov3_loss(num_classes=C)
     args = to_tensors(outs, ys, gts)
-    value, g = ms.value_and_grad(loss, grad_position=2)(*args)
+    value, g = ms.value_and_grad(per_output(loss), grad_position=(0, 1, 2))(*args[0], *args[1:])
     ref = sum(sum(r) for r in reference_terms(outs, ys, gts))
     assert float(value.asnumpy()) == pytest.approx(ref, rel=1e-5)
-    assert np.abs(g.asnumpy()).sum() > 0
+    assert all(np.abs(x.asnumpy()).sum() > 0 for x in g)
     ms.set_context(mode=ms.PYNATIVE_MODE)
     assert float(loss(*args).asnumpy()) == pytest.approx(float(value.asnumpy()), rel=1e-6)
 
@@ -294,8 +333,9 @@ def test_graph_mode_matches_pynative(graph_mode) -> None:
         {"label_smooth_factor": 1.0},
         {"label_smooth": "yes"},
         {"anchors": [[10, 13], [16]]},
-        {"anchor_masks": [[0, 1, 2], [3, 4, 5]]},
+        {"anchor_masks": [[0, 1, 2], [3, 4, 5]]},  # two masks, three strides
         {"anchor_masks": [[0, 1, 2], [3, 4, 5], [6, 7, 9]]},
+        {"strides": [32, 16]},
     ],
 )
 def test_bad_parameters(params) -> None:

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from yoloqat.plugins.yolov3.decode import YoloDecode, YoloPredict
 from yoloqat.core.detector import Detector, check_input_shape
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.layers import ConvBnAct, OutputConv
 from yoloqat.engine.models import yolov3_darknet53
 from yoloqat.plugins.darknet53 import darknet53, yoloqat_backbones
-from yoloqat.plugins.yolov3 import DEFAULT_ANCHORS, yoloqat_heads, yolov3_head
+from yoloqat.plugins.yolov3 import DEFAULT_ANCHORS, yoloqat_heads, yolov3_head, yolov3_tiny_head
+from yoloqat.plugins.yolov3.decode import YoloDecode, YoloPredict
 
 TINY = 0.0625  # width of the toy models used for runtime tests
 
@@ -157,9 +157,13 @@ def test_full_width_forward(full_net):
 
 def test_416_grids_with_80_classes_at_small_width():
     net = yolov3_darknet53(width=0.125)
+    net.set_train(True)
+    raws = net(_image(1, 416, 416))
+    assert [o.shape for o in raws] == [(1, 255, 13, 13), (1, 255, 26, 26), (1, 255, 52, 52)]
     net.set_train(False)
-    outs = net(_image(1, 416, 416))
-    assert [o.shape for o in outs] == [(1, 13, 13, 3, 85), (1, 26, 26, 3, 85), (1, 52, 52, 3, 85)]
+    boxes, scores = net(_image(1, 416, 416))
+    candidates = 3 * (13 * 13 + 26 * 26 + 52 * 52)  # 10647
+    assert (boxes.shape, scores.shape) == ((1, candidates, 4), (1, candidates, 80))
     assert net.head.out_channels == (255, 255, 255)
 
 
@@ -170,10 +174,10 @@ def test_multi_scale_sizes_work():
     net.set_train(True)
     for size in (320, 352, 608):
         outs = net(_image(1, size, size))
-        assert [o.shape[1:3] for o in outs] == [(size // s, size // s) for s in (32, 16, 8)]
-        assert all(o.shape[3:] == (3, 8) for o in outs)
+        assert [o.shape[2:4] for o in outs] == [(size // s, size // s) for s in (32, 16, 8)]
+        assert all(o.shape[1] == 3 * 8 for o in outs)
     outs = net(_image(1, 320, 608))  # non-square: H then W
-    assert [o.shape[1:3] for o in outs] == [(10, 19), (20, 38), (40, 76)]
+    assert [o.shape[2:4] for o in outs] == [(10, 19), (20, 38), (40, 76)]
 
 
 @pytest.mark.parametrize("shape", [(300, 300), (416, 300), (0, 416), (32.5, 416)])
@@ -181,7 +185,7 @@ def test_input_size_must_be_multiple_of_32(shape):
     with pytest.raises(ConfigError, match="multiple of 32"):
         check_input_shape(*shape)
     with pytest.raises(ConfigError, match="multiple of 32"):
-        Detector.check_input_shape(*shape)
+        yolov3_darknet53(width=TINY, num_classes=2).check_input_shape(*shape)
 
 
 def test_detector_call_rejects_bad_size_in_both_modes(graph_mode, tmp_path, monkeypatch):
@@ -233,7 +237,7 @@ def test_pynative_and_graph_mode_agree_and_graph_training_updates_every_batchnor
         assert all(np.array_equal(b, a) for b, a in zip(before, means()))
     finally:
         ms.set_context(mode=ms.PYNATIVE_MODE)
-    assert len(results[ms.GRAPH_MODE]) == 6
+    assert len(results[ms.GRAPH_MODE]) == 5  # eval: boxes, scores; training: 3 raw outputs
     for a, b in zip(results[ms.PYNATIVE_MODE], results[ms.GRAPH_MODE]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
@@ -249,21 +253,32 @@ def test_decode_matches_numpy_reference():
     assert grid.asnumpy()[0, 2, 4, 0].tolist() == [4.0, 2.0]  # (c_x, c_y)
     np.testing.assert_allclose(bxy.asnumpy(), ref[..., 0:2], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(bwh.asnumpy(), ref[..., 2:4], rtol=1e-5, atol=1e-6)
-    pred = YoloPredict()(Tensor(raw), Tensor(anchors), in_w, in_h).asnumpy()
-    np.testing.assert_allclose(pred, ref, rtol=1e-5, atol=1e-6)
+    # the head's decode takes the raw channel-first output [N, A*K, H, W]
+    head_out = raw.transpose(0, 3, 4, 1, 2).reshape(2, 3 * 7, 3, 5)
+    boxes, scores = YoloPredict([anchors])((Tensor(head_out),), in_h, in_w)
+    np.testing.assert_allclose(boxes.asnumpy(), ref[..., 0:4].reshape(2, -1, 4), rtol=1e-5)
+    want = (ref[..., 4:5] * ref[..., 5:]).reshape(2, -1, 2)  # objectness x class probability
+    np.testing.assert_allclose(scores.asnumpy(), want, rtol=1e-5, atol=1e-7)
 
 
 def test_eval_output_is_decoded_head_output():
     net = yolov3_darknet53(width=TINY, num_classes=2)
     net.set_train(False)
     x = _image(2, 64, 96, seed=2)
-    decoded = [o.asnumpy() for o in net(x)]
+    boxes, scores = (o.asnumpy() for o in net(x))
     maps = net.head(*net.backbone(x))
-    for i, (m, mask) in enumerate(zip(maps, net.anchor_masks)):
+    refs = []
+    for m, mask in zip(maps, net.head.anchor_masks):
         n, _, h, w = m.shape
         raw = m.asnumpy().reshape(n, len(mask), 7, h, w).transpose(0, 3, 4, 1, 2)
-        ref = _np_decode(raw, np.asarray(DEFAULT_ANCHORS, np.float32)[list(mask)], 96, 64)
-        np.testing.assert_allclose(decoded[i], ref, rtol=1e-4, atol=1e-5)
+        refs.append(
+            _np_decode(raw, np.asarray(DEFAULT_ANCHORS, np.float32)[list(mask)], 96, 64).reshape(
+                n, -1, 7
+            )
+        )
+    ref = np.concatenate(refs, axis=1)  # the outputs in order, each (row, column, anchor)
+    np.testing.assert_allclose(boxes, ref[..., 0:4], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores, ref[..., 4:5] * ref[..., 5:], rtol=1e-4, atol=1e-6)
 
 
 def test_training_and_eval_output_structure():
@@ -272,20 +287,21 @@ def test_training_and_eval_output_structure():
     net.set_train(True)
     raws = net(x)
     net.set_train(False)
-    decoded = net(x)
-    assert isinstance(raws, tuple) and isinstance(decoded, tuple)
-    assert [r.shape for r in raws] == [d.shape for d in decoded]
-    assert [r.shape for r in raws] == [(2, 2, 2, 3, 7), (2, 4, 4, 3, 7), (2, 8, 8, 3, 7)]
-    assert min(r.asnumpy()[..., 4:].min() for r in raws) < 0  # raw logits
-    for d in decoded:
-        d = d.asnumpy()
-        assert (d[..., 0:2] >= 0).all() and (d[..., 0:2] <= 1).all()
-        assert (d[..., 2:4] > 0).all()
-        assert (d[..., 4:] > 0).all() and (d[..., 4:] < 1).all()
-    assert net.strides == (32, 16, 8)
-    assert net.anchors.shape == (9, 2) and net.anchors.dtype == np.float32
-    assert net.anchor_masks == ((6, 7, 8), (3, 4, 5), (0, 1, 2))
-    assert net.scale_anchors[0].tolist() == [[116, 90], [156, 198], [373, 326]]
+    boxes, scores = (o.asnumpy() for o in net(x))
+    assert isinstance(raws, tuple)
+    assert [r.shape for r in raws] == [(2, 21, 2, 2), (2, 21, 4, 4), (2, 21, 8, 8)]
+    assert min(r.asnumpy().min() for r in raws) < 0  # raw logits
+    assert boxes.shape == (2, 3 * (4 + 16 + 64), 4) and scores.shape == (2, 252, 2)
+    assert (boxes[..., 0:2] >= 0).all() and (boxes[..., 0:2] <= 1).all()
+    assert (boxes[..., 2:4] > 0).all()
+    assert (scores > 0).all() and (scores < 1).all()
+    assert net.strides == (32, 16, 8) and net.output_format == "yolo"
+    assert net.in_indices == (0, 1, 2) and net.input_multiple == 32
+    head = net.head
+    assert head.anchors.shape == (9, 2) and head.anchors.dtype == np.float32
+    assert head.anchor_masks == ((6, 7, 8), (3, 4, 5), (0, 1, 2))
+    assert head.loss_params["anchor_masks"] == [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
+    assert not list(head.decode.get_parameters())  # the decode adds nothing to checkpoints
 
 
 # --- options ---------------------------------------------------------------------------------
@@ -314,8 +330,8 @@ def test_symmetric_and_same_padding_give_equal_shapes():
         net.set_train(False)
         outs[p] = [o.asnumpy() for o in net(x)]
     assert [o.shape for o in outs["same"]] == [o.shape for o in outs["symmetric"]]
-    # Same weights, different padding: the maps must differ.
-    assert not np.allclose(outs["same"][2], outs["symmetric"][2])
+    # Same weights, different padding: the boxes must differ.
+    assert not np.allclose(outs["same"][0], outs["symmetric"][0])
 
 
 @pytest.mark.parametrize(
@@ -370,9 +386,10 @@ def test_width_scales_channels_and_custom_classes():
 
 def test_hooks_and_cheap_manifests():
     assert yoloqat_backbones() == {"darknet53": darknet53}
-    assert yoloqat_heads() == {"yolov3_head": yolov3_head}
+    assert yoloqat_heads() == {"yolov3_head": yolov3_head, "yolov3_tiny_head": yolov3_tiny_head}
     code = (
-        "import sys, yoloqat.plugins.darknet53, yoloqat.plugins.yolov3;"
+        "import sys, yoloqat.plugins.darknet53, yoloqat.plugins.yolov3, "
+        "yoloqat.plugins.darknet_tiny;"
         "print('mindspore' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -27,11 +27,11 @@ def protocols() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for module in (contracts.backbone, contracts.head, contracts.quantizer, contracts.loss,
                    contracts.scheduler, contracts.dataset, contracts.runtime,
-                   contracts.callback):  # fmt: skip
+                   contracts.callback, contracts.family):  # fmt: skip
         tree = ast.parse(inspect.getsource(module))
         for node in tree.body:
             bases = [ast.unparse(b) for b in getattr(node, "bases", [])]
-            if isinstance(node, ast.ClassDef) and "Protocol" in bases:
+            if isinstance(node, ast.ClassDef) and ("Protocol" in bases or "TypedDict" in bases):
                 members = []
                 for item in node.body:
                     if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -70,7 +70,8 @@ def test_every_hook_is_documented(hook: str) -> None:
     ("protocol", "member"), [(p, m) for p, ms in protocols().items() for m in ms]
 )
 def test_every_protocol_member_is_documented(protocol: str, member: str) -> None:
-    text = section(f"Protocol `{protocol}`")
+    kind = "TypedDict" if protocol == "FamilyPreset" else "Protocol"
+    text = section(f"{kind} `{protocol}`")
     assert re.search(rf"^- `{re.escape(member)}[`(]", text, re.M), (
         f"docs/plugins.md: Protocol `{protocol}` has no '- `{member}...' item"
     )
@@ -78,6 +79,21 @@ def test_every_protocol_member_is_documented(protocol: str, member: str) -> None
 
 def examples() -> list[str]:
     return re.findall(r"^```python\n(.*?)^```$", TEXT, re.M | re.S)
+
+
+#: An example's first line ``# example NAME`` names it; ``# (continues example NAME)`` runs
+#: it after the earlier examples of that name, in their namespace.
+TAG = re.compile(r"^# (?:example|\(continues example) (\w+)")
+
+
+def chain(index: int) -> list[str]:
+    """Example ``index`` and the earlier examples of its name, oldest first."""
+    found = examples()
+    match = TAG.match(found[index])
+    if match is None:
+        return [found[index]]
+    name = match.group(1)
+    return [t for t in found[: index + 1] if (m := TAG.match(t)) and m.group(1) == name]
 
 
 def test_every_kind_has_an_example() -> None:
@@ -93,7 +109,8 @@ def test_examples_run(index: int) -> None:
     module = types.ModuleType(f"docs_plugins_example_{index}")
     sys.modules[module.__name__] = module  # dataclasses look their module up
     try:
-        code = compile(examples()[index], f"docs/plugins.md example {index}", "exec")
-        exec(code, module.__dict__)
+        for text in chain(index):
+            code = compile(text, f"docs/plugins.md example {index}", "exec")
+            exec(code, module.__dict__)
     finally:
         del sys.modules[module.__name__]

@@ -106,7 +106,9 @@ class Detector(nn.Cell):
         h = x.shape[2]
         w = x.shape[3]
         if h % self.input_multiple != 0 or w % self.input_multiple != 0:
-            raise ValueError(f"Detector input {h}x{w}: sides must be multiples of the stride")
+            raise ValueError(
+                f"Detector input {h}x{w}: sides must be multiples of {self.input_multiple}"
+            )
         feats = self.backbone(x)
         selected = ()
         for i in self.in_indices:

@@ -11,7 +11,7 @@ scheduler  :class:`Scheduler`           :mod:`yoloqat.core.contracts.scheduler`
 dataset    :class:`Dataset` (sources:   :mod:`yoloqat.core.contracts.dataset`
            :class:`DataSource`)
 callback   :class:`Callback`            :mod:`yoloqat.core.contracts.callback`
-family     a preset mapping             :mod:`yoloqat.core.contracts.family`
+family     :class:`FamilyPreset` (a dict) :mod:`yoloqat.core.contracts.family`
 =========  ===========================  ==========================================
 
 The registry checks every component it builds with :func:`check_component`, which raises
@@ -75,7 +75,7 @@ __all__ = [
     "members",
 ]
 
-#: kind -> its Protocol (a family is a plain mapping: :mod:`~yoloqat.core.contracts.family`).
+#: kind -> its Protocol (a family preset is a plain mapping, described by a TypedDict).
 PROTOCOLS: dict[str, type] = {
     "backbone": Backbone,
     "head": Head,
@@ -85,7 +85,7 @@ PROTOCOLS: dict[str, type] = {
     "dataset": Dataset,
     "runtime": Runtime,
     "callback": Callback,
-    "family": dict,
+    "family": family.FamilyPreset,
 }
 
 _MODULES: dict[str, ModuleType] = {
@@ -145,8 +145,13 @@ def _member_problems(kind: str, obj: Any) -> list[str]:
         )
         if varargs and want == 0:
             continue  # any arity (a head's construct): the Detector checks the actual count
+        # a method may take more positional arguments when a companion member supplies them
+        # (a loss's construct receives its build_targets' arrays after the ground truth)
+        companion = getattr(_MODULES[kind], "MORE_ARGS_WITH", {}).get(name)
+        more = companion is not None and callable(getattr(obj, companion, None))
         try:
-            inspect.signature(value).bind(*([None] * want))
+            sig = inspect.signature(value)
+            (sig.bind_partial if more else sig.bind)(*([None] * want))
         except TypeError:
             problems.append(f"'{name}' does not take {want} positional argument(s)")
         except ValueError:  # no signature (a builtin): nothing to check

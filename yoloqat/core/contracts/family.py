@@ -12,7 +12,22 @@ parameters, a block naming another component replaces the preset's block.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
+
+class FamilyPreset(TypedDict, total=False):
+    """What a family factory returns (``backbone``, ``head`` and ``loss`` are required)."""
+
+    #: The backbone block: ``{"name": ..., **its factory's parameters}``.
+    backbone: Mapping[str, Any]
+    #: The head block.
+    head: Mapping[str, Any]
+    #: The loss block (a loss that accepts the head's ``output_format``).
+    loss: Mapping[str, Any]
+    #: Defaults of the config's ``data`` section (e.g. ``max_boxes``), under the config's own.
+    data: Mapping[str, Any]
+    #: Defaults of the config's ``eval`` section (e.g. ``score_threshold``).
+    eval: Mapping[str, Any]
+
 
 #: The blocks a preset must name, and the optional sections it may fill.
 BLOCKS: tuple[str, ...] = ("backbone", "head", "loss")

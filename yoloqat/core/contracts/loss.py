@@ -32,6 +32,8 @@ from typing import Any, Protocol, runtime_checkable
 MEMBERS: tuple[str, ...] = ("accepts", "build_targets", "construct")
 #: Members a loss may leave out (the default is said in the Protocol).
 OPTIONAL: tuple[str, ...] = ("build_targets",)
+#: ``construct`` may name the builder's arrays as parameters of its own when it has one.
+MORE_ARGS_WITH: dict[str, str] = {"construct": "build_targets"}
 
 
 @runtime_checkable
