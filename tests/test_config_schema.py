@@ -48,7 +48,7 @@ NOT_VALID = r" is not valid: expected "
 CASES = [
     (["--set", "train.max_epok=1"],
      r"train\.max_epok is not a known key\. Did you mean 'train\.max_epoch'\?"),
-    (["--set", "foo.bar=1"], r"'foo' is not a config section\..*\n.*hint: sections: model, "),
+    (["--set", "foo.bar=1"], r"'foo' is not a config section\..*\n.*hint: sections: family, model, "),
     (["--set", "trian.max_epoch=1"], r"'trian' is not a config section\. Did you mean 'train'\?"),
     (["--set", "train.max_epoch=abc"], r"train\.max_epoch='abc'" + NOT_VALID + "an integer"),
     (["--set", "train.per_batch_size=2.5"],
@@ -114,7 +114,22 @@ from yoloqat import hookimpl
 
 def plain_backbone(*, depth: int = 1, width: float = 1.0):
     """A backbone with other parameters than darknet53."""
-    raise NotImplementedError
+    from mindspore import nn
+
+    class Plain(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.out_channels, self.strides = (8, 16, 32), (8, 16, 32)
+            self.c3 = nn.Conv2d(3, 8, 3, stride=8, has_bias=True)
+            self.c4 = nn.Conv2d(8, 16, 3, stride=2, has_bias=True)
+            self.c5 = nn.Conv2d(16, 32, 3, stride=2, has_bias=True)
+
+        def construct(self, x):
+            c3 = self.c3(x)
+            c4 = self.c4(c3)
+            return c3, c4, self.c5(c4)
+
+    return Plain()
 
 
 @hookimpl

@@ -322,7 +322,9 @@ def test_cfg_round_trip_gives_a_ready_darknet_model(tiny, tmp_path) -> None:
     assert model["backbone"]["width"] == model["head"]["width"] == WIDTH
     assert model["backbone"]["bn_eps"] == model["head"]["bn_eps"] == 1e-6
     assert model["backbone"]["activation"] == "leaky"
-    assert model["head"]["anchors"] == [list(map(float, a)) for a in tiny["net"].anchors.tolist()]
+    assert model["head"]["anchors"] == [
+        list(map(float, a)) for a in tiny["net"].head.anchors.tolist()
+    ]
     assert preprocessing(meta["config"]) == {"normalize": "unit", "letterbox": True}
     got = ckpt_arrays(out)
     assert all(np.array_equal(got[k], v) for k, v in tiny["params"].items())
@@ -382,7 +384,7 @@ def test_imported_model_exports_and_fine_tunes_as_itself(tiny, tmp_path) -> None
     from yoloqat.cli.evaluate import model_preprocessing
     from yoloqat.cli.export import onnx_preprocessing
     from yoloqat.cli.train import inherit_initial_network
-    from yoloqat.core.config import load_config, set_dotted
+    from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.deploy.onnx_export import export_onnx
     from yoloqat.engine import pipeline
     from yoloqat.engine.inference import load_detector, preprocessing
@@ -403,14 +405,21 @@ def test_imported_model_exports_and_fine_tunes_as_itself(tiny, tmp_path) -> None
     assert prep == {"normalize": "unit", "letterbox": True}
 
     cfg = load_config("yolov3_darknet53_quant")
-    set_dotted(cfg, ["train", "resume_yolov3"], str(ckpt))
-    inherit_initial_network(cfg, ["eval.letterbox=false"])
+    inherit_initial_network(cfg, str(ckpt))  # what train does with --resume_yolov3 CKPT
+    cfg = apply_overrides(cfg, ["eval.letterbox=false"])  # then the --set keys
     assert cfg["model"]["backbone"]["activation"] == "leaky"
     assert cfg["model"]["backbone"]["bn_eps"] == cfg["model"]["head"]["bn_eps"] == 1e-6
     assert cfg["model"]["backbone"]["width"] == WIDTH and cfg["model"]["num_classes"] == 3
     assert cfg["data"]["normalize"] == "unit"
     assert cfg["eval"]["letterbox"] is False  # a --set key stays the user's
-    assert cfg["model"]["backbone"]["bn_momentum"] == 0.9  # training settings stay the recipe's
+    stored = meta["config"]["model"]["backbone"]  # the whole block, every setting
+    assert cfg["model"]["backbone"] == {
+        **load_config("yolov3_darknet53_quant")["model"]["backbone"],
+        **stored,
+    }
+    recipe = load_config("yolov3_darknet53_quant")
+    assert cfg["loss"] == meta["config"].get("loss", recipe["loss"])  # and its loss, if any
+    assert cfg["quantizer"]["name"] == "int8_qat"  # the recipe's quantizer
     assert preprocessing(cfg)["normalize"] == "unit"
     network = pipeline.build_model(cfg)
     assert network.backbone.activation == "leaky"

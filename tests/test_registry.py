@@ -61,6 +61,7 @@ def tinynet(*, depth: int = 2, width: float = 0.5):
             super().__init__()
             self.depth, self.width = depth, width
             self.out_channels = (8, 16, 32)
+            self.strides = (8, 16, 32)
 
         def construct(self, x):
             return x, x, x
