@@ -47,23 +47,15 @@ NETS = {
 }
 
 
-def _inputs(network, batch: int, size: int, seed: int = 0) -> list:
-    """Random images and targets (6 random boxes per image) as the step's input Tensors."""
-    import numpy as np
+def _inputs(network, loss, batch: int, size: int, seed: int = 0) -> list:
+    """Random images and their padded ground truth (6 random boxes per image) plus the
+    loss's host-built targets, as the step's input Tensors."""
     from mindspore import Tensor
 
-    from yoloqat.plugins.yolov3.targets import build_targets_batch
+    from yoloqat.testing import random_batch
 
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, size * 0.7, (batch, 6, 2))
-    wh = rng.uniform(size * 0.05, size * 0.3, (batch, 6, 2))
-    cls = rng.integers(0, network.num_classes, (batch, 6, 1))
-    boxes = np.concatenate([xy, np.minimum(xy + wh, size), cls], axis=-1)
-    targets = build_targets_batch(
-        boxes, (size, size), network.anchors, network.anchor_masks, network.num_classes
-    )
-    image = rng.random((batch, 3, size, size), dtype=np.float32)
-    return [Tensor(image)] + [Tensor(np.asarray(t, np.float32)) for t in targets]
+    arrays = random_batch(loss, network.num_classes, batch=batch, size=size, seed=seed)
+    return [Tensor(a) for a in arrays]
 
 
 def build_step(config: str, overrides: list[str] = ()):
@@ -86,7 +78,7 @@ def build_step(config: str, overrides: list[str] = ()):
     optimizer = build_optimizer(network, np.full(100, 1e-4, np.float32))
     step = TrainStep(NetWithLoss(network, loss), optimizer)
     step.set_train(True)
-    return step, network
+    return step, network, loss
 
 
 def child(
@@ -99,22 +91,24 @@ def child(
     ms.set_context(mode=ms.GRAPH_MODE)
     float_cfg, quant_cfg, _, _ = NETS[net]
     t0 = time.perf_counter()
-    step, network = build_step(quant_cfg if kind == "quant" else float_cfg)
+    step, network, loss_cell = build_step(quant_cfg if kind == "quant" else float_cfg)
     out: dict = {"build_s": round(time.perf_counter() - t0, 2), "first_step_s": {}, "loss": {}}
     out["first_step_cpu_s"] = {}
     if dynamic:  # one graph for every input size, as the trainer's train.dynamic_shapes
         from yoloqat.engine.training.step import spatially_dynamic
 
-        step.set_inputs(*spatially_dynamic(_inputs(network, batch, size)))
+        first = _inputs(network, loss_cell, batch, size)
+        other = _inputs(network, loss_cell, batch, size + network.input_multiple)
+        step.set_inputs(*spatially_dynamic(first, other))
     for s in [size, *shapes]:
-        x = _inputs(network, batch, s)
+        x = _inputs(network, loss_cell, batch, s)
         t0, c0 = time.perf_counter(), time.process_time()
         loss = float(step(*x)[0].asnumpy())
         out["first_step_s"][str(s)] = round(time.perf_counter() - t0, 2)
         out["first_step_cpu_s"][str(s)] = round(time.process_time() - c0, 2)
         out["loss"][str(s)] = loss
     times = []
-    x = _inputs(network, batch, size)
+    x = _inputs(network, loss_cell, batch, size)
     for _ in range(steps):
         t0 = time.perf_counter()
         step(*x)[0].asnumpy()

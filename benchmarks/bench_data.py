@@ -39,14 +39,13 @@ def _dataset(data: Path):
 
 
 def _time_train(source, *, workers: int, epochs: int, batch: int, shape: int | None) -> dict:
-    from yoloqat.plugins.yolov3 import ANCHORS
     from yoloqat.data.loader import TrainLoader
+    from yoloqat.plugins.yolov3 import yolov3_loss
 
     loader = TrainLoader(
         source,
         batch_size=batch,
-        anchors=ANCHORS,
-        num_classes=80,
+        target_builder=yolov3_loss(num_classes=80).build_targets,  # YOLOv3's host targets
         training_shape=shape,
         num_workers=workers,
         seed=1,

@@ -57,30 +57,20 @@ def sum_loss(network, batch_size: int, size: int) -> LossSetup:
 
 def real_loss(network, batch_size: int, size: int) -> LossSetup:
     """The real ``yolov3_loss`` with targets built from 6 random boxes per image."""
-    import numpy as np
     from mindspore import Tensor
 
-    from yoloqat.plugins.yolov3.targets import build_targets_batch
+    from yoloqat.engine.pipeline import loss_inputs
     from yoloqat.plugins.yolov3 import yolov3_loss
+    from yoloqat.testing import random_batch
 
-    rng = np.random.default_rng(0)
-    xy = rng.uniform(0, size * 0.7, (batch_size, 6, 2))
-    wh = rng.uniform(size * 0.05, size * 0.3, (batch_size, 6, 2))
-    cls = rng.integers(0, network.num_classes, (batch_size, 6, 1))
-    boxes = np.concatenate([xy, np.minimum(xy + wh, size), cls], axis=-1)
-    targets = build_targets_batch(
-        boxes, (size, size), network.anchors, network.anchor_masks, network.num_classes
-    )
-    loss = yolov3_loss(
-        num_classes=network.num_classes,
-        anchors=network.anchors.tolist(),
-        anchor_masks=[list(m) for m in network.anchor_masks],
-    )
+    given = loss_inputs(network)
+    loss = yolov3_loss(**{k: given[k] for k in ("num_classes", "anchors", "anchor_masks")})
+    arrays = random_batch(loss, network.num_classes, batch=batch_size, size=size)
 
     def loss_fn(outputs, *t):
-        return loss(outputs[0], outputs[1], outputs[2], *t)
+        return loss(outputs, *t)
 
-    return LossSetup(loss_fn=loss_fn, targets=tuple(Tensor(a.astype(np.float32)) for a in targets))
+    return LossSetup(loss_fn=loss_fn, targets=tuple(Tensor(a) for a in arrays[1:]))
 
 
 #: ``--loss`` choices: name -> function(network, batch_size, size) -> LossSetup.

@@ -48,7 +48,8 @@ NOT_VALID = r" is not valid: expected "
 CASES = [
     (["--set", "train.max_epok=1"],
      r"train\.max_epok is not a known key\. Did you mean 'train\.max_epoch'\?"),
-    (["--set", "foo.bar=1"], r"'foo' is not a config section\..*\n.*hint: sections: family, model, "),
+    (["--set", "foo.bar=1"],
+     r"'foo' is not a config section\..*\n.*hint: sections: family, model, "),
     (["--set", "trian.max_epoch=1"], r"'trian' is not a config section\. Did you mean 'train'\?"),
     (["--set", "train.max_epoch=abc"], r"train\.max_epoch='abc'" + NOT_VALID + "an integer"),
     (["--set", "train.per_batch_size=2.5"],

@@ -40,7 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 WORKERS = 2
 PER_RANK_BATCH = 2
 TIMEOUT_S = 420
-INPUTS = ("image", "y_true_l", "y_true_m", "y_true_s", "gt_l", "gt_m", "gt_s")
 BN_STATS = (".moving_mean", ".moving_variance")
 
 
@@ -200,7 +199,8 @@ def _reference(cfg: dict, run_dir: Path) -> tuple[dict, dict, list[dict], list[l
             for r in range(WORKERS):
                 for name, p in stats.items():
                     p.set_data(Tensor(per_rank[r][name]))
-                half = [Tensor(np.ascontiguousarray(batch[k][r::WORKERS])) for k in INPUTS]
+                # every step input (image, padded GT, host targets) has the batch first
+                half = [Tensor(np.ascontiguousarray(a[r::WORKERS])) for a in batch["inputs"]]
                 grads = grads_of(*half)
                 per_rank[r] = {n: p.asnumpy().copy() for n, p in stats.items()}
                 seen[r].append([int(i) for i in batch["image_ids"][r::WORKERS]])

@@ -53,14 +53,12 @@ def state(cell: Any, suffixes: tuple[str, ...] | None = None) -> dict[str, np.nd
     }
 
 
-INPUTS = ("image", "y_true_l", "y_true_m", "y_true_s", "gt_l", "gt_m", "gt_s")
-
-
 def inputs(batch: dict[str, Any]) -> list[Any]:
-    """A loader batch as the train step's input Tensors."""
+    """A loader batch as the train step's input Tensors (image, padded ground truth, the
+    loss's host-built targets)."""
     from mindspore import Tensor
 
-    return [Tensor(batch[k]) for k in INPUTS]
+    return [Tensor(a) for a in batch["inputs"]]
 
 
 def cli(*args: str) -> Any:
@@ -99,7 +97,7 @@ def check_schedule(trainer: Any, shapes: list[int]) -> None:
     for batch in trainer.loader.epoch(0):  # the batches the run saw, at their sizes
         size = batch["shape"]
         assert batch["image"].shape[-2:] == (size, size)
-        grids = [batch[f"y_true_{k}"].shape[1:3] for k in ("l", "m", "s")]
+        grids = [y.shape[1:3] for y in batch["extras"][:3]]  # the YOLO targets per output
         assert grids == [(size // 32,) * 2, (size // 16,) * 2, (size // 8,) * 2]
 
 

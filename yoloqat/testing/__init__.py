@@ -27,6 +27,7 @@ from yoloqat.testing.components import (
     check_quantizer,
     check_runtime,
     check_scheduler,
+    random_batch,
     toy_ground_truth,
 )
 from yoloqat.testing.end_to_end import (
@@ -53,5 +54,6 @@ __all__ = [
     "count_int8_convs",
     "max_onnx_difference",
     "onnx_differences",
+    "random_batch",
     "toy_ground_truth",
 ]

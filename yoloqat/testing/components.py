@@ -73,9 +73,10 @@ def check_backbone(
     h, w = input_hw
     outs = backbone(Tensor(np.zeros((2, 3, h, w), np.float32)))
     levels = len(backbone.out_channels)
-    assert isinstance(outs, (tuple, list)) and len(outs) == levels, (
+    count = len(outs) if isinstance(outs, (tuple, list)) else 1
+    assert isinstance(outs, (tuple, list)) and count == levels, (
         f"backbone {_name(factory)} must return a tuple of {levels} maps (one per "
-        f"out_channels entry), got {type(outs).__name__} of {len(outs) if isinstance(outs, (tuple, list)) else 1}"
+        f"out_channels entry), got {type(outs).__name__} of {count}"
     )
     for level, (out, channels, stride) in enumerate(
         zip(outs, backbone.out_channels, backbone.strides)
@@ -200,6 +201,37 @@ def toy_ground_truth(
         valid[b, slot[b]] = 1.0
         slot[b] += 1
     return boxes, labels, valid
+
+
+def random_batch(
+    loss: Any,
+    num_classes: int,
+    *,
+    batch: int,
+    size: int,
+    boxes_per_image: int = 6,
+    max_boxes: int = 50,
+    seed: int = 0,
+) -> list[np.ndarray]:
+    """A train step's inputs for random images with ``boxes_per_image`` random boxes each:
+    ``[image [B, 3, S, S], gt_boxes, gt_labels, gt_valid, *loss.build_targets(...)]`` (the
+    builder's arrays when the loss has one), as the training loader makes them. For
+    benchmarks and compile checks of any family."""
+    rng = np.random.default_rng(seed)
+    n = min(boxes_per_image, max_boxes)
+    xy = rng.uniform(0, size * 0.7, (batch, n, 2))
+    wh = rng.uniform(size * 0.05, size * 0.3, (batch, n, 2))
+    gt_boxes = np.zeros((batch, max_boxes, 4), np.float32)
+    gt_boxes[:, :n] = np.concatenate([xy, np.minimum(xy + wh, size)], axis=-1)
+    gt_labels = np.zeros((batch, max_boxes), np.int32)
+    gt_labels[:, :n] = rng.integers(0, num_classes, (batch, n))
+    gt_valid = np.zeros((batch, max_boxes), np.float32)
+    gt_valid[:, :n] = 1.0
+    extras: tuple = ()
+    if callable(getattr(loss, "build_targets", None)):
+        extras = tuple(loss.build_targets(gt_boxes, gt_labels, gt_valid, (size, size)))
+    image = rng.random((batch, 3, size, size), dtype=np.float32)
+    return [image, gt_boxes, gt_labels, gt_valid, *extras]
 
 
 def check_loss(

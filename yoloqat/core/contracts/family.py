@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+
 class FamilyPreset(TypedDict, total=False):
     """What a family factory returns (``backbone``, ``head`` and ``loss`` are required)."""
 
