@@ -16,6 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 COCO128 = Path(os.environ.get("YOLOQAT_COCO128", REPO.parent / "shared" / "data" / "coco128"))
+DARKNET_CFG = Path(
+    os.environ.get("YOLOQAT_DARKNET_CFG", REPO.parent / "shared" / "data" / "darknet_cfg")
+)
 STRICT_HELP = (
     "fail instead of skip when test data (coco128) or a dependency is missing "
     "(also on with CI=true)"
@@ -100,6 +103,17 @@ def coco128(request: pytest.FixtureRequest) -> Path:
             pytest.fail(f"{message}; it is required under {_why_strict(request.config)}", False)
         pytest.skip(message)
     return COCO128
+
+
+@pytest.fixture(scope="session")
+def darknet_cfg(request: pytest.FixtureRequest) -> Path:
+    """Path of ../shared/data/darknet_cfg (Darknet's own .cfg files and coco.names)."""
+    if not (DARKNET_CFG / "yolov3-tiny.cfg").is_file():
+        message = f"Darknet .cfg files not found in {DARKNET_CFG} (set YOLOQAT_DARKNET_CFG)"
+        if strict(request.config):
+            pytest.fail(f"{message}; they are required under {_why_strict(request.config)}", False)
+        pytest.skip(message)
+    return DARKNET_CFG
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -183,7 +183,7 @@ def train(
 ) -> None:
     """Train (or QAT-fine-tune) a detector; the seed's train.py flags all work."""
     from yoloqat.cli import render
-    from yoloqat.core.config import apply_overrides, check_config, load_config
+    from yoloqat.core.config import apply_overrides, check_config, load_config, resolve_family
     from yoloqat.core.runtime import init_runtime
     from yoloqat.engine.training.trainer import Trainer
     from yoloqat.registry import default_registry
@@ -196,7 +196,7 @@ def train(
     if resume is None:  # the starting checkpoint's network and loss; flags and --set win
         inherit_initial_network(base, resume_yolov3)
     cfg = add_callbacks(apply_flags(base, flags, reg), callbacks)
-    cfg = apply_overrides(cfg, set_)
+    cfg = resolve_family(apply_overrides(cfg, set_), reg)  # the family preset written out
     check_config(cfg, reg)  # every section and component, before MindSpore starts
     rank, group_size = init_runtime(device_target, bool(is_distributed), rank, group_size)
     render.set_rank(rank)  # ranks > 0 stay quiet; rank 0 shows progress

@@ -18,7 +18,11 @@ def registry_of(registry: Any = None) -> Any:
     return default_registry()
 
 
-def _block(cfg: Mapping[str, Any], dotted: str) -> tuple[str, dict[str, Any]]:
+def _block(
+    cfg: Mapping[str, Any], dotted: str, registry: Any = None
+) -> tuple[str, dict[str, Any]]:
+    if cfg.get("family") is not None:  # blocks the family preset fills in
+        cfg = resolve_family(cfg, registry_of(registry))
     for path, _kind, name, params in component_blocks(cfg):
         if path == dotted:
             return name, params
@@ -58,8 +62,8 @@ def build_model(cfg: Mapping[str, Any], registry: Any = None) -> Any:
 
     reg = registry_of(registry)
     cfg = resolve_family(cfg, reg)
-    bname, bparams = _block(cfg, "model.backbone")
-    hname, hparams = _block(cfg, "model.head")
+    bname, bparams = _block(cfg, "model.backbone", registry)
+    hname, hparams = _block(cfg, "model.head", registry)
     backbone = reg.create("backbone", bname, **bparams)
     provided = {
         "in_channels": tuple(backbone.out_channels),
@@ -74,7 +78,7 @@ def build_quantizer(cfg: Mapping[str, Any], registry: Any = None) -> Any | None:
     """The quantizer object, or None for ``quantizer: {name: none}`` (or no block)."""
     if get_dotted(cfg, "quantizer") is None:
         return None
-    name, params = _block(cfg, "quantizer")
+    name, params = _block(cfg, "quantizer", registry)
     if name == "none":
         return None
     return registry_of(registry).create("quantizer", name, **params)
@@ -120,7 +124,7 @@ def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> A
     head's ``output_format`` is a PluginError naming both components (exit 4)."""
     reg = registry_of(registry)
     cfg = resolve_family(cfg, reg)
-    name, params = _block(cfg, "loss")
+    name, params = _block(cfg, "loss", registry)
     comp = reg.get("loss", name)
     loss = reg.create("loss", name, **injected(comp, params, loss_inputs(detector)))
     check_pair(cfg, detector, loss, reg)
@@ -136,8 +140,8 @@ def check_pair(cfg: Mapping[str, Any], detector: Any, loss: Any, registry: Any =
     if fmt in accepts:
         return
     reg = registry_of(registry)
-    hname, _ = _block(cfg, "model.head")
-    lname, _ = _block(cfg, "loss")
+    hname, _ = _block(cfg, "model.head", registry)
+    lname, _ = _block(cfg, "loss", registry)
     hplugin, lplugin = reg.get("head", hname).plugin, reg.get("loss", lname).plugin
     raise PluginError(
         f"the loss '{lname}' (plugin '{lplugin}') cannot train the head '{hname}' (plugin "
@@ -149,7 +153,7 @@ def check_pair(cfg: Mapping[str, Any], detector: Any, loss: Any, registry: Any =
 
 
 def build_scheduler(cfg: Mapping[str, Any], registry: Any = None) -> Any:
-    name, params = _block(cfg, "scheduler")
+    name, params = _block(cfg, "scheduler", registry)
     return registry_of(registry).create("scheduler", name, **params)
 
 
@@ -157,7 +161,7 @@ def build_dataset(cfg: Mapping[str, Any], registry: Any = None) -> Any:
     """The dataset of ``cfg['dataset']``, checked against the dataset contract by the
     registry: a :class:`~yoloqat.core.contracts.dataset.CheckedDataset`, so a plugin
     missing a member fails with a PluginError naming it (its sources when first used)."""
-    name, params = _block(cfg, "dataset")
+    name, params = _block(cfg, "dataset", registry)
     return registry_of(registry).create("dataset", name, **params)
 
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from yoloqat.core import events
 from yoloqat.core.atomic import remove_stale_temporaries
-from yoloqat.core.config import get_dotted
+from yoloqat.core.config import get_dotted, resolve_family
 from yoloqat.core.contracts import callback as cb
 from yoloqat.core.errors import CheckpointError, ConfigError, Interrupted, RuntimeFailure
 from yoloqat.engine import pipeline
@@ -84,6 +84,8 @@ class Trainer:
         callbacks: Iterable[Any] = (),
     ) -> None:
         """``callbacks``: objects with Callback methods, called after ``train.callbacks``."""
+        # the family preset written out: what the run trains and its checkpoints store
+        cfg = resolve_family(cfg, pipeline.registry_of(registry))
         self.cfg = cfg
         self.resume = Path(resume) if resume else None
         self.rank = rank
