@@ -256,6 +256,22 @@ def points_loss():
     """A loss for another output format."""
     return OtherFormatLoss()
 
+def strong_head(*, in_channels, in_strides=(8, 16, 32), num_classes: int = 80,
+                strength: float = 4.0, width: float = 0.0625):
+    """A YOLO head with a setting of its own (default 4.0)."""
+    head = yolov3_head(in_channels=in_channels, in_strides=in_strides,
+                       num_classes=num_classes, width=width)
+    head.strength = strength
+    return head
+
+def strong_loss(*, num_classes: int = 80, anchors=None, anchor_masks=None, strides=None,
+                weight: float = 1.0, label_smooth: bool = False):
+    """The YOLO loss with a setting of its own (default 1.0)."""
+    loss = yolov3_loss(num_classes=num_classes, anchors=anchors, anchor_masks=anchor_masks,
+                       strides=strides, label_smooth=label_smooth)
+    loss.weight = weight
+    return loss
+
 def bad_backbone(*, width: float = 1.0):
     """A backbone without out_channels."""
     from mindspore import nn
@@ -268,11 +284,11 @@ def bad_backbone(*, width: float = 1.0):
 
 @hookimpl
 def yoloqat_heads():
-    return {"fixed_head": fixed_head}
+    return {"fixed_head": fixed_head, "strong_head": strong_head}
 
 @hookimpl
 def yoloqat_losses():
-    return {"plain_loss": plain_loss, "points_loss": points_loss}
+    return {"plain_loss": plain_loss, "points_loss": points_loss, "strong_loss": strong_loss}
 
 @hookimpl
 def yoloqat_backbones():
@@ -324,6 +340,58 @@ def test_a_head_and_a_loss_of_different_formats_are_a_plugin_error(tmp_path: Pat
     assert "loss 'points_loss' (plugin 'yq_fixed') cannot train the head 'fixed_head'" in msg
     assert "the head's outputs are 'yolo', the loss accepts 'points'" in msg
     assert err.value.exit_code == 4
+
+
+def test_qat_from_a_plugin_head_checkpoint_keeps_its_settings_and_loss(tmp_path: Path) -> None:
+    """The float checkpoint of a third-party head (strength 2.0, not its default 4.0) and
+    loss (weight 3.0): the QAT recipe started from it (--resume_yolov3) rebuilds exactly
+    them, with the recipe's quantizer; a flag or --set still wins."""
+    from yoloqat.cli.train import apply_flags, inherit_initial_network
+    from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.engine.training.checkpoint import save_checkpoint
+    from yoloqat.registry import reset_default
+
+    with installed(tmp_path) as reg:
+        cfg = load_config("synth_tiny")
+        cfg["model"]["num_classes"] = 2
+        cfg["model"]["backbone"]["width"] = 0.0625
+        cfg["model"]["head"] = {"name": "strong_head", "strength": 2.0}
+        cfg["loss"] = {"name": "strong_loss", "weight": 3.0, "label_smooth": True}
+        net = pipeline.build_model(cfg, reg)
+        ckpt = save_checkpoint(net, tmp_path / "float.ckpt", {"config": cfg})
+        qat = load_config("synth_tiny_quant")
+        inherit_initial_network(qat, str(ckpt))  # what train --resume_yolov3 does first
+        qat = apply_overrides(apply_flags(qat, {"label_smooth": 0}, reg), [])
+        assert qat["model"]["head"] == {"name": "strong_head", "strength": 2.0}
+        assert qat["loss"] == {"name": "strong_loss", "weight": 3.0, "label_smooth": False}
+        assert qat["quantizer"]["name"] == "int8_qat"
+        built = pipeline.build_model(qat, reg)
+        assert built.head.strength == 2.0 and built.num_classes == 2
+        assert pipeline.build_loss(qat, built, reg).weight == 3.0
+    reset_default()
+
+
+def test_config_show_builds_and_fails_where_train_would(tmp_path: Path) -> None:
+    from tiny import cli
+
+    from yoloqat.registry import reset_default
+
+    with installed(tmp_path):
+        reset_default()  # the CLI's registry sees the installed plugin
+        try:
+            res = cli("config", "show", "synth_tiny", "--set", "loss={name: points_loss}")
+            assert res.returncode == 4, res.stderr
+            assert "cannot train the head 'yolov3_head'" in res.stderr
+            res = cli(
+                "config", "show", "synth_tiny", "--set", "model.backbone={name: bad_backbone}"
+            )
+            assert res.returncode == 4, res.stderr
+            assert "missing attribute 'out_channels'" in res.stderr
+            res = cli("config", "show", "synth_tiny", "--set", "model.head={name: fixed_head}")
+            assert res.returncode == 0, res.stderr
+            assert "3 output(s) at stride 32/16/8, outputs 'yolo'" in " ".join(res.stderr.split())
+        finally:
+            reset_default()
 
 
 def test_registry_checks_what_it_builds(tmp_path: Path) -> None:

@@ -35,7 +35,25 @@ OWN_KEYS = {
     "train.resume_yolov3": "the QAT stage starts from the float stage's checkpoint",
     "quantizer": "the demo compares int8_qat with int8_ptq",
 }
-DEMO_CONFIGS = ("synth_tiny", "synth_tiny_quant")
+#: family -> its (float, QAT) demo configs (the synthetic data, 128 px, the demo's epochs).
+DEMO_FAMILIES: dict[str, tuple[str, str]] = {
+    "yolov3": ("synth_tiny", "synth_tiny_quant"),
+    "yolov3_tiny": ("synth_yolov3_tiny", "synth_yolov3_tiny_quant"),
+    "yolov8": ("synth_yolov8", "synth_yolov8_quant"),
+}
+DEMO_CONFIGS = DEMO_FAMILIES["yolov3"]
+
+
+def demo_configs(family: str) -> tuple[str, str]:
+    """The (float, QAT) configs of ``family``'s demo; a usage error naming the families."""
+    from yoloqat.core.config import bundled_configs
+    from yoloqat.core.errors import UsageError
+
+    found = DEMO_FAMILIES.get(family)
+    if found is None or not set(found) <= set(bundled_configs()):
+        have = [f for f, c in DEMO_FAMILIES.items() if set(c) <= set(bundled_configs())]
+        raise UsageError(f"--family {family!r} has no demo; families: {', '.join(have)}")
+    return found
 
 
 def _config(config: str, overrides: list[str]) -> dict[str, Any]:
@@ -51,7 +69,7 @@ def _train(config: str, overrides: list[str]) -> Any:
     return cfg, Trainer(cfg).run()
 
 
-def check_user_overrides(overrides: list[str]) -> None:
+def check_user_overrides(overrides: list[str], configs: tuple[str, str] = DEMO_CONFIGS) -> None:
     """Refuse ``--set`` keys the demo owns, check both stages' configs with the rest applied
     and, when a model key changed, build the network once (its parameters' values): before
     any work, so a typo costs nothing."""
@@ -65,12 +83,12 @@ def check_user_overrides(overrides: list[str]) -> None:
             if key == own or key.startswith(own + "."):
                 raise UsageError(f"--set {key} is not valid for the demo: {why}")
     reg = default_registry()
-    for config in DEMO_CONFIGS:
+    for config in configs:
         check_config(_config(config, overrides), reg)
     if any(item.split("=", 1)[0].strip().startswith("model") for item in overrides):
         from yoloqat.engine.pipeline import build_model
 
-        build_model(_config(DEMO_CONFIGS[0], overrides))  # parameter values, e.g. blocks
+        build_model(_config(configs[0], overrides))  # parameter values, e.g. blocks
 
 
 def demo(
@@ -84,13 +102,19 @@ def demo(
     train_images: int = _opt(1000, "train_images", help="Synthetic training images."),
     val_images: int = _opt(200, "val_images", help="Synthetic validation images."),
     seed: int = _opt(0, "seed", help="Seed of the synthetic dataset."),
+    family: str = _opt(
+        "yolov3",
+        "family",
+        help="Detector family: yolov3 (1/8-width DarkNet-53), yolov3_tiny or yolov8 "
+        "(`yoloqat list family`).",
+    ),
     force: bool = _opt(False, "force", help="Delete an existing output folder first."),
     set_: list[str] = typer.Option(
         [],
         "--set",
         metavar="KEY=VALUE",
-        help="Override a value of both training stages' configs (synth_tiny, synth_tiny_quant),"
-        " e.g. model.backbone.activation=leaky (repeatable).",
+        help="Override a value of both training stages' configs (for yolov3: synth_tiny, "
+        "synth_tiny_quant), e.g. model.backbone.activation=leaky (repeatable).",
     ),
 ) -> None:
     """Run the whole flow on synthetic data: train, QAT, evaluate, export int8, report."""
@@ -114,7 +138,8 @@ def demo(
     ):
         if value < 1:
             raise UsageError(f"--{flag} {value} is not valid; expected an integer >= 1")
-    check_user_overrides(set_)
+    float_config, quant_config = demo_configs(family)
+    check_user_overrides(set_, (float_config, quant_config))
     start = time.perf_counter()
     if output.exists() and any(output.iterdir()):
         if not force:
@@ -132,7 +157,7 @@ def demo(
     _stage(f"2/5 float training ({epochs} epochs)")
     base = [f"dataset.data_dir={data}", "train.keep_checkpoints=1", *set_]
     float_cfg, float_run = _train(
-        "synth_tiny",
+        float_config,
         [
             *base,
             f"train.ckpt_path={output / 'float'}",
@@ -144,7 +169,7 @@ def demo(
 
     _stage(f"3/5 int8 QAT fine-tuning ({qat_epochs} epochs)")
     qat_cfg, qat_run = _train(
-        "synth_tiny_quant",
+        quant_config,
         [
             *base,
             f"train.ckpt_path={output / 'qat'}",
@@ -198,6 +223,8 @@ def demo(
         write_json(pics / "detections.json", dets)
 
     report["minutes"] = round((time.perf_counter() - start) / 60, 2)
+    report["family"] = family
+    report["configs"] = [float_config, quant_config]
     report["checkpoints"] = {
         "float": str(float_ckpt),
         "qat": str(qat_ckpt),
