@@ -18,9 +18,7 @@ def registry_of(registry: Any = None) -> Any:
     return default_registry()
 
 
-def _block(
-    cfg: Mapping[str, Any], dotted: str, registry: Any = None
-) -> tuple[str, dict[str, Any]]:
+def _block(cfg: Mapping[str, Any], dotted: str, registry: Any = None) -> tuple[str, dict[str, Any]]:
     if cfg.get("family") is not None:  # blocks the family preset fills in
         cfg = resolve_family(cfg, registry_of(registry))
     for path, _kind, name, params in component_blocks(cfg):
