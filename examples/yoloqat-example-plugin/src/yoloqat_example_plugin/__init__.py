@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .mobile_lite import MobileLite
     from .schedules import Constant
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def mobile_lite(
