@@ -110,7 +110,7 @@ def _zeros(strides, size: int, batch: int):
 def _assign(gt, *, strides=(8, 16, 32), size: int = 64, **params):
     loss = fcos_loss(num_classes=NUM_CLASSES, strides=strides, **params)
     outs = _zeros(strides, size, gt[0].shape[0])
-    pos, labels, ltrb, _ = loss.targets(outs, *(Tensor(a) for a in gt))
+    pos, labels, ltrb = loss.targets(outs, *(Tensor(a) for a in gt))
     return pos.asnumpy() > 0, labels.asnumpy(), ltrb.asnumpy(), _points(strides, size)
 
 

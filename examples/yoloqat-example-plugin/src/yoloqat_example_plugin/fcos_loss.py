@@ -115,8 +115,8 @@ class FcosLoss(nn.Cell):
 
     def targets(self, outputs, gt_boxes, gt_labels, gt_valid):
         """The assignment (no gradient): ``(positive [N, P], labels [N, P] int32, ltrb
-        [N, P, 4] pixels, candidates [N, P, M])`` over the points of every level in output
-        order (each level row-major); ``labels`` and ``ltrb`` are 0 at negatives."""
+        [N, P, 4] pixels)`` over the points of every level in output order (each level
+        row-major); ``labels`` and ``ltrb`` are 0 at negatives."""
         _, px, py, stride, low, high = self._points(outputs)
         return self._assign(px, py, stride, low, high, gt_boxes, gt_labels, gt_valid)
 
@@ -146,16 +146,16 @@ class FcosLoss(nn.Cell):
         pick = pick * ops.expand_dims(positive, -1)  # [N, P, M]
         target = ops.reduce_sum(ops.expand_dims(pick, -1) * ltrb, 2)  # [N, P, 4]
         labels = ops.reduce_sum(pick * ops.cast(ops.expand_dims(gt_labels, 1), ms.float32), -1)
+        # (no unused outputs: GRAPH_MODE warns about side-effect nodes dropped with them)
         return (
             ops.stop_gradient(positive),
             ops.stop_gradient(ops.cast(labels + 0.5, ms.int32)),
             ops.stop_gradient(target),
-            ops.stop_gradient(candidate),
         )
 
     def _terms(self, outputs, gt_boxes, gt_labels, gt_valid):
         x, px, py, stride, low, high = self._points(outputs)
-        positive, labels, target, _ = self._assign(
+        positive, labels, target = self._assign(
             px, py, stride, low, high, gt_boxes, gt_labels, gt_valid
         )
         num_pos = ops.maximum(ops.reduce_sum(positive), 1.0)
