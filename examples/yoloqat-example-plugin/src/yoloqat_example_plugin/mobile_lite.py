@@ -6,8 +6,8 @@ residual ``x + f(x)`` written in ``construct``. yoloqat's ``int8_qat`` quantizes
 conv + BN + activation runs by pattern and its ONNX exporter traces the network as it is.
 
 It follows the backbone contract (:class:`yoloqat.core.contracts.backbone.Backbone`):
-``construct(image) -> (C3, C4, C5)`` at strides 8, 16, 32 and an ``out_channels``
-attribute.
+``construct(image) -> (C3, C4, C5)`` at strides 8, 16, 32 and the ``out_channels`` and
+``strides`` attributes.
 """
 
 from __future__ import annotations
@@ -121,6 +121,8 @@ class MobileLite(nn.Cell):
         self.stage1, self.stage2, self.stage3, self.stage4 = stages
         #: Channels of (C3, C4, C5): what the head is built for.
         self.out_channels: tuple[int, int, int] = (chans[2], chans[3], chans[4])
+        #: Strides of (C3, C4, C5) relative to the input.
+        self.strides: tuple[int, int, int] = (8, 16, 32)
 
     def construct(self, x):
         x = self.stage1(self.stem(x))
