@@ -76,27 +76,40 @@ def random_darknet_net(image: np.ndarray):
 
 
 def differences(ours: list[np.ndarray], theirs: list[np.ndarray]) -> tuple[dict, dict]:
-    """Per quantity over the three outputs: (max relative difference per value, max
-    difference relative to that quantity's largest magnitude, ``max|diff| / max|opencv|``:
-    the error at the scale of the values, which float32 rounding of small scores does not
-    inflate).
+    """Per quantity over the outputs: (max relative difference per value, max difference
+    relative to that quantity's largest magnitude, ``max|diff| / max|opencv|``: the error at
+    the scale of the values, which float32 rounding of small scores does not inflate).
 
-    ours: [1, H, W, A, 5+C] decoded (bx, by, bw, bh, obj, cls); OpenCV: rows (y, x, a) of
-    [bx, by, bw, bh, obj, cls * obj].
+    ours: the decode's boxes [1, M, 4] (bx, by, bw, bh), scores [1, M, C] (obj * cls) and
+    the objectness [1, M] (sigmoid of the raw outputs' objectness logit), M over the outputs
+    in order, each (row, column, anchor); OpenCV: per output rows (y, x, a) of
+    [bx, by, bw, bh, obj, cls * obj], concatenated.
     """
     worst = {"xy": 0.0, "wh": 0.0, "obj": 0.0, "score": 0.0}
     at_scale = dict(worst)
+    boxes, scores, obj = ours
+    mine = np.concatenate([boxes[0], obj[0][:, None], scores[0]], axis=1).astype(np.float64)
+    cv = np.concatenate(theirs, axis=0).astype(np.float64)
+    assert mine.shape == cv.shape
     parts = {"xy": slice(0, 2), "wh": slice(2, 4), "obj": slice(4, 5), "score": slice(5, None)}
-    for mine, cv in zip(ours, theirs):
-        rows = mine.reshape(-1, mine.shape[-1]).astype(np.float64)
-        rows[:, 5:] *= rows[:, 4:5]
-        cv = cv.astype(np.float64)
-        assert rows.shape == cv.shape
-        for name, cols in parts.items():
-            diff, ref = np.abs(rows[:, cols] - cv[:, cols]), np.abs(cv[:, cols])
-            worst[name] = max(worst[name], float((diff / np.maximum(ref, FLOOR)).max()))
-            at_scale[name] = max(at_scale[name], float(diff.max() / ref.max()))
+    for name, cols in parts.items():
+        diff, ref = np.abs(mine[:, cols] - cv[:, cols]), np.abs(cv[:, cols])
+        worst[name] = float((diff / np.maximum(ref, FLOOR)).max())
+        at_scale[name] = float(diff.max() / ref.max())
     return worst, at_scale
+
+
+def objectness(net, image: np.ndarray) -> np.ndarray:
+    """sigmoid of each candidate's objectness logit, [1, M] in the decode's order."""
+    from mindspore import Tensor
+
+    raws = net.head(*net.backbone(Tensor(image)))  # eval mode: the raw outputs
+    parts = []
+    for raw, mask in zip(raws, net.head.anchor_masks):
+        n, c, h, w = raw.shape
+        a = raw.asnumpy().reshape(n, len(mask), c // len(mask), h, w).transpose(0, 3, 4, 1, 2)
+        parts.append(a[..., 4].reshape(n, -1))
+    return 1 / (1 + np.exp(-np.concatenate(parts, axis=1).astype(np.float64)))
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +141,7 @@ def fidelity(tmp_path_factory) -> dict:
         import_darknet(weights, ckpt, cfg_file=cfg, overrides=overrides)
         net, _, meta = load_detector(load_config("yolov3_darknet53"), ckpt, explicit_config=False)
         ckpt.unlink()  # 248 MB: pytest keeps its temporary folders
-        return [o.asnumpy() for o in net(Tensor(image))], meta
+        return [*(o.asnumpy() for o in net(Tensor(image))), objectness(net, image)], meta
 
     ours, meta = imported("darknet.ckpt")
     seed_eps, _ = imported("eps1e-5.ckpt", "model.backbone.bn_eps=1e-5", "model.head.bn_eps=1e-5")

@@ -104,6 +104,13 @@ def test_summary_and_stats_equal_pycocotools(coco) -> None:
     assert payload["num_detections"] == len(dets)
 
 
+def decoded(outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """YOLO-style per-output arrays [B, H, W, A, 5 + C] (box, objectness, class
+    probabilities) as the decode's (boxes [B, M, 4], scores [B, M, C] = obj x class)."""
+    flat = np.concatenate([o.reshape(o.shape[0], -1, o.shape[-1]) for o in outs], axis=1)
+    return flat[..., :4], flat[..., 4:5] * flat[..., 5:]
+
+
 def test_no_detections_gives_zero(coco) -> None:
     engine = DetectionEngine(coco.getCatIds())
     result = engine.evaluate(coco)
@@ -113,7 +120,7 @@ def test_no_detections_gives_zero(coco) -> None:
     # Through the decoded path: objectness 0 everywhere yields no candidate.
     outs = [np.zeros((2, g, g, 3, 5 + C), np.float32) for g in (2, 4, 8)]
     ids = coco.getImgIds()[:2]
-    engine.add_batch(outs, ids, [[640, 480], [640, 480]])
+    engine.add_batch(decoded(outs), ids, [[640, 480], [640, 480]])
     assert engine.results() == []
     result = engine.evaluate(coco)
     assert result.num_images == 2 and result.stats["AP"] == 0.0
@@ -151,7 +158,7 @@ def test_decoded_outputs_of_ground_truth_give_ap_one(coco) -> None:
             flat[k, 4] = 1.0
             flat[k, 5 + cat_ids.index(a["category_id"])] = 1.0
             expected.append((image_id, a["category_id"], a["bbox"]))
-        engine.add_batch(outs, [image_id], [(w, h)])
+        engine.add_batch(decoded(outs), [image_id], [(w, h)])
     dets = engine.results()
     assert len(dets) == len(expected)
     for image_id, cat, box in expected:  # each GT comes back, in original pixels
@@ -184,7 +191,7 @@ def _one_box_outputs(obj, cls_probs, box=(0.5, 0.5, 0.2, 0.4)):
     outs = [np.zeros((1, g, g, 3, 5 + len(cls_probs)), np.float32) for g in (2, 4, 8)]
     outs[1][0, 1, 2, 0, :5] = (*box, obj)
     outs[1][0, 1, 2, 0, 5:] = cls_probs
-    return outs
+    return decoded(outs)
 
 
 def test_single_versus_multi_label() -> None:
@@ -235,8 +242,15 @@ def test_clamp_and_box_transform(tmp_path) -> None:
 
 def test_bad_inputs(coco) -> None:
     engine = DetectionEngine([1, 2])
-    with pytest.raises(DataError, match="3 classes"):
+    with pytest.raises(DataError, match="scores 3 classes but the dataset has 2 categories"):
         engine.add_batch(_one_box_outputs(1.0, [1.0, 0.0, 0.0]), [1], [(10, 10)])
+    # a model of another output layout (e.g. a file exported before 0.2: three 5-D arrays)
+    old = [np.zeros((1, g, g, 3, 7), np.float32) for g in (2, 4, 8)]
+    with pytest.raises(DataError, match=r"outputs have shapes \[1, 2, 2, 3, 7\] and") as err:
+        engine.add_batch(old, [1], [(10, 10)])
+    assert "expected boxes [1, M, 4] and scores [1, M, C]" in str(err.value)
+    with pytest.raises(DataError, match="gave 1 output"):
+        engine.add_batch([np.zeros((1, 8, 4), np.float32)], [1], [(10, 10)])
     engine = DetectionEngine(coco.getCatIds())
     engine.extend([{"image_id": -5, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
     with pytest.raises(DataError, match="not in the annotation file"):

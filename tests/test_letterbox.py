@@ -64,20 +64,19 @@ def find_red(images: np.ndarray) -> list[np.ndarray]:
     Works on the normalised network input (ImageNet mean/std): red has R - G of about 4.3,
     white and the gray padding about -0.2, so 2 splits them at half intensity.
     """
-    out = np.zeros((len(images), 1, 1, 1, 6), np.float32)
+    boxes = np.zeros((len(images), 1, 4), np.float32)  # one candidate, normalised
+    scores = np.ones((len(images), 1, 1), np.float32)  # of the one class, score 1
     for b, img in enumerate(images):
         rows, cols = np.nonzero(img[0] - img[1] > 2.0)
         x0, x1, y0, y1 = cols.min(), cols.max() + 1, rows.min(), rows.max() + 1
         size_h, size_w = img.shape[1:]
-        out[b, 0, 0, 0] = [
+        boxes[b, 0] = [
             (x0 + x1) / 2 / size_w,
             (y0 + y1) / 2 / size_h,
             (x1 - x0) / size_w,
             (y1 - y0) / size_h,
-            1.0,
-            1.0,
         ]
-    return [out]
+    return [boxes, scores]
 
 
 def test_letterbox_parameters_match_the_hand_arithmetic(data: Path) -> None:

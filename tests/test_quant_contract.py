@@ -60,6 +60,7 @@ class PlainBackbone(nn.Cell):
         self.s16 = conv_bn_silu(16, 24, stride=2)
         self.s32 = conv_bn_silu(24, 32, stride=2)
         self.out_channels = (16, 24, 32)
+        self.strides = (8, 16, 32)
 
     def construct(self, x):
         c3 = self.b8(self.s8(self.stem(x)))
@@ -207,6 +208,7 @@ class Odd(nn.Cell):
         self.c4 = OddConv(8, 8, 3, stride=2)
         self.c5 = nn.SequentialCell([nn.Conv2d(8, 8, 3, stride=2), nn.BatchNorm2d(8), nn.ReLU()])
         self.out_channels = (8, 8, 8)
+        self.strides = (8, 16, 32)
 
     def construct(self, x):
         c3 = self.c3(x)

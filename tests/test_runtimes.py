@@ -119,8 +119,7 @@ def test_openvino_matches_onnxruntime_on_the_int8_model(models) -> None:
     diffs = np.concatenate([np.abs(a - b).ravel() for a, b in zip(ort, ov)])
     assert float(np.mean(diffs <= 1e-3)) >= 0.5, float(np.mean(diffs <= 1e-3))
     assert float(diffs.max()) <= 0.15
-    scores = np.concatenate([np.abs(a[..., 4:] - b[..., 4:]).ravel() for a, b in zip(ort, ov)])
-    assert float(scores.mean()) <= 0.01
+    assert float(np.abs(ort[1] - ov[1]).mean()) <= 0.01  # the scores
 
 
 def test_every_conv_runs_int8_in_openvino(models) -> None:

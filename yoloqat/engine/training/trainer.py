@@ -538,7 +538,7 @@ class Trainer:
         image = np.zeros((*batch["image"].shape[:2], size, size), np.float32)
         boxes = np.concatenate([batch["gt_boxes"], batch["gt_labels"][..., None]], axis=-1)
         boxes = boxes * batch["gt_valid"][..., None]
-        return self.loader.make_batch(image, boxes.astype(np.float32))["inputs"]
+        return self.loader.make_batch(image, boxes.astype(np.float32), batch["image_ids"])["inputs"]
 
     def _eval_weights(self) -> Any:
         """A context giving the network validation evaluates and ``best.ckpt`` is judged
