@@ -360,3 +360,38 @@ def test_disabling_int8_qat_removes_it_everywhere() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert res.stdout.strip() == "False", res.stderr
+
+
+class TwoRuns(nn.Cell):
+    """A nested SequentialCell with two conv + BN + activation runs (a plugin's stage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        def run(cin: int, cout: int, act: nn.Cell) -> list[nn.Cell]:
+            return [nn.Conv2d(cin, cout, 3, has_bias=False), nn.BatchNorm2d(cout), act]
+
+        self.stage = nn.SequentialCell([*run(3, 4, nn.ReLU()), *run(4, 4, nn.SiLU())])
+
+    def construct(self, x):
+        return self.stage(x)
+
+
+def test_two_runs_in_one_nested_sequential_cell_are_both_quantized() -> None:
+    class Outer(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = TwoRuns()
+
+        def construct(self, x):
+            return self.backbone(x)
+
+    net = Outer()
+    names = {p.name for p in net.get_parameters()}
+    quantizer = create("quantizer", "int8_qat")
+    quantizer.apply(net)
+    summary = quantizer.summary(net)
+    assert summary.quantized_convs == 2 and not summary.unsupported
+    after = {p.name for p in net.get_parameters()}
+    assert names <= after  # every float parameter keeps its name: float checkpoints load
+    assert "backbone.stage.3.weight" in after and "backbone.stage.4.gamma" in after

@@ -134,6 +134,11 @@ class FakeQuantizer:
                     width = 3
                 keep = {id(p): p.name for c in cells[i : i + width] for p in c.get_parameters()}
                 new = QuantConvBnAct(conv, bn, act, kind, self.config)
+                # building it re-prefixed the conv's and BN's parameters ("conv.weight"): put
+                # the full names back before the assignment, which derives the sequential
+                # cell's prefix from the parameter names of its first two cells
+                for param in new.get_parameters():
+                    param.name = keep.get(id(param), param.name)
                 seq[i] = new
                 for j in range(i + 1, i + width):
                     seq[j] = nn.Identity()
