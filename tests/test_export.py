@@ -465,3 +465,46 @@ def test_cli_export_int8_from_qat_checkpoint(tmp_path: Path) -> None:
     plain = ort_session(out, "ORT_DISABLE_ALL").run(None, {"images": images})
     for g, w in zip(plain, mindspore_outputs(net, images)):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_batch_keeps_the_leading_1_of_constant_reshapes(tmp_path: Path) -> None:
+    """A decode that reshapes its grid to (1, H * W, 1) (a constant, not the batch): the
+    dynamic-batch export must leave that 1 alone and still follow the images' batch."""
+    from mindspore import ops
+
+    from yoloqat.core.detector import Detector
+    from yoloqat.plugins.darknet53 import darknet53
+    from yoloqat.plugins.onnxruntime.session import OnnxPredictor
+
+    class GridDecode(nn.Cell):  # the PointDecode of docs/plugins.md
+        def construct(self, outputs, input_h, input_w):
+            raw = outputs[0]
+            n, k, h, w = raw.shape
+            raw = ops.transpose(ops.reshape(raw, (n, k, h * w)), (0, 2, 1))
+            gx = ops.broadcast_to(ops.arange(w).astype(raw.dtype).reshape(1, w), (h, w)) + 0.5
+            gy = ops.broadcast_to(ops.arange(h).astype(raw.dtype).reshape(h, 1), (h, w)) + 0.5
+            gx, gy = gx.reshape(1, h * w), gy.reshape(1, h * w)  # reshapes of constants
+            d = ops.exp(raw[..., 0:4]) * 32.0
+            cx = (gx * 32.0 + (d[..., 2] - d[..., 0]) / 2) / input_w
+            cy = (gy * 32.0 + (d[..., 3] - d[..., 1]) / 2) / input_h
+            bw, bh = (d[..., 0] + d[..., 2]) / input_w, (d[..., 1] + d[..., 3]) / input_h
+            return ops.stack((cx, cy, bw, bh), -1), ops.sigmoid(raw[..., 4:])
+
+    class OneLevel(nn.Cell):
+        def __init__(self) -> None:
+            super().__init__()
+            self.num_classes, self.strides, self.output_format = 2, (32,), "grid_test"
+            self.in_indices = (2,)
+            self.decode = GridDecode()
+            self.conv = nn.Conv2d(64, 6, 1, has_bias=True)
+
+        def construct(self, c5):
+            return (self.conv(c5),)
+
+    net = Detector(darknet53(width=0.0625, blocks=(1, 1, 1, 1, 1)), OneLevel())
+    net.set_train(False)
+    images = np.random.default_rng(3).standard_normal((3, 3, 64, 64)).astype(np.float32)
+    path = export_onnx(net, tmp_path / "grid.onnx", input_size=64, batch=None)
+    got = OnnxPredictor(path, threads=1)(images)
+    for g, w in zip(got, mindspore_outputs(net, images)):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)

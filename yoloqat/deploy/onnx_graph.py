@@ -240,25 +240,39 @@ def drop_markers(g: Graph) -> int:
     return len(pairs)
 
 
+def _batch_tensors(g: Graph) -> set[str]:
+    """Names of the tensors computed from the graph input (they carry its batch dimension);
+    the others (grids, strides, anchors folded from constants) do not."""
+    carried = {value.name for value in g.graph.input}
+    for node in g.graph.node:  # topological order
+        if any(name in carried for name in node.input):
+            carried.update(node.output)
+    return carried
+
+
 def make_batch_dynamic(g: Graph, traced_batch: int = 1) -> None:
     """A symbolic ``batch`` first dimension for the input and outputs of a batch-1 trace.
 
     Reshape targets that start with the traced batch size copy the input's batch instead
-    (``0`` in ONNX Reshape); static shape annotations are dropped.
+    (``0`` in ONNX Reshape), for the Reshapes of tensors computed from the input only: a
+    head's grid reshaped to ``(1, H * W, 1)`` keeps its 1. Static shape annotations are
+    dropped.
     """
     for value in [*g.graph.input, *g.graph.output]:
         dim = value.type.tensor_type.shape.dim[0]
         dim.ClearField("dim_value")
         dim.dim_param = "batch"
+    g.sort()
+    carried = _batch_tensors(g)
     for node in g.graph.node:
-        if node.op_type != "Reshape":
+        if node.op_type != "Reshape" or node.input[0] not in carried:
             continue
         shape = g.const(node.input[1])
         if shape is not None and shape.ndim == 1 and shape.size and shape[0] == traced_batch:
             fixed = shape.copy()
             fixed[0] = 0
             node.input[1] = g.add_init(fixed.astype(np.int64), f"{node.input[1]}_dynamic")
-    for node in [n for n in g.graph.node if n.op_type == "Resize"]:
+    for node in [n for n in g.graph.node if n.op_type == "Resize" and n.input[0] in carried]:
         sizes = g.const(node.input[3]) if len(node.input) > 3 and node.input[3] else None
         if sizes is None or sizes.size != 4 or sizes[0] != traced_batch:
             continue
