@@ -290,9 +290,15 @@ def yoloqat_heads():
 def yoloqat_losses():
     return {"plain_loss": plain_loss, "points_loss": points_loss, "strong_loss": strong_loss}
 
+def picky_backbone(*, depth: int = 1):
+    """A backbone that checks its parameter with a ValueError."""
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
+    return bad_backbone()
+
 @hookimpl
 def yoloqat_backbones():
-    return {"bad_backbone": bad_backbone}
+    return {"bad_backbone": bad_backbone, "picky_backbone": picky_backbone}
 '''
 
 
@@ -428,3 +434,74 @@ def test_bundled_quantizers_pass_check_quantizer(tmp_path: Path, name: str, para
     factory = Registry(entry_points=False).get("quantizer", name).factory
     check_quantizer(factory, workdir=tmp_path, **params)
     assert (tmp_path / "model_int8.onnx").is_file()
+
+
+class SharedHead(nn.Cell):
+    """A YOLO-format head whose predictor conv is shared by its three outputs (one conv of
+    the network, three Conv nodes in the ONNX graph)."""
+
+    def __init__(self, *, in_channels, in_strides, num_classes: int = 3):
+        super().__init__()
+        from yoloqat.plugins.yolov3 import ANCHOR_MASKS, ANCHORS
+        from yoloqat.plugins.yolov3.decode import YoloPredict
+
+        self.num_classes = num_classes
+        self.in_indices = (0, 1, 2)
+        self.strides = tuple(reversed(in_strides[:3]))
+        self.output_format = "yolo"
+        self.loss_params = {"anchors": [list(a) for a in ANCHORS], "anchor_masks": ANCHOR_MASKS}
+        self.decode = YoloPredict([np.asarray(ANCHORS, np.float32)[list(m)] for m in ANCHOR_MASKS])
+        self.lateral = nn.CellList([nn.Conv2d(c, 8, 1, has_bias=True) for c in in_channels[:3]])
+        self.predict = nn.Conv2d(8, 3 * (5 + num_classes), 1, has_bias=True)
+
+    def construct(self, c3, c4, c5):
+        return (
+            self.predict(self.lateral[2](c5)),
+            self.predict(self.lateral[1](c4)),
+            self.predict(self.lateral[0](c3)),
+        )
+
+
+@pytest.mark.slow
+def test_end_to_end_counts_a_shared_conv_once(tmp_path: Path) -> None:
+    from yoloqat.testing import check_plugin_end_to_end
+
+    def shared_head(*, in_channels, in_strides, num_classes: int = 3):
+        """A head with one predictor shared by its outputs."""
+        return SharedHead(in_channels=in_channels, in_strides=in_strides, num_classes=num_classes)
+
+    report = check_plugin_end_to_end(
+        "darknet53", {"width": 0.0625, "blocks": (1, 1, 1, 1, 1)}, head=shared_head
+    )
+    assert report.convs == 16 + 3 + 3  # backbone, laterals, the predictor once per output
+    assert report.int8_convs == report.convs
+    assert report.quantized_convs == 16 + 3 + 1
+
+
+def test_a_factorys_value_error_is_a_config_error_naming_the_component(tmp_path: Path) -> None:
+    from yoloqat.core.errors import ConfigError
+
+    with installed(tmp_path) as reg, pytest.raises(ConfigError) as err:
+        reg.create("backbone", "picky_backbone", depth=0)
+    assert err.value.exit_code == 3
+    assert str(err.value) == (
+        "backbone 'picky_backbone' (plugin 'yq_fixed') refused its parameters: "
+        "ValueError: depth must be >= 1, got 0"
+    )
+
+
+def test_a_family_whose_blocks_the_config_replaces_says_so(monkeypatch) -> None:
+    from yoloqat.core import config, events
+    from yoloqat.core.config import load_config, resolve_family
+    from yoloqat.registry import Registry
+
+    said = []
+    monkeypatch.setattr(events, "warn", lambda message, **data: said.append(message))
+    monkeypatch.setattr(config, "_WARNED", set())
+    cfg = {**load_config("synth_tiny"), "family": "yolov3_tiny"}
+    resolved = resolve_family(cfg, Registry(entry_points=False))
+    assert resolved["model"]["head"]["name"] == "yolov3_head"  # the config's block wins
+    assert any("model.head names 'yolov3_head', not the family's 'yolov3_tiny_head'" in m
+               for m in said)  # fmt: skip
+    resolve_family(cfg, Registry(entry_points=False))
+    assert len(said) == 2  # backbone and head, once each per process

@@ -305,14 +305,23 @@ class Registry:
         Protocol (:func:`yoloqat.core.contracts.check_component`) and return it.
 
         A component that breaks its contract is a :class:`PluginError` naming the plugin,
-        the kind and the member. A dataset comes back wrapped in a
+        the kind and the member; a ``ValueError`` or ``TypeError`` from the factory (a bad
+        parameter value) a :class:`ConfigError` naming the component. A dataset comes back wrapped in a
         :class:`~yoloqat.core.contracts.dataset.CheckedDataset`, which checks its class
         list and its sources when they are first used (they may be parsed lazily).
         """
         from yoloqat.core.contracts import CheckedDataset, check_component
 
         comp = self.check(kind, name, params)
-        obj = comp.factory(**params)
+        try:
+            obj = comp.factory(**params)
+        except (ValueError, TypeError) as exc:  # a plugin's own check of a parameter value
+            raise ConfigError(
+                f"{kind} '{name}' (plugin '{comp.plugin}') refused its parameters: "
+                f"{type(exc).__name__}: {exc}",
+                hint=f"see `yoloqat list {kind}` and the plugin's documentation "
+                "(YOLOQAT_DEBUG=1 shows the traceback)",
+            ) from exc
         check_component(kind, obj, plugin=comp.plugin, name=name)
         if kind == "dataset" and not isinstance(obj, CheckedDataset):
             obj = CheckedDataset(obj, plugin=comp.plugin, name=name)

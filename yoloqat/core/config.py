@@ -231,6 +231,18 @@ def family_block(cfg: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     return block["name"], {k: v for k, v in block.items() if k != "name"}
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning event, once per process (configs are resolved several times a command)."""
+    if message not in _WARNED:
+        from yoloqat.core import events
+
+        _WARNED.add(message)
+        events.warn(message)
+
+
 def resolve_family(cfg: Mapping[str, Any], registry: Any) -> dict[str, Any]:
     """``cfg`` with its ``family`` preset filled in (a copy; ``cfg`` itself when it names no
     family). The preset's backbone, head and loss blocks are the base; a config block that
@@ -260,6 +272,11 @@ def resolve_family(cfg: Mapping[str, Any], registry: Any) -> dict[str, Any]:
             block = merge(base, mine)
         else:
             block = mine
+            _warn_once(
+                f"family {name}: {dotted} names '{block.get('name')}', not the family's "
+                f"'{base['name']}'; the config's block is used (--set {dotted}=null takes the "
+                "family's)"
+            )
         set_dotted(out, dotted.split("."), block)
     for section in ("data", "eval"):
         if section in preset:

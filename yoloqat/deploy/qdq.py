@@ -67,12 +67,18 @@ def _fold_unfolded(g: Graph, conv: Any, bn: Any, wq: WeightQuant) -> WeightQuant
 
 
 def quantize_weights(g: Graph, plan: ExportPlan) -> list[str]:
-    """Write the plan's int8 weights; return the weight names of Convs left float."""
+    """Write the plan's int8 weights; return the weight names of Convs left float.
+
+    A weight used by several Conv nodes (a conv shared by several levels) is written once:
+    its nodes read the same int8 codes through one DequantizeLinear.
+    """
     float_convs = []
+    written: dict[str, str] = {}  # float weight name -> its DequantizeLinear output
     for conv in [n for n in g.graph.node if n.op_type == "Conv"]:
-        wq = plan.weights.get(conv.input[1])
+        name = conv.input[1]
+        wq = plan.weights.get(name)
         if wq is None:
-            float_convs.append(conv.input[1])
+            float_convs.append(name)
             continue
         bn = following_bn(g, conv)
         if wq.folds_bn:
@@ -88,7 +94,12 @@ def quantize_weights(g: Graph, plan: ExportPlan) -> list[str]:
             if folded is not None:
                 absorb_bn(g, conv, bn, np.asarray(folded.bias, np.float64))
                 wq = folded
+        if wq is plan.weights[name] and name in written:  # the same codes as before
+            conv.input[1] = written[name]
+            continue
         _dequantized_weight(g, conv, wq)
+        if wq is plan.weights[name]:
+            written[name] = conv.input[1]
     g.reindex()
     return float_convs
 

@@ -17,6 +17,8 @@ what failed. Each returns the built component (or a report) for further checks::
 """
 
 from yoloqat.testing.components import (
+    TOY_IN_CHANNELS,
+    TOY_IN_STRIDES,
     build_head,
     check_backbone,
     check_callback,
@@ -31,14 +33,19 @@ from yoloqat.testing.components import (
     toy_ground_truth,
 )
 from yoloqat.testing.end_to_end import (
+    MATCH_ATOL,
     EndToEndReport,
     check_plugin_end_to_end,
+    count_int8_conv_weights,
     count_int8_convs,
     max_onnx_difference,
     onnx_differences,
 )
 
 __all__ = [
+    "MATCH_ATOL",
+    "TOY_IN_CHANNELS",
+    "TOY_IN_STRIDES",
     "EndToEndReport",
     "build_head",
     "check_backbone",
@@ -51,6 +58,7 @@ __all__ = [
     "check_quantizer",
     "check_runtime",
     "check_scheduler",
+    "count_int8_conv_weights",
     "count_int8_convs",
     "max_onnx_difference",
     "onnx_differences",

@@ -37,8 +37,9 @@ class EndToEndReport:
     """What :func:`check_plugin_end_to_end` measured.
 
     ``convs``: Conv nodes of the int8 ONNX graph (exported without splitting convs over
-    concatenations, so one node per network conv); ``int8_convs``: those whose weight is a
-    DequantizeLinear of an INT8 initializer; ``quantized_convs``/``float_convs``: the
+    concatenations; a conv shared by several levels is one node per call, and the check
+    compares the distinct weights with the network's convs); ``int8_convs``: those whose
+    weight is a DequantizeLinear of an INT8 initializer; ``quantized_convs``/``float_convs``: the
     quantizer's own count and the convs it left float (paths); ``max_abs_diff``: max
     ``|ONNX Runtime (ORT_DISABLE_ALL) - MindSpore fake-quant|`` over the outputs (boxes,
     scores) and ``match_fraction`` the share of output values within ``MATCH_ATOL`` of each
@@ -72,6 +73,25 @@ def count_int8_convs(model: Any) -> tuple[int, int]:
     }
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     return sum(1 for c in convs if len(c.input) > 1 and c.input[1] in int8_weights), len(convs)
+
+
+def count_int8_conv_weights(model: Any) -> tuple[int, int]:
+    """``(int8 weights, all weights)`` of the Conv nodes of an ONNX model, counting each
+    distinct weight once (a conv shared by several levels, e.g. one tower for all of them,
+    is one network conv but one Conv node per call)."""
+    import onnx
+
+    if not isinstance(model, onnx.ModelProto):
+        model = onnx.load(str(model))
+    int8 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    source = {
+        n.output[0]: n.input[0]
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and n.input[0] in int8
+    }
+    weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv" and len(n.input) > 1}
+    distinct = {source.get(w, w) for w in weights}
+    return len({w for w in distinct if w in int8}), len(distinct)
 
 
 def onnx_differences(network: Any, onnx_path: str | Path, images: np.ndarray) -> list:
@@ -278,11 +298,16 @@ def check_plugin_end_to_end(
             split_concat=False,  # one Conv node per network conv, to count them
         )
         int8_convs, convs = count_int8_convs(path)
-        assert convs == summary.total_convs, (
-            f"the ONNX graph has {convs} convs, the network {summary.total_convs}"
+        assert int8_convs == convs - len(summary.skipped), (
+            f"only {int8_convs} of {convs} ONNX convs have int8 weights"
         )
-        assert int8_convs == summary.quantized_convs == convs - len(summary.skipped), (
-            f"{int8_convs} of {convs} ONNX convs have int8 weights; the quantizer quantized "
+        int8_weights, weights = count_int8_conv_weights(path)
+        assert weights == summary.total_convs, (
+            f"the ONNX graph's convs have {weights} distinct weights, the network has "
+            f"{summary.total_convs} convs"
+        )
+        assert int8_weights == summary.quantized_convs, (
+            f"{int8_weights} of {weights} ONNX conv weights are int8; the quantizer quantized "
             f"{summary.quantized_convs} (skipped: {len(summary.skipped)})"
         )
         diffs = onnx_differences(network, path, images)
