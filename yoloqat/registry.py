@@ -306,9 +306,9 @@ class Registry:
 
         A component that breaks its contract is a :class:`PluginError` naming the plugin,
         the kind and the member; a ``ValueError`` or ``TypeError`` from the factory (a bad
-        parameter value) a :class:`ConfigError` naming the component. A dataset comes back wrapped in a
-        :class:`~yoloqat.core.contracts.dataset.CheckedDataset`, which checks its class
-        list and its sources when they are first used (they may be parsed lazily).
+        parameter value) a :class:`ConfigError` naming the component. A dataset comes back
+        wrapped in a :class:`~yoloqat.core.contracts.dataset.CheckedDataset`, which checks
+        its class list and its sources when they are first used (they may be parsed lazily).
         """
         from yoloqat.core.contracts import CheckedDataset, check_component
 
