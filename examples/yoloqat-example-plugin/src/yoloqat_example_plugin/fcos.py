@@ -33,12 +33,7 @@ ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU}
 
 def level_points(height: int, width: int, stride: int, dtype):
     """Cell centres of an ``height x width`` map of ``stride``: ``(px, py)``, each
-    ``[H * W, 1]`` in input pixels, row-major (the order of a flattened map).
-
-    No reshape here gives a non-batch tensor a leading 1: yoloqat's dynamic-batch ONNX
-    export (``batch=None``) rewrites every Reshape whose target starts with the traced batch
-    size 1 to copy the input's first dimension.
-    """
+    ``[H * W, 1]`` in input pixels, row-major (the order of a flattened map)."""
     px = (ops.arange(width).astype(dtype) + 0.5) * stride  # [W]
     py = (ops.arange(height).astype(dtype) + 0.5) * stride  # [H]
     px = ops.broadcast_to(px, (height, width))
