@@ -23,7 +23,15 @@ from yoloqat.data.coco_checks import InstancesReport, check_instances
 from yoloqat.data.imageio import read_image
 from yoloqat.data.paths import inside
 
-__all__ = ["CocoSource", "Sample", "check_path", "clean_boxes", "load_coco", "read_instances"]
+__all__ = [
+    "CocoSource",
+    "Sample",
+    "check_path",
+    "clean_boxes",
+    "load_coco",
+    "read_instances",
+    "report_bad_boxes",
+]
 
 
 def check_path(path: str | Path, what: str, *, directory: bool) -> Path:
@@ -174,13 +182,7 @@ class CocoSource:
             "dropped": int(self._bad[:, 0].sum()),
             "clipped": int(self._bad[:, 1].sum()),
         }
-        if self.bad_boxes["dropped"] or self.bad_boxes["clipped"]:
-            warn(
-                f"{self.annotation_file}: {self.bad_boxes['dropped']} boxes with non-positive or "
-                f"NaN size or outside the image dropped, {self.bad_boxes['clipped']} clipped to "
-                "the image",
-                **self.bad_boxes,
-            )
+        report_bad_boxes(str(self.annotation_file), **self.bad_boxes)
 
     # -- access -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -249,6 +251,20 @@ class CocoSource:
                 )
             )
         return out
+
+
+def report_bad_boxes(origin: str, *, dropped: int, clipped: int) -> None:
+    """One warning with the counts of dropped and clipped boxes; dropped boxes are an
+    error under ``--strict-data``."""
+    if not dropped and not clipped:
+        return
+    message = (
+        f"{origin}: {dropped} boxes with non-positive or NaN size or outside the image "
+        f"dropped, {clipped} clipped to the image"
+    )
+    if dropped and limits.strict_data():
+        raise DataError(message, hint="--strict-data makes dropped boxes an error")
+    warn(message, dropped=dropped, clipped=clipped)
 
 
 def clean_boxes(

@@ -18,8 +18,7 @@ import numpy as np
 
 from yoloqat.core.contracts.dataset import ImageAnnotations, Sample
 from yoloqat.core.errors import DataError
-from yoloqat.core.events import warn
-from yoloqat.data.coco import clean_boxes
+from yoloqat.data.coco import clean_boxes, report_bad_boxes
 from yoloqat.data.imageio import image_size, read_image
 
 #: Image file suffixes the folder-based plugins pick up (lower case).
@@ -100,12 +99,7 @@ class BoxSource:
             "dropped": int(self._bad[:, 0].sum()),
             "clipped": int(self._bad[:, 1].sum()),
         }
-        if self.bad_boxes["dropped"] or self.bad_boxes["clipped"]:
-            warn(
-                f"{origin}: {self.bad_boxes['dropped']} boxes with non-positive or NaN size or "
-                f"outside the image dropped, {self.bad_boxes['clipped']} clipped to the image",
-                **self.bad_boxes,
-            )
+        report_bad_boxes(origin, **self.bad_boxes)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -19,6 +19,7 @@ what failed. Each returns the built component (or a report) for further checks::
 from yoloqat.testing.components import (
     check_backbone,
     check_callback,
+    check_data_source,
     check_dataset,
     check_factory,
     check_head,
@@ -39,6 +40,7 @@ __all__ = [
     "EndToEndReport",
     "check_backbone",
     "check_callback",
+    "check_data_source",
     "check_dataset",
     "check_factory",
     "check_head",
