@@ -160,7 +160,13 @@ def check_quantizer(factory: Callable[..., Any], /, *, workdir: Any = None, **pa
 
 
 def check_data_source(
-    source: Any, /, *, num_classes: int, max_samples: int = 3, name: str = "source"
+    source: Any,
+    /,
+    *,
+    num_classes: int,
+    max_samples: int = 3,
+    name: str = "source",
+    dataset: str = "(under test)",
 ) -> Any:
     """Check one :class:`~yoloqat.core.contracts.dataset.DataSource` as the pipeline does
     when it opens a source (its members, then :func:`yoloqat.core.integrity.
@@ -174,10 +180,10 @@ def check_data_source(
     from yoloqat.core.ground_truth import coco_ground_truth
     from yoloqat.core.integrity import check_source_records, describe
 
-    check_source(source, plugin="(under test)", name=name, split=name)
+    check_source(source, plugin="(under test)", name=dataset, split=name)
     anns = list(source.annotations())
     summary = check_source_records(
-        source, num_classes=num_classes, where=describe(source, name, name), records=anns
+        source, num_classes=num_classes, where=describe(source, name, dataset), records=anns
     )
     image_ids = [a.image_id for a in anns]
     for i in range(min(max_samples, len(source))):
@@ -207,7 +213,9 @@ def check_dataset(factory: Callable[..., Any], /, *, max_samples: int = 3, **par
     source: a malformed source fails with the DataError a user would see)."""
     from yoloqat.core.errors import DataError
 
-    dataset = CheckedDataset(_build("dataset", factory, params), plugin="(under test)", name="")
+    dataset = CheckedDataset(
+        _build("dataset", factory, params), plugin="(under test)", name=_name(factory)
+    )
     n, names, ids = dataset.num_classes, dataset.class_names, dataset.category_ids
     splits = 0
     for split in ("train", "val"):
@@ -216,7 +224,9 @@ def check_dataset(factory: Callable[..., Any], /, *, max_samples: int = 3, **par
         except DataError:
             continue  # a dataset may have one split only
         splits += 1
-        check_data_source(source, num_classes=n, max_samples=max_samples, name=split)
+        check_data_source(
+            source, num_classes=n, max_samples=max_samples, name=split, dataset=_name(factory)
+        )
     assert splits, "the dataset has neither a train nor a val source"
     assert len(names) == n and len(ids) == n
     return dataset
