@@ -18,7 +18,7 @@ def collect_images(source: Path) -> list[Path]:
     """``source`` itself, or the images directly inside the folder ``source`` (sorted)."""
     from yoloqat.core.errors import DataError
 
-    if source.is_file():
+    if source.exists() and not source.is_dir():  # a file, or a device/pipe read_image refuses
         from yoloqat.data.imageio import ImageReadError, read_image
 
         try:  # before the network is built: a lone file that is no image is an error

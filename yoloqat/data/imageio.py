@@ -66,8 +66,10 @@ def _pil(data: bytes) -> np.ndarray | None:
     except ImportError:  # pragma: no cover - Pillow comes with matplotlib
         return None
     try:
-        with Image.open(io.BytesIO(data)) as im:
-            return np.asarray(im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return np.asarray(im.convert("RGB"))
     except Exception:
         return None
 
@@ -87,7 +89,7 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     from PIL import Image, UnidentifiedImageError
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore")  # bomb and corrupt-EXIF warnings: the size is checked
         try:
             with Image.open(io.BytesIO(data)) as im:
                 return int(im.size[0]), int(im.size[1])
@@ -143,7 +145,7 @@ def image_size(path: str | Path) -> tuple[float, float] | None:
         from PIL import Image
 
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")
             with Image.open(path) as im:
                 return float(im.size[0]), float(im.size[1])
     except Exception:

@@ -105,8 +105,12 @@ class Trainer:
             from yoloqat.engine.training.checkpoint import read_checkpoint
 
             read_checkpoint(self.resume)  # the error that says it is a folder
-        if self.resume is not None and not self.resume.is_file():
+        if self.resume is not None and not self.resume.exists():
             raise CheckpointError(f"--resume checkpoint not found: {self.resume}")
+        if self.resume is not None:  # a device or pipe, or over the size limit
+            from yoloqat.core.limits import check_input_file
+
+            check_input_file(self.resume, "checkpoint", error=CheckpointError, what="checkpoint")
         self.writes_ckpt = self.rank == 0 or not self.save_on_master
         join = False
         if run_dir is not None:
