@@ -358,10 +358,6 @@ def test_scripts_print_usage_for_wrong_arguments(tmp_path: Path, script: str, ar
 
 # -- a dead rank -------------------------------------------------------------------------------
 
-#: the CPU collective's timeout (MindSpore's ``MS_CPU_COMM_OP_TIMEOUT``, 30 s by default),
-#: lowered so the surviving rank gives up sooner; the path is the same
-COLLECTIVE_TIMEOUT_S = "10"
-
 
 def _worker_pid(root: int, rank: int) -> int | None:
     """The pid of msrun worker ``rank`` among the descendants of ``root`` (from /proc)."""
@@ -400,9 +396,11 @@ def _script(args: list[str], cwd: Path, log_dir: Path, run_name: str) -> subproc
         MASTER_PORT=str(_free_port()),
         LOG_DIR=str(log_dir),
         RUN_NAME=run_name,
-        MS_CPU_COMM_OP_TIMEOUT=COLLECTIVE_TIMEOUT_S,
     )
-    env.pop("YOLOQAT_LAUNCH_COMMAND", None)
+    # MindSpore's own collective timeout (MS_CPU_COMM_OP_TIMEOUT, 30 s): a lower one could
+    # fail the first step of a rank that compiled faster on a busy machine
+    for name in ("YOLOQAT_LAUNCH_COMMAND", "MS_CPU_COMM_OP_TIMEOUT", "YOLOQAT_PEER_GRACE"):
+        env.pop(name, None)
     return subprocess.Popen(
         args,
         cwd=cwd,

@@ -60,7 +60,7 @@ def bundled_configs() -> list[str]:
 def resolve_config_path(config: str | Path) -> Path:
     """A path as given if it exists, else a bundled config of that name."""
     path = Path(config)
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a device or pipe is refused when read
         return path
     for candidate in (BUNDLED_DIR / path.name, BUNDLED_DIR / f"{path.name}.yaml"):
         if candidate.is_file():

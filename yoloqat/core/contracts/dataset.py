@@ -16,7 +16,16 @@ Bad input, the same rules for every bundled plugin (and expected of third-party 
 - boxes that are invalid (NaN, non-positive size, wholly outside the image) are dropped,
   boxes reaching outside the image are clipped; the source counts both per image and
   reports them in :attr:`Sample.bad_boxes` (the loaders sum them into
-  ``bad_boxes_dropped`` / ``bad_boxes_clipped``).
+  ``bad_boxes_dropped`` / ``bad_boxes_clipped``);
+- image paths named by annotation files stay inside the dataset's folder
+  (:func:`yoloqat.data.paths.inside`), and images are read within the size and pixel
+  limits (:mod:`yoloqat.core.limits`).
+
+Whatever the plugin, :class:`CheckedDataset` runs the core integrity checks
+(:func:`yoloqat.core.integrity.check_source_records`) on each source when it is first
+opened: unique integer image ids, unique file names, numeric sizes and boxes, class
+indices in range, at least one image and one box. A source may have an ``origin``
+attribute (e.g. its annotation file), which those errors name.
 """
 
 from __future__ import annotations
