@@ -109,7 +109,12 @@ def join(manager: Any) -> int:
 
     def on_sigint(_sig: int, _frame: Any) -> None:
         sys.stderr.write("yoloqat launch: interrupted; stopping every worker\n")
-        manager.kill_all_processes()
+        for proc in manager.cgn_processes:
+            if proc.poll() is None:
+                _kill_group(proc)
+        manager.kill_tail_log_processes()
+        if manager.msn_process is not None and manager.msn_process.poll() is None:
+            manager.msn_process.kill()
         raise SystemExit(130)
 
     signal.signal(signal.SIGINT, on_sigint)

@@ -196,7 +196,8 @@ def peer_failure(
         what = f"{who} {where}" if where.startswith("while") else f"{who} during {where}"
     else:
         known = (
-            "no rank has exited, so one hangs (the launcher names it)"
+            "no rank on this node has exited (one hangs, or died on another node: the "
+            "launchers name it)"
             if _status() is not None
             else "no launcher recorded which (python -m yoloqat.engine.launch does)"
         )
