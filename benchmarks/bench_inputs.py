@@ -12,7 +12,8 @@ made wrong in one way, and compares what happened with what should:
   thing);
 - ``data-loss``: a file under its final name is torn or a previous one lost;
 - ``security``: a file outside the dataset was read, or a device read without bound (the
-  case ran out of time).
+  case ran out of time or of memory: each command runs with a 4 GiB heap limit,
+  ``RLIMIT_DATA``, so that an unbounded read fails in the command, not on the machine).
 
 Prints one line per case (expected, observed, verdict), a Markdown table, and a JSON line
 with the counts.
@@ -43,6 +44,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 BASE = [sys.executable, "-m", "yoloqat"]
 TIMEOUT_S = 240
+#: heap limit of each command (RLIMIT_DATA); the tiny model's commands use well under 2 GiB
+MEMORY_LIMIT = 4 << 30
 VERDICTS = ("ok", "unclear", "silent-wrong", "data-loss", "security")
 
 
@@ -95,11 +98,34 @@ def make_base(work: Path) -> dict[str, Path]:
     return {"data": data, "ckpt": ckpt, "onnx": onnx}
 
 
+def _bounded_memory() -> None:
+    """In the child: at most MEMORY_LIMIT of heap, so a command that reads a device without
+    bound fails by itself instead of taking the machine's memory (and the OOM killer's
+    choice of victim) with it."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def unbounded(obs: dict) -> bool:
+    """Whether the case ran out of time or memory (or was killed for it)."""
+    code = obs["code"]
+    return code is None or code < 0 or "MemoryError" in obs.get("stderr", "")
+
+
 def run(cmd: list[str], cwd: Path | None = None, timeout: float = TIMEOUT_S, **kw) -> dict:
     """Run a command; its exit code, last error line and whole stderr (None: timed out)."""
     start = time.monotonic()
     try:
-        res = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
+        res = subprocess.run(
+            cmd,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=_bounded_memory,
+            **kw,
+        )
     except subprocess.TimeoutExpired:
         return {"code": None, "error": f"timed out after {timeout:.0f} s", "stderr": ""}
     stderr = " ".join(res.stderr.split())
@@ -195,7 +221,7 @@ def expect_secure(code: int, pattern: str) -> Callable[[dict], str]:
     inner = expect(code, pattern)
 
     def judge(obs: dict) -> str:
-        if obs["code"] is None or obs["code"] == 0:
+        if unbounded(obs) or obs["code"] == 0:
             return "security"
         return inner(obs)
 
@@ -206,8 +232,10 @@ def expect_goes_on(pattern: str, *, bounded: bool = False) -> Callable[[dict], s
     """ok when it finishes (exit 0) and says ``pattern`` (a warning with the count)."""
 
     def judge(obs: dict) -> str:
+        if bounded and unbounded(obs):
+            return "security"
         if obs["code"] is None:
-            return "security" if bounded else "unclear"
+            return "unclear"
         if obs["code"] == 0 and re.search(pattern, obs["stderr"]):
             return "ok"
         return "unclear" if obs["code"] else "silent-wrong"
