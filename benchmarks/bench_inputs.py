@@ -238,6 +238,8 @@ def expect_goes_on(pattern: str, *, bounded: bool = False) -> Callable[[dict], s
             return "unclear"
         if obs["code"] == 0 and re.search(pattern, obs["stderr"]):
             return "ok"
+        if obs["code"] == 0 and "warning:" in obs["stderr"]:
+            return "unclear"  # it went on and said something, not what was expected
         return "unclear" if obs["code"] else "silent-wrong"
 
     return judge
