@@ -262,7 +262,9 @@ def test_train_on_duplicate_ids_and_on_no_annotations_fails_with_exit_3(synth, t
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_strict_data_is_a_global_option(synth, tmp_path) -> None:
+def test_strict_data_is_a_global_option(synth, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(STRICT_ENV, "")  # the option sets it in this process: undone after
+
     def orphan(d):
         d["annotations"].append({**d["annotations"][0], "id": 999, "image_id": 12345})
 

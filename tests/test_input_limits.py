@@ -212,7 +212,9 @@ def test_any_undecodable_image_is_skipped_and_counted(tmp_path: Path) -> None:
 # -- the options through the command line ------------------------------------------------
 
 
-def test_the_global_options_reach_the_commands(tmp_path: Path) -> None:
+def test_the_global_options_reach_the_commands(tmp_path: Path, monkeypatch) -> None:
+    for name in (SIZE_ENV, PIXELS_ENV, OUTSIDE_ENV):
+        monkeypatch.setenv(name, "")  # what the options set in this process is undone after
     res = cli("--max-file-size", "12Q", "list", "dataset")
     assert res.returncode == 3 and "file size '12Q' is not valid" in res.stderr
     res = cli("--max-image-pixels", "0", "list", "dataset")
