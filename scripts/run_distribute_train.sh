@@ -6,6 +6,12 @@
 # mindspore.communication after init(). The same command runs on CPU (AllReduce over
 # loopback), GPU (NCCL) and Ascend (HCCL).
 #
+# msrun runs through `python -m yoloqat.engine.launch` (msrun's own process manager, same
+# arguments), which names a rank that dies: the other ranks stop within the collective
+# timeout (MS_CPU_COMM_OP_TIMEOUT on CPU, 30 s by default), each printing the rank that
+# stopped, its step, the last checkpoint and this script's command with --resume; the
+# script then exits with code 1.
+#
 # Environment (all optional):
 #   DEVICE_NUM     workers when the 4th argument is not given (default 8)
 #   DEVICE_TARGET  CPU, GPU or Ascend (default CPU)
@@ -13,6 +19,8 @@
 #   RUN_NAME       run folder name under ckpt_path, shared by all ranks (default: start time)
 #   LOG_DIR        msrun's per-worker logs (default msrun_logs/RUN_NAME)
 #   PYTHON         the interpreter with yoloqat installed (default: python on PATH)
+#   MS_CPU_COMM_OP_TIMEOUT  seconds a CPU collective waits for a peer (MindSpore; 30)
+#   YOLOQAT_PEER_GRACE      seconds the other ranks get after one failed (timeout + 30)
 set -euo pipefail
 
 usage() {
@@ -34,6 +42,9 @@ USAGE
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 help_requested "$@"
+# this command line, with --resume CKPT appended, is what the ranks print to resume a run
+YOLOQAT_LAUNCH_COMMAND="bash $(printf '%q' "$0")$(printf ' %q' "$@")"
+export YOLOQAT_LAUNCH_COMMAND
 
 positional=()
 while [[ $# -gt 0 && ${#positional[@]} -lt 4 && "${1:0:1}" != "-" ]]; do
@@ -80,7 +91,7 @@ export YOLOQAT_RUN_NAME=${RUN_NAME:-${YOLOQAT_RUN_NAME:-$(date +%Y-%m-%d_time_%H
 log_dir=${LOG_DIR:-msrun_logs/$YOLOQAT_RUN_NAME}
 echo "run $YOLOQAT_RUN_NAME: $device_num workers on $device_target, worker logs in $log_dir" >&2
 
-exec python -m mindspore.parallel.cluster.run \
+exec python -m yoloqat.engine.launch \
     --worker_num="$device_num" --local_worker_num="$device_num" \
     --master_port="$master_port" --log_dir="$log_dir" --join=True \
     python -m yoloqat train \

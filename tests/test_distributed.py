@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -353,3 +354,151 @@ def test_scripts_print_usage_for_wrong_arguments(tmp_path: Path, script: str, ar
     )
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error: ") and "Usage: bash" in done.stderr
+
+
+# -- a dead rank -------------------------------------------------------------------------------
+
+
+def _worker_pid(root: int, rank: int) -> int | None:
+    """The pid of msrun worker ``rank`` among the descendants of ``root`` (from /proc)."""
+    for pid in _descendants(root):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        env = dict(e.split(b"=", 1) for e in environ if b"=" in e)
+        if (
+            env.get(b"MS_ROLE") == b"MS_WORKER"
+            and env.get(b"RANK_ID") == str(rank).encode()
+            and b"yoloqat" in cmdline
+        ):
+            return pid
+    return None
+
+
+def _step_losses(run: Path) -> dict[int, float]:
+    """Rank 0's loss of each global step (the last record of a step wins: resumed runs
+    append to the same file)."""
+    out = {}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):
+            rec = json.loads(line)
+            if rec.get("kind") == "step":
+                out[int(rec["global_step"])] = float(rec["loss"])
+    return out
+
+
+def _script(args: list[str], cwd: Path, log_dir: Path, run_name: str) -> subprocess.Popen:
+    env = _clean_env()
+    env.update(
+        PYTHON=sys.executable,
+        MASTER_PORT=str(_free_port()),
+        LOG_DIR=str(log_dir),
+        RUN_NAME=run_name,
+    )
+    # MindSpore's own collective timeout (MS_CPU_COMM_OP_TIMEOUT, 30 s): a lower one could
+    # fail the first step of a rank that compiled faster on a busy machine
+    for name in ("YOLOQAT_LAUNCH_COMMAND", "MS_CPU_COMM_OP_TIMEOUT", "YOLOQAT_PEER_GRACE"):
+        env.pop(name, None)
+    return subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _finish(proc: subprocess.Popen, log_dir: Path) -> str:
+    try:
+        out, _ = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        pytest.fail(f"the launch did not finish in {TIMEOUT_S}s\n{_tail(log_dir)}")
+    except BaseException:
+        _stop(proc)
+        raise
+    return out
+
+
+@pytest.mark.slow
+def test_a_killed_rank_is_named_with_its_step_and_the_run_resumes_exactly(tmp_path: Path) -> None:
+    """kill -9 of rank 1 under scripts/run_distribute_train.sh: rank 0 names rank 1, the
+    step it was at, the last checkpoint and the resume command; the script exits 1; the
+    printed command resumes, and every later step's loss equals an uninterrupted run's."""
+    import mindspore as ms
+
+    from yoloqat.engine.pipeline import build_model
+    from yoloqat.engine.training.checkpoint import save_checkpoint
+
+    data = tmp_path / "data"
+    make_synthetic_coco(data, train=8, val=2, size=64, seed=5, num_classes=3)
+    out = tmp_path / "runs"
+    out.mkdir()
+    cfg = apply_overrides(_config(data, out), ["train.is_save_on_master=1", "train.max_epoch=3"])
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    ms.set_seed(1)
+    float_ckpt = save_checkpoint(build_model(cfg), tmp_path / "float.ckpt", {"config": cfg})
+    script = REPO / "scripts" / "run_distribute_train.sh"
+    # the recipe's flags, then this test's: the tiny network, 2 steps per epoch, a
+    # checkpoint after every step
+    tiny = ["--config", str(cfg_path), "--per_batch_size", str(PER_RANK_BATCH), "--lr", "0.01"]
+    tiny += ["--T_max", "3", "--max_epoch", "3", "--warmup_epochs", "0", "--ckpt_interval", "1"]
+    args = ["bash", str(script), str(data), str(float_ckpt), "none", str(WORKERS), *tiny]
+
+    killed_logs = tmp_path / "msrun_killed"
+    proc = _script(args, out, killed_logs, "killed")
+    run = out / "killed"
+    try:
+        while not (run / "metrics.jsonl").is_file() or len(_step_losses(run)) < 3:
+            assert proc.poll() is None, _tail(killed_logs)
+            time.sleep(0.1)
+        victim = _worker_pid(proc.pid, 1)
+        assert victim is not None, "rank 1's process not found"
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+    except BaseException:
+        _stop(proc)
+        raise
+    console = _finish(proc, killed_logs)
+    stopped_s = time.monotonic() - killed_at
+    assert proc.returncode == 1, console[-3000:]
+
+    done = max(_step_losses(run))  # rank 0's completed steps
+    newest = max((run / "ckpt_0").glob("0-*.ckpt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+    assert newest.name.endswith(f"_{done}.ckpt")  # one checkpoint per step
+    worker0 = (killed_logs / "worker_0.log").read_text(errors="replace")
+    errors = [line for line in worker0.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, worker0[-3000:]
+    message = errors[0]
+    assert message.startswith(f"error: rank 1 was killed by SIGKILL during step {done + 1} ")
+    assert "; rank 0 stops too; last checkpoint: " in message
+    assert f"last checkpoint: {newest};" in message
+    command = message.split("; resume with: ", 1)[1]
+    assert command.startswith(f"bash {script} {data} {float_ckpt} none 2 ")
+    assert command.endswith(f" --resume {newest}")
+    assert "Traceback" not in worker0
+    # the launcher's own line names the rank that failed first
+    assert "yoloqat launch: rank 1 was killed by SIGKILL (the first failure); rank 0 stopped " in (
+        console
+    )
+
+    resumed_logs = tmp_path / "msrun_resumed"
+    resumed = _script(shlex.split(command), out, resumed_logs, "unused")
+    resumed_out = _finish(resumed, resumed_logs)
+    assert resumed.returncode == 0, f"{resumed_out[-3000:]}\n{_tail(resumed_logs)}"
+
+    reference_logs = tmp_path / "msrun_reference"
+    reference = _script(args, out, reference_logs, "reference")
+    reference_out = _finish(reference, reference_logs)
+    assert reference.returncode == 0, f"{reference_out[-3000:]}\n{_tail(reference_logs)}"
+    expected = _step_losses(out / "reference")
+    got = _step_losses(run)
+    assert sorted(got) == sorted(expected) == list(range(1, 7))
+    after = {s: got[s] for s in got if s > done}
+    assert after and after == {s: expected[s] for s in after}, (after, expected)
+    print(f"\nrank 1 killed after step {done}; the launch ended {stopped_s:.1f} s later")

@@ -60,13 +60,49 @@ def _global(
     strict_plugins: bool = typer.Option(
         False, "--strict-plugins", help="A plugin that fails to load is an error (exit code 4)."
     ),
+    max_file_size: Optional[str] = typer.Option(
+        None,
+        "--max-file-size",
+        metavar="SIZE",
+        help="Largest input file read, for every kind (e.g. 8G; default per kind: images "
+        "256M, annotations 2G, configs 16M, checkpoints 16G, ONNX and .weights 4G; also "
+        "YOLOQAT_MAX_FILE_SIZE).",
+    ),
+    max_image_pixels: Optional[int] = typer.Option(
+        None,
+        "--max-image-pixels",
+        metavar="N",
+        help="Largest image decoded, width x height (default 178956970, Pillow's; also "
+        "YOLOQAT_MAX_IMAGE_PIXELS).",
+    ),
+    allow_outside_paths: bool = typer.Option(
+        False,
+        "--allow-outside-paths",
+        help="Let image paths in annotation files and image lists point outside the dataset's "
+        "folder (also YOLOQAT_ALLOW_OUTSIDE_PATHS=1).",
+    ),
+    strict_data: bool = typer.Option(
+        False,
+        "--strict-data",
+        help="Make data warnings errors: annotations naming no image, repeated annotation "
+        "ids, boxes dropped as invalid (also YOLOQAT_STRICT_DATA=1).",
+    ),
 ) -> None:
     """Global options, applied before any command."""
     from yoloqat.cli import render
+    from yoloqat.cli.common import exit_on_error
+    from yoloqat.core import limits
     from yoloqat.registry import configure_default
 
     render.install()
     configure_default(disabled=disable_plugin, strict=strict_plugins)
+    with exit_on_error():
+        limits.configure(
+            max_file_size=max_file_size,
+            max_image_pixels=max_image_pixels,
+            allow_outside=allow_outside_paths,
+            strict=strict_data,
+        )
 
 
 for _name in COMMAND_MODULES:

@@ -116,7 +116,7 @@ def benchmark(
     """
     from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
     from yoloqat.cli.render import out_console
-    from yoloqat.core.atomic import check_writable
+    from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import UsageError
@@ -147,7 +147,7 @@ def benchmark(
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
     dataset_overrides({}, data_dir, images, annotations, dataset)  # flag clashes first
-    check_writable(output, "--output")
+    prepare_output(output, "--output")
     init_runtime("CPU")
     if threads is not None:
         _mindspore_threads(threads)

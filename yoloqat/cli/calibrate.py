@@ -36,7 +36,7 @@ def calibrate(
     (--ptq_checkpoint) use like a QAT checkpoint.
     """
     from yoloqat.cli.evaluate import dataset_overrides
-    from yoloqat.core.atomic import check_writable
+    from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, get_dotted, load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import UsageError
@@ -62,7 +62,7 @@ def calibrate(
         testing_shape = int(get_dotted(cfg, "eval.testing_shape", 416))
     check_input_shape(testing_shape, testing_shape)
     out = output or Path(checkpoint).with_name(f"{Path(checkpoint).stem}_ptq.ckpt")
-    check_writable(out.parent, "--output")  # before the calibration, not after it
+    prepare_output(out.parent, "--output")  # before the calibration, not after it
     result = calibrate_checkpoint(
         cfg, checkpoint, out, images=images, testing_shape=testing_shape, batch_size=batch_size
     )

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -106,6 +107,17 @@ def handle_errors(func: F) -> F:
             _restore_signal_handlers(previous)
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def exit_on_error() -> Iterator[None]:
+    """Inside the block, a yoloqat error prints its line and hint and exits with its code
+    (for code that runs outside a command, e.g. the global options)."""
+    try:
+        yield
+    except YoloqatError as exc:
+        print_error(exc.message, exc.hint)
+        raise typer.Exit(exc.exit_code) from None
 
 
 def command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[F], F]:

@@ -41,8 +41,10 @@ def import_darknet(
     `export` and QAT (`train --config yolov3_darknet53_quant --resume_yolov3 CKPT`) use it
     with no more flags; a --backbone-only checkpoint starts training via --resume_yolov3.
     """
+    from yoloqat.core.atomic import prepare_output
     from yoloqat.engine.darknet import import_darknet as run
 
+    prepare_output(output.parent, "--output folder")
     summary = run(
         weights,
         output,
@@ -74,8 +76,12 @@ def export_darknet(
     ),
 ) -> None:
     """Write a float yoloqat checkpoint as a Darknet .weights file (version 0.2.0)."""
+    from yoloqat.core.atomic import prepare_output
     from yoloqat.engine.darknet import export_darknet as run
 
+    for target in (output, cfg):
+        if target is not None:
+            prepare_output(target.parent, "--output folder" if target == output else "--cfg folder")
     summary = run(checkpoint, output, config=config, backbone_only=backbone_only, cfg_file=cfg)
     typer.echo(
         f"wrote {summary['convs']} conv layers ({summary['bytes']} bytes) to {output}", err=True

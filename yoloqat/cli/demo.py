@@ -17,7 +17,7 @@ import typer
 
 from yoloqat.cli.common import handle_errors
 from yoloqat.cli.train import _opt
-from yoloqat.core.atomic import check_writable, write_json
+from yoloqat.core.atomic import prepare_output, write_json
 
 
 def _stage(title: str) -> None:
@@ -148,7 +148,7 @@ def demo(
                 hint="pass --force to replace it, or --output elsewhere",
             )
         shutil.rmtree(output)
-    check_writable(output, "--output")  # before 8 minutes of work, not after
+    prepare_output(output, "--output")  # before 8 minutes of work, not after
     init_runtime("CPU")
     data = output / "data"
     _stage("1/5 synthetic dataset")

@@ -72,7 +72,7 @@ def eval_command(
 
     Data: --images/--annotations, else --dataset/--data_dir, else the config's or checkpoint's.
     """
-    from yoloqat.core.atomic import check_writable
+    from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import UsageError
@@ -96,7 +96,7 @@ def eval_command(
     if config is not None or onnx is None:  # a checkpoint without its config: the seed's net
         cfg = apply_overrides(load_config(config or DEFAULT_CONFIG), set_)
         check_sections(cfg)
-    check_writable(output, "--output")  # before the whole evaluation, not after it
+    prepare_output(output, "--output")  # before the whole evaluation, not after it
     init_runtime(device_target)
     meta: dict[str, Any] = {}
     if pretrained is not None:

@@ -11,12 +11,14 @@ from yoloqat.cli.common import handle_errors
 from yoloqat.cli.train import _opt
 
 FORMATS = ("mindir", "onnx")
+#: Where ``export`` writes without ``--output``.
+DEFAULT_FOLDER = Path("outputs/export")
 
 
 def default_output(checkpoint: str, file_format: str, int8: bool, size: int) -> Path:
     """``outputs/export/<checkpoint stem>_<size>[_int8].<format>``."""
     suffix = "_int8" if int8 else ""
-    return Path("outputs/export") / f"{Path(checkpoint).stem}_{size}{suffix}.{file_format}"
+    return DEFAULT_FOLDER / f"{Path(checkpoint).stem}_{size}{suffix}.{file_format}"
 
 
 def export_command(
@@ -57,10 +59,10 @@ def export_command(
         check_input_shape(testing_shape, testing_shape)
     if batch_size < 0 or (batch_size == 0 and fmt != "onnx"):
         raise UsageError(f"--batch_size {batch_size} is not valid; expected >= 1 (0: ONNX only)")
-    if output:
-        from yoloqat.core.atomic import check_writable
+    from yoloqat.core.atomic import prepare_output
 
-        check_writable(Path(output).parent, "--output folder")
+    # before loading anything: the folder of --output, or of the default name
+    prepare_output(Path(output).parent if output else DEFAULT_FOLDER, "--output folder")
     init_runtime(device_target)
     cfg = load_config(config or "yolov3_darknet53")
     network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)

@@ -18,7 +18,7 @@ def collect_images(source: Path) -> list[Path]:
     """``source`` itself, or the images directly inside the folder ``source`` (sorted)."""
     from yoloqat.core.errors import DataError
 
-    if source.is_file():
+    if source.exists() and not source.is_dir():  # a file, or a device/pipe read_image refuses
         from yoloqat.data.imageio import ImageReadError, read_image
 
         try:  # before the network is built: a lone file that is no image is an error
@@ -171,7 +171,7 @@ def predict(
     device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
 ) -> None:
     """Detect objects in images: JSON to stdout, labelled pictures to --output."""
-    from yoloqat.core.atomic import check_writable, write_text
+    from yoloqat.core.atomic import prepare_output, write_text
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import UsageError
 
@@ -183,7 +183,7 @@ def predict(
         check_input_shape(testing_shape, testing_shape)
     files = collect_images(source)
     if output is not None:
-        check_writable(output, "--output")
+        prepare_output(output, "--output")
     if onnx is not None:
         predictor, names, default_shape, prep = _onnx_predictor(onnx, runtime)
     else:

@@ -92,7 +92,7 @@ def quant_report(
     """Compare float, fake-quant and exported int8 models (and PTQ): AP, AP50, size, latency."""
     from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
     from yoloqat.cli.render import out_console
-    from yoloqat.core.atomic import check_writable, write_json
+    from yoloqat.core.atomic import prepare_output, write_json
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.runtime import init_runtime
@@ -105,7 +105,7 @@ def quant_report(
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
     cfg = load_config(config or "yolov3_darknet53")
-    check_writable(output, "--output")  # before the evaluations, not after them
+    prepare_output(output, "--output")  # before the evaluations, not after them
     init_runtime("CPU")  # its latencies are CPU figures
     explicit = config is not None
     float_net, qat_net, meta = build_networks(cfg, checkpoint, float_checkpoint, explicit)

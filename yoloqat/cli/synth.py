@@ -28,9 +28,14 @@ def synth(
     default data of the demo and the tests. Read it back with the `coco` dataset plugin:
     `dataset: {name: coco, data_dir: OUT_DIR}`.
     """
+    from yoloqat.core.atomic import prepare_output
     from yoloqat.core.errors import UsageError
     from yoloqat.data.synth import make_synthetic_coco
 
+    prepare_output(out_dir, "OUT_DIR")  # before writing: a read-only folder is one clear line
+    for sub in ("annotations", "train", "val"):
+        if (Path(out_dir) / sub).is_dir():
+            prepare_output(Path(out_dir) / sub, "folder")
     existing = sorted(Path(out_dir).glob("annotations/instances_*.json"))
     if existing and not force:
         raise UsageError(

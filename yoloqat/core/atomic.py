@@ -7,7 +7,8 @@ flushed to disk with ``fsync`` and renamed over the final name. If anything fail
 process is interrupted) the temporary is removed and a file already under the final name is
 left byte-identical. A process killed with ``kill -9`` can leave a temporary behind: its
 name carries the writer's pid, and :func:`remove_stale_temporaries` deletes those of dead
-processes (training does so at start and on resume).
+processes: training does so at start and on resume, every other command that writes when
+it starts (:func:`prepare_output`).
 
 Temporary names: ``.<name>.<pid>.<random>.tmp<suffix>`` (the suffix is kept because some
 writers, e.g. ``cv2.imwrite`` and ``matplotlib``, pick the format from it). MindSpore's
@@ -189,4 +190,17 @@ def check_writable(folder: str | Path, what: str = "output folder") -> Path:
             f"{what} {folder} is not writable: {exc.strerror or exc}",
             hint="choose another folder, or fix its permissions or free space",
         ) from exc
+    return folder
+
+
+def prepare_output(folder: str | Path, what: str = "output folder") -> Path:
+    """Before a command writes into ``folder``: prove it is writable (:func:`check_writable`)
+    and remove the temporaries killed runs left there (:func:`remove_stale_temporaries`),
+    saying how many. Every command that writes calls it at start, as training does."""
+    from yoloqat.core import events
+
+    folder = check_writable(folder, what)
+    removed = remove_stale_temporaries(folder)
+    if removed:
+        events.info(f"removed {len(removed)} unfinished file(s) of a killed run in {folder}")
     return folder

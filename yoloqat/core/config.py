@@ -68,7 +68,7 @@ def bundled_configs() -> list[str]:
 def resolve_config_path(config: str | Path) -> Path:
     """A path as given if it exists, else a bundled config of that name."""
     path = Path(config)
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # a device or pipe is refused when read
         return path
     for candidate in (BUNDLED_DIR / path.name, BUNDLED_DIR / f"{path.name}.yaml"):
         if candidate.is_file():
@@ -81,10 +81,12 @@ def resolve_config_path(config: str | Path) -> Path:
 
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors naming the file and line."""
+    from yoloqat.core.limits import read_input_bytes
+
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from exc
+        text = read_input_bytes(path, "config", error=ConfigError, what="config").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config {path} is not UTF-8 text ({exc})") from None
     try:
         data = yaml_load(text)
     except yaml.YAMLError as exc:

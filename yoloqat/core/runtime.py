@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 
 from yoloqat.core.errors import ConfigError, RuntimeFailure
@@ -57,6 +58,29 @@ def cpu_launch_blocking() -> bool:
 
 DEVICE_TARGETS = ("CPU", "GPU", "Ascend")
 
+_TIMED_OUT = re.compile(r"Timed out node list is: [^{]*\{([\d,\s]*)\}")
+
+
+def scheduler_lost_workers(message: str) -> RuntimeFailure | None:
+    """In msrun's scheduler process (``MS_ROLE=MS_SCHED``, which runs the same command as
+    the workers and serves the cluster from inside ``init()``), ``init()`` fails when
+    workers stop sending heartbeats, long after training started. That is no
+    initialisation error: say which workers were lost, and that a worker's death is
+    reported by the launcher and the surviving ranks."""
+    if os.environ.get("MS_ROLE") != "MS_SCHED":
+        return None
+    match = _TIMED_OUT.search(message)
+    if match is None:
+        return None
+    ranks = [r.strip() for r in match.group(1).split(",") if r.strip()]
+    return RuntimeFailure(
+        f"msrun's scheduler lost worker(s) {', '.join(ranks)}: no heartbeat within "
+        "MS_NODE_TIMEOUT (the processes ended or hung); the scheduler stops",
+        hint="plain msrun kills every worker once one fails, so all look lost here; "
+        "python -m yoloqat.engine.launch (scripts/run_distribute_train.sh) names the rank "
+        "that failed first, and the surviving ranks print their step and resume command",
+    )
+
 
 def init_runtime(
     device_target: str = "CPU",
@@ -96,6 +120,9 @@ def init_runtime(
         init()
     except RuntimeError as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), repr(exc))
+        lost = scheduler_lost_workers(str(exc))
+        if lost is not None:
+            raise lost from None
         raise RuntimeFailure(
             f"could not initialise {target} collectives: {first}",
             hint="check the launcher's worker logs (msrun --log_dir) and --device_target",

@@ -15,12 +15,23 @@ from typing import Any
 
 import numpy as np
 
+from yoloqat.core import limits
 from yoloqat.core.contracts.dataset import ImageAnnotations, Sample
 from yoloqat.core.errors import DataError
 from yoloqat.core.events import warn
+from yoloqat.data.coco_checks import InstancesReport, check_instances
 from yoloqat.data.imageio import read_image
+from yoloqat.data.paths import inside
 
-__all__ = ["CocoSource", "Sample", "check_path", "clean_boxes", "load_coco"]
+__all__ = [
+    "CocoSource",
+    "Sample",
+    "check_path",
+    "clean_boxes",
+    "load_coco",
+    "read_instances",
+    "report_bad_boxes",
+]
 
 
 def check_path(path: str | Path, what: str, *, directory: bool) -> Path:
@@ -34,24 +45,35 @@ def check_path(path: str | Path, what: str, *, directory: bool) -> Path:
     return p
 
 
-def load_coco(annotation_file: Path) -> Any:
-    """Parse a COCO instances json with pycocotools (its stdout chatter swallowed)."""
+def read_instances(annotation_file: Path) -> tuple[Any, InstancesReport]:
+    """Read a COCO instances json (bounded), check it as written (:mod:`.coco_checks`) and
+    index it with pycocotools; returns ``(COCO, report)``."""
     from pycocotools.coco import COCO
 
+    raw = limits.read_input_bytes(
+        annotation_file, "annotation", error=DataError, what="annotation file"
+    )
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"annotation file is not valid JSON: {annotation_file} ({exc})") from None
+    report = check_instances(data, Path(annotation_file))
+    coco = COCO()
+    coco.dataset = data
     try:
         with contextlib.redirect_stdout(io.StringIO()):
-            coco = COCO(str(annotation_file))
-    except json.JSONDecodeError as exc:
-        raise DataError(f"annotation file is not valid JSON: {annotation_file} ({exc})") from None
-    except (KeyError, TypeError, AssertionError) as exc:
+            coco.createIndex()
+    except (KeyError, TypeError, AssertionError) as exc:  # pragma: no cover - checked above
         raise DataError(
             f"annotation file is not a COCO instances file: {annotation_file} ({exc!r})",
             hint="it needs 'images', 'annotations' and 'categories' lists",
         ) from None
-    for key in ("images", "categories"):
-        if key not in coco.dataset:
-            raise DataError(f"annotation file {annotation_file} has no '{key}' list")
-    return coco
+    return coco, report
+
+
+def load_coco(annotation_file: Path) -> Any:
+    """Parse a COCO instances json with pycocotools, after :func:`read_instances`' checks."""
+    return read_instances(annotation_file)[0]
 
 
 def sorted_category_ids(coco: Any) -> list[int]:
@@ -82,34 +104,19 @@ class CocoSource:
         self.image_dir = check_path(image_dir, "image folder", directory=True)
         self.annotation_file = check_path(annotation_file, "annotation file", directory=False)
         self.training = training
-        coco = load_coco(self.annotation_file)
+        #: where the annotations come from (named in integrity errors)
+        self.origin = str(self.annotation_file)
+        coco, report = read_instances(self.annotation_file)
         self._coco = coco
         own_ids = sorted_category_ids(coco)
         self.category_ids = list(own_ids if category_ids is None else category_ids)
-        self._check_categories(coco, own_ids)
-        self._build(coco)
+        self._check_categories(own_ids)
+        self._report(report)
+        self._build(coco, report)
 
     # -- construction -------------------------------------------------------------------
-    def _check_categories(self, coco: Any, own_ids: list[int]) -> None:
-        own = set(own_ids)
-        for ann in coco.dataset.get("annotations", []):
-            bbox = ann.get("bbox")
-            if (
-                not isinstance(bbox, (list, tuple))
-                or len(bbox) != 4
-                or not all(v is None or isinstance(v, (int, float)) for v in bbox)
-            ):
-                raise DataError(
-                    f"annotation id {ann.get('id')} in {self.annotation_file} has no valid "
-                    f"'bbox' (expected [x, y, w, h], got {bbox!r})"
-                )
-            if ann.get("category_id") not in own:
-                raise DataError(
-                    f"annotation id {ann.get('id')} in {self.annotation_file} has category_id "
-                    f"{ann.get('category_id')!r}, which is not in the file's categories",
-                    hint=f"known category ids: {own_ids[:10]}{' ...' if len(own_ids) > 10 else ''}",
-                )
-        missing = own - set(self.category_ids)
+    def _check_categories(self, own_ids: list[int]) -> None:
+        missing = set(own_ids) - set(self.category_ids)
         if missing:
             raise DataError(
                 f"{self.annotation_file} has category ids {sorted(missing)} that the training "
@@ -117,7 +124,15 @@ class CocoSource:
                 hint="train and val annotation files must share one category list",
             )
 
-    def _build(self, coco: Any) -> None:
+    def _report(self, report: InstancesReport) -> None:
+        """Warn about what the file holds that is ignored (an error under --strict-data)."""
+        annotations = self._coco.dataset.get("annotations", [])
+        for line in report.warnings(self.annotation_file, annotations):
+            if limits.strict_data():
+                raise DataError(line, hint="--strict-data makes this an error")
+            warn(line)
+
+    def _build(self, coco: Any, report: InstancesReport) -> None:
         index = {cid: i for i, cid in enumerate(self.category_ids)}
         ids = sorted(int(i) for i in coco.imgs)
         file_names, sizes, offsets, rows = [], [], [0], []
@@ -131,8 +146,12 @@ class CocoSource:
                 self.filtered_out += 1
                 continue
             info = coco.imgs[img_id]
-            if not isinstance(info.get("file_name"), str) or not info["file_name"]:
-                raise DataError(f"image id {img_id} in {self.annotation_file} has no 'file_name'")
+            i = report.image_index[img_id]
+            inside(
+                self.image_dir,
+                info["file_name"],
+                where=f"{self.annotation_file}: image id {img_id} (images[{i}]) 'file_name'",
+            )
             w, h = float(info.get("width", 0) or 0), float(info.get("height", 0) or 0)
             plain = [a for a in anns if not a.get("iscrowd", 0)]
             box = np.array([a["bbox"][:4] for a in plain], np.float64).reshape(-1, 4)
@@ -145,6 +164,14 @@ class CocoSource:
             kept_ids.append(img_id)
             file_names.append(str(info["file_name"]))
             sizes.append((w, h))
+        if not ids:
+            raise DataError(f"{self.annotation_file} lists no images (its 'images' list is empty)")
+        if not kept_ids:
+            raise DataError(
+                f"{self.annotation_file}: none of its {len(ids)} images has a box wider and "
+                "taller than 1 px: nothing to train on",
+                hint="check the 'bbox' values ([x, y, width, height] in pixels)",
+            )
         self.image_ids = np.asarray(kept_ids, np.int64)
         self.file_names = file_names
         self.sizes = np.asarray(sizes, np.float64).reshape(-1, 2)
@@ -155,13 +182,7 @@ class CocoSource:
             "dropped": int(self._bad[:, 0].sum()),
             "clipped": int(self._bad[:, 1].sum()),
         }
-        if self.bad_boxes["dropped"] or self.bad_boxes["clipped"]:
-            warn(
-                f"{self.annotation_file}: {self.bad_boxes['dropped']} boxes with non-positive or "
-                f"NaN size or outside the image dropped, {self.bad_boxes['clipped']} clipped to "
-                "the image",
-                **self.bad_boxes,
-            )
+        report_bad_boxes(str(self.annotation_file), **self.bad_boxes)
 
     # -- access -----------------------------------------------------------------------
     def __len__(self) -> int:
@@ -230,6 +251,20 @@ class CocoSource:
                 )
             )
         return out
+
+
+def report_bad_boxes(origin: str, *, dropped: int, clipped: int) -> None:
+    """One warning with the counts of dropped and clipped boxes; dropped boxes are an
+    error under ``--strict-data``."""
+    if not dropped and not clipped:
+        return
+    message = (
+        f"{origin}: {dropped} boxes with non-positive or NaN size or outside the image "
+        f"dropped, {clipped} clipped to the image"
+    )
+    if dropped and limits.strict_data():
+        raise DataError(message, hint="--strict-data makes dropped boxes an error")
+    warn(message, dropped=dropped, clipped=clipped)
 
 
 def clean_boxes(

@@ -1,15 +1,25 @@
-"""Robust image reading: any common file becomes a 3-channel 8-bit RGB array.
+"""Robust, bounded image reading: any common file becomes a 3-channel 8-bit RGB array.
 
-EXIF orientation is deliberately ignored: COCO boxes refer to the stored pixel layout.
+Only regular files are read (a device such as ``/dev/zero``, a FIFO or a folder is refused
+before reading), at most :func:`yoloqat.core.limits.max_bytes` ("image") bytes, and only
+images of at most :func:`yoloqat.core.limits.max_image_pixels` pixels are decoded (the
+size is read from the file header first). Whatever a decoder raises becomes an
+:class:`ImageReadError` naming the file and the reason, so the loaders skip and count the
+image. EXIF orientation is deliberately ignored: COCO boxes refer to the stored pixel layout.
 """
 
 from __future__ import annotations
 
+import io
+import os
+import stat
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from yoloqat.core import limits
 from yoloqat.core.contracts.dataset import UnreadableImageError
 
 _FLAGS = cv2.IMREAD_UNCHANGED | cv2.IMREAD_IGNORE_ORIENTATION
@@ -50,14 +60,94 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image[:, :, :4], cv2.COLOR_BGRA2RGB)
 
 
-def _pil_fallback(path: Path) -> np.ndarray | None:
+def _pil(data: bytes) -> np.ndarray | None:
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - Pillow comes with matplotlib
         return None
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                return np.asarray(im.convert("RGB"))
+    except Exception:
+        return None
+
+
+def _allow_pillow(pixels: int) -> None:
+    """Keep Pillow's own decompression-bomb refusal at or above yoloqat's pixel limit."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and pixels > 2 * Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = pixels // 2 + 1
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from an image file's header (nothing decoded), or None when
+    Pillow does not know the format. Raises ``PIL.Image.DecompressionBombError`` for
+    images over Pillow's limit."""
+    from PIL import Image, UnidentifiedImageError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bomb and corrupt-EXIF warnings: the size is checked
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                return int(im.size[0]), int(im.size[1])
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes: a regular file within the image size limit, else ImageReadError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ImageReadError(f"image file not found: {path}") from None
+    except OSError as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    limit = limits.max_bytes("image")
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            kind = limits.file_type(st.st_mode)
+            raise ImageReadError(f"image {path} is {kind}, not a regular file")
+        if st.st_size > limit:
+            raise ImageReadError(
+                f"image file {path} is {limits.human_size(st.st_size)}, over the "
+                f"{limits.human_size(limit)} limit for image files ({limits.SIZE_HINT})"
+            )
+        try:
+            data = fh.read(limit + 1)
+        except OSError as exc:
+            raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise ImageReadError(f"image file {path} grew over the {limits.human_size(limit)} limit")
+    return data
+
+
+def _too_many_pixels(path: Path, width: int, height: int, limit: int) -> ImageReadError:
+    return ImageReadError(
+        f"image {path} has {width} x {height} = {width * height:,} pixels, over the "
+        f"{limit:,} pixel limit ({limits.PIXELS_HINT})"
+    )
+
+
+def image_size(path: str | Path) -> tuple[float, float] | None:
+    """``(width, height)`` of an image from its header, or None when the file cannot be
+    read or is not an image (it is then skipped and counted when loaded)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_size > limits.max_bytes("image"):
+        return None
+    try:
+        from PIL import Image
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                return float(im.size[0]), float(im.size[1])
     except Exception:
         return None
 
@@ -66,26 +156,53 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read ``path`` as an HxWx3 uint8 RGB array.
 
     Grayscale, RGBA, palette and 16-bit files are converted; EXIF orientation is not applied.
-    Raises :class:`ImageReadError` naming the problem for a missing, zero-byte, truncated
-    or undecodable file.
+    Raises :class:`ImageReadError` naming the problem for a missing, zero-byte, truncated,
+    undecodable, non-regular, too large (bytes or pixels) file.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageReadError(f"image file not found: {path}") from None
-    except OSError as exc:
-        raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    data = _read_bytes(path)
     if not data:
         raise ImageReadError(f"image file is empty (0 bytes): {path}")
     if data[:3] == b"\xff\xd8\xff" and _jpeg_truncated(data):
         raise ImageReadError(f"image file is truncated (JPEG without end marker): {path}")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS)
-    if image is None:
-        image = _pil_fallback(path)
+    pixel_limit = limits.max_image_pixels()
+    try:
+        _allow_pillow(pixel_limit)
+        size = header_size(data)
+    except Exception as exc:  # Pillow's DecompressionBombError, or a header it chokes on
+        from PIL import Image
+
+        if isinstance(exc, Image.DecompressionBombError):
+            raise ImageReadError(
+                f"image {path} is over the {pixel_limit:,} pixel limit ({exc}; "
+                f"{limits.PIXELS_HINT})"
+            ) from None
+        size = None
+    if size is not None and size[0] * size[1] > pixel_limit:
+        raise _too_many_pixels(path, size[0], size[1], pixel_limit)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), _FLAGS)
+    except Exception:  # cv2.error: its own limits, broken streams
+        image = None
+    try:
         if image is None:
-            raise ImageReadError(f"image file is corrupt or not an image: {path}")
-        return np.ascontiguousarray(image)
-    if image.size == 0:
-        raise ImageReadError(f"image has zero size: {path}")
-    return to_rgb8(image)
+            image = _pil(data)
+            if image is None:
+                raise ImageReadError(f"image file is corrupt or not an image: {path}")
+            if image.size == 0:
+                raise ImageReadError(f"image has zero size: {path}")
+            out = np.ascontiguousarray(image)
+        else:
+            if image.size == 0:
+                raise ImageReadError(f"image has zero size: {path}")
+            out = to_rgb8(image)
+    except ImageReadError:
+        raise
+    except Exception as exc:  # whatever the decoder or the conversion raised
+        raise ImageReadError(
+            f"image {path} cannot be decoded ({type(exc).__name__}: {exc})"
+        ) from None
+    h, w = out.shape[:2]
+    if size is None and h * w > pixel_limit:  # a format Pillow cannot size: checked after
+        raise _too_many_pixels(path, w, h, pixel_limit)
+    return out

@@ -36,7 +36,9 @@ def read_names(value: Any, base: Path | None, what: str) -> list[str]:
         path = base / path
     if not path.is_file():
         raise DataError(f"{what}: class names file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    from yoloqat.data.paths import read_text
+
+    text = read_text(path, f"{what}: class names file")
     if path.suffix.lower() in (".yaml", ".yml"):
         from yoloqat.core.config import yaml_load
 

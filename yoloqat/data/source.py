@@ -18,9 +18,8 @@ import numpy as np
 
 from yoloqat.core.contracts.dataset import ImageAnnotations, Sample
 from yoloqat.core.errors import DataError
-from yoloqat.core.events import warn
-from yoloqat.data.coco import clean_boxes
-from yoloqat.data.imageio import read_image
+from yoloqat.data.coco import clean_boxes, report_bad_boxes
+from yoloqat.data.imageio import image_size, read_image
 
 #: Image file suffixes the folder-based plugins pick up (lower case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -84,6 +83,8 @@ class BoxSource:
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.root = Path(root)
+        #: where the annotations come from (named in integrity errors)
+        self.origin = origin
         self.image_ids = np.asarray(image_ids, np.int64)
         self.normalized = sizes is None
         self.sizes = None if sizes is None else np.asarray(sizes, np.float64).reshape(-1, 2)
@@ -98,12 +99,7 @@ class BoxSource:
             "dropped": int(self._bad[:, 0].sum()),
             "clipped": int(self._bad[:, 1].sum()),
         }
-        if self.bad_boxes["dropped"] or self.bad_boxes["clipped"]:
-            warn(
-                f"{origin}: {self.bad_boxes['dropped']} boxes with non-positive or NaN size or "
-                f"outside the image dropped, {self.bad_boxes['clipped']} clipped to the image",
-                **self.bad_boxes,
-            )
+        report_bad_boxes(origin, **self.bad_boxes)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -136,16 +132,8 @@ class BoxSource:
         if self.sizes is not None:
             return [(float(w), float(h)) for w, h in self.sizes]
         if self._header_sizes is None:
-            from PIL import Image
-
-            sizes = []
-            for path in self.paths:
-                try:
-                    with Image.open(path) as im:
-                        sizes.append((float(im.size[0]), float(im.size[1])))
-                except (OSError, ValueError):  # unreadable: skipped by the loaders anyway
-                    sizes.append((0.0, 0.0))
-            self._header_sizes = sizes
+            # an unreadable image (skipped by the loaders anyway) has the size 0 x 0
+            self._header_sizes = [image_size(path) or (0.0, 0.0) for path in self.paths]
         return self._header_sizes
 
     def annotations(self) -> list[ImageAnnotations]:

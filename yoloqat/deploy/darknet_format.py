@@ -27,6 +27,7 @@ import numpy as np
 
 from yoloqat.core.atomic import atomic_path
 from yoloqat.core.errors import CheckpointError, ConfigError
+from yoloqat.core.limits import check_input_file
 
 #: Header written by :func:`write_darknet_weights` (Darknet's own current version).
 DEFAULT_VERSION = (0, 2, 0)
@@ -187,9 +188,9 @@ def read_darknet_weights(
     Returns the header and ``{parameter name: float32 array}``.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Darknet weights file not found: {path}")
-    size = path.stat().st_size
+    size = check_input_file(
+        path, "weights", error=CheckpointError, what="Darknet weights file"
+    ).st_size
     with open(path, "rb") as fh:
         header = parse_header(fh.read(20), path)
         need = header.nbytes + 4 * payload_floats(specs)

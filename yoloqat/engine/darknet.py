@@ -149,12 +149,12 @@ def import_darknet(
     the ``backbone.*`` tensors are written. Returns a summary dict.
     """
     from yoloqat.core import events
+    from yoloqat.core.limits import check_input_file
     from yoloqat.engine import pipeline
     from yoloqat.engine.training.checkpoint import save_checkpoint
 
     weights = Path(weights)
-    if not weights.is_file():
-        raise CheckpointError(f"Darknet weights file not found: {weights}")
+    check_input_file(weights, "weights", error=CheckpointError, what="Darknet weights file")
     cfg, notes = darknet_config(config, overrides, num_classes, cfg_file)
     if pipeline.build_quantizer(cfg, registry) is not None:
         raise ConfigError(

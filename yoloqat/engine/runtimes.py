@@ -29,6 +29,11 @@ def open_model(
     An unknown runtime is a ConfigError (exit 3) with a suggestion and the list of
     runtimes; a runtime that breaks its contract is a PluginError naming the plugin.
     """
+    from yoloqat.core.errors import CheckpointError
+    from yoloqat.core.limits import check_input_file
+
+    if Path(path).exists():  # a missing file: the runtime's own message
+        check_input_file(path, "onnx", error=CheckpointError, what="ONNX model")
     reg = registry_of(registry)
     return reg.create("runtime", runtime, path=str(path), threads=threads)  # type: ignore[return-value]
 

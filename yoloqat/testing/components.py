@@ -332,48 +332,76 @@ def check_quantizer(factory: Callable[..., Any], /, *, workdir: Any = None, **pa
     return quantizer
 
 
-def check_dataset(factory: Callable[..., Any], /, *, max_samples: int = 3, **params: Any) -> Any:
-    """Build the dataset, check its contract (and its sources'), load the first
-    ``max_samples`` images of each split it has and build its pycocotools ground truth."""
+def check_data_source(
+    source: Any,
+    /,
+    *,
+    num_classes: int,
+    max_samples: int = 3,
+    name: str = "source",
+    dataset: str = "(under test)",
+) -> Any:
+    """Check one :class:`~yoloqat.core.contracts.dataset.DataSource` as the pipeline does
+    when it opens a source (its members, then :func:`yoloqat.core.integrity.
+    check_source_records`: unique integer image ids and file names, numeric sizes and
+    boxes, class indices in range, at least one image and one box; a DataError naming the
+    image and the field), then load its first ``max_samples`` images and build its
+    pycocotools ground truth. Returns the source's
+    :class:`~yoloqat.core.integrity.SourceSummary`."""
     from yoloqat.core.contracts import Sample
-    from yoloqat.core.errors import DataError
+    from yoloqat.core.contracts.dataset import check_source
     from yoloqat.core.ground_truth import coco_ground_truth
+    from yoloqat.core.integrity import check_source_records, describe
 
-    dataset = CheckedDataset(_build("dataset", factory, params), plugin="(under test)", name="")
+    check_source(source, plugin="(under test)", name=dataset, split=name)
+    anns = list(source.annotations())
+    summary = check_source_records(
+        source, num_classes=num_classes, where=describe(source, name, dataset), records=anns
+    )
+    image_ids = [a.image_id for a in anns]
+    for i in range(min(max_samples, len(source))):
+        sample = source.load(i)
+        assert isinstance(sample, Sample), f"{name} load({i}) is not a Sample"
+        img, boxes = sample.image, sample.boxes
+        assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, (
+            f"{name} load({i}): image must be uint8 [H, W, 3], got {img.dtype} {img.shape}"
+        )
+        h, w = img.shape[:2]
+        assert tuple(sample.orig_size) == (w, h), f"{name} load({i}): orig_size != (W, H)"
+        assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 5
+        ok = (boxes[:, 0] >= 0) & (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 2] <= w)
+        ok &= (boxes[:, 1] >= 0) & (boxes[:, 1] < boxes[:, 3]) & (boxes[:, 3] <= h)
+        assert ok.all(), f"{name} load({i}): boxes outside the image or empty"
+        assert ((sample.classes >= 0) & (sample.classes < num_classes)).all(), (
+            f"{name} load({i}): class index outside 0..{num_classes - 1}"
+        )
+        assert sample.image_id == image_ids[i], f"{name} load({i}): image_id mismatch"
+    coco_ground_truth(anns, tuple(range(num_classes)))
+    return summary
+
+
+def check_dataset(factory: Callable[..., Any], /, *, max_samples: int = 3, **params: Any) -> Any:
+    """Build the dataset, check its contract and each split it has with
+    :func:`check_data_source` (the integrity checks the pipeline runs when it opens a
+    source: a malformed source fails with the DataError a user would see)."""
+    from yoloqat.core.errors import DataError
+
+    dataset = CheckedDataset(
+        _build("dataset", factory, params), plugin="(under test)", name=_name(factory)
+    )
     n, names, ids = dataset.num_classes, dataset.class_names, dataset.category_ids
     splits = 0
     for split in ("train", "val"):
         try:
-            source = getattr(dataset, f"{split}_source")()
+            source = getattr(dataset.wrapped, f"{split}_source")()
         except DataError:
             continue  # a dataset may have one split only
         splits += 1
-        anns = list(source.annotations())
-        assert len(anns) == len(source), (
-            f"{split} source: {len(anns)} annotations for {len(source)} images"
+        check_data_source(
+            source, num_classes=n, max_samples=max_samples, name=split, dataset=_name(factory)
         )
-        image_ids = [a.image_id for a in anns]
-        assert len(set(image_ids)) == len(image_ids), f"{split} source: image ids repeat"
-        for i in range(min(max_samples, len(source))):
-            sample = source.load(i)
-            assert isinstance(sample, Sample), f"{split} load({i}) is not a Sample"
-            img, boxes = sample.image, sample.boxes
-            assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3, (
-                f"{split} load({i}): image must be uint8 [H, W, 3], got {img.dtype} {img.shape}"
-            )
-            h, w = img.shape[:2]
-            assert tuple(sample.orig_size) == (w, h), f"{split} load({i}): orig_size != (W, H)"
-            assert boxes.dtype == np.float32 and boxes.ndim == 2 and boxes.shape[1] == 5
-            ok = (boxes[:, 0] >= 0) & (boxes[:, 0] < boxes[:, 2]) & (boxes[:, 2] <= w)
-            ok &= (boxes[:, 1] >= 0) & (boxes[:, 1] < boxes[:, 3]) & (boxes[:, 3] <= h)
-            assert ok.all(), f"{split} load({i}): boxes outside the image or empty"
-            assert ((sample.classes >= 0) & (sample.classes < n)).all(), (
-                f"{split} load({i}): class index outside 0..{n - 1}"
-            )
-            assert sample.image_id == image_ids[i], f"{split} load({i}): image_id mismatch"
-        coco_ground_truth(anns, tuple(ids))
     assert splits, "the dataset has neither a train nor a val source"
-    assert len(names) == n
+    assert len(names) == n and len(ids) == n
     return dataset
 
 

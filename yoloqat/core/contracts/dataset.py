@@ -16,7 +16,16 @@ Bad input, the same rules for every bundled plugin (and expected of third-party 
 - boxes that are invalid (NaN, non-positive size, wholly outside the image) are dropped,
   boxes reaching outside the image are clipped; the source counts both per image and
   reports them in :attr:`Sample.bad_boxes` (the loaders sum them into
-  ``bad_boxes_dropped`` / ``bad_boxes_clipped``).
+  ``bad_boxes_dropped`` / ``bad_boxes_clipped``);
+- image paths named by annotation files stay inside the dataset's folder
+  (:func:`yoloqat.data.paths.inside`), and images are read within the size and pixel
+  limits (:mod:`yoloqat.core.limits`).
+
+Whatever the plugin, :class:`CheckedDataset` runs the core integrity checks
+(:func:`yoloqat.core.integrity.check_source_records`) on each source when it is first
+opened: unique integer image ids, unique file names, numeric sizes and boxes, class
+indices in range, at least one image and one box. A source may have an ``origin``
+attribute (e.g. its annotation file), which those errors name.
 """
 
 from __future__ import annotations
@@ -246,13 +255,19 @@ class CheckedDataset:
 
     The pipeline wraps every built dataset in one, so a plugin that breaks the contract
     fails with a :class:`PluginError` naming it (exit 4) where its object is first used,
-    not with an AttributeError deep inside a loader. Every other attribute is the
-    wrapped dataset's.
+    not with an AttributeError deep inside a loader. Each source is also checked once,
+    when first opened, by :func:`yoloqat.core.integrity.check_source_records` (unique
+    integer image ids and file names, numeric sizes and boxes, class indices in range, at
+    least one image and one box): a :class:`~yoloqat.core.errors.DataError` (exit 3)
+    names the source, the image and the field. Every other attribute is the wrapped
+    dataset's.
     """
 
     def __init__(self, dataset: Any, *, plugin: str, name: str) -> None:
         check_dataset(dataset, plugin=plugin, name=name)
         self.__dict__.update(_dataset=dataset, _plugin=plugin, _name=name, _ok=set())
+        #: the :class:`~yoloqat.core.integrity.SourceSummary` of each split checked so far
+        self.summaries: dict[str, Any] = {}
 
     @property
     def wrapped(self) -> Any:
@@ -283,6 +298,11 @@ class CheckedDataset:
         source = getattr(self._dataset, f"{split}_source")()
         if split not in self._ok:
             check_source(source, plugin=self._plugin, name=self._name, split=split)
+            from yoloqat.core.integrity import check_source_records, describe
+
+            self.summaries[split] = check_source_records(
+                source, num_classes=self.num_classes, where=describe(source, split, self._name)
+            )
             self._ok.add(split)
         return source
 

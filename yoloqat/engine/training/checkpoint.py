@@ -110,8 +110,11 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
             else "give the path of a .ckpt file"
         )
         raise CheckpointError(f"checkpoint {path} is a folder, not a .ckpt file", hint=hint)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint not found: {path}")
+    from yoloqat.core.limits import check_input_file
+
+    check_input_file(path, "checkpoint", error=CheckpointError, what="checkpoint")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:

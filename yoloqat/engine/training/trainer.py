@@ -107,8 +107,12 @@ class Trainer:
             from yoloqat.engine.training.checkpoint import read_checkpoint
 
             read_checkpoint(self.resume)  # the error that says it is a folder
-        if self.resume is not None and not self.resume.is_file():
+        if self.resume is not None and not self.resume.exists():
             raise CheckpointError(f"--resume checkpoint not found: {self.resume}")
+        if self.resume is not None:  # a device or pipe, or over the size limit
+            from yoloqat.core.limits import check_input_file
+
+            check_input_file(self.resume, "checkpoint", error=CheckpointError, what="checkpoint")
         self.writes_ckpt = self.rank == 0 or not self.save_on_master
         join = False
         if run_dir is not None:
@@ -145,13 +149,28 @@ class Trainer:
     def _shared_run_dir(self, base: Path, name: str | None) -> Path:
         """[distributed] rank 0 creates a unique folder; every rank learns its name."""
         from yoloqat.core.distributed import broadcast_int, shared_run_name
+        from yoloqat.engine.training.peers import is_collective_failure, peer_failure
 
-        name = name or shared_run_name()
-        suffix = 0
-        if self.rank == 0:
-            made = make_run_dir(base, name)
-            suffix = 0 if made.name == name else int(made.name.rsplit("_", 1)[1])
-        suffix = broadcast_int(suffix)
+        try:
+            name = name or shared_run_name()
+            suffix = 0
+            if self.rank == 0:
+                made = make_run_dir(base, name)
+                suffix = 0 if made.name == name else int(made.name.rsplit("_", 1)[1])
+            suffix = broadcast_int(suffix)
+        except RuntimeError as exc:
+            if not is_collective_failure(exc):
+                raise
+            raise peer_failure(
+                exc,
+                rank=self.rank,
+                group_size=self.group_size,
+                global_step=0,
+                steps_per_epoch=1,
+                run_dir=base,
+                written=None,
+                where="while the ranks agreed on the run folder",
+            ) from None
         final = name if suffix == 0 else f"{name}_{suffix}"
         return make_run_dir(base, final, join=True)
 
@@ -404,9 +423,11 @@ class Trainer:
             if self._steps_run == 0:
                 self._remove_failed_start()
             raise
-        except BaseException:
+        except BaseException as exc:
             if self._steps_run == 0:
                 self._remove_failed_start()
+            if self.distributed:
+                self._peer_check(exc)
             raise
         finally:
             self.guard.restore()
@@ -414,6 +435,22 @@ class Trainer:
                 res = self._result
                 end = cb.RunEndInfo(self.run_dir, res.epochs_done, res.global_step, status)
                 self.callbacks.emit("on_run_end", end)
+
+    def _peer_check(self, exc: BaseException) -> None:
+        """[distributed] A collective that lost a peer: say who, when and how to resume."""
+        from yoloqat.engine.training.peers import is_collective_failure, peer_failure
+
+        if is_collective_failure(exc):
+            done = self._result.global_step if self._result is not None else 0
+            raise peer_failure(
+                exc,
+                rank=self.rank,
+                group_size=self.group_size,
+                global_step=done,
+                steps_per_epoch=getattr(self, "steps_per_epoch", 0),
+                run_dir=self.run_dir,
+                written=self._last_good() if self.writes_ckpt else None,
+            ) from None
 
     def _remove_failed_start(self) -> None:
         """Remove the run folder this run created, if it failed before its first step."""

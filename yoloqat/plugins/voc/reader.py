@@ -10,7 +10,9 @@ import numpy as np
 
 from yoloqat.core.errors import DataError
 from yoloqat.data.coco import check_path
+from yoloqat.data.imageio import image_size
 from yoloqat.data.names import read_names
+from yoloqat.data.paths import inside, read_text
 from yoloqat.data.source import BoxRows, BoxSource, ClassListDataset, image_ids_for
 
 _FIELDS = ("xmin", "ymin", "xmax", "ymax")
@@ -35,31 +37,26 @@ def _size(root: ET.Element, path: Path, image: Path) -> tuple[float, float]:
         h = _number(size, path, "<size>", "height")
     if w > 0 and h > 0:
         return w, h
-    from PIL import Image
-
-    try:
-        with Image.open(image) as im:
-            return float(im.size[0]), float(im.size[1])
-    except (OSError, ValueError):
-        return 0.0, 0.0  # unreadable: skipped by the loaders; boxes are left unclipped
+    # unreadable: skipped by the loaders; boxes are left unclipped
+    return image_size(image) or (0.0, 0.0)
 
 
 def parse_xml(
     path: Path, index: dict[str, int], image_dir: Path, image_id: str
 ) -> tuple[Path, tuple[float, float], np.ndarray, np.ndarray, np.ndarray]:
     """(image path, (w, h), pixel x, y, w, h [K, 4], classes [K], difficult [K])."""
-    try:
-        root = ET.parse(path).getroot()
-    except FileNotFoundError:
+    if not path.exists():
         raise DataError(
             f"VOC annotation not found: {path}", hint="every listed id needs Annotations/<id>.xml"
-        ) from None
+        )
+    try:
+        root = ET.fromstring(read_text(path, "VOC annotation"))
     except ET.ParseError as exc:
         raise DataError(f"{path}: not well-formed XML ({exc})") from None
     if root.tag != "annotation":
         raise DataError(f"{path}: the root element is <{root.tag}>, not <annotation>")
     filename = (root.findtext("filename") or "").strip() or f"{image_id}.jpg"
-    image = image_dir / filename
+    image = inside(image_dir, filename, where=f"{path}: <filename>", folder="JPEGImages folder")
     width, height = _size(root, path, image)
     boxes, classes, difficult = [], [], []
     for k, obj in enumerate(root.iter("object"), start=1):
@@ -92,7 +89,7 @@ def read_split(root: Path, split: str) -> list[str]:
         root / "ImageSets" / "Main" / f"{split}.txt", "VOC image list", directory=False
     )
     ids = [
-        line.split()[0] for line in path.read_text(encoding="utf-8").splitlines() if line.split()
+        line.split()[0] for line in read_text(path, "VOC image list").splitlines() if line.split()
     ]
     if not ids:
         raise DataError(f"VOC image list is empty: {path}")

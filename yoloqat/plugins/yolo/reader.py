@@ -12,6 +12,7 @@ import numpy as np
 from yoloqat.core.errors import ConfigError, DataError
 from yoloqat.data.coco import check_path
 from yoloqat.data.names import names_from_yaml_value, read_names
+from yoloqat.data.paths import inside, read_text
 from yoloqat.data.source import (
     IMAGE_SUFFIXES,
     BoxRows,
@@ -33,17 +34,38 @@ def label_path(image: Path) -> Path:
     return Path(text).with_suffix(".txt")
 
 
-def _list_images(spec: Path, split: str) -> list[Path]:
+def _list_images(spec: Path, split: str, root: Path) -> list[Path]:
     if spec.is_file() and spec.suffix.lower() == ".txt":
-        lines = [ln.strip() for ln in spec.read_text(encoding="utf-8").splitlines()]
-        paths = [Path(ln) for ln in lines if ln]
-        paths = [p if p.is_absolute() else spec.parent / p for p in paths]
+        # the paths a list names stay inside the dataset root (the list's folder when the
+        # list lies elsewhere), and each image is listed once
+        base = root if not _outside(spec, root) else spec.parent
+        paths, seen = [], {}
+        for n, line in enumerate(read_text(spec, f"yolo {split} image list").splitlines(), 1):
+            name = line.strip()
+            if not name:
+                continue
+            path = Path(name) if Path(name).is_absolute() else spec.parent / name
+            inside(base, os.path.abspath(path), where=f"{spec}:{n}", folder="dataset folder")
+            key = os.path.normpath(path)
+            if key in seen:
+                raise DataError(
+                    f"{spec}:{n}: {name} is listed twice (first on line {seen[key]})",
+                    hint="each image must be listed once",
+                )
+            seen[key] = n
+            paths.append(path)
     else:
         folder = check_path(spec, f"yolo {split} image folder", directory=True)
         paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise DataError(f"yolo: no images in the {split} split: {spec}")
     return paths
+
+
+def _outside(path: Path, root: Path) -> bool:
+    from yoloqat.core.limits import outside
+
+    return outside(os.path.abspath(path), root)
 
 
 def _number(token: str, label: Path, line: int, what: str) -> float:
@@ -58,10 +80,7 @@ def parse_labels(label: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]
     if not label.is_file():
         return np.zeros((0, 4)), np.zeros(0, np.int64)
     boxes, classes = [], []
-    try:
-        text = label.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read label file {label}: {exc}") from None
+    text = read_text(label, "label file")
     for n, raw in enumerate(text.splitlines(), start=1):
         tokens = raw.split()
         if not tokens:
@@ -93,7 +112,7 @@ def parse_labels(label: Path, num_classes: int) -> tuple[np.ndarray, np.ndarray]
 
 def build_source(spec: Path, split: str, num_classes: int, root: Path) -> BoxSource:
     """The :class:`BoxSource` of one split (labels parsed and cleaned now)."""
-    paths = _list_images(spec, split)
+    paths = _list_images(spec, split, root)
     rows = BoxRows()
     for path in paths:
         xywh, cls = parse_labels(label_path(path), num_classes)
@@ -112,8 +131,9 @@ def build_source(spec: Path, split: str, num_classes: int, root: Path) -> BoxSou
 def _read_yaml(path: Path) -> dict[str, Any]:
     from yoloqat.core.config import yaml_load
 
+    text = read_text(path, "yolo data yaml")
     try:
-        data = yaml_load(path.read_text(encoding="utf-8"))
+        data = yaml_load(text)
     except Exception as exc:
         raise DataError(f"yolo: {path} is not valid YAML ({exc})") from None
     if not isinstance(data, dict):
