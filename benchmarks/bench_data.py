@@ -39,8 +39,8 @@ def _dataset(data: Path):
 
 
 def _time_train(source, *, workers: int, epochs: int, batch: int, shape: int | None) -> dict:
-    from yoloqat.plugins.yolov3 import ANCHORS
     from yoloqat.data.loader import TrainLoader
+    from yoloqat.plugins.yolov3 import ANCHORS
 
     loader = TrainLoader(
         source,

@@ -60,8 +60,8 @@ def real_loss(network, batch_size: int, size: int) -> LossSetup:
     import numpy as np
     from mindspore import Tensor
 
-    from yoloqat.plugins.yolov3.targets import build_targets_batch
     from yoloqat.plugins.yolov3 import yolov3_loss
+    from yoloqat.plugins.yolov3.targets import build_targets_batch
 
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, size * 0.7, (batch_size, 6, 2))

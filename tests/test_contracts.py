@@ -16,8 +16,7 @@ from yoloqat.core.errors import PluginError
 from yoloqat.engine import pipeline
 from yoloqat.plugins.darknet53 import darknet53
 from yoloqat.plugins.schedulers import cosine_annealing, exponential
-from yoloqat.plugins.yolov3 import yolov3_head
-from yoloqat.plugins.yolov3 import yolov3_loss
+from yoloqat.plugins.yolov3 import yolov3_head, yolov3_loss
 from yoloqat.registry import Registry
 from yoloqat.testing import check_backbone, check_head, check_loss, check_scheduler
 

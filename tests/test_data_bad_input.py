@@ -13,11 +13,11 @@ from PIL import Image
 
 from yoloqat.core.errors import DataError, RuntimeFailure
 from yoloqat.core.events import subscribe
-from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.coco import CocoSource
 from yoloqat.data.imageio import ImageReadError, read_image
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.plugins.coco import coco, coco2014
+from yoloqat.plugins.yolov3 import ANCHORS
 
 
 @pytest.fixture

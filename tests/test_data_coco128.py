@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from yoloqat.core.errors import DataError
-from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.plugins.coco import coco, coco2014, yoloqat_datasets
+from yoloqat.plugins.yolov3 import ANCHORS
 
 ANN = "annotations/instances_train2017.json"
 IMAGES = "images/train2017"

@@ -7,12 +7,12 @@ import pytest
 
 from yoloqat.core.errors import ConfigError
 from yoloqat.data import MULTI_SCALE
-from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.data.multiscale import shape_for_step, shape_schedule
 from yoloqat.data.sampler import DistributedSampler
 from yoloqat.data.synth import make_synthetic_coco
 from yoloqat.plugins.coco import coco
+from yoloqat.plugins.yolov3 import ANCHORS
 
 SMALL = (64, 96, 128)
 

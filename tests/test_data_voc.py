@@ -15,12 +15,12 @@ from tiny import cli
 from yoloqat.core.errors import DataError
 from yoloqat.core.events import subscribe
 from yoloqat.core.ground_truth import coco_ground_truth
-from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.imageio import ImageReadError
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.engine.evaluate import ground_truth
 from yoloqat.plugins.coco import coco
 from yoloqat.plugins.voc import VOC_CLASSES, voc
+from yoloqat.plugins.yolov3 import ANCHORS
 
 
 def test_coco128_as_voc_xml_scores_as_coco(coco128: Path, tmp_path: Path) -> None:

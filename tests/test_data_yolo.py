@@ -16,13 +16,13 @@ from yoloqat.core.contracts.dataset import Dataset, DataSource
 from yoloqat.core.errors import ConfigError, DataError
 from yoloqat.core.events import subscribe
 from yoloqat.core.ground_truth import coco_ground_truth
-from yoloqat.plugins.yolov3 import ANCHORS
 from yoloqat.data.coco import load_coco
 from yoloqat.data.imageio import ImageReadError
 from yoloqat.data.loader import EvalLoader, TrainLoader
 from yoloqat.engine.evaluate import ground_truth
 from yoloqat.plugins.coco import coco
 from yoloqat.plugins.yolo import yolo
+from yoloqat.plugins.yolov3 import ANCHORS
 
 
 def _coco128(root: Path) -> tuple:

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
-from yoloqat.plugins.yolov3.decode import YoloDecode, YoloPredict
 from yoloqat.core.detector import Detector, check_input_shape
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.layers import ConvBnAct, OutputConv
 from yoloqat.engine.models import yolov3_darknet53
 from yoloqat.plugins.darknet53 import darknet53, yoloqat_backbones
 from yoloqat.plugins.yolov3 import DEFAULT_ANCHORS, yoloqat_heads, yolov3_head
+from yoloqat.plugins.yolov3.decode import YoloDecode, YoloPredict
 
 TINY = 0.0625  # width of the toy models used for runtime tests
 

@@ -73,9 +73,10 @@ def check_backbone(
     h, w = input_hw
     outs = backbone(Tensor(np.zeros((2, 3, h, w), np.float32)))
     levels = len(backbone.out_channels)
+    count = len(outs) if isinstance(outs, (tuple, list)) else 1
     assert isinstance(outs, (tuple, list)) and len(outs) == levels, (
         f"backbone {_name(factory)} must return a tuple of {levels} maps (one per "
-        f"out_channels entry), got {type(outs).__name__} of {len(outs) if isinstance(outs, (tuple, list)) else 1}"
+        f"out_channels entry), got {type(outs).__name__} of {count}"
     )
     for level, (out, channels, stride) in enumerate(
         zip(outs, backbone.out_channels, backbone.strides)
