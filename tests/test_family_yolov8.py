@@ -44,6 +44,21 @@ def test_components_conform_at_toy_size() -> None:
     assert not callable(getattr(loss, "build_targets", None))  # assignment inside the loss
 
 
+def test_the_manifest_is_cheap_and_registers_every_component() -> None:
+    import subprocess
+    import sys
+
+    from yoloqat.registry import default_registry
+
+    code = "import sys, yoloqat.plugins.yolov8; print('mindspore' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    reg = default_registry()
+    for kind, name in [("backbone", "csp_darknet"), ("head", "yolov8_head"),
+                       ("loss", "yolov8_loss"), ("family", "yolov8")]:  # fmt: skip
+        assert reg.get(kind, name).plugin == "yolov8"
+
+
 def test_head_reads_the_last_three_maps_of_a_four_map_backbone() -> None:
     head = check_head(yolov8_head, reg_max=8, **TOY)  # toy maps at strides 4, 8, 16, 32
     assert head.in_indices == (1, 2, 3) and head.strides == (8, 16, 32)
