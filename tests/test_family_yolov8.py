@@ -227,11 +227,14 @@ def test_a_gt_gets_exactly_its_topk_candidates_by_metric() -> None:
     assert np.isclose(scores[:, 2].max(), best**2, rtol=1e-5)  # best anchor: its own IoU
 
 
-def test_fewer_candidates_than_k_are_all_positive_and_padding_assigns_nothing() -> None:
-    small = np.array([2.0, 2.0, 22.0, 22.0])  # 3 x 3 anchor centres, fewer than k = 10
+@pytest.mark.parametrize("topk", [10, 100])  # 100: more than the 64 anchors
+def test_fewer_candidates_than_k_are_all_positive_and_padding_assigns_nothing(topk: int) -> None:
+    small = np.array([2.0, 2.0, 22.0, 22.0])  # 3 x 3 anchor centres, fewer than k
     padding = np.array([0.0, 0.0, 64.0, 64.0])  # a padding row with a box: still nothing
     pred = np.stack([_scaled(small, 0.8)] * len(POINTS))
-    _, scores, fg, mask_pos = _assign(pred, [small, padding, np.zeros(4)], [1, 0, 0], [1, 0, 0])
+    _, scores, fg, mask_pos = _assign(
+        pred, [small, padding, np.zeros(4)], [1, 0, 0], [1, 0, 0], topk=topk
+    )
     np.testing.assert_array_equal(mask_pos[0] > 0, _inside(small))
     assert not mask_pos[1:].any()
     assert fg.sum() == 9 and np.allclose(scores[fg > 0, 1], 0.8**2, rtol=1e-5)
@@ -299,6 +302,29 @@ def test_trains_in_graph_mode_compiling_once_per_input_size() -> None:
     for _ in range(2):
         assert np.isfinite(step(other, *gt96)[0].asnumpy())
     assert len(step.compile_cache) == 2  # one more for the second size
+
+
+@pytest.mark.slow
+def test_trains_with_dynamic_shapes_in_one_compile() -> None:
+    """``train.dynamic_shapes``: one graph for every input size (the loss has no shape-
+    dependent constants: top-k stays constant, the grid comes from the runtime shape)."""
+    from yoloqat.engine.training.step import NetWithLoss, TrainStep, spatially_dynamic
+    from yoloqat.testing import toy_ground_truth
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    net, loss = _toy_net()
+    step = TrainStep(NetWithLoss(net, loss), nn.Momentum(net.trainable_params(), 0.01, 0.9))
+    step.set_train(True)
+    rng = np.random.default_rng(0)
+    batches = [
+        [Tensor(rng.random((2, 3, s, s), dtype=np.float32))]
+        + [Tensor(a) for a in toy_ground_truth(3, (s, s))]
+        for s in (64, 96)
+    ]
+    step.set_inputs(*spatially_dynamic(*batches))
+    for batch in (*batches, *batches):
+        assert np.isfinite(step(*batch)[0].asnumpy())
+    assert len(step.compile_cache) == 1
 
 
 # -- end to end -------------------------------------------------------------------------------

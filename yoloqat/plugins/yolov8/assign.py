@@ -84,7 +84,7 @@ class TaskAlignedAssigner(nn.Cell):
     def construct(self, scores, pred_boxes, points, gt_boxes, gt_labels, gt_valid):
         scores = ops.stop_gradient(scores)
         pred_boxes = ops.stop_gradient(pred_boxes)
-        _, a, _ = scores.shape
+        b, a, _ = scores.shape
         m = gt_boxes.shape[1]
         valid = ops.expand_dims(ops.cast(gt_valid, ms.float32), -1)  # [B, M, 1]
         px = ops.reshape(points[:, 0], (1, 1, a))
@@ -101,8 +101,11 @@ class TaskAlignedAssigner(nn.Cell):
         overlaps = iou * cand
         metric = ops.pow(cls_score * cand, self.alpha) * ops.pow(overlaps, self.beta)
 
-        k = min(self.topk, a)
-        kth = ops.topk(metric, k, dim=-1)[0][:, :, k - 1 : k]  # [B, M, 1]
+        # k zeros appended: a constant k at any anchor count (also fewer than k, and with
+        # dynamic shapes); a zero k-th value keeps every candidate with a positive metric
+        k = self.topk
+        padded = ops.concat((metric, ops.zeros((b, m, k), ms.float32)), -1)
+        kth = ops.topk(padded, k, dim=-1)[0][:, :, k - 1 : k]  # [B, M, 1]
         top = ops.cast(metric >= kth, ms.float32) * ops.cast(metric > 0, ms.float32)
         mask_pos = top * cand
 
