@@ -18,7 +18,7 @@ from mindspore.common.initializer import HeUniform, Uniform, initializer
 
 from yoloqat.core.errors import ConfigError
 
-ACTIVATIONS = ("relu", "leaky", "none")
+ACTIVATIONS = ("relu", "leaky", "silu", "none")
 PADDINGS = ("symmetric", "same")
 #: BatchNorm epsilon of the seed's layers; Darknet's is :data:`DARKNET_BN_EPS`.
 BN_EPS = 1e-5
@@ -43,17 +43,20 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
 
 
 def make_activation(activation: str, negative_slope: float = 0.1) -> nn.Cell | None:
-    """Return the activation cell for ``activation`` ('relu', 'leaky' or 'none')."""
+    """Return the activation cell for ``activation`` ('relu', 'leaky', 'silu' or 'none')."""
     check_choice("activation", activation, ACTIVATIONS)
     if activation == "relu":
         return nn.ReLU()
+    if activation == "silu":
+        return nn.SiLU()
     if activation == "leaky":
         return nn.LeakyReLU(alpha=negative_slope)
     return None
 
 
 class ConvBnAct(nn.Cell):
-    """Conv (no bias) + BatchNorm (eps ``bn_eps``, 1e-5 by default) + optional activation.
+    """Conv (no bias) + BatchNorm (eps ``bn_eps``, 1e-5 by default) + optional activation
+    (``relu``, ``leaky``, ``silu`` or ``none``).
 
     ``padding='symmetric'`` pads ``k//2`` on every side (the Darknet convention);
     ``'same'`` is TensorFlow-style SAME padding (asymmetric for stride-2), as the seed used.
