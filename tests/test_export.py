@@ -488,7 +488,8 @@ def test_dynamic_batch_keeps_the_leading_1_of_constant_reshapes(tmp_path: Path) 
             cx = (gx * 32.0 + (d[..., 2] - d[..., 0]) / 2) / input_w
             cy = (gy * 32.0 + (d[..., 3] - d[..., 1]) / 2) / input_h
             bw, bh = (d[..., 0] + d[..., 2]) / input_w, (d[..., 1] + d[..., 3]) / input_h
-            return ops.stack((cx, cy, bw, bh), -1), ops.sigmoid(raw[..., 4:])
+            boxes = ops.concat((cx[..., None], cy[..., None], bw[..., None], bh[..., None]), -1)
+            return boxes, ops.sigmoid(raw[..., 4:])
 
     class OneLevel(nn.Cell):
         def __init__(self) -> None:

@@ -369,3 +369,11 @@ def test_end_to_end_int8(tmp_path: Path) -> None:
         assert not _upstream(model, node.input[0]) & float_ops, "Q/DQ feeds the DFL softmax"
     for out in ("boxes", "scores"):
         assert not _upstream(model, out) & float_ops, f"Q/DQ between the last convs and {out}"
+    # the default export (convs over concatenations split per input) runs in OpenVINO with
+    # every conv in int8 but the first, whose input is the float image
+    from yoloqat.deploy.onnx_export import export_onnx
+    from yoloqat.deploy.openvino_stats import int8_op_stats
+
+    default = export_onnx(report.network, tmp_path / "default.onnx", input_size=64, int8=True)
+    stats = int8_op_stats(default, threads=1)
+    assert stats["int8_convolutions"] == stats["convolutions"] - 1, stats["float_convolutions"]

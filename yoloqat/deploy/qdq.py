@@ -11,8 +11,9 @@
   ``QuantizeLinear -> DequantizeLinear`` with the plan's scale and zero point (uint8, or int8
   with codes and zero points shifted by -128), with a Clip first when the code range is
   narrower than the dtype's.
-- A nearest ``Resize`` of a dequantized tensor gets a Q/DQ pair with its input's parameters
-  (exact: it only copies values on that grid), so int8 engines keep it in int8.
+- A nearest ``Resize``, a ``MaxPool`` or a ``Slice`` of a (per-tensor) dequantized tensor
+  gets a Q/DQ pair with its input's parameters (exact: it only copies or selects values on
+  that grid), so int8 engines keep it, and the convs after it, in int8.
 - A Conv reading a ``Concat`` of dequantized tensors with different scales (the head's
   route layers) is split into one Conv per concatenated input, with the matching slice of
   the int8 weight, summed by ``Add`` (:func:`split_concat_convs`). The sum is exact, and each
@@ -145,8 +146,16 @@ def quantize_input(g: Graph, mean: float, std_dev: float, dtype: str = "uint8") 
     return dq
 
 
+#: Ops that only move or select the values of their input: applied to a per-tensor
+#: dequantized tensor, their output lies on the same int8 grid, so a Q/DQ pair with the
+#: input's parameters after them is exact, and it lets int8 engines keep what follows them
+#: (a Conv over a Concat of them, the next pool) in int8.
+GRID_PRESERVING = ("Resize", "MaxPool", "Slice")
+
+
 def quantize_activations(g: Graph, plan: ExportPlan, dtype: str = "uint8") -> int:
-    """Replace each marker multiplication by Q/DQ; add Q/DQ after nearest Resizes."""
+    """Replace each marker multiplication by Q/DQ; add Q/DQ after nearest Resizes, max
+    pools and slices of dequantized tensors (:data:`GRID_PRESERVING`)."""
     pairs = marker_muls(g, set(plan.activations))
     for node, name in pairs:
         x = node.input[0] if node.input[1] == name else node.input[1]
@@ -156,13 +165,13 @@ def quantize_activations(g: Graph, plan: ExportPlan, dtype: str = "uint8") -> in
         dq = _qdq(g, x, plan.activations[name], hint, dtype)
         g.rewire(out, dq)
     g.reindex()
-    for resize in [n for n in g.graph.node if n.op_type == "Resize"]:
-        src = g.producer.get(resize.input[0])
-        if src is None or src.op_type != "DequantizeLinear":
+    for op in [n for n in g.graph.node if n.op_type in GRID_PRESERVING]:  # graph order
+        src = g.producer.get(op.input[0])
+        if src is None or src.op_type != "DequantizeLinear" or np.ndim(g.const(src.input[1])):
             continue
-        out = resize.output[0]
-        resize.output[0] = g.unique(f"{out}_float")  # the Q reads it; readers of out get DQ
-        q = g.node("QuantizeLinear", [resize.output[0], src.input[1], src.input[2]], f"{out}_q")
+        out = op.output[0]
+        op.output[0] = g.unique(f"{out}_float")  # the Q reads it; readers of out get DQ
+        q = g.node("QuantizeLinear", [op.output[0], src.input[1], src.input[2]], f"{out}_q")
         g.rewire(out, g.node("DequantizeLinear", [q, src.input[1], src.input[2]], f"{out}_dq"))
     g.reindex()
     return len(pairs)
@@ -204,6 +213,7 @@ def split_concat_convs(g: Graph) -> int:
     """
     from onnx import helper
 
+    g.sort()  # shape inference below follows the nodes in order; Q/DQ pairs were appended
     channels: dict[str, int] | None = None
     split = 0
     for conv in [n for n in g.graph.node if n.op_type == "Conv"]:

@@ -56,6 +56,8 @@ class EndToEndReport:
     onnx_path: Path
     losses: tuple[float, float] = (0.0, 0.0)
     stats: dict[str, float] = field(default_factory=dict)
+    #: The quantized network the ONNX file was exported from (eval mode), for more checks.
+    network: Any = None
 
 
 def count_int8_convs(model: Any) -> tuple[int, int]:
@@ -335,4 +337,5 @@ def check_plugin_end_to_end(
             onnx_path=Path(path),
             losses=losses,
             stats=dict(result.stats),
+            network=network,
         )
