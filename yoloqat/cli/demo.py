@@ -118,17 +118,16 @@ def demo(
     ),
 ) -> None:
     """Run the whole flow on synthetic data: train, QAT, evaluate, export int8, report."""
-    from yoloqat.cli.predict import predict_images
     from yoloqat.cli.quant_report import render_table
     from yoloqat.cli.render import out_console
     from yoloqat.core.errors import UsageError
     from yoloqat.core.runtime import init_runtime
     from yoloqat.data.synth import make_synthetic_coco
     from yoloqat.engine.calibrate import calibrate_checkpoint
-    from yoloqat.engine.inference import MindSporePredictor, load_detector
+    from yoloqat.engine.inference import load_detector
+    from yoloqat.engine.model import load
     from yoloqat.engine.pipeline import build_dataset
     from yoloqat.engine.report import compare_models
-    from yoloqat.engine.runtimes import open_model
 
     for flag, value in (
         ("epochs", epochs),
@@ -204,23 +203,14 @@ def demo(
 
     _stage("5/5 pictures of detections")
     source = dataset.val_source()
-    files = [source.image_path(i) for i in range(min(8, len(source)))]
-    for name, pred in (
-        ("float", MindSporePredictor(float_net)),
-        ("int8", open_model(report["files"]["int8_onnx"])),
+    files = [str(source.image_path(i)) for i in range(min(8, len(source)))]
+    for name, model in (
+        ("float", load(float_ckpt)),
+        ("int8", load(report["files"]["int8_onnx"])),
     ):
         pics = output / "predictions" / name
-        pics.mkdir(parents=True, exist_ok=True)
-        dets = predict_images(
-            pred,
-            files,
-            class_names=list(dataset.class_names),
-            testing_shape=128,
-            score_threshold=0.3,
-            nms_threshold=0.5,
-            output=pics,
-        )
-        write_json(pics / "detections.json", dets)
+        results = model.predict(files, conf=0.3, iou=0.5, save_dir=pics)
+        write_json(pics / "results.json", [r.to_dict() for r in results])
 
     report["minutes"] = round((time.perf_counter() - start) / 60, 2)
     report["family"] = family

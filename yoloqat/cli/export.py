@@ -9,16 +9,7 @@ import typer
 
 from yoloqat.cli.common import handle_errors
 from yoloqat.cli.train import _opt
-
-FORMATS = ("mindir", "onnx")
-#: Where ``export`` writes without ``--output``.
-DEFAULT_FOLDER = Path("outputs/export")
-
-
-def default_output(checkpoint: str, file_format: str, int8: bool, size: int) -> Path:
-    """``outputs/export/<checkpoint stem>_<size>[_int8].<format>``."""
-    suffix = "_int8" if int8 else ""
-    return DEFAULT_FOLDER / f"{Path(checkpoint).stem}_{size}{suffix}.{file_format}"
+from yoloqat.engine.export import DEFAULT_FOLDER, FORMATS, default_output  # noqa: F401
 
 
 def export_command(
@@ -46,11 +37,11 @@ def export_command(
     device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
 ) -> None:
     """Export a checkpoint for deployment: MindSpore MINDIR, or ONNX for ONNX Runtime."""
+    from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.errors import CheckpointError, UsageError
-    from yoloqat.core.runtime import init_runtime
-    from yoloqat.engine.inference import default_testing_shape, effective_config, load_detector
+    from yoloqat.core.errors import UsageError
+    from yoloqat.engine.model import load
 
     fmt = file_format.lower()
     if fmt not in FORMATS:
@@ -59,57 +50,32 @@ def export_command(
         check_input_shape(testing_shape, testing_shape)
     if batch_size < 0 or (batch_size == 0 and fmt != "onnx"):
         raise UsageError(f"--batch_size {batch_size} is not valid; expected >= 1 (0: ONNX only)")
-    from yoloqat.core.atomic import prepare_output
-
     # before loading anything: the folder of --output, or of the default name
     prepare_output(Path(output).parent if output else DEFAULT_FOLDER, "--output folder")
-    init_runtime(device_target)
-    cfg = load_config(config or "yolov3_darknet53")
-    network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
-    if testing_shape is None:
-        testing_shape = default_testing_shape(cfg, meta, explicit=config is not None)
-
+    model = load(checkpoint, config=load_config(config) if config else None, device=device_target)
+    size = testing_shape or model.input_size
+    written = model.export(
+        output,
+        format=fmt,
+        int8=True if int8 else None,
+        imgsz=size,
+        batch=batch_size or None,
+        opset=opset,
+    )
     from yoloqat.core.contracts.quantizer import is_quantized
 
-    quantized = is_quantized(network)
-    if int8 and not quantized:
-        raise CheckpointError(
-            f"--int8 needs a quantized (QAT or PTQ) checkpoint; {checkpoint} is a float checkpoint",
-            hint="fine-tune it with QAT first (yoloqat train --config "
-            "configs/yolov3_darknet53_quant.yaml --resume_yolov3 CKPT), or drop --int8",
-        )
-    if fmt == "onnx" and quantized and not int8:
-        raise UsageError(
-            f"{checkpoint} is a QAT (int8) checkpoint: add --int8 to export its int8 QDQ graph"
-        )
-    path = Path(output) if output else default_output(checkpoint, fmt, int8, testing_shape)
-    if fmt == "mindir":
-        from yoloqat.deploy.onnx_export import export_mindir
-
-        written = export_mindir(network, path, testing_shape, batch=batch_size)
-    else:
-        from yoloqat.deploy.onnx_export import export_onnx
-
-        written = export_onnx(
-            network,
-            path,
-            input_size=testing_shape,
-            batch=batch_size or None,
-            int8=int8,
-            opset=opset,
-            metadata=onnx_preprocessing(effective_config(cfg, meta, explicit=config is not None)),
-        )
-    kind = "int8 QDQ" if int8 and fmt == "onnx" else ("fake-quant" if quantized else "float")
-    typer.echo(f"exported {kind} {fmt.upper()} model ({testing_shape}x{testing_shape})", err=True)
+    quantized = is_quantized(model.network)
+    kind = "int8 QDQ" if quantized and fmt == "onnx" else ("fake-quant" if quantized else "float")
+    typer.echo(f"exported {kind} {fmt.upper()} model ({size}x{size})", err=True)
     typer.echo(str(written))
 
 
 def onnx_preprocessing(config: dict[str, Any]) -> dict[str, str]:
     """The input preprocessing of a model, as ONNX metadata (read back by ``eval --onnx``)."""
-    from yoloqat.engine.inference import preprocessing
+    from yoloqat.engine.export import model_metadata
 
-    prep = preprocessing(config)
-    return {"normalize": prep["normalize"], "letterbox": str(prep["letterbox"]).lower()}
+    meta = model_metadata(config, {})
+    return {"normalize": meta["normalize"], "letterbox": meta["letterbox"]}
 
 
 def register(app: typer.Typer) -> None:

@@ -8,8 +8,24 @@ from typing import Any, Optional
 import typer
 
 from yoloqat.cli.common import SET_HELP, handle_errors
+from yoloqat.engine.training.setup import (  # the config assembly lives in the engine
+    DEFAULT_CONFIG,
+    FLAG_TO_KEY,
+    add_callbacks,
+    apply_flags,
+    inherit_initial_network,
+    resume_config,
+)
 
-DEFAULT_CONFIG = "yolov3_darknet53"
+__all__ = [
+    "DEFAULT_CONFIG",
+    "FLAG_TO_KEY",
+    "add_callbacks",
+    "apply_flags",
+    "inherit_initial_network",
+    "resume_config",
+    "train",
+]
 
 
 def _opt(default: Any, *names: str, help: str, **kw: Any) -> Any:
@@ -18,60 +34,6 @@ def _opt(default: Any, *names: str, help: str, **kw: Any) -> Any:
     for name in names:
         spellings += [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
     return typer.Option(default, *spellings, help=help, **kw)
-
-
-#: flag name -> dotted config key (``None`` values are not overridden).
-FLAG_TO_KEY = {
-    "data_dir": "dataset.data_dir",
-    "per_batch_size": "train.per_batch_size",
-    "resume_yolov3": "train.resume_yolov3",
-    "lr_scheduler": "scheduler.name",
-    "lr": "scheduler.lr",
-    "lr_epochs": "scheduler.lr_epochs",
-    "lr_gamma": "scheduler.lr_gamma",
-    "eta_min": "scheduler.eta_min",
-    "T_max": "scheduler.T_max",
-    "warmup_epochs": "scheduler.warmup_epochs",
-    "max_epoch": "train.max_epoch",
-    "weight_decay": "train.weight_decay",
-    "momentum": "train.momentum",
-    "loss_scale": "train.loss_scale",
-    "label_smooth": "loss.label_smooth",
-    "label_smooth_factor": "loss.label_smooth_factor",
-    "log_interval": "train.log_interval",
-    "ckpt_path": "train.ckpt_path",
-    "ckpt_interval": "train.ckpt_interval",
-    "is_save_on_master": "train.is_save_on_master",
-    "need_profiler": "train.need_profiler",
-    "dynamic_shapes": "train.dynamic_shapes",
-    "training_shape": "data.training_shape",
-    "resize_rate": "data.resize_rate",
-    "seed": "train.seed",
-    "val_interval": "train.val_interval",
-    "best_metric": "train.best_metric",
-    "val_max_images": "train.val_max_images",
-}
-
-
-def apply_flags(cfg: dict[str, Any], flags: dict[str, Any], registry: Any) -> dict[str, Any]:
-    """Write the given flags into ``cfg``; switching ``lr_scheduler`` keeps shared params."""
-    from yoloqat.core.config import set_dotted
-
-    flags = {k: v for k, v in flags.items() if v is not None}
-    if "lr_epochs" in flags and isinstance(flags["lr_epochs"], str):
-        flags["lr_epochs"] = [int(x) for x in flags["lr_epochs"].split(",") if x.strip()]
-    for key in ("label_smooth",):
-        if key in flags:
-            flags[key] = bool(int(flags[key]))
-    for flag, value in flags.items():
-        set_dotted(cfg, FLAG_TO_KEY[flag].split("."), value)
-    sched = cfg.get("scheduler")
-    if isinstance(sched, dict) and "lr_scheduler" in flags:
-        accepted = registry.get("scheduler", sched["name"]).parameters
-        dropped = [k for k in sched if k != "name" and k not in accepted]
-        for k in dropped:
-            del sched[k]
-    return cfg
 
 
 def train(
@@ -183,21 +145,16 @@ def train(
 ) -> None:
     """Train (or QAT-fine-tune) a detector; the seed's train.py flags all work."""
     from yoloqat.cli import render
-    from yoloqat.core.config import apply_overrides, check_config, load_config, resolve_family
     from yoloqat.core.runtime import init_runtime
+    from yoloqat.engine.training.setup import build_config
     from yoloqat.engine.training.trainer import Trainer
     from yoloqat.registry import default_registry
 
     reg = default_registry()
-    flags = {k: v for k, v in locals().items() if k in FLAG_TO_KEY}
-    base = resume_config(resume) if resume is not None and config is None else None
-    if base is None:
-        base = load_config(config or DEFAULT_CONFIG)
-    if resume is None:  # the starting checkpoint's network and loss; flags and --set win
-        inherit_initial_network(base, resume_yolov3)
-    cfg = add_callbacks(apply_flags(base, flags, reg), callbacks)
-    cfg = resolve_family(apply_overrides(cfg, set_), reg)  # the family preset written out
-    check_config(cfg, reg)  # every section and component, before MindSpore starts
+    flags = {k: v for k, v in locals().items() if k in FLAG_TO_KEY and v is not None}
+    cfg = build_config(
+        config, resume=resume, flags=flags, callbacks=callbacks, overrides=set_, registry=reg
+    )
     rank, group_size = init_runtime(device_target, bool(is_distributed), rank, group_size)
     render.set_rank(rank)  # ranks > 0 stay quiet; rank 0 shows progress
     trainer = Trainer(
@@ -216,57 +173,6 @@ def train(
     typer.echo(f"run folder: {result.run_dir}")
     if last is not None:
         typer.echo(f"last checkpoint: {last}")
-
-
-def inherit_initial_network(cfg: dict[str, Any], resume_yolov3: str | None) -> None:
-    """Make ``cfg`` describe the network and loss its starting checkpoint holds
-    (``--resume_yolov3``, else the config's ``train.resume_yolov3``).
-
-    The checkpoint's model (backbone and head with every setting, from any plugin), loss,
-    family and input preprocessing win over the config's (an imported Darknet model
-    fine-tunes as itself); flags and ``--set``, applied afterwards, win over both.
-    """
-    from yoloqat.core import events
-    from yoloqat.core.config import get_dotted
-    from yoloqat.engine.inference import inherit_network_settings, stored_config
-    from yoloqat.engine.training.checkpoint import read_checkpoint
-
-    init = resume_yolov3 or get_dotted(cfg, "train.resume_yolov3", None)
-    if not init:
-        return
-    _params, meta = read_checkpoint(init)
-    for note in inherit_network_settings(cfg, stored_config(meta)):
-        events.info(note)
-
-
-def add_callbacks(cfg: dict[str, Any], names: str | None) -> dict[str, Any]:
-    """``--callbacks a,b``: append the names to ``train.callbacks`` (kept once each)."""
-    from yoloqat.core.config import DEFAULT_CALLBACKS, get_dotted, set_dotted
-
-    if not names:
-        return cfg
-    current = get_dotted(cfg, "train.callbacks")
-    entries = list(DEFAULT_CALLBACKS if current is None else current)
-    have = {e.get("name") if isinstance(e, dict) else e for e in entries}
-    for name in (n.strip() for n in names.split(",")):
-        if name and name not in have:
-            entries.append(name)
-            have.add(name)
-    set_dotted(cfg, ["train", "callbacks"], entries)
-    return cfg
-
-
-def resume_config(resume: str) -> dict[str, Any] | None:
-    """The config a ``--resume`` checkpoint was trained with (``None`` if it stores none)."""
-    from yoloqat.core import events
-    from yoloqat.engine.inference import stored_config
-    from yoloqat.engine.training.checkpoint import read_checkpoint
-
-    _params, meta = read_checkpoint(resume)
-    stored = stored_config(meta)
-    if stored is None:
-        events.warn(f"{resume} stores no config; using {DEFAULT_CONFIG} (pass --config)")
-    return stored
 
 
 def _named_run_dir(cfg: dict[str, Any], run_name: str | None) -> Path | None:

@@ -204,3 +204,27 @@ def prepare_output(folder: str | Path, what: str = "output folder") -> Path:
     if removed:
         events.info(f"removed {len(removed)} unfinished file(s) of a killed run in {folder}")
     return folder
+
+
+def unique_folder(parent: str | Path, name: str, what: str = "--output") -> Path:
+    """Create a new folder ``parent/name``, or ``name_2``, ``name_3``, ... when taken (an
+    exclusive ``mkdir``: two runs started at once never share one); checked writable. A
+    parent that cannot be written to is a ConfigError naming ``what``."""
+    import itertools
+
+    from yoloqat.core.errors import ConfigError
+
+    base = Path(parent)
+    try:
+        check_writable(base, what)
+        folder = base / name
+        for index in itertools.count(2):
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                folder = base / f"{name}_{index}"
+        check_writable(folder, what)
+    except OSError as exc:
+        raise ConfigError(f"{what} folder {base} is not writable: {exc.strerror or exc}") from exc
+    return folder

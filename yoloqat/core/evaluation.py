@@ -77,6 +77,22 @@ class EvalResult:
         return json.dumps(self.to_dict())
 
 
+def candidates(
+    scores: np.ndarray, threshold: float, multi_label: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, class indices and scores (float64) of one image's candidates: its ``scores``
+    ``[M, C]`` at or above ``threshold``, the best class of each row (every such class with
+    ``multi_label``)."""
+    scores = np.asarray(scores).astype(np.float64)
+    if multi_label:
+        rows, classes = np.nonzero(scores >= threshold)
+        return rows, classes, scores[rows, classes]
+    classes = np.argmax(scores, axis=1)
+    best = scores[np.arange(len(scores)), classes]
+    rows = np.nonzero(best >= threshold)[0]
+    return rows, classes[rows], best[rows]
+
+
 class DetectionEngine:
     """Turns decoded network outputs into COCO detections and evaluates them (spec §5).
 
@@ -118,14 +134,7 @@ class DetectionEngine:
 
     def _candidates(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows, class indices and scores of one image's candidates (``scores`` [M, C])."""
-        scores = scores.astype(np.float64)
-        if self.multi_label:
-            rows, classes = np.nonzero(scores >= self.score_threshold)
-            return rows, classes, scores[rows, classes]
-        classes = np.argmax(scores, axis=1)
-        best = scores[np.arange(len(scores)), classes]
-        rows = np.nonzero(best >= self.score_threshold)[0]
-        return rows, classes[rows], best[rows]
+        return candidates(scores, self.score_threshold, self.multi_label)
 
     def add_batch(
         self,

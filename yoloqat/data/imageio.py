@@ -152,6 +152,12 @@ def image_size(path: str | Path) -> tuple[float, float] | None:
         return None
 
 
+def read_file_bytes(path: str | Path) -> bytes:
+    """The bytes of the image file ``path``: a regular file within the image size limit,
+    else :class:`ImageReadError` naming the problem."""
+    return _read_bytes(Path(path))
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read ``path`` as an HxWx3 uint8 RGB array.
 
@@ -160,7 +166,12 @@ def read_image(path: str | Path) -> np.ndarray:
     undecodable, non-regular, too large (bytes or pixels) file.
     """
     path = Path(path)
-    data = _read_bytes(path)
+    return decode_bytes(_read_bytes(path), path)
+
+
+def decode_bytes(data: bytes, path: str | Path) -> np.ndarray:
+    """Decode an image file's bytes (``path`` names it in errors) as an HxWx3 uint8 RGB
+    array, with the pixel limit checked from the header first (see :func:`read_image`)."""
     if not data:
         raise ImageReadError(f"image file is empty (0 bytes): {path}")
     if data[:3] == b"\xff\xd8\xff" and _jpeg_truncated(data):

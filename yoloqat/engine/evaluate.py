@@ -179,3 +179,186 @@ class Subset:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._source, name)
+
+
+def model_preprocessing(
+    cfg: dict[str, Any], meta: dict[str, Any], predictor: Any, *, explicit: bool
+) -> dict[str, Any]:
+    """The input preprocessing of the model evaluated: normalisation and resize.
+
+    An ONNX model's own metadata (``normalize``, ``letterbox``, written by ``export``) wins;
+    else the checkpoint's stored config (or the explicit ``--config``).
+    """
+    from yoloqat.engine.inference import effective_config, preprocessing
+
+    prep = preprocessing(effective_config(cfg, meta, explicit=explicit))
+    stored = getattr(predictor, "metadata", None) or {}
+    if stored.get("normalize"):
+        prep["normalize"] = str(stored["normalize"])
+    if stored.get("letterbox") in ("true", "false"):
+        prep["letterbox"] = stored["letterbox"] == "true"
+    return prep
+
+
+def dataset_overrides(
+    cfg: dict[str, Any],
+    data_dir: str | None,
+    images: str | None,
+    annotations: str | None,
+    dataset: str | None = None,
+) -> dict[str, Any]:
+    """Point the config's dataset at ``--data_dir`` / ``--dataset`` or ``--images/--annotations``.
+
+    ``--images/--annotations`` switch to a generic COCO-format validation set. ``--dataset``
+    names the plugin (its block replaced, or kept when it names the same plugin) and
+    ``--data_dir`` sets its ``data_dir``. ``--data_dir`` alone sets ``dataset.data_dir`` of
+    the config's dataset (with no dataset block, :func:`eval_dataset` tells the plugin from
+    the folder layout).
+    """
+    from yoloqat.core.errors import UsageError
+
+    if (images is None) != (annotations is None):
+        raise UsageError("--images and --annotations go together")
+    if images is not None:
+        if data_dir is not None or dataset is not None:
+            raise UsageError("give --data_dir/--dataset or --images/--annotations, not both")
+        cfg["dataset"] = {"name": "coco", "val_images": images, "val_annotations": annotations}
+        return cfg
+    block = cfg.get("dataset") if isinstance(cfg.get("dataset"), dict) else None
+    if dataset is not None:
+        block = dict(block) if block and block.get("name") == dataset else {"name": dataset}
+    if block is not None and data_dir is not None:
+        block = {**block, "data_dir": data_dir}
+    if block is not None:
+        cfg["dataset"] = block
+    return cfg
+
+
+def eval_dataset(
+    cfg: dict[str, Any],
+    meta: dict[str, Any],
+    *,
+    explicit: bool,
+    data_dir: str | None,
+    images: str | None,
+    annotations: str | None,
+    overrides: Sequence[str] = (),
+    dataset: str | None = None,
+) -> Any:
+    """The dataset to evaluate on, built.
+
+    Its config: without an explicit ``--config``, the one stored in the checkpoint (so a
+    checkpoint evaluates on the data it was trained for, ``--data_dir`` pointing elsewhere);
+    else ``cfg``. Then the dataset flags and ``--set`` overrides. With no dataset block
+    at all (an ONNX model without ``--config``), ``--data_dir``'s layout names the plugin.
+    """
+    import copy
+
+    from yoloqat.core.config import apply_overrides
+    from yoloqat.core.errors import UsageError
+    from yoloqat.data.layout import detect_dataset
+    from yoloqat.engine.inference import effective_config
+    from yoloqat.engine.pipeline import build_dataset
+
+    base = copy.deepcopy(effective_config(cfg, meta, explicit=explicit))
+    base = dataset_overrides(base, data_dir, images, annotations, dataset)
+    if not isinstance(base.get("dataset"), dict) and data_dir is not None:
+        detected = detect_dataset(data_dir)
+        if detected is None:
+            raise UsageError(
+                f"cannot tell the dataset layout of --data_dir {data_dir}",
+                hint="name the plugin with --dataset (coco2014, coco, yolo, voc, ...)",
+            )
+        base["dataset"] = detected
+    base = apply_overrides(base, list(overrides))
+    if not isinstance(base.get("dataset"), dict):
+        raise UsageError(
+            "no dataset to evaluate on",
+            hint="give --data_dir DIR (and --dataset NAME) or --images/--annotations",
+        )
+    return build_dataset(base)
+
+
+#: ``eval`` section keys and the evaluate_source arguments they default.
+EVAL_KEYS = {"score_threshold": 0.001, "nms_threshold": 0.5, "multi_label": False}
+
+
+def eval_settings(config: dict[str, Any] | None, **given: Any) -> dict[str, Any]:
+    """Score threshold, NMS threshold and multi-label: what is given (not None), else the
+    config's ``eval`` section, else the seed's defaults (0.001, 0.5, single label)."""
+    section = (config or {}).get("eval") if isinstance((config or {}).get("eval"), dict) else {}
+    out = {}
+    for key, default in EVAL_KEYS.items():
+        value = given.get(key)
+        if value is None:
+            value = section.get(key) if section.get(key) is not None else default
+        out[key] = value
+    return out
+
+
+def evaluate_model(
+    model: Any,
+    *,
+    data_dir: str | None = None,
+    dataset: str | None = None,
+    images: str | None = None,
+    annotations: str | None = None,
+    config: dict[str, Any] | None = None,
+    overrides: Sequence[str] = (),
+    imgsz: int | None = None,
+    batch: int = 1,
+    conf: float | None = None,
+    iou: float | None = None,
+    multi_label: bool | None = None,
+    letterbox: bool | None = None,
+    num_workers: int = 1,
+    output: str | Path | None = None,
+    defer_write_errors: bool = False,
+) -> EvalResult:
+    """Evaluate a loaded :class:`~yoloqat.engine.model.Model` on a dataset (pycocotools).
+
+    The data: ``images``/``annotations`` (any COCO data), else ``dataset``/``data_dir``, else
+    the checkpoint's own dataset (``data_dir`` pointing it elsewhere); an exported model
+    without ``config`` tells the plugin from ``data_dir``'s layout. Thresholds (``conf``,
+    ``iou``, ``multi_label``) default to the ``eval`` section of ``config`` (or the
+    checkpoint's); the input size to the model's; the preprocessing to the model's
+    (``letterbox`` overrides it).
+    """
+    from yoloqat.core.detector import check_input_shape
+
+    explicit = config is not None
+    cfg = dict(config) if explicit else {}
+    meta = model.meta if model.kind == "checkpoint" else {}
+    settings = eval_settings(
+        cfg if explicit else model.config,
+        score_threshold=conf,
+        nms_threshold=iou,
+        multi_label=multi_label,
+    )
+    size = int(imgsz or model.input_size)
+    check_input_shape(size, size, getattr(model.network, "input_multiple", 32))
+    data = eval_dataset(
+        cfg,
+        meta,
+        explicit=explicit,
+        data_dir=data_dir,
+        images=images,
+        annotations=annotations,
+        overrides=overrides,
+        dataset=dataset,
+    )
+    result = evaluate_source(
+        model.predictor,
+        data.val_source(),
+        data.category_ids,
+        testing_shape=size,
+        batch_size=batch,
+        letterbox=model.letterbox if letterbox is None else bool(letterbox),
+        normalize=model.normalize,
+        num_workers=num_workers,
+        output_dir=output,
+        defer_write_errors=defer_write_errors,
+        **settings,
+    )
+    result.extra.update(settings)
+    return result
