@@ -171,9 +171,12 @@ def print_report(result: Any) -> None:
         typer.echo(line)
 
 
-from yoloqat.engine.evaluate import (  # noqa: E402  (moved to the engine)
-    dataset_overrides,
+from yoloqat.engine.evaluate import (  # noqa: E402  (moved to the engine; benchmark,
+    dataset_overrides,  # quant-report and the tests import them from here)
+    eval_dataset,
 )
+
+__all__ = ["dataset_overrides", "eval_command", "eval_dataset", "print_report", "register"]
 
 
 def register(app: typer.Typer) -> None:
