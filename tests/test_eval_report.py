@@ -225,7 +225,7 @@ def test_confusion_matrix_columns_count_every_object(coco, coco128_result) -> No
 def test_the_report_files(coco128_result, tmp_path) -> None:
     from PIL import Image
 
-    from yoloqat.engine.eval_report import write_report
+    from yoloqat.engine.eval_report import report_text, write_report
 
     engine, result = coco128_result
     folder = write_report(result, engine, tmp_path / "eval")
@@ -250,6 +250,12 @@ def test_the_report_files(coco128_result, tmp_path) -> None:
         picture = np.asarray(Image.open(folder / name).convert("L"), dtype=np.float64)
         assert min(picture.shape) > 400 and picture.std() > 10, name  # drawn, not blank
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporaries
+    text = report_text(result).splitlines()  # the lines the command prints, as plain text
+    assert text[0] == "data    128 images, 929 boxes of 71 classes"
+    assert text[2].startswith("per class: P and R at score >= ")
+    assert text[3].split() == ["class", "images", "instances", "P", "R", "AP50", "AP"]
+    assert text[4].split()[:3] == ["all", "128", "929"] and text[5].split()[0] == "person"
+    assert len(text) == 5 + 71
 
 
 def test_a_failed_write_leaves_no_folder(coco128_result, tmp_path, monkeypatch) -> None:
@@ -503,3 +509,16 @@ def test_eval_command_prints_the_report_and_uses_the_config_threshold(checkpoint
     assert len(runs) == 3
     got = sorted((r["score_threshold"], r["nms_threshold"]) for r in runs)
     assert got == [(0.2, 0.5), (0.3, 0.45), (0.35, 0.55)]
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--ignore_threshold", "1.5", "--conf/--ignore_threshold 1.5 is not valid"),
+        ("--conf", "-0.1", "--conf/--ignore_threshold -0.1 is not valid"),
+        ("--nms_thresh", "0", "--iou/--nms_thresh 0.0 is not valid"),
+    ],
+)
+def test_a_wrong_threshold_fails_before_loading(tmp_path, flag, value, message) -> None:
+    res = cli("eval", "--pretrained", str(tmp_path / "missing.ckpt"), flag, value)
+    assert res.returncode == 3 and message in res.stderr, res.stderr

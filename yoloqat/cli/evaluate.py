@@ -94,7 +94,7 @@ def eval_command(
     from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.errors import UsageError
+    from yoloqat.core.errors import ConfigError, UsageError
     from yoloqat.core.schema import check_sections
     from yoloqat.engine.evaluate import evaluate_model
     from yoloqat.engine.model import load
@@ -106,6 +106,16 @@ def eval_command(
     dataset_overrides({}, data_dir, images, annotations, dataset)  # clashes fail before loading
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
+    # a wrong threshold fails before the model is loaded
+    if ignore_threshold is not None and not 0.0 <= ignore_threshold <= 1.0:
+        raise ConfigError(
+            f"--conf/--ignore_threshold {ignore_threshold!r} is not valid; expected a score "
+            "in [0, 1]"
+        )
+    if nms_thresh is not None and not 0.0 < nms_thresh <= 1.0:
+        raise ConfigError(
+            f"--iou/--nms_thresh {nms_thresh!r} is not valid; expected an IoU in (0, 1]"
+        )
     cfg: dict[str, Any] | None = None  # the checkpoint's own unless --config
     if config is not None:
         cfg = apply_overrides(load_config(config), set_)

@@ -5,8 +5,9 @@ seed's ``outputs/<time>/``; ``_2``, ``_3`` ... when taken: the folder is created
 exclusive ``mkdir``, so two evaluations started in the same second never share one) with:
 
 - ``predictions.json``: the detections in COCO result form (what pycocotools scored);
-- ``pr_curve.png``: precision-recall at IoU 0.5 per class and their mean, beside F1
-  against the score threshold with the best-F1 threshold marked;
+- ``pr_curve.png``: precision-recall at IoU 0.5 per class and their mean, beside F1 (per
+  class and mean), mean precision and mean recall against the score threshold, the best-F1
+  threshold marked;
 - ``confusion_matrix.png``: at IoU 0.5 and the best-F1 score threshold, with background;
 - ``eval.json``: everything (header, 12 numbers and summary, per-class table, best F1,
   speed, confusion matrix counts, curves, the files), written last: a folder with an
@@ -32,20 +33,28 @@ LEGEND_CLASSES = 20
 ANNOTATE_CELLS = 30
 
 
-def run_folder(parent: str | Path) -> Path:
-    """A new folder for one evaluation's files inside ``parent`` (see the module doc)."""
-    stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H_%M_%S")
-    return unique_folder(parent, stamp, "--output")
+def timestamp() -> str:
+    """The name of a run folder started now: ``YYYY-mm-dd_HH_MM_SS``."""
+    return _dt.datetime.now().strftime("%Y-%m-%d_%H_%M_%S")
 
 
-def write_report(result: EvalResult, engine: Any, parent: str | Path) -> Path:
-    """Write ``result`` (and ``engine``'s detections) into a new run folder in ``parent``;
-    return the folder. Sets ``result.extra["folder"]``, ``["results_file"]``,
+def run_folder(parent: str | Path, stamp: str | None = None) -> Path:
+    """A new folder for one evaluation's files inside ``parent``, named ``stamp`` (default:
+    now), ``stamp_2``, ``stamp_3`` ... when taken (see the module doc)."""
+    return unique_folder(parent, stamp or timestamp(), "--output")
+
+
+def write_report(
+    result: EvalResult, engine: Any, parent: str | Path, *, stamp: str | None = None
+) -> Path:
+    """Write ``result`` (and ``engine``'s detections) into a new run folder in ``parent``
+    named by ``stamp`` (the evaluation's start, :func:`timestamp`; default: now); return
+    the folder. Sets ``result.extra["folder"]``, ``["results_file"]``,
     ``["eval_file"]`` and ``["files"]``. On a failure (full disk) the files written so far
     are removed with the folder, and the error (a WriteFailure) is raised."""
     import json
 
-    folder = run_folder(parent)
+    folder = run_folder(parent, stamp)
     written: list[Path] = []
     try:
         written.append(write_text(folder / "predictions.json", json.dumps(engine.results())))
@@ -101,7 +110,8 @@ def _save(fig: Any, path: Path) -> Path:
 def plot_pr_curve(result: EvalResult, path: str | Path) -> Path:
     """Left: precision against recall at IoU 0.5 for each class (pycocotools' interpolated
     curve: its mean height is the class's AP50) and their mean, the best-F1 point marked.
-    Right: F1 against the score threshold, per class and mean, the chosen threshold marked."""
+    Right: F1 against the score threshold per class, the mean F1, precision and recall, and
+    the best-F1 threshold with the P and R the table reports."""
     plt = _pyplot()
     curves = result.curves or {}
     names: list[str] = list(curves.get("names", []))
@@ -123,24 +133,34 @@ def plot_pr_curve(result: EvalResult, path: str | Path) -> Path:
         mean_pr = np.mean([curves["precision"][n] for n in names], axis=0)
         ap50 = result.stats["AP50"]
         ax_pr.plot(recall, mean_pr, color="tab:blue", lw=3, label=f"all classes {ap50:.3f} AP50")
-        mean_f1 = np.asarray(curves["F1"]).mean(axis=0)
-        ax_f1.plot(conf, mean_f1, color="tab:blue", lw=3, label="all classes")
+        mean = {k: np.asarray(curves[k]).mean(axis=0) for k in ("P", "R", "F1")}
+        ax_f1.plot(conf, mean["F1"], color="tab:blue", lw=3, label="F1, all classes")
+        ax_f1.plot(conf, mean["P"], color="0.15", lw=1.4, ls="--", label="precision, all classes")
+        ax_f1.plot(conf, mean["R"], color="0.15", lw=1.4, ls=":", label="recall, all classes")
     best = result.best_f1
     if best and names:
+        # P and R at the threshold are marked here, not on the precision-recall panel: means
+        # over the classes at one threshold are not a point of the mean curve (precision
+        # averaged at one recall), and can lie above it
         marker = {"ms": 9, "mfc": "white", "mec": "tab:red", "mew": 2.2}
-        at = f"at score {best['conf']:.3f}"
-        label = f"mean P {best['P']:.2f}, R {best['R']:.2f} {at}"
-        ax_pr.plot(best["R"], best["P"], "o", label=label, **marker)
+        label = (
+            f"best F1 {best['F1']:.2f} at score {best['conf']:.3f}\n"
+            f"(P {best['P']:.2f}, R {best['R']:.2f}: the table's)"
+        )
         ax_f1.axvline(best["conf"], color="tab:red", ls="--", lw=1.2)
-        ax_f1.plot(best["conf"], best["F1"], "o", label=f"best F1 {best['F1']:.2f} {at}", **marker)
+        ax_f1.plot(best["conf"], best["F1"], "o", label=label, **marker)
+        for key in ("P", "R"):
+            ax_f1.plot(best["conf"], best[key], "o", ms=6, mfc="tab:red", mec="tab:red")
     if not names:
         for ax in (ax_pr, ax_f1):
             message = "no ground truth among the images evaluated"
             ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
     ax_pr.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
     ax_pr.set_title("precision-recall at IoU 0.5 (legend: AP50)", fontsize=10)
-    ax_f1.set(xlabel="score threshold", ylabel="F1", xlim=(0, 1), ylim=(0, 1.02))
-    ax_f1.set_title("F1 against the score threshold (IoU 0.5)", fontsize=10)
+    ax_f1.set(
+        xlabel="score threshold", ylabel="F1 (precision, recall)", xlim=(0, 1), ylim=(0, 1.02)
+    )
+    ax_f1.set_title("F1, precision and recall against the score threshold (IoU 0.5)", fontsize=10)
     for ax in (ax_pr, ax_f1):
         ax.grid(alpha=0.3)
         ax.set_aspect("auto")

@@ -129,6 +129,11 @@ def evaluate_source(
     check_input_shape(testing_shape, testing_shape)
     if details is None:
         details = output_dir is not None
+    stamp = None
+    if output_dir is not None:  # the run folder is named by the evaluation's start
+        from yoloqat.engine.eval_report import timestamp
+
+        stamp = timestamp()
     engine = DetectionEngine(
         category_ids,
         score_threshold=score_threshold,
@@ -186,7 +191,7 @@ def evaluate_source(
         from yoloqat.engine.eval_report import write_report
 
         try:  # a full disk must not cost the numbers: the caller prints them, then fails
-            write_report(result, engine, output_dir)
+            write_report(result, engine, output_dir, stamp=stamp)
         except (OSError, RuntimeFailure, ConfigError) as exc:
             if isinstance(exc, ConfigError):  # the run folder (checked writable at start)
                 exc = RuntimeFailure(exc.message, hint=exc.hint)
