@@ -22,6 +22,7 @@ import numpy as np
 
 __all__ = [
     "ConfidenceCurves",
+    "class_table",
     "confusion_matrix",
     "ground_truth_counts",
     "per_class_ap",
@@ -176,6 +177,65 @@ def pr_vs_confidence(evaluator: Any, min_conf: float = 0.0) -> ConfidenceCurves:
     first = int(np.searchsorted(CONFIDENCES, min_conf - 1e-9))
     best = first + int(_smooth(f1.mean(axis=0))[first:].argmax()) if cats else first
     return ConfidenceCurves(cats, CONFIDENCES.copy(), precision, recall, f1, best)
+
+
+def class_table(
+    evaluator: Any,
+    category_ids: Sequence[int],
+    names: Sequence[str] | None,
+    *,
+    details: bool,
+    min_conf: float = 0.0,
+) -> tuple[list[dict[str, Any]], dict[str, float] | None, dict[str, Any] | None]:
+    """``(rows, best_f1, curves)`` of an accumulated ``COCOeval`` for the classes
+    ``category_ids`` (class ``i`` named ``names[i]``, default its category id).
+
+    One row per class with ground truth, in class order: ``class``, ``name``,
+    ``category_id``, ``images``, ``instances``, ``AP``, ``AP50`` and, with ``details``, ``P``,
+    ``R``, ``F1`` at the best-F1 threshold (sought from ``min_conf`` up). ``best_f1``
+    (threshold and mean P, R, F1) and ``curves`` (each class's IoU-0.5 PR curve at the 101
+    recall points; P, R, F1 against :data:`CONFIDENCES`) only with ``details``.
+    """
+    ap = per_class_ap(evaluator)
+    counts = ground_truth_counts(evaluator)
+    curves = pr_vs_confidence(evaluator, min_conf=min_conf) if details else None
+    at_best = curves.at_best() if curves is not None else {}
+    rows: list[dict[str, Any]] = []
+    pr_curves: dict[str, np.ndarray] = {}
+    for index, cat in enumerate(int(c) for c in category_ids):
+        if ap.get(cat, {}).get("AP") is None:
+            continue
+        images, instances = counts.get(cat, (0, 0))
+        row: dict[str, Any] = {
+            "class": index,
+            "name": str(names[index]) if names is not None else str(cat),
+            "category_id": cat,
+            "images": images,
+            "instances": instances,
+            "AP": ap[cat]["AP"],
+            "AP50": ap[cat]["AP50"],
+        }
+        if curves is not None:
+            row["P"], row["R"], row["F1"] = at_best.get(cat, (0.0, 0.0, 0.0))
+            pr_curves[row["name"]] = ap[cat]["pr_curve"]
+        rows.append(row)
+    if curves is None:
+        return rows, None, None
+    p, r, f1 = curves.mean_at_best()
+    best = {"conf": curves.best_confidence, "P": p, "R": r, "F1": f1}
+    position = {c: i for i, c in enumerate(curves.category_ids)}
+    order = [position[row["category_id"]] for row in rows]
+    table_curves = {
+        "iou": 0.5,
+        "recall": np.asarray(evaluator.params.recThrs, dtype=np.float64),
+        "precision": pr_curves,
+        "confidence": curves.confidence,
+        "names": [row["name"] for row in rows],
+        "P": curves.precision[order],
+        "R": curves.recall[order],
+        "F1": curves.f1[order],
+    }
+    return rows, best, table_curves
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

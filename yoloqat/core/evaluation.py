@@ -344,7 +344,16 @@ class DetectionEngine:
         names = [str(n) for n in class_names] if class_names is not None else None
         if names is not None and len(names) != len(self.category_ids):
             raise DataError(f"{len(names)} class names for {len(self.category_ids)} category ids")
-        self._per_class(result, evaluator, names, details)
+        from yoloqat.core.eval_metrics import class_table
+
+        table = class_table(
+            evaluator,
+            self.category_ids.tolist(),
+            names,
+            details=details,
+            min_conf=self.score_threshold,
+        )
+        result.per_class, result.best_f1, result.curves = table
         if details:
             from yoloqat.core.eval_metrics import confusion_matrix
 
@@ -368,53 +377,6 @@ class DetectionEngine:
                 ),
             }
         return result
-
-    def _per_class(
-        self, result: EvalResult, evaluator: Any, names: list[str] | None, details: bool
-    ) -> None:
-        """Fill ``result.per_class`` (and with ``details`` P/R/F1, ``best_f1``, curves)."""
-        from yoloqat.core.eval_metrics import ground_truth_counts, per_class_ap, pr_vs_confidence
-
-        ap = per_class_ap(evaluator)
-        counts = ground_truth_counts(evaluator)
-        at_best: dict[int, tuple[float, float, float]] = {}
-        if details:
-            curves = pr_vs_confidence(evaluator, min_conf=self.score_threshold)
-            at_best = curves.at_best()
-            p, r, f1 = curves.mean_at_best()
-            result.best_f1 = {"conf": curves.best_confidence, "P": p, "R": r, "F1": f1}
-        pr_curves: dict[str, np.ndarray] = {}
-        for index, cat in enumerate(self.category_ids.tolist()):
-            if ap.get(cat, {}).get("AP") is None:
-                continue
-            name = names[index] if names is not None else str(cat)
-            images, instances = counts.get(cat, (0, 0))
-            row: dict[str, Any] = {
-                "class": index,
-                "name": name,
-                "category_id": cat,
-                "images": images,
-                "instances": instances,
-                "AP": ap[cat]["AP"],
-                "AP50": ap[cat]["AP50"],
-            }
-            if details:
-                row["P"], row["R"], row["F1"] = at_best.get(cat, (0.0, 0.0, 0.0))
-                pr_curves[name] = ap[cat]["pr_curve"]
-            result.per_class.append(row)
-        if details:
-            rows = {c: i for i, c in enumerate(curves.category_ids)}
-            order = [rows[r["category_id"]] for r in result.per_class]
-            result.curves = {
-                "iou": 0.5,
-                "recall": np.asarray(evaluator.params.recThrs, dtype=np.float64),
-                "precision": pr_curves,
-                "confidence": curves.confidence,
-                "names": [r["name"] for r in result.per_class],
-                "P": curves.precision[order],
-                "R": curves.recall[order],
-                "F1": curves.f1[order],
-            }
 
 
 def check_outputs(
