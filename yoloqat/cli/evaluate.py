@@ -170,7 +170,8 @@ def print_report(result: Any) -> None:
     typer.echo("")
     for line in header_lines(result):
         typer.echo(line)
-    table = Table(title=table_title(result), title_justify="left", title_style="bold")
+    typer.echo(table_title(result))
+    table = Table()
     for i, (heading, _, _) in enumerate(COLUMNS):
         table.add_column(heading, justify="left" if i == 0 else "right")
     for i, row in enumerate(table_rows(result)):
