@@ -157,7 +157,7 @@ def test_train_qat_export_eval_predict_through_the_cli(tmp_path: Path) -> None:
         res = cli("eval", "--onnx", str(onnx_path), "--data_dir", str(data), "--runtime",
                   runtime, "--output", str(tmp_path / runtime))  # fmt: skip
         assert res.returncode == 0, res.stderr
-        (report,) = (tmp_path / runtime).glob("eval_*.json")
+        (report,) = (tmp_path / runtime).glob("*/eval.json")
         results[runtime] = json.loads(report.read_text())["stats"]
         assert all(np.isfinite(v) for v in results[runtime].values())
     assert results["onnxruntime"]["AP50"] == pytest.approx(results["openvino"]["AP50"], abs=0.05)

@@ -135,13 +135,13 @@ def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output[-2000:]
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith(" Average")]
     assert len(lines) == 12
-    saved = json.loads(next((tmp_path / "ev").glob("eval_*.json")).read_text())
+    saved = json.loads(next((tmp_path / "ev").glob("*/eval.json")).read_text())
     assert set(saved["stats"]) >= {"AP", "AP50", "AR100"}
     assert saved["testing_shape"] == 64
     # no dataset flags, no --testing_shape: the checkpoint's own data and eval size
     own = runner.invoke(app, ["eval", "--pretrained", ckpt, "--output", str(tmp_path / "ev2")])
     assert own.exit_code == 0, own.output[-2000:]
-    saved2 = json.loads(next((tmp_path / "ev2").glob("eval_*.json")).read_text())
+    saved2 = json.loads(next((tmp_path / "ev2").glob("*/eval.json")).read_text())
     assert saved2["testing_shape"] == 128  # synth_tiny's eval.testing_shape
     assert saved2["num_images"] == saved["num_images"] > 0
     pred = runner.invoke(

@@ -149,7 +149,7 @@ def test_eval_of_best_ckpt_reproduces_the_logged_ap(run: dict[str, Any]) -> None
     out = run["root"] / "eval"
     res = CliRunner().invoke(app, ["eval", "--pretrained", str(best_path), "--output", str(out)])
     assert res.exit_code == 0, res.output[-2000:]
-    saved = json.loads(next(out.glob("eval_*.json")).read_text())
+    saved = json.loads(next(out.glob("*/eval.json")).read_text())
     epoch = read_checkpoint(best_path)[1]["best"]["epoch"]
     logged = run["vals"][epoch - 1]
     assert saved["testing_shape"] == 64 and saved["num_images"] == logged["num_images"] == 16

@@ -76,18 +76,25 @@ def eval_command(
         "the model's eval.letterbox; an imported Darknet model letterboxes).",
     ),
     num_workers: int = _opt(1, "num_workers", help="Image-decoding worker processes."),
-    output: str = _opt("outputs/eval", "output", help="Folder for predict_*.json and eval_*.json."),
+    output: str = _opt(
+        "outputs/eval",
+        "output",
+        help="Folder of the evaluation runs: each eval writes a new folder there, named by "
+        "its start time (_2, _3 when taken), with eval.json, predictions.json, pr_curve.png "
+        "and confusion_matrix.png.",
+    ),
     device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
-    """Evaluate COCO mAP: prints the seed's 12-line summary and saves it as JSON.
+    """Evaluate COCO mAP: the seed's 12-line summary, then what was evaluated, AP and P/R per
+    class and the speed; saves them with the detections and two pictures in a new folder.
 
     Data: --images/--annotations, else --dataset/--data_dir, else the config's or checkpoint's.
     """
     from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.errors import UsageError
+    from yoloqat.core.errors import ConfigError, UsageError
     from yoloqat.core.schema import check_sections
     from yoloqat.engine.evaluate import evaluate_model
     from yoloqat.engine.model import load
@@ -99,6 +106,16 @@ def eval_command(
     dataset_overrides({}, data_dir, images, annotations, dataset)  # clashes fail before loading
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
+    # a wrong threshold fails before the model is loaded
+    if ignore_threshold is not None and not 0.0 <= ignore_threshold <= 1.0:
+        raise ConfigError(
+            f"--conf/--ignore_threshold {ignore_threshold!r} is not valid; expected a score "
+            "in [0, 1]"
+        )
+    if nms_thresh is not None and not 0.0 < nms_thresh <= 1.0:
+        raise ConfigError(
+            f"--iou/--nms_thresh {nms_thresh!r} is not valid; expected an IoU in (0, 1]"
+        )
     cfg: dict[str, Any] | None = None  # the checkpoint's own unless --config
     if config is not None:
         cfg = apply_overrides(load_config(config), set_)
@@ -129,15 +146,48 @@ def eval_command(
         defer_write_errors=True,
     )
     typer.echo(result.summary)
+    print_report(result)
     write_error = result.extra.pop("write_error", None)
     if write_error is not None:  # the numbers are printed; saving them failed
         raise write_error
-    typer.echo(f"results: {result.extra.get('eval_file')}", err=True)
+    files = ", ".join(result.extra.get("files", []))
+    typer.echo(f"results: {result.extra.get('folder')} ({files})", err=True)
 
 
-from yoloqat.engine.evaluate import (  # noqa: E402  (moved to the engine)
-    dataset_overrides,
+def print_report(result: Any) -> None:
+    """After the summary, on stdout (data): the header, the per-class table, the speed."""
+    from rich.table import Table
+
+    from yoloqat.cli.render import out_console
+    from yoloqat.engine.eval_report import (
+        COLUMNS,
+        header_lines,
+        speed_line,
+        table_rows,
+        table_title,
+    )
+
+    typer.echo("")
+    for line in header_lines(result):
+        typer.echo(line)
+    typer.echo(table_title(result))
+    table = Table()
+    for i, (heading, _, _) in enumerate(COLUMNS):
+        table.add_column(heading, justify="left" if i == 0 else "right")
+    for i, row in enumerate(table_rows(result)):
+        table.add_row(*row, style="bold" if i == 0 else None, end_section=i == 0)
+    out_console.print(table)
+    line = speed_line(result)
+    if line:
+        typer.echo(line)
+
+
+from yoloqat.engine.evaluate import (  # noqa: E402  (moved to the engine; benchmark,
+    dataset_overrides,  # quant-report and the tests import them from here)
+    eval_dataset,
 )
+
+__all__ = ["dataset_overrides", "eval_command", "eval_dataset", "print_report", "register"]
 
 
 def register(app: typer.Typer) -> None:
