@@ -274,7 +274,7 @@ def test_cli_int8_with_float_checkpoint_is_a_clear_error(tmp_path: Path, float_c
         ],
     )
     assert res.exit_code == CheckpointError.exit_code == 1
-    assert "--int8 needs a quantized (QAT or PTQ) checkpoint" in res.output
+    assert "(--int8) needs a quantized (QAT or PTQ) checkpoint" in res.output
     assert "float checkpoint" in res.output
     assert not (tmp_path / "q.onnx").exists()
     bad = CliRunner().invoke(app, ["export", "--checkpoint", str(ckpt), "--format", "tflite"])
