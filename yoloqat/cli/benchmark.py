@@ -124,6 +124,7 @@ def benchmark(
     from yoloqat.engine.benchmark import plan, run_benchmark
     from yoloqat.engine.benchmark_files import NOTE, write_outputs
     from yoloqat.engine.benchmark_models import benchmark_networks, noise_batches
+    from yoloqat.engine.export import model_metadata
     from yoloqat.engine.inference import default_testing_shape, effective_config, preprocessing
     from yoloqat.engine.runtimes import runtime_names
 
@@ -215,7 +216,10 @@ def benchmark(
         runs=runs,
         warmup=warmup,
         eval_options=prep,
-        metadata={"normalize": prep["normalize"], "letterbox": str(prep["letterbox"]).lower()},
+        metadata={
+            **model_metadata(effective_config(cfg, meta, explicit=explicit), meta),
+            "letterbox": str(prep["letterbox"]).lower(),  # as measured (--letterbox)
+        },
         mindspore_size_bytes=Path(checkpoint).stat().st_size if checkpoint else None,
     )
     result["checkpoint"] = checkpoint
