@@ -4,13 +4,17 @@
 w, h`` normalised to the input, and ``scores`` ``[N, M, C]``: the family's float decode) and
 appends, in float and with standard ONNX ops only, what ``engine/predict.postprocess`` does on
 the host, so that one output is left: ``detections`` ``[N, max_det, 6]`` = ``x1, y1, x2, y2``
-(pixels of the input, clipped to it), ``score``, ``class``, best first. Rows past the
+(pixels of the input, as the decode gives them: a box may reach past the input's edges),
+``score``, ``class``, best first. Rows past the
 detections an image has are padding: ``0, 0, 0, 0, -1, -1`` (score and class ``-1``, so a
 consumer keeps ``score >= 0`` rows, and no real detection, even of score 0, looks like one).
 
 The steps, each the host's:
 
-1. boxes to ``x1, y1, x2, y2`` pixels of the input, clipped to ``[0, S]``;
+1. boxes to ``x1, y1, x2, y2`` pixels of the input; the NMS compares them clipped to
+   ``[0, S]`` (the host clips them to the image before its NMS), the output keeps them
+   whole (the host clips them to the image after undoing the letterbox; ``eval`` clamps
+   them the seed's way);
 2. each candidate's class is its best class (``ArgMax``, first of ties as NumPy's); it is a
    candidate when that score is ``>= conf`` (the host's comparison, exact for float32 scores:
    the threshold is rounded up to float32, not left to ``NonMaxSuppression``'s own score
@@ -95,7 +99,8 @@ def decode_metadata(settings: NmsSettings | None, num_classes: int) -> dict[str,
             NMS_OUTPUTS[0]: {
                 "shape": ["N", settings.max_det, len(DETECTION_FIELDS)],
                 "layout": ", ".join(DETECTION_FIELDS),
-                "units": "pixels of the input (x1, y1, x2, y2), clipped to it",
+                "units": "pixels of the input, not clipped (the NMS compares boxes "
+                "clipped to the input)",
                 "order": "score, best first",
                 "padding": "rows 0, 0, 0, 0, -1, -1 (score -1) after the detections",
             }
@@ -134,7 +139,7 @@ def append_nms(model: Any, settings: NmsSettings, *, input_size: int, num_classe
         bounds = [const([start], f"{hint}_start"), const([end], f"{hint}_end")]
         return node("Slice", [x, *bounds, const([-1], f"{hint}_axis")], hint)
 
-    # 1. x1, y1, x2, y2 in input pixels, clipped to the input
+    # 1. x1, y1, x2, y2 in input pixels (clipped to the input for the NMS only)
     pix = node("Mul", [boxes, const(size, "input_size", f32)], "pixels")
     centre = part(pix, 0, 2, "centre")
     half = node("Mul", [part(pix, 2, 4, "size"), const(0.5, "half", f32)], "half_size")
@@ -167,7 +172,7 @@ def append_nms(model: Any, settings: NmsSettings, *, input_size: int, num_classe
     box = part(selected, 2, 3, "box")
     kept_score = node("GatherND", [per_class, selected], "kept_score")  # [K]
     image_box = node("Concat", [image, box], "image_box", axis=1)
-    kept_box = node("GatherND", [xyxy, image_box], "kept_box")  # [K, 4]
+    kept_box = node("GatherND", [corners, image_box], "kept_box")  # [K, 4], not clipped
     score_col = node("Unsqueeze", [kept_score, const([1], "axis_1")], "score_col")
     class_col = node("Cast", [cls], "class_col", to=TensorProto.FLOAT)
     rows = node("Concat", [kept_box, score_col, class_col], "rows", axis=1)  # [K, 6]
