@@ -54,7 +54,9 @@ class Model:
     def __repr__(self) -> str:
         return (
             f"Model({str(self.path)!r}, {self.kind}, {len(self.names)} classes, "
-            f"{self.input_size} px, normalize={self.normalize}, letterbox={self.letterbox})"
+            f"{self.input_size} px, normalize={self.normalize}, letterbox={self.letterbox}"
+            + (", NMS in the graph" if self.nms is not None else "")
+            + ")"
         )
 
     # -- predict ---------------------------------------------------------------------------

@@ -174,6 +174,8 @@ class InGraphNms:
         self.num_classes = int(num_classes)
 
     def __getattr__(self, name: str) -> Any:
+        if name == "runtime":  # not set yet (a copy being made)
+            raise AttributeError(name)
         return getattr(self.runtime, name)
 
     def detections(self, images: np.ndarray) -> np.ndarray:
