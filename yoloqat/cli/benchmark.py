@@ -114,7 +114,7 @@ def benchmark(
     fp32 and int8 QDQ on each runtime. A row whose export or evaluation fails says so and
     the others still run. Latency: the same fixed input, rows alternated, median of --runs.
     """
-    from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
+    from yoloqat.engine.evaluate import dataset_overrides, eval_dataset
     from yoloqat.cli.render import out_console
     from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, load_config
