@@ -27,8 +27,10 @@ What differs from the host: ONNX's IoU takes box areas as ``w * h`` where the ho
 (:mod:`yoloqat.core.nms`, the seed's) takes ``(w + 1) * (h + 1)`` in image pixels, and the
 graph clips boxes to the input where the host clips them to the image (for a letterbox, the
 image is inside the input's padding). Both only change which of two overlapping boxes of one
-class survives when their IoU is close to the threshold. OpenVINO suppresses at IoU equal to
-the threshold, ONNX Runtime (and ONNX's definition) above it.
+class survives when their IoU is close to the threshold (README: the measured agreement).
+Boxes of one class with exactly equal scores (frequent only in toy int8 networks) are taken
+in index order by the host and in the runtime's own order by ``NonMaxSuppression``. OpenVINO
+suppresses at an IoU equal to the threshold, ONNX Runtime (and ONNX's definition) above it.
 """
 
 from __future__ import annotations
@@ -135,9 +137,12 @@ def append_nms(model: Any, settings: NmsSettings, *, input_size: int, num_classe
     def const(value: Any, hint: str, dtype: Any = i64) -> str:
         return _init(g, value, hint, dtype)
 
+    axis0, axis1, last_axis = const([0], "axis_0"), const([1], "axis_1"), const([-1], "axis_-1")
+    minus_one = const(PAD_VALUE, "minus_one", f32)
+
     def part(x: str, start: int, end: int, hint: str) -> str:
         bounds = [const([start], f"{hint}_start"), const([end], f"{hint}_end")]
-        return node("Slice", [x, *bounds, const([-1], f"{hint}_axis")], hint)
+        return node("Slice", [x, *bounds, last_axis], hint)
 
     # 1. x1, y1, x2, y2 in input pixels (clipped to the input for the NMS only)
     pix = node("Mul", [boxes, const(size, "input_size", f32)], "pixels")
@@ -155,7 +160,7 @@ def append_nms(model: Any, settings: NmsSettings, *, input_size: int, num_classe
     candidate = node("GreaterOrEqual", [best, conf], "candidate")
     one_hot = node("Equal", [best_class, const(np.arange(num_classes), "classes")], "one_hot")
     wanted = node("And", [one_hot, candidate], "wanted")
-    masked = node("Where", [wanted, scores, const(PAD_VALUE, "minus_one", f32)], "masked")
+    masked = node("Where", [wanted, scores, minus_one], "masked")
     per_class = node("Transpose", [masked], "per_class", perm=[0, 2, 1])  # [N, C, M]
 
     # 3. per-class NMS (the -1 entries are below its score threshold)
@@ -173,7 +178,7 @@ def append_nms(model: Any, settings: NmsSettings, *, input_size: int, num_classe
     kept_score = node("GatherND", [per_class, selected], "kept_score")  # [K]
     image_box = node("Concat", [image, box], "image_box", axis=1)
     kept_box = node("GatherND", [corners, image_box], "kept_box")  # [K, 4], not clipped
-    score_col = node("Unsqueeze", [kept_score, const([1], "axis_1")], "score_col")
+    score_col = node("Unsqueeze", [kept_score, axis1], "score_col")
     class_col = node("Cast", [cls], "class_col", to=TensorProto.FLOAT)
     rows = node("Concat", [kept_box, score_col, class_col], "rows", axis=1)  # [K, 6]
 
@@ -181,14 +186,14 @@ def append_nms(model: Any, settings: NmsSettings, *, input_size: int, num_classe
     # where another image's rows and the max_det padding rows score -1
     n = node("Gather", [node("Shape", [scores], "scores_shape"), const(0, "zero")], "batch")
     images = node("Range", [const(0, "range_start"), n, const(1, "range_step")], "images")
-    image_col = node("Unsqueeze", [images, const([1], "axis_1b")], "image_col")  # [N, 1]
+    image_col = node("Unsqueeze", [images, axis1], "image_col")  # [N, 1]
     image_row = node("Transpose", [image], "image_row", perm=[1, 0])  # [1, K]
     mine = node("Equal", [image_col, image_row], "mine")  # [N, K]
-    score_row = node("Unsqueeze", [kept_score, const([0], "axis_0")], "score_row")  # [1, K]
-    dense = node("Where", [mine, score_row, const(PAD_VALUE, "other", f32)], "dense")
-    n1 = node("Unsqueeze", [n, const([0], "axis_0b")], "batch_1d")
+    score_row = node("Unsqueeze", [kept_score, axis0], "score_row")  # [1, K]
+    dense = node("Where", [mine, score_row, minus_one], "dense")
+    n1 = node("Unsqueeze", [n, axis0], "batch_1d")
     fill_shape = node("Concat", [n1, const([settings.max_det], "max_det")], "fill_shape", axis=0)
-    fill = node("Expand", [const(PAD_VALUE, "fill", f32), fill_shape], "fill")
+    fill = node("Expand", [minus_one, fill_shape], "fill")
     padded = node("Concat", [dense, fill], "padded_scores", axis=1)  # [N, K + max_det]
     top_values, top_index = g.unique("nms/top_score"), g.unique("nms/top_index")
     topk = helper.make_node(
@@ -209,7 +214,7 @@ def append_nms(model: Any, settings: NmsSettings, *, input_size: int, num_classe
     real = node("Unsqueeze", [real, const([2], "axis_2")], "real_col")
     detections = node("Where", [real, picked, const(pad_row, "pad_row", f32)], "detections")
 
-    last = next(n for n in g.graph.node if n.output and n.output[0] == detections)
+    last = next(x for x in g.graph.node if x.output and x.output[0] == detections)
     last.output[0] = NMS_OUTPUTS[0]  # (graph.node holds copies of the nodes g.node made)
     batch_dim = model.graph.output[0].type.tensor_type.shape.dim[0]
     dim0: Any = batch_dim.dim_param or batch_dim.dim_value or "batch"
