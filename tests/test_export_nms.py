@@ -249,6 +249,14 @@ def test_int8_nms_export_and_ir_agree_with_predict_checkpoint_on_coco128(
         assert int8["paired"] >= 0.8 * int8["reference_detections"], int8
         assert int8["p50_coord_diff_px"] <= 2.0, int8
 
+    # on the command line, the IR names its classes (its runtime: openvino, by the file)
+    out = tmp_path / "predict"
+    res = cli("predict", *images[:2], "--onnx", str(files["openvino"]), "--conf", str(conf),
+              "--json", "--output", str(out))  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    names = {d["class_name"] for r in json.loads(res.stdout) for d in r["detections"]}
+    assert names and names <= {"cat", "dog", "bird"}
+
 
 def test_metadata_of_exports_and_what_load_reads(qat_checkpoint: Path, tmp_path: Path) -> None:
     options = ["--nms", "--conf", "0.4", "--iou", "0.6", "--max_det", "20"]
