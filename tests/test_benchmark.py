@@ -120,6 +120,14 @@ def test_benchmark_table_json_markdown_png(tiny_checkpoint: Path, tmp_path: Path
         rows["onnx", "int8", "onnxruntime"]["size_mb"]
         < rows["onnx", "fp32", "onnxruntime"]["size_mb"]
     )
+    import onnx  # the exported files describe themselves
+
+    for precision in ("fp32", "int8"):
+        props = onnx.load(str(out / f"model_{precision}.onnx")).metadata_props
+        meta = {p.key: p.value for p in props}
+        assert meta["normalize"] == "imagenet" and meta["letterbox"] == "false"
+        assert meta["family"] == "yolov3_head" and meta["nms"] == "false"
+        assert json.loads(meta["decode"])["outputs"]["boxes"]["layout"] == "cx, cy, w, h"
     md = (out / "benchmark.md").read_text()
     assert md.count("\n| ") == 1 + len(rows) and "nosuch" in md
     assert (out / "benchmark.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

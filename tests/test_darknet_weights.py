@@ -381,12 +381,12 @@ def test_imported_model_exports_and_fine_tunes_as_itself(tiny, tmp_path) -> None
     checkpoint keeps its Darknet settings (activation, eps, input) over the quant recipe's."""
     import onnx
 
-    from yoloqat.cli.evaluate import model_preprocessing
     from yoloqat.cli.export import onnx_preprocessing
     from yoloqat.cli.train import inherit_initial_network
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.deploy.onnx_export import export_onnx
     from yoloqat.engine import pipeline
+    from yoloqat.engine.evaluate import model_preprocessing
     from yoloqat.engine.inference import load_detector, preprocessing
     from yoloqat.engine.runtimes import open_model
 

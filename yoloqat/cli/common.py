@@ -20,8 +20,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SET_HELP = "Override a config value: dotted.key=value (repeatable; applied last)."
 RUNTIME_HELP = (
-    "Runtime for the ONNX model: onnxruntime (default) or openvino (yoloqat's optional "
-    "'openvino' extra), or a plugin's runtime ('yoloqat list runtime' lists them)."
+    "Runtime for the exported model: onnxruntime (default for .onnx) or openvino (default "
+    "for an OpenVINO IR .xml; yoloqat's optional 'openvino' extra), or a plugin's runtime "
+    "('yoloqat list runtime' lists them)."
 )
 
 

@@ -124,7 +124,8 @@ def demo(
     from yoloqat.core.runtime import init_runtime
     from yoloqat.data.synth import make_synthetic_coco
     from yoloqat.engine.calibrate import calibrate_checkpoint
-    from yoloqat.engine.inference import load_detector
+    from yoloqat.engine.export import model_metadata
+    from yoloqat.engine.inference import load_detector, preprocessing
     from yoloqat.engine.model import load
     from yoloqat.engine.pipeline import build_dataset
     from yoloqat.engine.report import compare_models
@@ -182,7 +183,7 @@ def demo(
     _stage("4/5 evaluation: float, fake-quant, int8 ONNX (QAT and post-training)")
     dataset = build_dataset(float_cfg)
     float_net, _, _ = load_detector(float_cfg, float_ckpt)
-    qat_net, _, _ = load_detector(qat_cfg, qat_ckpt)
+    qat_net, qat_used, qat_meta = load_detector(qat_cfg, qat_ckpt)
     ptq_cfg = copy.deepcopy(float_cfg)
     ptq_cfg["quantizer"] = {"name": "int8_ptq"}
     ptq = calibrate_checkpoint(
@@ -199,6 +200,8 @@ def demo(
         qat_checkpoint=qat_ckpt,
         ptq_net=ptq_net,
         ptq_checkpoint=ptq["checkpoint"],
+        preprocess=preprocessing(qat_used),
+        metadata=model_metadata(qat_used, qat_meta),  # the ONNX files describe themselves
     )
 
     _stage("5/5 pictures of detections")

@@ -18,7 +18,7 @@ def eval_command(
     ),
     pretrained: Optional[str] = _opt(None, "pretrained", help="Checkpoint to evaluate (.ckpt)."),
     onnx: Optional[str] = _opt(
-        None, "onnx", help="Evaluate an exported ONNX model instead (with --runtime)."
+        None, "onnx", help="Evaluate an exported model instead (ONNX, or OpenVINO IR .xml)."
     ),
     runtime: Optional[str] = _opt(None, "runtime", help=RUNTIME_HELP),
     data_dir: Optional[str] = _opt(
@@ -123,10 +123,8 @@ def eval_command(
     prepare_output(output, "--output")  # before the whole evaluation, not after it
     if pretrained is not None:
         model = load(pretrained, config=cfg, device=device_target)
-    else:
-        from yoloqat.engine.runtimes import DEFAULT_RUNTIME
-
-        model = load(onnx, runtime=runtime or DEFAULT_RUNTIME)
+    else:  # the runtime by default: onnxruntime for .onnx, openvino for an IR .xml
+        model = load(onnx, runtime=runtime)
     result = evaluate_model(
         model,
         data_dir=data_dir,

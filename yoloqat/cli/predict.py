@@ -35,7 +35,7 @@ def predict(
     ),
     checkpoint: Optional[str] = _opt(None, "checkpoint", help="Trained checkpoint (.ckpt)."),
     onnx: Optional[str] = _opt(
-        None, "onnx", help="An exported ONNX model instead of a checkpoint (with --runtime)."
+        None, "onnx", help="An exported model (ONNX, or OpenVINO IR .xml) instead of a checkpoint."
     ),
     runtime: Optional[str] = _opt(None, "runtime", help=RUNTIME_HELP),
     config: Optional[str] = _opt(
@@ -95,7 +95,7 @@ def predict(
     resolve(sources, recursive=recursive)  # a source that names nothing fails before loading
     prepare_output(output.parent, "--output")
     model = (
-        load(onnx, runtime=runtime or "onnxruntime")
+        load(onnx, runtime=runtime)
         if onnx is not None
         else load(checkpoint, config=config, device=device_target)  # type: ignore[arg-type]
     )

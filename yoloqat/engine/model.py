@@ -54,7 +54,9 @@ class Model:
     def __repr__(self) -> str:
         return (
             f"Model({str(self.path)!r}, {self.kind}, {len(self.names)} classes, "
-            f"{self.input_size} px, normalize={self.normalize}, letterbox={self.letterbox})"
+            f"{self.input_size} px, normalize={self.normalize}, letterbox={self.letterbox}"
+            + (", NMS in the graph" if self.nms is not None else "")
+            + ")"
         )
 
     # -- predict ---------------------------------------------------------------------------
@@ -99,6 +101,7 @@ class Model:
         from yoloqat.engine.sources import frames, resolve
 
         check_thresholds(conf, iou, max_det)
+        self._note_nms(conf=conf, iou=iou, max_det=max_det)
         size = int(imgsz or self.input_size)
         check_input_shape(size, size, getattr(self.network, "input_multiple", 32))
         wanted = self._class_ids(classes)
@@ -141,6 +144,25 @@ class Model:
 
         return run() if stream else list(run())
 
+    @property
+    def nms(self) -> dict[str, Any] | None:
+        """The thresholds (``conf``, ``iou``, ``max_det``) of an exported model with its NMS
+        in the graph (``export --nms``); None for any other model."""
+        from yoloqat.engine.predict import nms_settings
+
+        return nms_settings(self.meta) if self.kind == "exported" else None
+
+    def _note_nms(self, **options: Any) -> None:
+        """Warn of the options an in-graph NMS cannot honour (the thresholds are baked in)."""
+        settings = self.nms
+        if settings is None:
+            return
+        from yoloqat.core import events
+        from yoloqat.engine.predict import nms_notes
+
+        for note in nms_notes(settings, **options):
+            events.warn(f"{self.path.name}: {note}")
+
     def _class_ids(self, classes: Sequence[int | str] | None) -> list[int] | None:
         if classes is None:
             return None
@@ -176,6 +198,13 @@ class Model:
         :class:`~yoloqat.core.evaluation.EvalResult`."""
         from yoloqat.engine.evaluate import evaluate_model
 
+        settings = self.nms
+        if settings is not None:  # what the graph dropped cannot count
+            self._note_nms(
+                conf=options.get("conf") or 0.001,  # eval's default for an exported model
+                iou=options.get("iou") or settings.get("iou", 0.5),
+                max_det=settings.get("max_det", 300),
+            )
         return evaluate_model(self, **options)
 
     # -- export ------------------------------------------------------------------------------
@@ -188,22 +217,33 @@ class Model:
         imgsz: int | None = None,
         batch: int | None = 1,
         opset: int = 17,
+        nms: bool = False,
+        conf: float = 0.25,
+        iou: float = 0.5,
+        max_det: int = 300,
     ) -> Path:
-        """Write the checkpoint's network for deployment (ONNX float or int8 QDQ, MINDIR);
-        ``int8`` defaults to whether the network is quantized. Returns the file."""
-        from yoloqat.engine.export import default_output, export_network
+        """Write the checkpoint's network for deployment: ONNX (float or int8 QDQ), OpenVINO
+        IR (``format="openvino"``: ``.xml`` + ``.bin``, float or int8) or MINDIR; ``int8``
+        defaults to whether the network is quantized. ``nms`` (ONNX, OpenVINO) puts the
+        per-class NMS in the graph with ``conf``, ``iou`` and ``max_det`` baked in: one output
+        ``detections [N, max_det, 6]`` (``x1, y1, x2, y2`` pixels of the input, score,
+        class). Returns the file (the ``.xml`` for OpenVINO)."""
+        from yoloqat.deploy.nms import NmsSettings
+        from yoloqat.engine.export import check_format, default_output, export_network
 
         if self.kind != "checkpoint":
             raise UsageError(f"{self.path} is an exported model already; export a checkpoint")
+        fmt = check_format(format, nms)
+        settings = NmsSettings(conf=conf, iou=iou, max_det=max_det) if nms else None
         size = int(imgsz or self.input_size)
         from yoloqat.core.contracts.quantizer import is_quantized
 
         quantized = is_quantized(self.network) if int8 is None else bool(int8)
-        target = Path(path) if path else default_output(self.path, format.lower(), quantized, size)
+        target = Path(path) if path else default_output(self.path, fmt, quantized, size, nms)
         return export_network(
             self.network,
             target,
-            file_format=format,
+            file_format=fmt,
             int8=int8,
             input_size=size,
             batch=batch,
@@ -211,6 +251,7 @@ class Model:
             config=self.config,
             meta=self.meta,
             source=str(self.path),
+            nms=settings,
         )
 
 
@@ -293,27 +334,38 @@ def load(
 ) -> Model:
     """A :class:`Model` from a checkpoint (``.ckpt``: MindSpore on ``device``, its stored
     config unless ``config`` is given) or an exported model (``.onnx``: on ``runtime``,
-    ``onnxruntime`` by default, with ``threads``)."""
+    ``onnxruntime`` by default; OpenVINO IR ``.xml``: on ``openvino`` by default; with
+    ``threads``). An exported model with its NMS in the graph (``export --nms``) is
+    recognised by its metadata: its detections are mapped to the image and filtered only."""
     from yoloqat.core.errors import CheckpointError
 
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"model file not found: {path}")
-    if path.suffix.lower() == ".onnx" or runtime is not None:
+    if path.suffix.lower() in EXPORTED_SUFFIXES or runtime is not None:
         return _load_exported(path, runtime, threads)
     return _load_checkpoint(path, config, device)
 
 
+#: The files :func:`load` opens with a runtime, and the runtime each opens with by default.
+EXPORTED_SUFFIXES = {".onnx": "onnxruntime", ".xml": "openvino"}
+
+
 def _load_exported(path: Path, runtime: str | None, threads: int | None) -> Model:
+    from yoloqat.engine.predict import InGraphNms, nms_settings
     from yoloqat.engine.runtimes import DEFAULT_RUNTIME, open_model
 
-    model = open_model(path, runtime or DEFAULT_RUNTIME, threads=threads)
+    default = EXPORTED_SUFFIXES.get(path.suffix.lower(), DEFAULT_RUNTIME)
+    model = open_model(path, runtime or default, threads=threads)
     meta = model.metadata
     names = json.loads(meta["class_names"]) if meta.get("class_names") else None
     if not names:
         names = [str(i) for i in range(int(meta.get("num_classes", 80)))]
+    predictor: Any = model
+    if nms_settings(meta) is not None:
+        predictor = InGraphNms(model, len(names))
     return Model(
-        predictor=model,
+        predictor=predictor,
         path=path,
         kind="exported",
         names=[str(n) for n in names],
