@@ -260,12 +260,13 @@ def test_fcos_family_trains_quantizes_exports_and_runs_without_glue(
         assert list((tmp_path / runtime).glob("*/eval.json"))
 
     res = run(site, "-m", "yoloqat", "predict", str(data / "val"), "--checkpoint", str(qat_ckpt),
-              "--score_threshold", "0.01", "--output", str(tmp_path / "predict"))  # fmt: skip
+              "--score_threshold", "0.01", "--json", "--output", str(tmp_path / "predict"))  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     found = json.loads(res.stdout)
-    assert len(found) == 4 and (tmp_path / "predict" / "detections.json").is_file()
+    assert len(found) == 4
+    assert json.loads((tmp_path / "predict" / "results.json").read_text()) == found
     dets = [d for image in found for d in image["detections"]]
-    assert dets and all(0 <= d["class_index"] < 3 for d in dets)
+    assert dets and all(0 <= d["class_id"] < 3 for d in dets)
 
     res = run(site, "-c", FIGURES, str(qat_ckpt), str(onnx_path), str(data))
     assert res.returncode == 0, res.stderr[-3000:]

@@ -161,8 +161,9 @@ def test_train_qat_export_eval_predict_through_the_cli(tmp_path: Path) -> None:
         results[runtime] = json.loads(report.read_text())["stats"]
         assert all(np.isfinite(v) for v in results[runtime].values())
     assert results["onnxruntime"]["AP50"] == pytest.approx(results["openvino"]["AP50"], abs=0.05)
-    res = cli("predict", str(data / "val"), "--checkpoint", str(qat_ckpt), "--output",
-              str(tmp_path / "pred"))  # fmt: skip
+    res = cli("predict", str(data / "val"), "--checkpoint", str(qat_ckpt), "--json",
+              "--output", str(tmp_path / "pred"))  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert len(list((tmp_path / "pred").glob("*_pred.jpg"))) == 4
-    assert re.search(r'"detections"', res.stdout)
+    found = json.loads(res.stdout)
+    assert len(found) == 4
+    assert all((tmp_path / "pred" / Path(r["source"]).name).is_file() for r in found)

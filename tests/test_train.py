@@ -155,14 +155,15 @@ def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
             "64",
             "--score_threshold",
             "0.0",
+            "--json",
             "--output",
             str(tmp_path / "pred"),
         ],
     )
     assert pred.exit_code == 0, pred.output[-2000:]
     report = json.loads(pred.stdout)
-    assert len(report) == 6 and (tmp_path / "pred" / "detections.json").is_file()
-    assert all(Path(r["drawn"]).is_file() for r in report)
+    assert len(report) == 6 and (tmp_path / "pred" / "results.json").is_file()
+    assert all((tmp_path / "pred" / Path(r["source"]).name).is_file() for r in report)
 
 
 def test_backbone_only_initial_weights(synth: Path, tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def predict(
         check_input_shape(testing_shape, testing_shape)
     check_thresholds(conf, iou, max_det)
     resolve(sources, recursive=recursive)  # a source that names nothing fails before loading
-    prepare_output(output.parent, "--output")
+    prepare_output(output.parent, "--output", run_folders=True)
     model = (
         load(onnx, runtime=runtime)
         if onnx is not None
@@ -135,9 +135,13 @@ def predict(
         if result.stream is not None:
             streams.add(result.stream)
     if not records:
-        raise DataError(
-            f"no image could be read: {skipped[0] if len(skipped) == 1 else 'none of them'}"
-        )
+        if len(skipped) == 1:
+            raise DataError(f"{skipped[0]} is not a readable image; nothing to predict")
+        if skipped:
+            raise DataError(
+                f"none of the {len(skipped)} image(s) could be read; nothing to predict"
+            )
+        raise DataError("the source(s) gave no image or frame; nothing to predict")
     write_json(folder / "results.json", records)
     if as_json:
         typer.echo(json.dumps(records, indent=2))

@@ -193,14 +193,25 @@ def check_writable(folder: str | Path, what: str = "output folder") -> Path:
     return folder
 
 
-def prepare_output(folder: str | Path, what: str = "output folder") -> Path:
+def prepare_output(
+    folder: str | Path, what: str = "output folder", *, run_folders: bool = False
+) -> Path:
     """Before a command writes into ``folder``: prove it is writable (:func:`check_writable`)
     and remove the temporaries killed runs left there (:func:`remove_stale_temporaries`),
-    saying how many. Every command that writes calls it at start, as training does."""
+    saying how many. Every command that writes calls it at start, as training does.
+
+    With ``run_folders``, the folders directly inside ``folder`` are cleaned too: a command
+    that writes each run into a new folder (predict, eval) leaves a killed run's
+    temporaries in an older one.
+    """
     from yoloqat.core import events
 
     folder = check_writable(folder, what)
     removed = remove_stale_temporaries(folder)
+    if run_folders:
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                removed += remove_stale_temporaries(entry)
     if removed:
         events.info(f"removed {len(removed)} unfinished file(s) of a killed run in {folder}")
     return folder

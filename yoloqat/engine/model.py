@@ -340,9 +340,10 @@ def load(
     from yoloqat.core.errors import CheckpointError
 
     path = Path(path)
+    exported = path.suffix.lower() in EXPORTED_SUFFIXES or runtime is not None
     if not path.exists():
-        raise CheckpointError(f"model file not found: {path}")
-    if path.suffix.lower() in EXPORTED_SUFFIXES or runtime is not None:
+        raise CheckpointError(f"{'model file' if exported else 'checkpoint'} not found: {path}")
+    if exported:
         return _load_exported(path, runtime, threads)
     return _load_checkpoint(path, config, device)
 
