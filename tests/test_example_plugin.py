@@ -260,7 +260,8 @@ def test_fcos_family_trains_quantizes_exports_and_runs_without_glue(
         assert list((tmp_path / runtime).glob("*/eval.json"))
 
     res = run(site, "-m", "yoloqat", "predict", str(data / "val"), "--checkpoint", str(qat_ckpt),
-              "--score_threshold", "0.01", "--json", "--output", str(tmp_path / "predict"))  # fmt: skip
+              "--score_threshold", "0.01", "--json", "--output",
+              str(tmp_path / "predict"))  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     found = json.loads(res.stdout)
     assert len(found) == 4

@@ -120,7 +120,7 @@ def eval_command(
     if config is not None:
         cfg = apply_overrides(load_config(config), set_)
         check_sections(cfg)
-    prepare_output(output, "--output", run_folders=True)  # before the whole evaluation, not after it
+    prepare_output(output, "--output", run_folders=True)  # before the evaluation, not after
     if pretrained is not None:
         model = load(pretrained, config=cfg, device=device_target)
     else:  # the runtime by default: onnxruntime for .onnx, openvino for an IR .xml
