@@ -15,9 +15,17 @@ from typing import TYPE_CHECKING, Any
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.hookspecs import hookimpl
 
-from .anchors import ANCHOR_MASKS, ANCHORS, TINY_ANCHOR_MASKS, TINY_ANCHORS
+from .anchors import (
+    ANCHOR_MASKS,
+    ANCHORS,
+    TINY_ANCHOR_MASKS,
+    TINY_ANCHORS,
+    check_scale_x_y,
+)
 
 if TYPE_CHECKING:
+    from .darknet_graph import DarknetGraph
+    from .darknet_head import DarknetYoloHead
     from .head import YoloV3Head
     from .loss import YoloV3Loss
     from .tiny import YoloV3TinyHead
@@ -31,6 +39,8 @@ __all__ = [
     "ANCHOR_MASKS",
     "TINY_ANCHORS",
     "TINY_ANCHOR_MASKS",
+    "darknet_cfg",
+    "darknet_yolo_head",
     "yolov3_head",
     "yolov3_loss",
     "yolov3_tiny_head",
@@ -131,13 +141,84 @@ def yolov3_tiny_head(
     )
 
 
+def darknet_cfg(*, cfg: str, bn_eps: float = 1e-6, bn_momentum: float = 0.9) -> DarknetGraph:
+    """Any Darknet YOLO .cfg as a backbone: its layers up to the [yolo] inputs, finest first.
+
+    Builds ``[convolutional]`` (batch_normalize, filters, size, stride, pad, padding,
+    groups; activation linear, leaky, relu, mish, logistic), ``[maxpool]`` (size, stride,
+    padding, Darknet's padding), ``[route]`` (layers, groups, group_id), ``[shortcut]``
+    (from, activation) and ``[upsample]`` sections in order; a section or key it does not
+    support is a ConfigError naming the line, section index, key and value. Pair it with
+    ``darknet_yolo_head`` (the ``[yolo]`` layers); ``yoloqat import-darknet`` writes both
+    blocks from a ``.cfg``.
+
+    Parameters:
+        cfg: the text of the ``.cfg`` file (stored in the config, so that a checkpoint
+            rebuilds the network anywhere).
+        bn_eps: BatchNorm epsilon; 1e-6 is Darknet's (its weights reproduce Darknet's
+            outputs only with it).
+        bn_momentum: BatchNorm momentum in MindSpore semantics
+            (``running = m * running + (1 - m) * batch``).
+    """
+    if not isinstance(cfg, str) or "[" not in cfg:
+        raise ConfigError(
+            "model.backbone.cfg must be the text of a Darknet .cfg file",
+            hint="yoloqat import-darknet X.weights --cfg X.cfg writes it into a checkpoint",
+        )
+    if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)):
+        raise ConfigError(f"bn_momentum={bn_momentum!r} is not valid; expected 0 <= m < 1")
+    if not 0 <= bn_momentum < 1:
+        raise ConfigError(f"bn_momentum={bn_momentum!r} is not valid; expected 0 <= m < 1")
+    from .darknet_graph import build_graph
+
+    return build_graph(cfg, bn_eps=bn_eps, bn_momentum=float(bn_momentum))
+
+
+def darknet_yolo_head(
+    *,
+    in_channels: Sequence[int],
+    in_strides: Sequence[int],
+    num_classes: int = 80,
+    anchors: Sequence[Sequence[float]],
+    anchor_masks: Sequence[Sequence[int]],
+    strides: Sequence[int],
+    scale_x_y: Sequence[float] | None = None,
+) -> DarknetYoloHead:
+    """The [yolo] layers of a Darknet .cfg (for ``darknet_cfg``): no parameters, YOLO decode.
+
+    Returns the backbone's raw outputs in the ``.cfg``'s ``[yolo]`` order; its decode is the
+    family's (``scale_x_y`` included) and its loss ``yolov3_loss``.
+
+    Parameters:
+        in_channels: the backbone's map channels (injected).
+        in_strides: the backbone's map strides (injected).
+        num_classes: the ``.cfg``'s ``classes``.
+        anchors: the ``[yolo]`` anchors (w, h) in input pixels.
+        anchor_masks: each ``[yolo]`` layer's ``mask``, in file order (any anchors, e.g.
+            YOLOv4-tiny's [[3, 4, 5], [1, 2, 3]]).
+        strides: the stride of each ``[yolo]`` layer's input, in file order.
+        scale_x_y: each ``[yolo]`` layer's ``scale_x_y`` (default 1).
+    """
+    from .darknet_head import DarknetYoloHead
+
+    return DarknetYoloHead(
+        in_channels=in_channels,
+        in_strides=in_strides,
+        num_classes=num_classes,
+        anchors=anchors,
+        anchor_masks=anchor_masks,
+        strides=strides,
+        scale_x_y=scale_x_y,
+    )
+
+
 def _check_loss_anchors(
     anchors: Sequence, anchor_masks: Sequence, strides: Sequence
 ) -> tuple[list, list, list]:
     from .anchors import check_anchor_masks, check_anchors
 
     pairs = check_anchors(anchors, where="loss.anchors").tolist()
-    masks = check_anchor_masks(anchor_masks, len(pairs), where="loss.anchor_masks")
+    masks = check_anchor_masks(anchor_masks, len(pairs), where="loss.anchor_masks", partial=True)
     try:
         steps = [int(s) for s in strides]
     except (TypeError, ValueError):
@@ -159,6 +240,7 @@ def yolov3_loss(
     ignore_threshold: float = 0.7,
     label_smooth: bool = False,
     label_smooth_factor: float = 0.1,
+    scale_x_y: Sequence[float] | None = None,
 ) -> YoloV3Loss:
     """YOLO loss of the seed: BCE xy, L2 log-wh, BCE objectness with ignore mask, BCE class.
 
@@ -178,6 +260,10 @@ def yolov3_loss(
         label_smooth: smooth hard one-hot class targets: true class 1 - eps, others
             eps / (C - 1). Targets already smoothed by the data pipeline are left alone.
         label_smooth_factor: eps of the label smoothing.
+        scale_x_y: Darknet's ``scale_x_y`` of each output (YOLOv4), in the head's order
+            (default: 1 for each). The centre target is mapped through it, so that the
+            head's decode of a perfect prediction is the box centre: ``sigmoid(t_xy)``
+            learns ``(c + (s - 1) / 2) / s`` for the offset ``c`` in the cell.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"loss.num_classes must be an integer >= 1, got {num_classes!r}")
@@ -196,6 +282,7 @@ def yolov3_loss(
             f"loss.label_smooth_factor must be a number in [0, 1), got {label_smooth_factor!r}"
         )
     pairs, masks, steps = _check_loss_anchors(anchors, anchor_masks, strides)
+    scales = check_scale_x_y(scale_x_y, len(masks))
 
     import numpy as np
 
@@ -209,6 +296,7 @@ def yolov3_loss(
         ignore_threshold=float(ignore_threshold),
         label_smooth=label_smooth,
         label_smooth_factor=float(label_smooth_factor),
+        scale_x_y=scales,
     )
 
 
@@ -234,10 +322,60 @@ def yolov3_tiny() -> dict[str, Any]:
     }
 
 
+def darknet(*, cfg: str, bn_eps: float = 1e-6) -> dict[str, Any]:
+    """Any Darknet YOLO .cfg: its graph (darknet_cfg), [yolo] layers (darknet_yolo_head), YOLO loss.
+
+    The preset reads the ``.cfg`` text (checking every section, see ``darknet_cfg``) and
+    fills in the head's anchors, masks, strides and ``scale_x_y``, the loss's
+    ``ignore_threshold`` (the first ``[yolo]`` layer's ``ignore_thresh``), Darknet's input
+    (RGB/255: ``data.normalize: unit``; letterbox unless ``[net] letter_box=0``) and the
+    ``[net]`` size as ``eval.testing_shape``. ``model.num_classes`` must be the ``.cfg``'s
+    ``classes``. ``yoloqat import-darknet`` builds the same blocks from a file.
+
+    Parameters:
+        cfg: the text of the ``.cfg`` file (a YAML block string, ``cfg: |``).
+        bn_eps: BatchNorm epsilon (1e-6: Darknet's).
+    """
+    if not isinstance(cfg, str) or "[" not in cfg:
+        raise ConfigError("family.cfg must be the text of a Darknet .cfg file")
+    from yoloqat.core.cfgfile import parse_cfg
+
+    from .darknet_spec import build_spec
+
+    spec = build_spec(parse_cfg(cfg, "family.cfg"))
+    yolos = spec.yolos
+    return {
+        "backbone": {"name": "darknet_cfg", "cfg": cfg, "bn_eps": bn_eps},
+        "head": {
+            "name": "darknet_yolo_head",
+            "anchors": [list(a) for a in yolos[0].params["anchors"]],
+            "anchor_masks": [list(y.params["mask"]) for y in yolos],
+            "strides": [int(y.stride) for y in yolos],
+            "scale_x_y": [y.params["scale_x_y"] for y in yolos],
+        },
+        "loss": {"name": "yolov3_loss", "ignore_threshold": yolos[0].params["ignore_thresh"]},
+        "data": {"normalize": "unit"},
+        "eval": {
+            "letterbox": spec.letterbox is not False,
+            "testing_shape": spec.width,
+        },
+    }
+
+
+@hookimpl
+def yoloqat_backbones() -> dict:
+    """Register the Darknet .cfg backbone."""
+    return {"darknet_cfg": darknet_cfg}
+
+
 @hookimpl
 def yoloqat_heads() -> dict:
     """Register the YOLO heads."""
-    return {"yolov3_head": yolov3_head, "yolov3_tiny_head": yolov3_tiny_head}
+    return {
+        "yolov3_head": yolov3_head,
+        "yolov3_tiny_head": yolov3_tiny_head,
+        "darknet_yolo_head": darknet_yolo_head,
+    }
 
 
 @hookimpl
@@ -249,4 +387,4 @@ def yoloqat_losses() -> dict:
 @hookimpl
 def yoloqat_families() -> dict:
     """Register the YOLO family presets."""
-    return {"yolov3": yolov3, "yolov3_tiny": yolov3_tiny}
+    return {"yolov3": yolov3, "yolov3_tiny": yolov3_tiny, "darknet": darknet}
