@@ -1,5 +1,7 @@
-"""Darknet ``.cfg`` files of YOLOv3: writing one for a network, reading and checking one.
+"""Darknet ``.cfg`` files: writing one for a network, reading and checking one.
 
+A network built from a ``.cfg`` (the ``darknet_cfg`` backbone, which keeps the parsed file as
+its ``cfg``) is written back as that file's sections (:func:`network_cfg_text`).
 :func:`yolov3_sections` lists the layers of a DarkNet-53 + YOLOv3-head detector in the order
 and form of Darknet's ``yolov3.cfg`` (107 layers: 75 ``[convolutional]``, 23 ``[shortcut]``,
 4 ``[route]``, 2 ``[upsample]``, 3 ``[yolo]``); :func:`write_cfg` writes them.
@@ -13,12 +15,14 @@ layer that differs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from yoloqat.core.atomic import write_text
+from yoloqat.core.cfgfile import CfgFile, Section, meta_line, read_cfg_file
+from yoloqat.core.cfgfile import cfg_text as sections_text
 from yoloqat.core.errors import CheckpointError, ConfigError
+from yoloqat.core.version import __version__
 
 #: Darknet's leaky activation has this fixed slope.
 DARKNET_LEAKY_SLOPE = 0.1
@@ -31,15 +35,6 @@ COMPARED = {
     "upsample": ("stride",),
     "yolo": ("mask", "anchors", "classes", "num"),
 }
-
-
-@dataclass
-class Section:
-    """One ``[type]`` block of a ``.cfg`` file: its options as strings, and where it starts."""
-
-    type: str
-    options: dict[str, str] = field(default_factory=dict)
-    line: int = 0
 
 
 def _act(unit: Any) -> str:
@@ -124,23 +119,57 @@ def yolov3_sections(
     return out
 
 
-def cfg_text(sections: Sequence[Section], *, width: int, height: int, channels: int = 3) -> str:
-    """The text of a ``.cfg`` file: a testing ``[net]`` block, then ``sections``."""
-    lines = [
-        "# written by yoloqat (export-darknet --cfg): Darknet YOLOv3 layout",
-        "[net]",
-        "batch=1",
-        "subdivisions=1",
-        f"width={width}",
-        f"height={height}",
-        f"channels={channels}",
-        "",
-    ]
-    for sec in sections:
-        lines.append(f"[{sec.type}]")
-        lines += [f"{k}={v}" for k, v in sec.options.items()]
-        lines.append("")
-    return "\n".join(lines)
+def cfg_text(
+    sections: Sequence[Section],
+    *,
+    width: int,
+    height: int,
+    channels: int = 3,
+    meta: Mapping[str, Any] | None = None,
+) -> str:
+    """The text of a YOLOv3-layout ``.cfg`` file: a testing ``[net]`` block, then
+    ``sections`` (and yoloqat's ``meta`` line, see :func:`network_cfg_text`)."""
+    net = {"batch": "1", "subdivisions": "1", "width": str(width), "height": str(height)}
+    net["channels"] = str(channels)
+    return sections_text(net, list(sections), _header(meta, "Darknet YOLOv3 layout"))
+
+
+def _header(meta: Mapping[str, Any] | None, what: str) -> list[str]:
+    lines = [f"# written by yoloqat {__version__} (export-darknet --cfg): {what}"]
+    if meta:
+        lines.append("# what a .cfg cannot say, for yoloqat import-darknet (a comment to Darknet):")
+        lines.append(meta_line(dict(meta)))
+    return lines
+
+
+def graph_cfg(network: Any) -> CfgFile | None:
+    """The parsed ``.cfg`` a network was built from (its backbone's ``cfg``), if any."""
+    cfg = getattr(getattr(network, "backbone", None), "cfg", None)
+    return cfg if isinstance(cfg, CfgFile) else None
+
+
+def network_cfg_text(
+    network: Any,
+    *,
+    input_size: int = 416,
+    yolo_options: Mapping[str, str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> str:
+    """The ``.cfg`` text of ``network``: a network built from a ``.cfg`` gives that file's
+    sections back (``[net]`` width and height set to ``input_size``), a DarkNet-53 +
+    YOLOv3-head detector the 107 layers of ``yolov3.cfg``. ``meta`` (class names,
+    preprocessing, BN epsilon) goes into a ``# yoloqat: {json}`` comment line, which Darknet
+    and OpenCV skip and ``import-darknet`` reads."""
+    parsed = graph_cfg(network)
+    if parsed is None:
+        sections = yolov3_sections(network, yolo_options=yolo_options)
+        return cfg_text(sections, width=input_size, height=input_size, meta=meta)
+    net = {**parsed.net.options, "width": str(input_size), "height": str(input_size)}
+    layers = []
+    for sec in parsed.layers:
+        extra = dict(yolo_options or {}) if sec.type == "yolo" else {}
+        layers.append(Section(sec.type, {**sec.options, **extra}))
+    return sections_text(net, layers, _header(meta, "the sections of the network's own .cfg"))
 
 
 def write_cfg(
@@ -149,46 +178,17 @@ def write_cfg(
     *,
     input_size: int = 416,
     yolo_options: Mapping[str, str] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the Darknet ``.cfg`` of ``network`` (atomically); returns the path."""
-    text = cfg_text(
-        yolov3_sections(network, yolo_options=yolo_options), width=input_size, height=input_size
-    )
+    """Write the Darknet ``.cfg`` of ``network`` (:func:`network_cfg_text`) atomically."""
+    text = network_cfg_text(network, input_size=input_size, yolo_options=yolo_options, meta=meta)
     return write_text(Path(path), text)
 
 
 def read_cfg(path: str | Path) -> tuple[dict[str, str], list[Section]]:
     """Parse a ``.cfg`` file into its ``[net]`` options and the layer sections after it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Darknet .cfg file not found: {path}")
-    net: dict[str, str] | None = None
-    layers: list[Section] = []
-    current: dict[str, str] | None = None
-    text = path.read_text(encoding="utf-8", errors="replace")
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            if not line.endswith("]"):
-                raise CheckpointError(f"{path}:{number}: malformed section header {raw.strip()!r}")
-            kind = line[1:-1].strip().lower()
-            if kind in ("net", "network"):
-                net = current = {}
-            else:
-                layers.append(Section(kind, {}, number))
-                current = layers[-1].options
-            continue
-        if current is None or "=" not in line:
-            raise CheckpointError(
-                f"{path}:{number}: expected a [section] or key=value, got {raw.strip()!r}"
-            )
-        key, value = (s.strip() for s in line.split("=", 1))
-        current[key] = value
-    if net is None:
-        raise CheckpointError(f"{path} has no [net] section: not a Darknet .cfg file")
-    return net, layers
+    parsed, _ = read_cfg_file(path)
+    return parsed.net.options, parsed.layers
 
 
 def _numbers(text: str, kind: type = float) -> list[Any]:
