@@ -35,85 +35,13 @@ import numpy as np
 import pytest
 
 import yoloqat  # noqa: F401  (sets the oneDNN ISA before any conv runs)
+from yoloqat.testing.darknet import darknet_weights, differences, network_outputs, opencv_outputs
 
 SIZE = 416
-FLOOR = 1e-6
 TOL = 5e-4
 TOL_AT_SCALE = 1e-4
 CFGS = ("yolov3", "yolov3-spp", "yolov3-tiny", "yolov4-tiny")
 NET_SIZE = {"yolov3": 608, "yolov3-spp": 608, "yolov3-tiny": 416, "yolov4-tiny": 416}
-#: OpenCV's YOLO layer zeroes scores <= thresh and runs NMS unless told not to.
-OPENCV_RAW = "thresh=0\nnms_threshold=0\n"
-
-
-def randomize(net, image: np.ndarray, seed: int = 12) -> None:
-    """Random conv weights and realistic BN statistics: the running mean/variance of every
-    BN are its real statistics on ``image`` (one training-mode pass with BN momentum 0),
-    the variance then scaled by U(0.8, 1.25). Output convs (bias, no BN) give logits of a
-    trained detector's scale (most cells: no object)."""
-    from mindspore import Tensor
-
-    rng = np.random.default_rng(seed)
-    units = [*net.backbone.conv_units(), *net.head.conv_units()]
-    for unit in units:
-        if hasattr(unit, "bn"):
-            w = unit.conv.weight
-            std = np.sqrt(2.0 / np.prod(w.shape[1:]))
-            w.set_data(Tensor((rng.standard_normal(w.shape) * std).astype(np.float32)))
-        else:
-            std = np.sqrt(0.25 / np.prod(unit.weight.shape[1:]))
-            unit.weight.set_data(
-                Tensor((rng.standard_normal(unit.weight.shape) * std).astype(np.float32))
-            )
-            bias = rng.uniform(-0.5, 0.5, unit.bias.shape).reshape(-1, 5 + net.num_classes)
-            bias[:, 4] -= 4.0  # objectness
-            bias[:, 5:] -= 3.0  # classes
-            unit.bias.set_data(Tensor(bias.ravel().astype(np.float32)))
-    net.set_train(True)
-    net(Tensor(image))  # momentum 0: running statistics := this image's batch statistics
-    net.set_train(False)
-    for unit in units:
-        if hasattr(unit, "bn"):
-            bn, n = unit.bn, unit.bn.gamma.shape[0]
-            bn.gamma.set_data(Tensor(rng.uniform(0.8, 1.2, n).astype(np.float32)))
-            bn.beta.set_data(Tensor(rng.uniform(-0.2, 0.2, n).astype(np.float32)))
-            var = bn.moving_variance.asnumpy() * rng.uniform(0.8, 1.25, n)
-            bn.moving_variance.set_data(Tensor(var.astype(np.float32)))
-
-
-def objectness(net, image: np.ndarray) -> np.ndarray:
-    """sigmoid of each candidate's objectness logit, [1, M] in the decode's order."""
-    from mindspore import Tensor
-
-    feats = net.backbone(Tensor(image))
-    raws = net.head(*[feats[i] for i in net.in_indices])  # eval mode: the raw outputs
-    parts = []
-    for raw, mask in zip(raws, net.head.anchor_masks):
-        n, c, h, w = raw.shape
-        a = raw.asnumpy().reshape(n, len(mask), c // len(mask), h, w).transpose(0, 3, 4, 1, 2)
-        parts.append(a[..., 4].reshape(n, -1))
-    return 1 / (1 + np.exp(-np.concatenate(parts, axis=1).astype(np.float64)))
-
-
-def differences(ours: list[np.ndarray], theirs: list[np.ndarray]) -> tuple[dict, dict]:
-    """Per quantity (xy, wh, obj, score): the worst elementwise and at-scale differences.
-
-    ours: the decode's boxes [1, M, 4] (bx, by, bw, bh), scores [1, M, C] (obj * cls) and
-    the objectness [1, M], M over the outputs in order, each (row, column, anchor); OpenCV:
-    per output rows (y, x, a) of [bx, by, bw, bh, obj, cls * obj], concatenated.
-    """
-    worst = {"xy": 0.0, "wh": 0.0, "obj": 0.0, "score": 0.0}
-    at_scale = dict(worst)
-    boxes, scores, obj = ours
-    mine = np.concatenate([boxes[0], obj[0][:, None], scores[0]], axis=1).astype(np.float64)
-    cv = np.concatenate(theirs, axis=0).astype(np.float64)
-    assert mine.shape == cv.shape
-    parts = {"xy": slice(0, 2), "wh": slice(2, 4), "obj": slice(4, 5), "score": slice(5, None)}
-    for name, cols in parts.items():
-        diff, ref = np.abs(mine[:, cols] - cv[:, cols]), np.abs(cv[:, cols])
-        worst[name] = float((diff / np.maximum(ref, FLOOR)).max())
-        at_scale[name] = float(diff.max() / ref.max())
-    return worst, at_scale
 
 
 @pytest.fixture(scope="module")
@@ -127,36 +55,8 @@ def image() -> dict:
     return {"picture": picture, "image": batch[None], "params": params}
 
 
-def darknet_weights(cfg_path: Path, image: np.ndarray, path: Path) -> None:
-    """Random weights of the ``.cfg``'s network (see :func:`randomize`) in Darknet's layout,
-    written with BN momentum 0 (for the statistics pass) and Darknet's BN epsilon."""
-    from yoloqat.core.cfgfile import read_cfg_file
-    from yoloqat.deploy.darknet_format import conv_specs, write_darknet_weights
-    from yoloqat.engine import pipeline
-    from yoloqat.engine.darknet_models import cfg_graph_config
-
-    parsed, text = read_cfg_file(cfg_path)
-    cfg, _ = cfg_graph_config(cfg_path, text, parsed, overrides=["model.backbone.bn_momentum=0.0"])
-    net = pipeline.build_model(cfg)
-    randomize(net, image)
-    write_darknet_weights(
-        path, conv_specs(net), {p.name: p.asnumpy() for p in net.get_parameters()}
-    )
-
-
-def opencv_outputs(cfg_path: Path, weights: Path, image: np.ndarray, root: Path) -> list:
-    raw_cfg = root / f"opencv-{cfg_path.name}"  # the same .cfg, OpenCV's YOLO layers left raw
-    raw_cfg.write_text(cfg_path.read_text().replace("[yolo]\n", "[yolo]\n" + OPENCV_RAW))
-    cvnet = cv2.dnn.readNetFromDarknet(str(raw_cfg), str(weights))
-    cvnet.enableWinograd(False)  # Darknet itself runs im2col + GEMM, not Winograd
-    cvnet.setInput(image)
-    return list(cvnet.forward(cvnet.getUnconnectedOutLayersNames()))
-
-
 def imported(weights: Path, cfg_path: Path, ckpt: Path, image: np.ndarray, **kwargs) -> dict:
     """Import the pair, load the checkpoint as eval does, run it on ``image``."""
-    from mindspore import Tensor
-
     from yoloqat.core.config import load_config
     from yoloqat.engine.darknet import import_darknet
     from yoloqat.engine.inference import load_detector, preprocessing
@@ -164,7 +64,7 @@ def imported(weights: Path, cfg_path: Path, ckpt: Path, image: np.ndarray, **kwa
     summary = import_darknet(weights, ckpt, cfg_file=cfg_path, **kwargs)
     net, _, meta = load_detector(load_config("yolov3_darknet53"), ckpt, explicit_config=False)
     ckpt.unlink()  # up to 248 MB: pytest keeps its temporary folders
-    outputs = [*(o.asnumpy() for o in net(Tensor(image))), objectness(net, image)]
+    outputs = network_outputs(net, image)
     return {
         "outputs": outputs,
         "meta": meta,

@@ -353,9 +353,9 @@ def _yolo(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
         raise rd.fail("scale_x_y", "is not valid; expected a number in [1, 4]")
     if cin != len(mask) * (5 + classes):
         raise rd.fail(
-            None,
-            f"reads {cin} channels; {len(mask)} anchors x (5 + {classes} classes) = "
-            f"{len(mask) * (5 + classes)} expected (the filters of the conv before it)",
+            "classes",
+            f"needs {len(mask)} anchors x (5 + {classes}) = {len(mask) * (5 + classes)} "
+            f"channels; the conv before it has filters={cin}",
         )
     if stride.denominator != 1 or stride.numerator & (stride.numerator - 1):
         raise rd.fail(None, f"reads a map at stride {stride}; expected a power of two")
