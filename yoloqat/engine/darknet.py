@@ -322,12 +322,13 @@ def export_darknet(
             hint="pass a float --config",
         )
     given = weights_only(params)
-    only_backbone = bool(given) and all(n.startswith("backbone.") for n in given)
+    network = pipeline.build_model(cfg, registry)
+    head = any(p.name.startswith("head.") for p in network.get_parameters())
+    only_backbone = head and bool(given) and all(n.startswith("backbone.") for n in given)
     if only_backbone and not backbone_only:
         raise CheckpointError(
             f"{checkpoint} holds only backbone weights", hint="pass --backbone-only"
         )
-    network = pipeline.build_model(cfg, registry)
     specs = conv_specs(network, backbone_only=backbone_only)
     if backbone_only:
         part = {n: v for n, v in given.items() if n.startswith("backbone.")}

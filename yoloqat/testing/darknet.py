@@ -170,7 +170,7 @@ def toy_cfg(text: str, *, width: float = 1 / 16, classes: int = 3, size: int | N
     multiple of the conv's and any route's ``groups``, so that channel groups stay whole),
     ``classes`` classes (the convs before ``[yolo]`` layers get ``len(mask) * (5 +
     classes)`` filters), and ``[net]`` width and height ``size`` when given."""
-    sections = re.split(r"(?m)^(?=\s*\[)", text)
+    sections = re.split(r"(?m)^(?=[ \t]*\[)", text)
     out = []
     for i, sec in enumerate(sections):
         kind = sec.strip().split("]", 1)[0].lstrip("[").strip().lower()
