@@ -81,6 +81,8 @@ def test_yolov4_tiny_ptq_and_qat_to_int8_onnx_on_both_runtimes(v4) -> None:
     """calibrate (PTQ) and train --resume_yolov3 (QAT) from the imported checkpoint, with no
     flags about the model; export --int8 (every conv int8; the ONNX graph computes the
     fake-quant network's boxes and scores); eval --onnx on ONNX Runtime and OpenVINO."""
+    import onnx as onnx_lib
+
     from yoloqat.testing import count_int8_convs, onnx_differences
 
     root, data = v4["root"], v4["data"]
@@ -108,6 +110,8 @@ def test_yolov4_tiny_ptq_and_qat_to_int8_onnx_on_both_runtimes(v4) -> None:
         assert res.returncode == 0, res.stderr
         int8, convs = count_int8_convs(onnx)
         assert int8 == convs >= 21, (name, int8, convs)  # split concat convs included
+        props = {p.key: p.value for p in onnx_lib.load(str(onnx)).metadata_props}
+        assert json.loads(props["class_names"]) == NAMES and props["normalize"] == "unit"
         net, _, _ = load(ckpt)
         images = np.random.default_rng(7).random((1, 3, SIZE, SIZE)).astype(np.float32)
         diffs = onnx_differences(net, onnx, images)
@@ -225,3 +229,44 @@ def test_darknet_style_yolov3_export_is_read_by_opencv(tmp_path) -> None:
     ours = network_outputs(net, image)
     worst, at_scale = differences(ours, opencv_outputs(cfg_out, weights, image, tmp_path))
     assert max(at_scale.values()) < 1e-4, (worst, at_scale)
+
+
+def test_yolov3_tiny_family_exports_to_darknet(darknet_cfg: Path, tmp_path) -> None:
+    """The bundled yolov3_tiny family is Darknet's yolov3-tiny.cfg layer for layer (full
+    size); a toy checkpoint of it set up as Darknet runs it exports a pair that OpenCV DNN
+    computes as the model does, and that imports back to the same outputs and names."""
+    from yoloqat.core.config import apply_overrides
+    from yoloqat.deploy.darknet_cfg import check_cfg_matches
+    from yoloqat.engine import pipeline
+    from yoloqat.testing.darknet import randomize
+
+    check_cfg_matches(
+        darknet_cfg / "yolov3-tiny.cfg", pipeline.build_model(load_config("yolov3_tiny"))
+    )
+
+    darknet = ["model.backbone.bn_eps=1e-6", "model.head.bn_eps=1e-6", "data.normalize=unit",
+               "eval.letterbox=true", f"eval.testing_shape={SIZE}"]  # fmt: skip
+    cfg = apply_overrides(load_config("synth_yolov3_tiny"), [
+        "model.num_classes=3", "model.backbone.width=0.0625", "model.head.width=0.0625",
+        "model.backbone.bn_momentum=0.0", "model.head.bn_momentum=0.0", *darknet])  # fmt: skip
+    net = pipeline.build_model(cfg)
+    image = np.random.default_rng(8).random((1, 3, SIZE, SIZE)).astype(np.float32)
+    randomize(net, image)
+    meta = {"quantized": False, "num_classes": 3, "class_names": NAMES, "config": cfg}
+    ckpt = save_checkpoint(net, tmp_path / "tiny.ckpt", meta)
+    weights, cfg_out = tmp_path / "t.weights", tmp_path / "t.cfg"
+    res = cli("export-darknet", str(ckpt), "--output", str(weights), "--cfg", str(cfg_out))
+    assert res.returncode == 0, res.stderr
+    assert "YOLOv3-tiny layout" in cfg_out.read_text()
+    net, _, _ = load(ckpt)
+    ours = network_outputs(net, image)
+    worst, at_scale = differences(ours, opencv_outputs(cfg_out, weights, image, tmp_path))
+    assert max(worst.values()) < 1e-4 and max(at_scale.values()) < 2e-5, (worst, at_scale)
+    again = tmp_path / "again.ckpt"
+    res = cli("import-darknet", str(weights), "--cfg", str(cfg_out), "--output", str(again))
+    assert res.returncode == 0, res.stderr
+    net2, _, meta2 = load(again)
+    assert meta2["class_names"] == NAMES
+    assert all(np.array_equal(x, y) for x, y in zip(conv_arrays(net), conv_arrays(net2)))
+    for x, y in zip(ours[:2], network_outputs(net2, image)[:2]):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

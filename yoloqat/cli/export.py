@@ -95,7 +95,10 @@ def export_command(
             batch=batch_size or None,
             int8=int8,
             opset=opset,
-            metadata=onnx_preprocessing(effective_config(cfg, meta, explicit=config is not None)),
+            metadata={
+                **onnx_preprocessing(effective_config(cfg, meta, explicit=config is not None)),
+                **onnx_class_names(meta),
+            },
         )
     kind = "int8 QDQ" if int8 and fmt == "onnx" else ("fake-quant" if quantized else "float")
     typer.echo(f"exported {kind} {fmt.upper()} model ({testing_shape}x{testing_shape})", err=True)
@@ -108,6 +111,14 @@ def onnx_preprocessing(config: dict[str, Any]) -> dict[str, str]:
 
     prep = preprocessing(config)
     return {"normalize": prep["normalize"], "letterbox": str(prep["letterbox"]).lower()}
+
+
+def onnx_class_names(meta: dict[str, Any]) -> dict[str, str]:
+    """The checkpoint's class names as ONNX metadata (JSON; read back by predict --onnx)."""
+    import json
+
+    names = meta.get("class_names")
+    return {"class_names": json.dumps(list(names))} if names else {}
 
 
 def register(app: typer.Typer) -> None:
