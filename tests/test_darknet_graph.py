@@ -216,6 +216,7 @@ ERRORS = [
      r"section 2 \[maxpool\]: stride_x=2 is not supported"),
     (broken("[net]", "[net]\nflip_everything=1"), 2,
      r"\[net\] section: flip_everything=1 is not supported"),
+    (broken("[net]", "[net]\nchannels=1"), 2, r"\[net\] section: channels=1 is not supported"),
     (after_yolo(section("convolutional", filters=4)), 26,
      r"section 3 \[convolutional\]: reads the output of the \[yolo\] layer before it"),
     (after_yolo(section("route", layers=-2), section("convolutional", filters=4)), 26,
@@ -281,3 +282,54 @@ def test_the_darknet_family_preset(tmp_path) -> None:
     loss = pipeline.build_loss(cfg, net)
     assert loss.scale_x_y == (1.1, 1.05) and loss.anchor_masks == ((2, 3), (0, 1))
     assert json.loads(json.dumps(resolved))  # plain values: a checkpoint stores it as is
+
+
+def test_scale_x_y_decode_and_loss_target() -> None:
+    """The decode's centres are Darknet's ``(i + sigmoid(t) * s - (s - 1) / 2) / G``; with
+    s = 1 the decode is the YOLOv3 one. The loss's xy target is the sigmoid that decodes to
+    the box centre: predicting it exactly gives a zero xy gradient."""
+    import mindspore as ms
+
+    from yoloqat.plugins.yolov3 import yolov3_loss
+    from yoloqat.plugins.yolov3.decode import YoloPredict, to_anchor_major
+
+    anchors = np.asarray([[10.0, 14.0], [23.0, 27.0]], np.float32)
+    rng = np.random.default_rng(2)
+    raw = rng.standard_normal((1, 2 * 8, 4, 4)).astype(np.float32)
+    s = 1.05
+    boxes, _ = YoloPredict([anchors], [s])(((Tensor(raw)),), 128, 128)
+    plain, _ = YoloPredict([anchors])(((Tensor(raw)),), 128, 128)
+    t = to_anchor_major(Tensor(raw), 2).asnumpy()  # [1, H, W, A, K]
+    sig = 1 / (1 + np.exp(-t[..., 0:2].astype(np.float64)))
+    gy, gx = np.meshgrid(np.arange(4), np.arange(4), indexing="ij")
+    grid = np.stack([gx, gy], -1)[None, :, :, None, :]
+    want = (sig * s - (s - 1) / 2 + grid) / 4
+    np.testing.assert_allclose(boxes.asnumpy()[0, :, :2], want.reshape(-1, 2), rtol=1e-6)
+    np.testing.assert_allclose(
+        plain.asnumpy()[0, :, :2], ((sig + grid) / 4).reshape(-1, 2), rtol=1e-6
+    )
+
+    # one box; its cell's xy logits set to the target: no xy gradient from the loss
+    loss = yolov3_loss(num_classes=3, anchors=anchors.tolist(), anchor_masks=[[0, 1]],
+                       strides=[32], scale_x_y=[s])  # fmt: skip
+    gt = np.zeros((1, 4, 4), np.float32)
+    gt[0, 0] = [40.0, 50.0, 52.0, 66.0]  # 12 x 16: anchor 0, cell (1, 1) at stride 32
+    labels, valid = np.zeros((1, 4), np.int32), np.zeros((1, 4), np.float32)
+    valid[0, 0] = 1.0
+    extras = loss.build_targets(gt, labels, valid, (128, 128))
+    centre = np.floor((gt[0, 0, :2] + gt[0, 0, 2:]) / 2) / 32 - 1  # offset in its cell
+    q = (centre + (s - 1) / 2) / s
+    pred = np.zeros((1, 2, 8, 4, 4), np.float32)
+    pred[0, 0, 0:2, 1, 1] = np.log(q / (1 - q))
+    pred = pred.reshape(1, 16, 4, 4)
+
+    def xy_loss(p):
+        raw = to_anchor_major(p, 2)
+        return loss.blocks[0](raw, Tensor(extras[0]), Tensor(extras[1]))[0]
+
+    grad = ms.grad(xy_loss)(Tensor(pred)).asnumpy().reshape(1, 2, 8, 4, 4)
+    assert np.abs(grad[0, 0, 0:2, 1, 1]).max() < 1e-6, grad[0, 0, 0:2, 1, 1]
+    wrong = pred.reshape(1, 2, 8, 4, 4).copy()
+    wrong[0, 0, 0:2, 1, 1] = np.log(centre / (1 - centre))  # the s = 1 target
+    grad = ms.grad(xy_loss)(Tensor(wrong.reshape(1, 16, 4, 4))).asnumpy().reshape(1, 2, 8, 4, 4)
+    assert np.abs(grad[0, 0, 0:2, 1, 1]).max() > 1e-3

@@ -3,7 +3,8 @@
 A network built from a ``.cfg`` (the ``darknet_cfg`` backbone, which keeps the parsed file as
 its ``cfg``) is written back as that file's sections, the bundled YOLOv3 and YOLOv3-tiny
 networks in Darknet's layouts (:mod:`yoloqat.deploy.darknet_layouts`);
-:func:`network_cfg_text` and :func:`write_cfg` write them. :func:`read_cfg` parses a ``.cfg`` file, :func:`cfg_model_settings` takes from it what the
+:func:`network_cfg_text` and :func:`write_cfg` write them. :func:`read_cfg` parses a
+``.cfg`` file, :func:`cfg_model_settings` takes from it what the
 yoloqat config needs (classes, anchors, masks, width, input size) and
 :func:`check_cfg_matches` compares it layer by layer with a network's own layout, so a
 ``.weights`` file is read with the layout its ``.cfg`` describes, or refused with the first

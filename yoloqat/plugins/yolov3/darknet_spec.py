@@ -178,6 +178,8 @@ def build_spec(cfg: CfgFile) -> DarknetSpec:
     net.check_keys("net")
     width, height = net.int("width", 416, 1), net.int("height", 416, 1)
     channels = net.int("channels", 3, 1)
+    if channels != 3:
+        raise net.fail("channels", "is not supported (yoloqat feeds RGB images: channels=3)")
     letterbox = bool(net.int("letter_box", 0, 0)) if "letter_box" in cfg.net.options else None
     layers: list[LayerSpec] = []
     yolos: list[LayerSpec] = []
