@@ -28,6 +28,7 @@ test checks both, so it fails if the imported model stops computing Darknet's fu
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import cv2
@@ -62,9 +63,12 @@ def imported(weights: Path, cfg_path: Path, ckpt: Path, image: np.ndarray, **kwa
     from yoloqat.engine.inference import load_detector, preprocessing
 
     summary = import_darknet(weights, ckpt, cfg_file=cfg_path, **kwargs)
+    gc.collect()  # the importer's network: up to 250 MB of weights
     net, _, meta = load_detector(load_config("yolov3_darknet53"), ckpt, explicit_config=False)
     ckpt.unlink()  # up to 248 MB: pytest keeps its temporary folders
     outputs = network_outputs(net, image)
+    del net
+    gc.collect()
     return {
         "outputs": outputs,
         "meta": meta,
