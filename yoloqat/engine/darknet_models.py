@@ -116,8 +116,10 @@ def is_yolov3_layout(parsed: CfgFile) -> bool:
         o = sec.options
         if sec.type == "convolutional" and o.get("activation") not in ("leaky", "linear"):
             return False
-        if sec.type == "yolo" and (float(o.get("scale_x_y", 1)) != 1 or o.get("new_coords")):
-            return False
+        if sec.type == "yolo" and (
+            o.get("scale_x_y", "1") not in ("1", "1.0", "1.00") or o.get("new_coords", "0") != "0"
+        ):
+            return False  # (the .cfg's own graph reads and checks these values)
     return True
 
 

@@ -3,9 +3,8 @@
 :func:`build_spec` walks the sections of a parsed ``.cfg`` (:mod:`yoloqat.core.cfgfile`) in
 order, as Darknet does, and returns one :class:`LayerSpec` per layer with its output
 channels, stride and size at the ``[net]`` input size, plus the ``[yolo]`` layers. Every
-section type and key is either used, or a training setting of Darknet that does not change
-what the network computes (:data:`TRAINING_KEYS`, accepted and left to the trainer), or an
-error naming the file, line, section index, key and value: nothing is skipped silently.
+section type and key is used, accepted as a training setting, or an error naming the file,
+line, section index, key and value (:mod:`.darknet_keys`): nothing is skipped silently.
 """
 
 from __future__ import annotations
@@ -14,68 +13,10 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from yoloqat.core.cfgfile import CfgFile, Section
+from yoloqat.core.cfgfile import CfgFile
 from yoloqat.core.errors import ConfigError
 
-#: Darknet's activation names -> yoloqat's (``yoloqat.core.layers.ACTIVATIONS``).
-ACTIVATIONS = {
-    "linear": "none",
-    "leaky": "leaky",
-    "relu": "relu",
-    "mish": "mish",
-    "logistic": "logistic",
-}
-#: Section types (Darknet's short names too) -> the canonical type.
-SECTION_TYPES = {
-    "convolutional": "convolutional",
-    "conv": "convolutional",
-    "maxpool": "maxpool",
-    "max": "maxpool",
-    "route": "route",
-    "shortcut": "shortcut",
-    "upsample": "upsample",
-    "yolo": "yolo",
-}
-#: Keys that define the network, per section type.
-KEYS: dict[str, tuple[str, ...]] = {
-    "net": ("width", "height", "channels", "letter_box"),
-    "convolutional": (
-        "batch_normalize",
-        "filters",
-        "size",
-        "stride",
-        "pad",
-        "padding",
-        "groups",
-        "activation",
-    ),
-    "maxpool": ("size", "stride", "padding"),
-    "route": ("layers", "groups", "group_id"),
-    "shortcut": ("from", "activation"),
-    "upsample": ("stride", "scale"),
-    "yolo": ("mask", "anchors", "classes", "num", "scale_x_y", "new_coords", "nms_kind"),
-}
-#: Darknet's training settings (optimizer, schedule, augmentation, loss weights): accepted,
-#: and without effect on what the imported network computes.
-TRAINING_KEYS: dict[str, tuple[str, ...]] = {
-    "net": (
-        "batch", "subdivisions", "momentum", "decay", "angle", "saturation", "exposure",
-        "hue", "learning_rate", "burn_in", "max_batches", "policy", "steps", "scales",
-        "step", "gamma", "power", "mosaic", "mixup", "cutmix", "flip", "blur",
-        "gaussian_noise", "jitter", "min_crop", "max_crop", "aspect", "adam", "B1", "B2",
-        "eps", "max_chart_loss", "mosaic_bound", "resize_step", "track", "time_steps",
-        "augment_speed", "sequential_subdivisions", "try_fix_nan", "loss_scale",
-        "dynamic_minibatch", "optimized_memory", "workspace_size_limit_MB",
-        "label_smooth_eps", "adversarial_lr", "contrastive", "unsupervised", "attention",
-        "use_cuda_graph", "cudnn_half",
-    ),
-    "yolo": (
-        "jitter", "ignore_thresh", "truth_thresh", "random", "resize", "iou_loss",
-        "iou_normalizer", "cls_normalizer", "obj_normalizer", "beta_nms", "iou_thresh",
-        "max_delta", "label_smooth_eps", "focal_loss", "counters_per_class",
-        "objectness_smooth", "uc_normalizer", "delta_normalizer",
-    ),
-}  # fmt: skip
+from .darknet_keys import SECTION_TYPES, SectionReader
 
 
 @dataclass
@@ -105,88 +46,22 @@ class DarknetSpec:
     cfg: CfgFile
 
 
-class _Reader:
-    """Typed access to one section's options, with errors naming where."""
-
-    def __init__(self, sec: Section, source: str) -> None:
-        self.sec = sec
-        self.source = source
-
-    def fail(self, key: str | None, message: str) -> ConfigError:
-        where = self.sec.where(self.source, key)
-        if key is None:
-            return ConfigError(f"{where}: {message}")
-        value = self.sec.options.get(key)
-        return ConfigError(f"{where}: {key}={value} {message}")
-
-    def int(self, key: str, default: int | None = None, low: int | None = None) -> int:
-        if key not in self.sec.options:
-            if default is None:
-                raise self.fail(None, f"the key '{key}' is missing")
-            return default
-        try:
-            value = int(self.sec.options[key])
-        except ValueError:
-            raise self.fail(key, "is not an integer") from None
-        if low is not None and value < low:
-            raise self.fail(key, f"is not valid; expected an integer >= {low}")
-        return value
-
-    def float(self, key: str, default: float) -> float:
-        if key not in self.sec.options:
-            return default
-        try:
-            return float(self.sec.options[key])
-        except ValueError:
-            raise self.fail(key, "is not a number") from None
-
-    def ints(self, key: str) -> list[int]:
-        try:
-            return [int(v) for v in _split(self.sec.options.get(key, ""))]
-        except ValueError:
-            raise self.fail(key, "is not a list of integers") from None
-
-    def floats(self, key: str) -> list[float]:
-        try:
-            return [float(v) for v in _split(self.sec.options.get(key, ""))]
-        except ValueError:
-            raise self.fail(key, "is not a list of numbers") from None
-
-    def activation(self, key: str, default: str) -> str:
-        name = self.sec.options.get(key, default).strip().lower()
-        if name not in ACTIVATIONS:
-            raise self.fail(key, f"is not supported; supported: {', '.join(ACTIVATIONS)}")
-        return ACTIVATIONS[name]
-
-    def check_keys(self, kind: str) -> None:
-        known = KEYS[kind] + TRAINING_KEYS.get(kind, ())
-        for key in self.sec.options:
-            if key not in known:
-                raise self.fail(
-                    key, f"is not supported (keys of [{kind}]: {', '.join(KEYS[kind])})"
-                )
-
-
-def _split(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def build_spec(cfg: CfgFile) -> DarknetSpec:
     """Check every section of ``cfg`` and compute each layer's output (see the module doc)."""
     source = cfg.source
-    net = _Reader(cfg.net, source)
+    net = SectionReader(cfg.net, source)
     net.check_keys("net")
-    width, height = net.int("width", 416, 1), net.int("height", 416, 1)
-    channels = net.int("channels", 3, 1)
+    width, height = net.integer("width", 416, 1), net.integer("height", 416, 1)
+    channels = net.integer("channels", 3, 1)
     if channels != 3:
         raise net.fail("channels", "is not supported (yoloqat feeds RGB images: channels=3)")
-    letterbox = bool(net.int("letter_box", 0, 0)) if "letter_box" in cfg.net.options else None
+    letterbox = bool(net.integer("letter_box", 0, 0)) if "letter_box" in cfg.net.options else None
     layers: list[LayerSpec] = []
     yolos: list[LayerSpec] = []
     prev = (channels, Fraction(1), (height, width))
     for sec in cfg.layers:
         kind = SECTION_TYPES.get(sec.type)
-        rd = _Reader(sec, source)
+        rd = SectionReader(sec, source)
         if kind is None:
             raise rd.fail(
                 None,
@@ -206,14 +81,14 @@ def build_spec(cfg: CfgFile) -> DarknetSpec:
     last = yolos[-1].index
     if last != len(layers) - 1:
         extra = cfg.layers[last + 1]
-        raise _Reader(extra, source).fail(
+        raise SectionReader(extra, source).fail(
             None, "comes after the last [yolo] layer (layers no output reads are unsupported)"
         )
     _check_yolos(yolos, cfg, source)
     top = max(y.stride for y in yolos)
     deep = next((lay for lay in layers if lay.stride > top), None)
     if deep is not None:
-        raise _Reader(cfg.layers[deep.index], source).fail(
+        raise SectionReader(cfg.layers[deep.index], source).fail(
             None,
             f"runs at stride {deep.stride}, above the [yolo] layers' largest ({top}); "
             "unsupported (the input size would have to be a multiple of it)",
@@ -221,7 +96,7 @@ def build_spec(cfg: CfgFile) -> DarknetSpec:
     return DarknetSpec(width, height, channels, layers, yolos, letterbox, cfg)
 
 
-def _source_index(rd: _Reader, key: str, value: int, layers: list[LayerSpec]) -> int:
+def _source_index(rd: SectionReader, key: str, value: int, layers: list[LayerSpec]) -> int:
     index = rd.sec.index + value if value < 0 else value
     if not 0 <= index < rd.sec.index:
         raise rd.fail(key, f"points at layer {index}; expected an earlier layer (0..)")
@@ -230,13 +105,13 @@ def _source_index(rd: _Reader, key: str, value: int, layers: list[LayerSpec]) ->
     return index
 
 
-def _conv(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
+def _conv(rd: SectionReader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     cin, stride, (h, w) = prev
-    size = rd.int("size", 1, 1)
-    step = rd.int("stride", 1, 1)
-    padding = size // 2 if rd.int("pad", 0, 0) else rd.int("padding", 0, 0)
-    groups = rd.int("groups", 1, 1)
-    filters = rd.int("filters", 1, 1)
+    size = rd.integer("size", 1, 1)
+    step = rd.integer("stride", 1, 1)
+    padding = size // 2 if rd.integer("pad", 0, 0) else rd.integer("padding", 0, 0)
+    groups = rd.integer("groups", 1, 1)
+    filters = rd.integer("filters", 1, 1)
     if cin % groups or filters % groups:
         raise rd.fail(
             "groups", f"does not divide the input channels ({cin}) and filters ({filters})"
@@ -244,7 +119,7 @@ def _conv(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     out_hw = ((h + 2 * padding - size) // step + 1, (w + 2 * padding - size) // step + 1)
     _check_scaled(rd, (h, w), out_hw, Fraction(1, step), "size/stride/pad")
     params = {
-        "batch_normalize": bool(rd.int("batch_normalize", 0, 0)),
+        "batch_normalize": bool(rd.integer("batch_normalize", 0, 0)),
         "filters": filters,
         "size": size,
         "stride": step,
@@ -258,11 +133,11 @@ def _conv(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     )
 
 
-def _maxpool(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
+def _maxpool(rd: SectionReader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     cin, stride, (h, w) = prev
-    step = rd.int("stride", 1, 1)
-    size = rd.int("size", step, 1)
-    padding = rd.int("padding", size - 1, 0)
+    step = rd.integer("stride", 1, 1)
+    size = rd.integer("size", step, 1)
+    padding = rd.integer("padding", size - 1, 0)
     if padding > size - 1:
         raise rd.fail("padding", f"is not supported; expected 0..size-1 ({size - 1})")
     out_hw = ((h + padding - size) // step + 1, (w + padding - size) // step + 1)
@@ -271,13 +146,13 @@ def _maxpool(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     return LayerSpec(rd.sec.index, "maxpool", rd.sec.line, cin, stride * step, out_hw, params)
 
 
-def _route(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
+def _route(rd: SectionReader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     values = rd.ints("layers")
     if not values:
         raise rd.fail(None, "the key 'layers' is missing or empty")
     sources = tuple(_source_index(rd, "layers", v, layers) for v in values)
-    groups = rd.int("groups", 1, 1)
-    group_id = rd.int("group_id", 0, 0)
+    groups = rd.integer("groups", 1, 1)
+    group_id = rd.integer("group_id", 0, 0)
     if group_id >= groups:
         raise rd.fail("group_id", f"is not valid; expected 0..groups-1 ({groups - 1})")
     first = layers[sources[0]]
@@ -303,7 +178,7 @@ def _route(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     )
 
 
-def _shortcut(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
+def _shortcut(rd: SectionReader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     cin, stride, hw = prev
     values = rd.ints("from")
     if len(values) != 1:
@@ -320,10 +195,10 @@ def _shortcut(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     return LayerSpec(rd.sec.index, "shortcut", rd.sec.line, cin, stride, hw, params, (source,))
 
 
-def _upsample(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
+def _upsample(rd: SectionReader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     cin, stride, (h, w) = prev
-    step = rd.int("stride", 2, 1)
-    if rd.float("scale", 1.0) != 1.0:
+    step = rd.integer("stride", 2, 1)
+    if rd.number("scale", 1.0) != 1.0:
         raise rd.fail("scale", "is not supported; expected 1")
     params = {"stride": step}
     return LayerSpec(
@@ -331,7 +206,7 @@ def _upsample(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     )
 
 
-def _yolo(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
+def _yolo(rd: SectionReader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     cin, stride, hw = prev
     if not layers or layers[-1].type != "convolutional":
         raise rd.fail(None, "must follow a [convolutional] layer (its raw outputs)")
@@ -339,18 +214,18 @@ def _yolo(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
     if not values or len(values) % 2 or any(v <= 0 for v in values):
         raise rd.fail("anchors", "is not valid; expected w,h pairs of positive numbers")
     anchors = [[values[i], values[i + 1]] for i in range(0, len(values), 2)]
-    num = rd.int("num", len(anchors), 1)
+    num = rd.integer("num", len(anchors), 1)
     if num != len(anchors):
         raise rd.fail("num", f"does not match the {len(anchors)} anchor pairs")
     mask = rd.ints("mask") if "mask" in rd.sec.options else list(range(num))
     if not mask or any(not 0 <= m < num for m in mask) or len(set(mask)) != len(mask):
         raise rd.fail("mask", f"is not valid; expected distinct anchor indices in 0..{num - 1}")
-    classes = rd.int("classes", 20, 1)
-    if rd.int("new_coords", 0, 0) != 0:
+    classes = rd.integer("classes", 20, 1)
+    if rd.integer("new_coords", 0, 0) != 0:
         raise rd.fail("new_coords", "is not supported (YOLOv4-style decoding only: new_coords=0)")
     if rd.sec.options.get("nms_kind", "greedynms").strip() != "greedynms":
         raise rd.fail("nms_kind", "is not supported (yoloqat runs greedy IoU NMS: greedynms)")
-    scale = rd.float("scale_x_y", 1.0)
+    scale = rd.number("scale_x_y", 1.0)
     if not 1.0 <= scale <= 4.0:
         raise rd.fail("scale_x_y", "is not valid; expected a number in [1, 4]")
     if cin != len(mask) * (5 + classes):
@@ -366,7 +241,7 @@ def _yolo(rd: _Reader, layers: list[LayerSpec], prev: tuple) -> LayerSpec:
         "mask": mask,
         "classes": classes,
         "scale_x_y": scale,
-        "ignore_thresh": rd.float("ignore_thresh", 0.7),
+        "ignore_thresh": rd.number("ignore_thresh", 0.7),
     }
     return LayerSpec(
         rd.sec.index, "yolo", rd.sec.line, cin, stride, hw, params, (rd.sec.index - 1,)
@@ -383,7 +258,7 @@ _LAYERS = {
 }
 
 
-def _check_scaled(rd: _Reader, hw: tuple, out: tuple, factor: Fraction, keys: str) -> None:
+def _check_scaled(rd: SectionReader, hw: tuple, out: tuple, factor: Fraction, keys: str) -> None:
     """Strided layers must map an ``H x W`` map to ``H/s x W/s`` (at the [net] size)."""
     want = tuple(v * factor for v in hw)
     if any(o < 1 for o in out) or tuple(Fraction(o) for o in out) != want:
@@ -400,6 +275,6 @@ def _check_yolos(yolos: list[LayerSpec], cfg: CfgFile, source: str) -> None:
         for key in ("anchors", "classes"):
             if y.params[key] != first[key]:
                 sec = cfg.layers[y.index]
-                raise _Reader(sec, source).fail(
+                raise SectionReader(sec, source).fail(
                     key, f"differs from the first [yolo] layer's; yoloqat needs one {key} list"
                 )
