@@ -4,10 +4,14 @@ OpenCV's Darknet reader (``cv2.dnn.readNetFromDarknet``, opencv-python 4.x) impl
 Darknet's ``.cfg``/``.weights`` semantics independently of yoloqat, so it is a reference for
 any ``.cfg``::
 
-    from yoloqat.testing.darknet import compare_with_opencv, darknet_weights
+    from yoloqat.testing.darknet import (
+        darknet_weights, differences, network_outputs, opencv_outputs,
+    )
 
     darknet_weights("yolov4-tiny.cfg", image, "random.weights")  # realistic random weights
-    worst, at_scale = compare_with_opencv("yolov4-tiny.cfg", "random.weights", image, workdir)
+    # import_darknet("random.weights", "m.ckpt", cfg_file="yolov4-tiny.cfg"), load it as net
+    theirs = opencv_outputs("yolov4-tiny.cfg", "random.weights", image, workdir)
+    worst, at_scale = differences(network_outputs(net, image), theirs)
 
 ``image`` is a float32 ``[1, 3, S, S]`` RGB/255 batch (letterboxed as yoloqat feeds it).
 """
