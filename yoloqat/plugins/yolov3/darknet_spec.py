@@ -82,7 +82,7 @@ def build_spec(cfg: CfgFile) -> DarknetSpec:
     if last != len(layers) - 1:
         extra = cfg.layers[last + 1]
         raise SectionReader(extra, source).fail(
-            None, "comes after the last [yolo] layer (layers no output reads are unsupported)"
+            None, "comes after the last [yolo] layer (a layer no [yolo] layer reads is unsupported)"
         )
     _check_yolos(yolos, cfg, source)
     top = max(y.stride for y in yolos)
@@ -99,7 +99,9 @@ def build_spec(cfg: CfgFile) -> DarknetSpec:
 def _source_index(rd: SectionReader, key: str, value: int, layers: list[LayerSpec]) -> int:
     index = rd.sec.index + value if value < 0 else value
     if not 0 <= index < rd.sec.index:
-        raise rd.fail(key, f"points at layer {index}; expected an earlier layer (0..)")
+        raise rd.fail(
+            key, f"points at layer {index}; expected an earlier layer (0..{rd.sec.index - 1})"
+        )
     if layers[index].type == "yolo":
         raise rd.fail(key, f"reads the [yolo] layer {index} (unsupported)")
     return index
