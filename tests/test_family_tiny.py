@@ -16,11 +16,13 @@ from yoloqat.plugins.darknet_tiny import darknet_tiny
 from yoloqat.plugins.darknet_tiny.model import KeepSizeMaxPool
 
 
-def darknet_maxpool(x: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """Darknet's maxpool_layer: padding size - 1, offset -pad // 2, out-of-range cells not
-    read; output side (w + pad - size) // stride + 1."""
+def darknet_maxpool(
+    x: np.ndarray, size: int, stride: int, padding: int | None = None
+) -> np.ndarray:
+    """Darknet's maxpool_layer: padding (default size - 1), offset -pad // 2, out-of-range
+    cells not read; output side (w + pad - size) // stride + 1."""
     n, c, h, w = x.shape
-    pad = size - 1
+    pad = size - 1 if padding is None else padding
     oh, ow = (h + pad - size) // stride + 1, (w + pad - size) // stride + 1
     out = np.full((n, c, oh, ow), -np.inf, np.float32)
     off = -(pad // 2)

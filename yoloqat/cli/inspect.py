@@ -41,8 +41,10 @@ def list_components(
     table = Table(title="yoloqat components", show_lines=False)
     for col in ("kind", "name", "plugin", "summary"):
         table.add_column(col)
-    for c in comps:
-        table.add_row(c.kind, c.name, c.plugin, c.summary)
+    from rich.markup import escape
+
+    for c in comps:  # a docstring's "[yolo]" is text, not Rich markup
+        table.add_row(c.kind, c.name, c.plugin, escape(c.summary))
     out_console.print(table)
 
 

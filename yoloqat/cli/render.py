@@ -100,12 +100,15 @@ def _plain_factory(description: str, total: int | None) -> Iterator[events.Task]
 
 
 def _on_event(event: events.Event) -> None:
+    from rich.markup import escape
+
     tag = rf"\[rank {_rank}] " if _rank else ""
+    # messages are plain text: "[yolo]" or "[net]" in them is not Rich markup
+    message = escape(str(event.data.get("message", "")))
     if event.kind == "warning":
-        message = event.data.get("message", "")
         err_console.print(f"[yellow]warning:[/] {tag}{message}", highlight=False)
     elif event.kind == "info" and not _rank:
-        err_console.print(event.data.get("message", ""), highlight=False)
+        err_console.print(message, highlight=False)
 
 
 _installed = False

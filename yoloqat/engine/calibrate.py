@@ -67,6 +67,8 @@ def calibrate_checkpoint(
         network,
         output,
         {
+            # the float model's classes (their names for predict and export) carry over
+            **{k: meta[k] for k in ("num_classes", "class_names", "category_ids") if k in meta},
             "quantized": True,
             "config": stored,
             "calibrated_from": str(checkpoint),

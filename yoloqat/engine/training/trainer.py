@@ -212,7 +212,12 @@ class Trainer:
                     hint="use --resume to continue a QAT run",
                 )
             weights = weights_only(params)
-            backbone_only = bool(weights) and all(n.startswith("backbone.") for n in weights)
+            # a backbone-only start (darknet53.conv.74) leaves the head's weights missing; a
+            # network whose head has no parameters (a Darknet .cfg graph) is loaded whole
+            head = [p.name for p in self.network.get_parameters() if p.name.startswith("head.")]
+            backbone_only = (
+                bool(weights) and bool(head) and all(n.startswith("backbone.") for n in weights)
+            )
             allow = ("head.",) if backbone_only else ()
             load_weights(self.network, params, source=init, allow_missing=allow)
             part = "backbone weights" if backbone_only else "weights"
