@@ -137,7 +137,7 @@ def test_extending_a_finished_run_rebuilds_the_schedule(run_a, tmp_path) -> None
     assert len(rebuilt) == 16
     records = [json.loads(x) for x in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
     steps = {r["global_step"]: r for r in records if r["kind"] == "step"}
-    assert sorted(steps) == list(range(9, 17)) and {steps[g]["epoch"] for g in steps} == {2, 3}
+    assert sorted(steps) == list(range(9, 17)) and {steps[g]["epoch"] for g in steps} == {3, 4}
     lrs = np.array([steps[g]["lr"] for g in range(9, 17)])
     np.testing.assert_allclose(lrs, rebuilt[8:16], rtol=1e-6)
     # cosine over 4 epochs (T_max raised from 2), no warmup: epochs 2 and 3 of lr 0.005

@@ -52,6 +52,6 @@ def test_nan_error_names_the_last_good_checkpoint(tmp_path: Path) -> None:
     assert "0-1_2.ckpt" not in text, f"the error names an older checkpoint:\n{text}"
     assert "non-finite" in text or "loss became" in text
     params, meta = read_checkpoint(last)  # the named file is intact, finite and resumable
-    assert meta["global_step"] == 4 and meta["epoch"] == 0
+    assert meta["global_step"] == 4 and meta["epoch"] == 1
     assert all(np.isfinite(v.asnumpy()).all() for v in params.values())
     assert not list(ckpt_dir.glob(".*"))  # no half-written temporaries

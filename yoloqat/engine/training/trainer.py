@@ -329,9 +329,9 @@ class Trainer:
         ms.load_param_into_net(self.step_cell, {n: params[n] for n in wanted})
         restore_ema(self.ema, params, source=str(self.resume))
         self.start_epoch, self.start_step = start
-        events.info(
-            f"resumed from {self.resume} at epoch {self.start_epoch}, step {self.start_step}"
-        )
+        spe = self.steps_per_epoch
+        done = f", {self.start_step} of its {spe} steps done" if self.start_step else ""
+        events.info(f"resumed from {self.resume} at epoch {self.start_epoch + 1}{done}")
 
     def _last_good(self) -> Path | None:
         """The newest checkpoint this process wrote, else the one it resumed from."""
@@ -364,7 +364,8 @@ class Trainer:
         rotated = path is None
         path = path or self.ckpt_dir / f"{self.rank}-{epoch + 1}_{global_step}.ckpt"
         meta = {
-            "epoch": epoch,
+            "epoch": epoch + 1,  # counted from 1, as on screen and in the file name
+            "epoch_base": 1,  # checkpoints without this key counted from 0
             "step_in_epoch": step_in_epoch,
             "global_step": global_step,
             "steps_per_epoch": self.steps_per_epoch,
@@ -383,7 +384,7 @@ class Trainer:
             self.guard.saving = False
         self.callbacks.emit(
             "on_checkpoint",
-            cb.CheckpointInfo(path, epoch, step_in_epoch, global_step, best=not rotated),
+            cb.CheckpointInfo(path, epoch + 1, step_in_epoch, global_step, best=not rotated),
         )
         if not rotated:
             return path
@@ -477,7 +478,7 @@ class Trainer:
             self.cfg,
             self.max_epoch,
             self.steps_per_epoch,
-            self.start_epoch,
+            self.start_epoch + 1,
             global_step,
             self.log_interval,
         )
@@ -526,7 +527,7 @@ class Trainer:
                     result.losses.append(loss_value)
                     now = time.perf_counter()
                     info = cb.StepInfo(
-                        epoch,
+                        epoch + 1,
                         step,
                         global_step,
                         loss_value,
@@ -551,7 +552,7 @@ class Trainer:
                 self._stop(epoch, self.steps_per_epoch, global_step, saved)
             epoch_loss = float(np.mean(result.losses[-self.steps_per_epoch :] or [0.0]))
             self.callbacks.emit(
-                "on_epoch_end", cb.EpochInfo(epoch, global_step, epoch_loss, saved, stats)
+                "on_epoch_end", cb.EpochInfo(epoch + 1, global_step, epoch_loss, saved, stats)
             )
             events.emit(
                 "epoch",

@@ -130,7 +130,7 @@ class Validator:
             )
         best_value = value if best else float(prior)  # type: ignore[arg-type]
         info = ValidationInfo(
-            epoch=epoch,
+            epoch=epoch + 1,  # counted from 1 outside the loop
             global_step=global_step,
             stats=stats,
             metric=self.metric,
