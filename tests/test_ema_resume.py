@@ -132,7 +132,8 @@ def test_extending_a_finished_run_rebuilds_the_schedule(run_a, tmp_path) -> None
     # no --config: the checkpoint's own config, with max_epoch raised from 2 to 4
     out = CliRunner().invoke(app, ["train", "--resume", str(finished), "--max_epoch", "4"])
     assert out.exit_code == 0, out.output[-2000:]
-    assert "last checkpoint: " + str(tmp_path / "c" / "ckpt_0" / "0-4_16.ckpt") in out.stdout
+    assert "last checkpoint: " + str(tmp_path / "c" / "ckpt_0" / "last.ckpt") in out.stdout
+    assert (tmp_path / "c" / "ckpt_0" / "last.ckpt").samefile(_ckpt(tmp_path / "c" / "ckpt_0", 16))
     rebuilt = build_scheduler(trainer.cfg).per_step(4, 4)
     assert len(rebuilt) == 16
     records = [json.loads(x) for x in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]

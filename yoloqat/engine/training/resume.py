@@ -16,6 +16,7 @@ from typing import Any
 
 from yoloqat.core.config import get_dotted
 from yoloqat.core.errors import ConfigError
+from yoloqat.engine.training.datasets import absolute_data_paths
 
 #: Checkpoint entries a resume does not restore: derived from the config (the lr schedule).
 NOT_RESTORED = ("learning_rate",)
@@ -73,7 +74,10 @@ def check_resume(
             f"(this run: {batch_size}); a run continues only with its batch size",
             hint=_HINT,
         )
-    then_data, now_data = stored.get("dataset"), cfg.get("dataset")
+    # compared with their paths absolute (runs store them so; older ones relative to the
+    # folder they were started in, read against this one)
+    then_data = absolute_data_paths(stored.get("dataset"))
+    now_data = absolute_data_paths(cfg.get("dataset"))
     if isinstance(then_data, Mapping) and isinstance(now_data, Mapping):
         changed = [
             f"dataset.{k}={then_data.get(k)!r} (this run: {now_data.get(k)!r})"
