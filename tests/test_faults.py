@@ -182,7 +182,10 @@ def test_sigint_mid_training_saves_and_resume_gives_the_same_losses(synth, tmp_p
     np.testing.assert_array_equal([resumed[s] for s in after], [reference[s] for s in after])
     assert not any(p.exists() for p in stale)
     # keep_checkpoints=2 counts the whole run, across the resume; no temporaries remain
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["0-5_19.ckpt", "0-5_20.ckpt"]
+    # (last.ckpt beside them: the newest, uncounted)
+    names = sorted(p.name for p in ckpt.parent.iterdir())
+    assert names == ["0-5_19.ckpt", "0-5_20.ckpt", "last.ckpt"]
+    assert (ckpt.parent / "last.ckpt").samefile(ckpt.parent / "0-5_20.ckpt")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -36,7 +36,8 @@ def test_resume_reproduces_the_uninterrupted_run(synth: Path, tmp_path: Path) ->
     full = Trainer(tiny_cfg(synth, tmp_path, "train.ckpt_interval=3"), run_dir=tmp_path / "a")
     res = full.run()
     assert res.global_step == 8 and len(res.losses) == 8  # 16 images / 4 x 2 epochs
-    ckpts = {p.name: p for p in (tmp_path / "a" / "ckpt_0").glob("*.ckpt")}
+    ckpts = {p.name: p for p in (tmp_path / "a" / "ckpt_0").glob("0-*.ckpt")}
+    assert (tmp_path / "a" / "ckpt_0" / "last.ckpt").samefile(ckpts["0-2_8.ckpt"])
     assert set(ckpts) == {"0-1_3.ckpt", "0-1_4.ckpt", "0-2_6.ckpt", "0-2_8.ckpt"}
     _, meta = read_checkpoint(ckpts["0-2_6.ckpt"])
     assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (2, 2, 6)
