@@ -158,12 +158,15 @@ def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
             "0.0",
             "--output",
             str(tmp_path / "pred"),
+            "--json",
         ],
     )
     assert pred.exit_code == 0, pred.output[-2000:]
-    report = json.loads(pred.stdout)
-    assert len(report) == 6 and (tmp_path / "pred" / "detections.json").is_file()
-    assert all(Path(r["drawn"]).is_file() for r in report)
+    report = json.loads(pred.stdout)  # one record per image, as in results.json
+    assert len(report) == 6 and all("detections" in r for r in report)
+    assert json.loads((tmp_path / "pred" / "results.json").read_text()) == report
+    pictures = [p for p in (tmp_path / "pred").iterdir() if p.suffix != ".json"]
+    assert len(pictures) == 6  # the drawn detections
 
 
 def test_backbone_only_initial_weights(synth: Path, tmp_path: Path) -> None:

@@ -200,21 +200,28 @@ class RunClock:
         return step * steps_left + per_val * validations_left + first_val + per_compile * sizes_left
 
 
+def count_macs(network: Any, sizes: Iterable[int]) -> dict[int, int]:
+    """Multiply-adds per image at each training size (empty when they cannot be counted:
+    a warning says why). Counted once at the smallest size, or at a probe size of twice the
+    input multiple when that is smaller, and scaled with the image area (exact for the
+    fully convolutional detectors here)."""
+    sizes = sorted(set(int(s) for s in sizes))
+    multiple = int(getattr(network, "input_multiple", 32) or 32)
+    probe = min(sizes[0], max(2 * multiple, 64))
+    try:
+        macs = conv_flops(network, probe)
+    except Exception as exc:  # the count is information: never a reason to stop
+        events.warn(f"could not count the network's GFLOPs: {exc}")
+        return {}
+    return {s: round(macs * (s / probe) ** 2) for s in sizes}
+
+
 def start_summary(trainer: Any) -> dict[str, Any]:
     """The ``train_start`` event's data for a built :class:`Trainer`: what is trained on
-    what, and how (GFLOPs counted at the smallest training size, or at a probe size of
-    twice the input multiple, and scaled with the image area)."""
+    what, and how."""
     import mindspore as ms
 
     sizes = sorted(set(int(s) for s in trainer.loader.sizes))
-    multiple = int(getattr(trainer.float_network, "input_multiple", 32) or 32)
-    probe = min(sizes[0], max(2 * multiple, 64))
-    try:
-        macs = conv_flops(trainer.float_network, probe)
-        macs_at = {s: round(macs * (s / probe) ** 2) for s in sizes}
-    except Exception as exc:  # the count is information: never a reason to stop
-        events.warn(f"could not count the network's GFLOPs: {exc}")
-        macs_at = {}
     return run_summary(
         trainer.cfg,
         network=trainer.network,
@@ -222,7 +229,7 @@ def start_summary(trainer: Any) -> dict[str, Any]:
         train_images=len(trainer.dataset.train_source()),
         val_images=trainer.validator.num_images(trainer.dataset),
         sizes=sizes,
-        macs_at=macs_at,
+        macs_at=trainer.macs_at,
         device=str(ms.get_context("device_target")),
         group_size=trainer.group_size,
         batch_size=trainer.batch_size,

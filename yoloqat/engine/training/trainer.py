@@ -37,7 +37,7 @@ from yoloqat.engine.training.callbacks import build_callbacks
 from yoloqat.engine.training.datasets import with_absolute_data
 from yoloqat.engine.training.interrupt import StopGuard
 from yoloqat.engine.training.logs import make_run_dir
-from yoloqat.engine.training.progress import RunClock, end_summary, start_summary
+from yoloqat.engine.training.progress import RunClock, count_macs, end_summary, start_summary
 from yoloqat.engine.training.validation import Validator
 
 DEFAULT_SHAPES = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
@@ -78,6 +78,14 @@ def _train(cfg: dict[str, Any], key: str, default: Any) -> Any:
 def _data(cfg: dict[str, Any], key: str, default: Any) -> Any:
     value = get_dotted(cfg, f"data.{key}", default)
     return default if value is None else value
+
+
+def _sizes(cfg: dict[str, Any]) -> tuple[int, ...]:
+    """The training sizes: ``data.training_shape``, else ``data.multi_scale`` (the loader's)."""
+    fixed = _data(cfg, "training_shape", None)
+    return (
+        (int(fixed),) if fixed else tuple(int(s) for s in _data(cfg, "multi_scale", DEFAULT_SHAPES))
+    )
 
 
 class Trainer:
@@ -217,8 +225,6 @@ class Trainer:
         dataset = pipeline.build_dataset(cfg, self.registry)
         self.dataset = dataset
         self.network = pipeline.build_model(cfg, self.registry)
-        #: the network before quantization (its multiply-adds are counted for the summary)
-        self.float_network = self.network
         init = _train(cfg, "resume_yolov3", None)
         if init and self.resume is None:
             params, meta = read_checkpoint(init)
@@ -234,6 +240,9 @@ class Trainer:
             load_weights(self.network, params, source=init, allow_missing=allow)
             part = "backbone weights" if backbone_only else "weights"
             events.info(f"loaded initial {part} from {init}")
+        #: multiply-adds per image at each training size, of the float network (before a
+        #: quantizer rewrites it): the start summary's GFLOPs
+        self.macs_at = count_macs(self.network, _sizes(cfg))
         self.quantizer = pipeline.build_quantizer(cfg, self.registry)
         if self.quantizer is not None:
             qname = str(get_dotted(cfg, "quantizer.name", "quantizer"))
