@@ -51,7 +51,7 @@ def test_demo_small(tmp_path: Path) -> None:
     ]
     assert all(r["latency_ms"] > 0 for r in report["rows"])
     assert report["int8_size_ratio"] < 0.5  # int8 weights are a quarter of float32
-    assert len(list((out / "predictions" / "int8").glob("*_pred.jpg"))) == 8
+    assert len(list((out / "predictions" / "int8").glob("*.jpg"))) == 8  # <name>.jpg
     assert "int8 AP50 - float AP50" in res.stdout
     assert "post-training int8 (int8_ptq, 64 calibration images)" in res.stdout
     # quant-report on the demo's QAT checkpoint needs no data flags: the checkpoint's own
