@@ -44,6 +44,7 @@ def test_missing_inputs_on_the_command_line_are_usage_errors(tmp_path: Path) -> 
         (["train", "--data", missing], f"--data {missing}: no such file or folder"),
         (["train", "--resume", missing], f"--resume {missing}: no such file or folder"),
         (["train", "--data_dir", missing], f"--data_dir {missing}: no such file or folder"),
+        (["train", "--data", ".", "--data_dir", "."], "give --data or --data_dir, not both"),
     ]
     for args, says in cases:
         res = cli(*args)

@@ -182,6 +182,10 @@ def build_config(
         inherit_initial_network(base, flags.get("resume_yolov3"))
     cfg = add_callbacks(apply_flags(base, flags, reg), callbacks)
     if data is not None:
+        if flags.get("data_dir") is not None:
+            from yoloqat.core.errors import UsageError
+
+            raise UsageError("give --data or --data_dir, not both (--data names the dataset)")
         cfg = apply_data(cfg, data, overrides, reg)
     cfg = resolve_family(apply_overrides(cfg, list(overrides)), reg)
     check_config(cfg, reg)  # every section and component, before MindSpore starts
