@@ -10,6 +10,13 @@ moving average of the weights (``ema.py``), updated after every optimizer step.
 What happens is told to the run's callbacks (``train.callbacks``: callbacks.py; log.txt,
 metrics.jsonl and curves.png are written by the bundled ones); ``train.val_interval``
 validates (the EMA weights when on) and keeps ``best.ckpt`` (validation.py).
+
+What it shows goes out as events (``yoloqat.core.events``; the CLI draws them, cli/render.py):
+``train_start`` (the start summary, progress.py), ``compile`` (``phase`` start/end, ``size``,
+``seconds``) around each step that compiles the train step, a progress task per epoch
+whose fields are the epoch's mean loss, img/s, lr and ``eta`` (seconds left in the whole
+run, progress.RunClock), ``epoch``, ``validation`` and ``train_end`` (the end summary).
+Epochs are counted from 1 everywhere outside the loop (the loop's index is the loader's).
 """
 
 from __future__ import annotations
