@@ -162,7 +162,7 @@ def test_train_qat_export_eval_predict_through_the_cli(tmp_path: Path) -> None:
         assert all(np.isfinite(v) for v in results[runtime].values())
     assert results["onnxruntime"]["AP50"] == pytest.approx(results["openvino"]["AP50"], abs=0.05)
     res = cli("predict", str(data / "val"), "--checkpoint", str(qat_ckpt), "--output",
-              str(tmp_path / "pred"))  # fmt: skip
+              str(tmp_path / "pred"), "--json")  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert len(list((tmp_path / "pred").glob("*_pred.jpg"))) == 4
+    assert len(list((tmp_path / "pred").glob("*.jpg"))) == 4  # predict's <name>.jpg
     assert re.search(r'"detections"', res.stdout)
