@@ -138,11 +138,11 @@ def test_train_qat_export_eval_predict_through_the_cli(tmp_path: Path) -> None:
               "model.head.width=0.0625", "--set", "eval.testing_shape=64"]  # fmt: skip
     res = cli("train", "--config", "synth_yolov3_tiny", *common, "--run_name", "float")
     assert res.returncode == 0, res.stderr
-    (float_ckpt,) = (tmp_path / "runs" / "float" / "ckpt_0").glob("*.ckpt")
+    (float_ckpt,) = (tmp_path / "runs" / "float" / "ckpt_0").glob("0-*.ckpt")
     res = cli("train", "--config", "synth_yolov3_tiny_quant", *common, "--run_name", "qat",
               "--resume_yolov3", str(float_ckpt))  # fmt: skip
     assert res.returncode == 0, res.stderr
-    (qat_ckpt,) = (tmp_path / "runs" / "qat" / "ckpt_0").glob("*.ckpt")
+    (qat_ckpt,) = (tmp_path / "runs" / "qat" / "ckpt_0").glob("0-*.ckpt")
     _, meta = read_checkpoint(qat_ckpt)
     assert meta["quantized"] and meta["config"]["family"] == "yolov3_tiny"
     assert meta["config"]["model"]["head"]["name"] == "yolov3_tiny_head"

@@ -121,6 +121,22 @@ def exit_on_error() -> Iterator[None]:
         raise typer.Exit(exc.exit_code) from None
 
 
+def opt(default: Any, *names: str, help: str, **kw: Any) -> Any:
+    """An option named ``--name`` for each of ``names`` (the seed's underscore spelling).
+
+    The dashed spelling (``--per-batch-size``) works too without being listed: the app
+    normalises ``_`` to ``-`` in option names (:func:`normalize_token`), so ``--help``
+    shows each name once.
+    """
+    return typer.Option(default, *(f"--{name}" for name in names), help=help, **kw)
+
+
+def normalize_token(token: str) -> str:
+    """Option and command names with ``_`` and ``-`` alike (``--per_batch_size`` is
+    ``--per-batch-size``, ``quant_report`` is ``quant-report``)."""
+    return token.replace("_", "-")
+
+
 def command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[F], F]:
     """Register ``func`` as command ``name`` of ``app`` with :func:`handle_errors`."""
 

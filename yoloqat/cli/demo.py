@@ -229,7 +229,7 @@ def demo(
     verdict = "within" if abs(diff) <= 0.01 else "NOT within"
     typer.echo(
         f"int8 AP50 - float AP50: {diff:+.4f} ({verdict} 1 point); int8 is "
-        f"{report['int8_speedup_vs_onnx_float']:.2f}x faster than float ONNX and "
+        f"{speed_words(report['int8_speedup_vs_onnx_float'])} than float ONNX and "
         f"{report['int8_size_ratio']:.2f}x its size"
     )
     typer.echo(
@@ -241,6 +241,14 @@ def demo(
         f"done in {report['minutes']} min. Outputs in {output}/: report/report.json, "
         "report/int8.onnx, predictions/float, predictions/int8, float/ and qat/ runs"
     )
+
+
+def speed_words(speedup: float) -> str:
+    """``2.56x faster`` for a speed-up above 1, ``2.56x slower`` below (a speed-up of
+    0.39 is 2.56 times the time, not "0.39x faster")."""
+    if speedup >= 1:
+        return f"{speedup:.2f}x faster"
+    return f"{1 / max(speedup, 1e-9):.2f}x slower"
 
 
 def register(app: typer.Typer) -> None:

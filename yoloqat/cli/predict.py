@@ -92,7 +92,10 @@ def predict(
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
     check_thresholds(conf, iou, max_det)
-    resolve(sources, recursive=recursive)  # a source that names nothing fails before loading
+    try:  # a source that names nothing fails before loading
+        resolve(sources, recursive=recursive)
+    except DataError as exc:  # named on the command line: a usage error (exit 2)
+        raise UsageError(exc.message, hint=exc.hint) from None
     prepare_output(output.parent, "--output", run_folders=True)
     model = (
         load(onnx, runtime=runtime)

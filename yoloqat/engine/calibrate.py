@@ -61,7 +61,9 @@ def calibrate_checkpoint(
     )
     seen = quantizer.calibrate(network, (b["image"] for b in batches))
     summary = quantizer.summary(network)
-    stored = copy.deepcopy(cfg)
+    from yoloqat.engine.training.datasets import with_absolute_data
+
+    stored = with_absolute_data(copy.deepcopy(cfg))  # its data found from any folder
     stored.setdefault("eval", {})["testing_shape"] = testing_shape
     out = save_checkpoint(
         network,

@@ -459,12 +459,12 @@ def check_callback(
     folder = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="yq_cb_"))
     stats = {name: 0.5 for name in STAT_NAMES}
     sequence = [
-        ("on_run_start", cb.RunInfo(folder, rank, 1, {}, 1, 2, 0, 0, 2)),
-        ("on_step", cb.StepInfo(0, 0, 1, 10.0, 0.01, 4, 0.5, 64, (1, 2, 3, 4))),
-        ("on_step", cb.StepInfo(0, 1, 2, 9.0, 0.01, 4, 0.5, 64, (5, 6, 7, 8))),
-        ("on_checkpoint", cb.CheckpointInfo(folder / "ckpt_0" / "0-1_2.ckpt", 0, 2, 2)),
-        ("on_epoch_end", cb.EpochInfo(0, 2, 9.5, folder / "ckpt_0" / "0-1_2.ckpt")),
-        ("on_validation", cb.ValidationInfo(0, 2, stats, "AP50", 0.5, True, 0.5, 8)),
+        ("on_run_start", cb.RunInfo(folder, rank, 1, {}, 1, 2, 1, 0, 2)),
+        ("on_step", cb.StepInfo(1, 0, 1, 10.0, 0.01, 4, 0.5, 64, (1, 2, 3, 4))),
+        ("on_step", cb.StepInfo(1, 1, 2, 9.0, 0.01, 4, 0.5, 64, (5, 6, 7, 8))),
+        ("on_checkpoint", cb.CheckpointInfo(folder / "ckpt_0" / "0-1_2.ckpt", 1, 2, 2)),
+        ("on_epoch_end", cb.EpochInfo(1, 2, 9.5, folder / "ckpt_0" / "0-1_2.ckpt")),
+        ("on_validation", cb.ValidationInfo(1, 2, stats, "AP50", 0.5, True, 0.5, 8)),
         ("on_run_end", cb.RunEndInfo(folder, 1, 2, "finished")),
     ]
     for method, info in sequence:

@@ -2,7 +2,8 @@
 
 Precedence (lowest first): the config file (or, for ``resume``, the config stored in the
 checkpoint) < the starting checkpoint's network and loss (``resume_yolov3``) < the seed's
-flags (:data:`FLAG_TO_KEY`) < ``--set`` overrides; then the family preset written out.
+flags (:data:`FLAG_TO_KEY`) < ``--data`` (the dataset block, and ``model.num_classes``
+from the data) < ``--set`` overrides; then the family preset written out.
 """
 
 from __future__ import annotations
@@ -119,6 +120,28 @@ def resume_config(resume: str) -> dict[str, Any] | None:
     return stored
 
 
+def apply_data(
+    cfg: dict[str, Any], data: str | Path, overrides: Sequence[str], registry: Any
+) -> dict[str, Any]:
+    """``--data``: the dataset block it names (:func:`~yoloqat.engine.training.datasets.
+    dataset_from_data`), and ``model.num_classes`` set to the data's class count unless an
+    override sets it."""
+    from yoloqat.core import events
+    from yoloqat.core.config import get_dotted, set_dotted
+    from yoloqat.engine.pipeline import build_dataset
+    from yoloqat.engine.training.datasets import dataset_from_data, sets_key
+
+    cfg["dataset"] = dataset_from_data(data)
+    if sets_key(list(overrides), "model.num_classes"):
+        return cfg
+    classes = int(build_dataset(cfg, registry).num_classes)
+    before = get_dotted(cfg, "model.num_classes", None)
+    set_dotted(cfg, ["model", "num_classes"], classes)
+    if before is not None and before != classes:
+        events.info(f"model.num_classes={classes}: the classes of {data} (the config: {before})")
+    return cfg
+
+
 def build_config(
     config: str | Path | Mapping[str, Any] | None = None,
     *,
@@ -127,8 +150,12 @@ def build_config(
     callbacks: str | None = None,
     overrides: Sequence[str] = (),
     registry: Any = None,
+    data: str | Path | None = None,
 ) -> dict[str, Any]:
-    """The checked config a training run uses (see the module doc for the precedence)."""
+    """The checked config a training run uses (see the module doc for the precedence).
+
+    ``data``: a data yaml, a dataset folder or a COCO json (``--data``).
+    """
     import copy
 
     from yoloqat.core.config import apply_overrides, check_config, load_config, resolve_family
@@ -154,6 +181,12 @@ def build_config(
     if resume is None:  # the starting checkpoint's network and loss; flags and --set win
         inherit_initial_network(base, flags.get("resume_yolov3"))
     cfg = add_callbacks(apply_flags(base, flags, reg), callbacks)
+    if data is not None:
+        if flags.get("data_dir") is not None:
+            from yoloqat.core.errors import UsageError
+
+            raise UsageError("give --data or --data_dir, not both (--data names the dataset)")
+        cfg = apply_data(cfg, data, overrides, reg)
     cfg = resolve_family(apply_overrides(cfg, list(overrides)), reg)
     check_config(cfg, reg)  # every section and component, before MindSpore starts
     return cfg
@@ -167,6 +200,7 @@ def train(
     callbacks: Iterable[Any] = (),
     run_dir: str | Path | None = None,
     device: str = "CPU",
+    data: str | Path | None = None,
     **flags: Any,
 ) -> Any:
     """Train (or QAT-fine-tune) a detector as ``yoloqat train`` does; returns the
@@ -175,7 +209,9 @@ def train(
     ``config``: a config file, a bundled config's name or a dict (default
     ``yolov3_darknet53``); ``resume``: continue a run from its checkpoint; ``flags``: the
     seed's options by name (``max_epoch=5``, ``data_dir="coco"``, ``resume_yolov3=...``,
-    ``per_batch_size=8``, ...: :data:`FLAG_TO_KEY`); ``overrides``: ``["key=value", ...]``
+    ``per_batch_size=8``, ...: :data:`FLAG_TO_KEY`); ``data``: a data yaml, a dataset
+    folder or a COCO json (sets the dataset and ``model.num_classes``); ``overrides``:
+    ``["key=value", ...]``
     or ``{"model.num_classes": 3}``; ``callbacks``: objects with Callback methods.
     """
     from yoloqat.core.runtime import init_runtime
@@ -185,7 +221,7 @@ def train(
         import json
 
         overrides = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
-    cfg = build_config(config, resume=resume, flags=flags, overrides=overrides)
+    cfg = build_config(config, resume=resume, flags=flags, overrides=overrides, data=data)
     init_runtime(device)
     trainer = Trainer(cfg, resume=resume, run_dir=run_dir, callbacks=callbacks)
     return trainer.run()
