@@ -145,6 +145,7 @@ SLOW_FIRST = (
     "test_distributed_save.py",
     "test_ema_resume.py",
     "test_darknet_weights.py",
+    "test_darknet_models.py",
     "test_multiscale_train.py",
     "test_sensitivity.py",
     "test_report.py",

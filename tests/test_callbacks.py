@@ -120,9 +120,9 @@ def test_the_bundled_callbacks_pass_the_conformance_kit(tmp_path) -> None:
     for name in ("log", "metrics", "curves", "tensorboard"):
         check_callback(reg.get("callback", name).factory, run_dir=tmp_path)
     log = (tmp_path / "log.txt").read_text()
-    assert "epoch[0], iter[1], loss:9.500000, 8.00 imgs/sec, lr:0.01" in log  # 2-step mean
+    assert "epoch[1], iter[1], loss:9.500000, 8.00 imgs/sec, lr:0.01" in log  # 2-step mean
     assert "iter[0]" not in log
-    assert "epoch[0], val AP:0.500000, AP50:0.500000, best AP50:0.500000 (new best)" in log
+    assert "epoch[1], val AP:0.500000, AP50:0.500000, best AP50:0.500000 (new best)" in log
     kinds = [line.split('"kind": "')[1].split('"')[0] for line in
              (tmp_path / "metrics.jsonl").read_text().splitlines()]  # fmt: skip
     assert kinds == ["step", "step", "epoch", "val"]

@@ -108,7 +108,7 @@ def _own_detections_as_ground_truth(
 
 
 def _stats(folder: Path) -> dict:
-    return json.loads(next(folder.glob("eval_*.json")).read_text())
+    return json.loads(next(folder.glob("*/eval.json")).read_text())
 
 
 @pytest.mark.slow

@@ -418,10 +418,18 @@ def test_bundled_datasets_pass_check_dataset(tmp_path: Path) -> None:
 
 def test_bundled_components_pass_the_registry_checks() -> None:
     reg = Registry(entry_points=False)
+    # the darknet preset reads a Darknet .cfg (a required parameter)
+    cfg = (
+        "[net]\nwidth=32\nheight=32\n[convolutional]\nbatch_normalize=1\nfilters=8\nsize=3\n"
+        "stride=2\npad=1\nactivation=leaky\n[convolutional]\nfilters=16\nsize=1\n"
+        "activation=linear\n[yolo]\nmask=0,1\nanchors=5,6, 10,12\nclasses=3\nnum=2\n"
+    )
+    required = {"darknet": {"cfg": cfg}}
     for kind in ("quantizer", "loss", "scheduler", "family"):
         for comp in reg.components(kind):
-            reg.create(kind, comp.name)  # raises a PluginError if it breaks its contract
-    assert {c.name for c in reg.components("family")} >= {"yolov3", "yolov3_tiny"}
+            # raises a PluginError if it breaks its contract
+            reg.create(kind, comp.name, **required.get(comp.name, {}))
+    assert {c.name for c in reg.components("family")} >= {"yolov3", "yolov3_tiny", "darknet"}
 
 
 @pytest.mark.slow

@@ -305,8 +305,9 @@ def test_cli_import_export_and_exit_codes(tiny, tmp_path) -> None:
 
 
 def test_cfg_round_trip_gives_a_ready_darknet_model(tiny, tmp_path) -> None:
-    """export-darknet --cfg, then import-darknet --cfg with no config: the stored config is
-    the network's (classes, width, anchors from the .cfg) set up as Darknet runs it."""
+    """export-darknet --cfg, then import-darknet --cfg with no config: the same network
+    (classes, width, anchors from the .cfg), with the checkpoint's own BN eps and input
+    preprocessing (from the .cfg's yoloqat line), and bit-exact weights."""
     from yoloqat.deploy.darknet_cfg import read_cfg
     from yoloqat.engine.inference import preprocessing
 
@@ -320,16 +321,19 @@ def test_cfg_round_trip_gives_a_ready_darknet_model(tiny, tmp_path) -> None:
     model = meta["config"]["model"]
     assert model["num_classes"] == NUM_CLASSES
     assert model["backbone"]["width"] == model["head"]["width"] == WIDTH
-    assert model["backbone"]["bn_eps"] == model["head"]["bn_eps"] == 1e-6
+    assert model["backbone"]["bn_eps"] == model["head"]["bn_eps"] == 1e-5  # the checkpoint's
     assert model["backbone"]["activation"] == "leaky"
     assert model["head"]["anchors"] == [
         list(map(float, a)) for a in tiny["net"].head.anchors.tolist()
     ]
-    assert preprocessing(meta["config"]) == {"normalize": "unit", "letterbox": True}
+    # TINY_CFG says nothing: the seed's ImageNet input, stretched (kept, not Darknet's)
+    assert preprocessing(meta["config"]) == {"normalize": "imagenet", "letterbox": False}
+    assert meta["class_names"] == [str(i) for i in range(NUM_CLASSES)]
     got = ckpt_arrays(out)
     assert all(np.array_equal(got[k], v) for k, v in tiny["params"].items())
 
-    # a .cfg that describes another network is refused, naming the file, line and layer
+    # a .cfg that describes another network than --config is refused, naming the file,
+    # line and layer; without --config it is that other network, whose size then differs
     text = cfg.read_text().splitlines()
     third = [i for i, line in enumerate(text) if line == "[convolutional]"][2]
     filters = next(i for i in range(third, len(text)) if text[i].startswith("filters="))
@@ -337,11 +341,9 @@ def test_cfg_round_trip_gives_a_ready_darknet_model(tiny, tmp_path) -> None:
     bad = tmp_path / "bad.cfg"
     bad.write_text("\n".join(text))
     with pytest.raises(CheckpointError, match=rf"bad.cfg:{third + 1}: layer 2 .*filters=7"):
+        import_darknet(weights, tmp_path / "x.ckpt", config=tiny["cfg"], cfg_file=bad)
+    with pytest.raises(CheckpointError, match=r"expected \d+ floats, got \d+"):
         import_darknet(weights, tmp_path / "x.ckpt", cfg_file=bad)
-    scaled = tmp_path / "scaled.cfg"
-    scaled.write_text(cfg.read_text().replace("[yolo]\n", "[yolo]\nscale_x_y=1.05\n"))
-    with pytest.raises(CheckpointError, match=r"scale_x_y=1\.05 is not supported"):
-        import_darknet(weights, tmp_path / "x.ckpt", cfg_file=scaled)
     # a truncated .weights file: how many floats were expected and found
     short = tmp_path / "short.weights"
     short.write_bytes(weights.read_bytes()[:-40])
@@ -349,6 +351,21 @@ def test_cfg_round_trip_gives_a_ready_darknet_model(tiny, tmp_path) -> None:
     with pytest.raises(CheckpointError, match=f"expected {need} floats, got {need - 10}"):
         import_darknet(short, tmp_path / "x.ckpt", cfg_file=cfg)
     assert not (tmp_path / "x.ckpt").exists()
+
+
+def test_a_yolov3_layout_with_scale_x_y_is_its_own_graph(tiny, tmp_path) -> None:
+    """The YOLOv3 layout with YOLOv4's scale_x_y is not the bundled network: it is built
+    from the .cfg (same weights), its decode widening the centres."""
+    weights, cfg = tmp_path / "t.weights", tmp_path / "t.cfg"
+    export_darknet(tiny["ckpt"], weights, cfg_file=cfg)
+    scaled = tmp_path / "scaled.cfg"
+    scaled.write_text(cfg.read_text().replace("[yolo]\n", "[yolo]\nscale_x_y=1.05\n"))
+    out = tmp_path / "s.ckpt"
+    summary = import_darknet(weights, out, cfg_file=scaled)
+    assert summary["network"] == "darknet_cfg" and summary["convs"] == 75
+    _, meta = read_checkpoint(out)
+    assert meta["config"]["model"]["head"]["scale_x_y"] == [1.05] * 3
+    assert meta["config"]["model"]["backbone"]["bn_eps"] == 1e-5
 
 
 def test_full_size_cfg_has_the_published_yolov3_layout() -> None:
@@ -381,12 +398,12 @@ def test_imported_model_exports_and_fine_tunes_as_itself(tiny, tmp_path) -> None
     checkpoint keeps its Darknet settings (activation, eps, input) over the quant recipe's."""
     import onnx
 
-    from yoloqat.cli.evaluate import model_preprocessing
     from yoloqat.cli.export import onnx_preprocessing
     from yoloqat.cli.train import inherit_initial_network
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.deploy.onnx_export import export_onnx
     from yoloqat.engine import pipeline
+    from yoloqat.engine.evaluate import model_preprocessing
     from yoloqat.engine.inference import load_detector, preprocessing
     from yoloqat.engine.runtimes import open_model
 

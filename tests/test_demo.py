@@ -51,7 +51,18 @@ def test_demo_small(tmp_path: Path) -> None:
     ]
     assert all(r["latency_ms"] > 0 for r in report["rows"])
     assert report["int8_size_ratio"] < 0.5  # int8 weights are a quarter of float32
-    assert len(list((out / "predictions" / "int8").glob("*_pred.jpg"))) == 8
+    import onnx
+
+    for name in ("float.onnx", "int8.onnx", "ptq.onnx"):  # they describe themselves
+        meta = {p.key: p.value for p in onnx.load(str(out / "report" / name)).metadata_props}
+        assert json.loads(meta["class_names"]) == ["circle", "square", "triangle", "star", "ring"]
+        assert meta["normalize"] == "imagenet" and meta["letterbox"] == "false", name
+        assert meta["family"] == "yolov3_head" and meta["nms"] == "false", name
+    int8_pictures = out / "predictions" / "int8"
+    results = json.loads((int8_pictures / "results.json").read_text())
+    assert len(results) == 8
+    for record in results:  # each picture saved under its image's name
+        assert (int8_pictures / Path(record["source"]).name).is_file(), record["source"]
     assert "int8 AP50 - float AP50" in res.stdout
     assert "post-training int8 (int8_ptq, 64 calibration images)" in res.stdout
     # quant-report on the demo's QAT checkpoint needs no data flags: the checkpoint's own
@@ -68,6 +79,9 @@ def test_demo_small(tmp_path: Path) -> None:
         timeout=900,
     )
     assert rep.returncode == 0, rep.stderr[-3000:]
+    assert "will be deleted" not in rep.stderr  # MindSpore's ONNX deprecation warning
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "qr" / "int8.onnx")).metadata_props}
+    assert "class_names" in meta and meta["normalize"] == "imagenet"
     again_report = json.loads((tmp_path / "qr" / "report.json").read_text())
     assert again_report["testing_shape"] == 128 and again_report["images"] == 8
     from yoloqat.engine.training.checkpoint import read_checkpoint

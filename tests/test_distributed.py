@@ -246,7 +246,7 @@ def test_two_msrun_workers_equal_one_process_on_the_combined_batch(tmp_path: Pat
     assert len(runs) == 1, runs
     run = runs[0]
     assert (run / "log.txt").is_file() and (run / "log_rank1.txt").is_file()
-    ckpts = [sorted((run / f"ckpt_{r}").glob("*.ckpt"))[-1] for r in range(WORKERS)]
+    ckpts = [sorted((run / f"ckpt_{r}").glob(f"{r}-*.ckpt"))[-1] for r in range(WORKERS)]
     assert [c.name for c in ckpts] == ["0-2_4.ckpt", "1-2_4.ckpt"]
 
     # only rank 0 reports progress; rank 1's log has none of it

@@ -53,7 +53,7 @@ def test_save_on_master_leaves_only_rank_0s_loadable_checkpoint(tmp_path: Path) 
     assert not [p for p in run.iterdir() if p.name.startswith("ckpt_") and p.name != "ckpt_0"]
 
     params, meta = read_checkpoint(ckpts[0])
-    assert (meta["epoch"], meta["global_step"]) == (0, 2)
+    assert (meta["epoch"], meta["global_step"]) == (1, 2)
     network, _, _ = load_detector({}, ckpts[0], explicit_config=False)
     loaded = {p.name: p.asnumpy() for p in network.get_parameters()}
     assert loaded and all(name in params for name in loaded)

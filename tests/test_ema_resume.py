@@ -132,12 +132,13 @@ def test_extending_a_finished_run_rebuilds_the_schedule(run_a, tmp_path) -> None
     # no --config: the checkpoint's own config, with max_epoch raised from 2 to 4
     out = CliRunner().invoke(app, ["train", "--resume", str(finished), "--max_epoch", "4"])
     assert out.exit_code == 0, out.output[-2000:]
-    assert "last checkpoint: " + str(tmp_path / "c" / "ckpt_0" / "0-4_16.ckpt") in out.stdout
+    assert "last checkpoint: " + str(tmp_path / "c" / "ckpt_0" / "last.ckpt") in out.stdout
+    assert (tmp_path / "c" / "ckpt_0" / "last.ckpt").samefile(_ckpt(tmp_path / "c" / "ckpt_0", 16))
     rebuilt = build_scheduler(trainer.cfg).per_step(4, 4)
     assert len(rebuilt) == 16
     records = [json.loads(x) for x in (tmp_path / "c" / "metrics.jsonl").read_text().splitlines()]
     steps = {r["global_step"]: r for r in records if r["kind"] == "step"}
-    assert sorted(steps) == list(range(9, 17)) and {steps[g]["epoch"] for g in steps} == {2, 3}
+    assert sorted(steps) == list(range(9, 17)) and {steps[g]["epoch"] for g in steps} == {3, 4}
     lrs = np.array([steps[g]["lr"] for g in range(9, 17)])
     np.testing.assert_allclose(lrs, rebuilt[8:16], rtol=1e-6)
     # cosine over 4 epochs (T_max raised from 2), no warmup: epochs 2 and 3 of lr 0.005

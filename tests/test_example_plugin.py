@@ -198,7 +198,7 @@ def test_train_qat_export_int8_and_eval_onnx(site: Path, data: Path, tmp_path: P
               "--output", str(tmp_path / "eval"))  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Average Precision  (AP) @[ IoU=0.50      | area=   all" in res.stdout
-    assert list((tmp_path / "eval").glob("eval_*.json"))
+    assert list((tmp_path / "eval").glob("*/eval.json"))
 
     res = run(site, "-c", FIGURES, str(qat_ckpt), str(onnx_path), str(data))
     assert res.returncode == 0, res.stderr[-3000:]
@@ -257,15 +257,17 @@ def test_fcos_family_trains_quantizes_exports_and_runs_without_glue(
                   str(data), "--runtime", runtime, "--output", str(tmp_path / runtime))  # fmt: skip
         assert res.returncode == 0, f"{runtime}: {res.stderr[-3000:]}"
         assert "Average Precision  (AP) @[ IoU=0.50      | area=   all" in res.stdout
-        assert list((tmp_path / runtime).glob("eval_*.json"))
+        assert list((tmp_path / runtime).glob("*/eval.json"))
 
     res = run(site, "-m", "yoloqat", "predict", str(data / "val"), "--checkpoint", str(qat_ckpt),
-              "--score_threshold", "0.01", "--output", str(tmp_path / "predict"))  # fmt: skip
+              "--score_threshold", "0.01", "--json", "--output",
+              str(tmp_path / "predict"))  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     found = json.loads(res.stdout)
-    assert len(found) == 4 and (tmp_path / "predict" / "detections.json").is_file()
+    assert len(found) == 4
+    assert json.loads((tmp_path / "predict" / "results.json").read_text()) == found
     dets = [d for image in found for d in image["detections"]]
-    assert dets and all(0 <= d["class_index"] < 3 for d in dets)
+    assert dets and all(0 <= d["class_id"] < 3 for d in dets)
 
     res = run(site, "-c", FIGURES, str(qat_ckpt), str(onnx_path), str(data))
     assert res.returncode == 0, res.stderr[-3000:]

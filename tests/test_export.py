@@ -274,7 +274,7 @@ def test_cli_int8_with_float_checkpoint_is_a_clear_error(tmp_path: Path, float_c
         ],
     )
     assert res.exit_code == CheckpointError.exit_code == 1
-    assert "--int8 needs a quantized (QAT or PTQ) checkpoint" in res.output
+    assert "(--int8) needs a quantized (QAT or PTQ) checkpoint" in res.output
     assert "float checkpoint" in res.output
     assert not (tmp_path / "q.onnx").exists()
     bad = CliRunner().invoke(app, ["export", "--checkpoint", str(ckpt), "--format", "tflite"])
@@ -456,8 +456,9 @@ def test_cli_export_int8_from_qat_checkpoint(tmp_path: Path) -> None:
     runner = CliRunner()
     out = tmp_path / "q.onnx"
     args = ["export", "--checkpoint", str(ckpt), "--testing_shape", "64", "--output", str(out)]
-    res = runner.invoke(app, args)
-    assert res.exit_code == 2 and "add --int8" in res.output
+    res = runner.invoke(app, args)  # a quantized checkpoint exports int8 by itself
+    assert res.exit_code == 0 and "exported int8 QDQ ONNX model" in res.output, res.output
+    assert json_meta(out)["int8"] == "true"
     res = runner.invoke(app, [*args, "--int8"])
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().splitlines()[-1] == str(out)
@@ -465,6 +466,10 @@ def test_cli_export_int8_from_qat_checkpoint(tmp_path: Path) -> None:
     plain = ort_session(out, "ORT_DISABLE_ALL").run(None, {"images": images})
     for g, w in zip(plain, mindspore_outputs(net, images)):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+def json_meta(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
 
 
 def test_dynamic_batch_keeps_the_leading_1_of_constant_reshapes(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +16,13 @@ from yoloqat.plugins.darknet_tiny import darknet_tiny
 from yoloqat.plugins.darknet_tiny.model import KeepSizeMaxPool
 
 
-def darknet_maxpool(x: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """Darknet's maxpool_layer: padding size - 1, offset -pad // 2, out-of-range cells not
-    read; output side (w + pad - size) // stride + 1."""
+def darknet_maxpool(
+    x: np.ndarray, size: int, stride: int, padding: int | None = None
+) -> np.ndarray:
+    """Darknet's maxpool_layer: padding (default size - 1), offset -pad // 2, out-of-range
+    cells not read; output side (w + pad - size) // stride + 1."""
     n, c, h, w = x.shape
-    pad = size - 1
+    pad = size - 1 if padding is None else padding
     oh, ow = (h + pad - size) // stride + 1, (w + pad - size) // stride + 1
     out = np.full((n, c, oh, ow), -np.inf, np.float32)
     off = -(pad // 2)
@@ -137,11 +138,11 @@ def test_train_qat_export_eval_predict_through_the_cli(tmp_path: Path) -> None:
               "model.head.width=0.0625", "--set", "eval.testing_shape=64"]  # fmt: skip
     res = cli("train", "--config", "synth_yolov3_tiny", *common, "--run_name", "float")
     assert res.returncode == 0, res.stderr
-    (float_ckpt,) = (tmp_path / "runs" / "float" / "ckpt_0").glob("*.ckpt")
+    (float_ckpt,) = (tmp_path / "runs" / "float" / "ckpt_0").glob("0-*.ckpt")
     res = cli("train", "--config", "synth_yolov3_tiny_quant", *common, "--run_name", "qat",
               "--resume_yolov3", str(float_ckpt))  # fmt: skip
     assert res.returncode == 0, res.stderr
-    (qat_ckpt,) = (tmp_path / "runs" / "qat" / "ckpt_0").glob("*.ckpt")
+    (qat_ckpt,) = (tmp_path / "runs" / "qat" / "ckpt_0").glob("0-*.ckpt")
     _, meta = read_checkpoint(qat_ckpt)
     assert meta["quantized"] and meta["config"]["family"] == "yolov3_tiny"
     assert meta["config"]["model"]["head"]["name"] == "yolov3_tiny_head"
@@ -157,12 +158,13 @@ def test_train_qat_export_eval_predict_through_the_cli(tmp_path: Path) -> None:
         res = cli("eval", "--onnx", str(onnx_path), "--data_dir", str(data), "--runtime",
                   runtime, "--output", str(tmp_path / runtime))  # fmt: skip
         assert res.returncode == 0, res.stderr
-        (report,) = (tmp_path / runtime).glob("eval_*.json")
+        (report,) = (tmp_path / runtime).glob("*/eval.json")
         results[runtime] = json.loads(report.read_text())["stats"]
         assert all(np.isfinite(v) for v in results[runtime].values())
     assert results["onnxruntime"]["AP50"] == pytest.approx(results["openvino"]["AP50"], abs=0.05)
-    res = cli("predict", str(data / "val"), "--checkpoint", str(qat_ckpt), "--output",
-              str(tmp_path / "pred"))  # fmt: skip
+    res = cli("predict", str(data / "val"), "--checkpoint", str(qat_ckpt), "--json",
+              "--output", str(tmp_path / "pred"))  # fmt: skip
     assert res.returncode == 0, res.stderr
-    assert len(list((tmp_path / "pred").glob("*_pred.jpg"))) == 4
-    assert re.search(r'"detections"', res.stdout)
+    found = json.loads(res.stdout)
+    assert len(found) == 4
+    assert all((tmp_path / "pred" / Path(r["source"]).name).is_file() for r in found)

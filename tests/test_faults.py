@@ -83,8 +83,9 @@ def trained(synth, tmp_path_factory) -> Path:
     assert res.returncode == 0, res.stderr[-2000:]
     last = Path(res.stdout.split("last checkpoint: ")[1].strip())
     assert sorted(p.name for p in last.parent.iterdir()) == [
-        "0-1_2.ckpt", "0-1_4.ckpt", "0-2_6.ckpt", "0-2_8.ckpt"
+        "0-1_2.ckpt", "0-1_4.ckpt", "0-2_6.ckpt", "0-2_8.ckpt", "last.ckpt"
     ]  # fmt: skip
+    assert last.name == "last.ckpt" and last.samefile(last.parent / "0-2_8.ckpt")
     return last
 
 
@@ -181,7 +182,10 @@ def test_sigint_mid_training_saves_and_resume_gives_the_same_losses(synth, tmp_p
     np.testing.assert_array_equal([resumed[s] for s in after], [reference[s] for s in after])
     assert not any(p.exists() for p in stale)
     # keep_checkpoints=2 counts the whole run, across the resume; no temporaries remain
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["0-5_19.ckpt", "0-5_20.ckpt"]
+    # (last.ckpt beside them: the newest, uncounted)
+    names = sorted(p.name for p in ckpt.parent.iterdir())
+    assert names == ["0-5_19.ckpt", "0-5_20.ckpt", "last.ckpt"]
+    assert (ckpt.parent / "last.ckpt").samefile(ckpt.parent / "0-5_20.ckpt")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -324,7 +328,7 @@ def test_a_folder_given_as_checkpoint_says_so(trained, tmp_path) -> None:
         assert res.returncode == 1, res.stderr[-2000:]
         text = " ".join(res.stderr.split())
         assert f"checkpoint {folder} is a folder, not a .ckpt file" in text
-        assert f"hint: it holds 4 checkpoint(s), e.g. {trained}" in text
+        assert f"hint: it holds 5 checkpoint(s), e.g. {trained}" in text
 
 
 def test_resume_with_another_batch_size_says_what_differs(trained) -> None:

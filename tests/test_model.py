@@ -17,7 +17,13 @@ from yoloqat.core.errors import ConfigError
 from yoloqat.core.layers import ConvBnAct, OutputConv
 from yoloqat.engine.models import yolov3_darknet53
 from yoloqat.plugins.darknet53 import darknet53, yoloqat_backbones
-from yoloqat.plugins.yolov3 import DEFAULT_ANCHORS, yoloqat_heads, yolov3_head, yolov3_tiny_head
+from yoloqat.plugins.yolov3 import (
+    DEFAULT_ANCHORS,
+    darknet_yolo_head,
+    yoloqat_heads,
+    yolov3_head,
+    yolov3_tiny_head,
+)
 from yoloqat.plugins.yolov3.decode import YoloDecode, YoloPredict
 
 TINY = 0.0625  # width of the toy models used for runtime tests
@@ -386,7 +392,11 @@ def test_width_scales_channels_and_custom_classes():
 
 def test_hooks_and_cheap_manifests():
     assert yoloqat_backbones() == {"darknet53": darknet53}
-    assert yoloqat_heads() == {"yolov3_head": yolov3_head, "yolov3_tiny_head": yolov3_tiny_head}
+    assert yoloqat_heads() == {
+        "yolov3_head": yolov3_head,
+        "yolov3_tiny_head": yolov3_tiny_head,
+        "darknet_yolo_head": darknet_yolo_head,
+    }
     code = (
         "import sys, yoloqat.plugins.darknet53, yoloqat.plugins.yolov3, "
         "yoloqat.plugins.darknet_tiny;"

@@ -51,7 +51,7 @@ def _multiscale(synth: Path, out: Path, *extra: str, quant: bool = False) -> dic
 def _check_pruned(res, trainer: Trainer, run: Path) -> None:
     """One checkpoint per step, the two newest kept; the last holds the final weights."""
     on_disk = sorted(p.name for p in (run / "ckpt_0").iterdir())
-    assert on_disk == ["0-1_3.ckpt", "0-1_4.ckpt"]
+    assert on_disk == ["0-1_3.ckpt", "0-1_4.ckpt", "last.ckpt"]  # last: the newest
     assert [p.name for p in res.checkpoints] == ["0-1_3.ckpt", "0-1_4.ckpt"]
     params, meta = read_checkpoint(res.checkpoints[-1])
     assert meta["global_step"] == 4

@@ -44,7 +44,8 @@ def test_nan_error_names_the_last_good_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(RuntimeFailure) as info:
         Trainer(cfg, run_dir=run).run()
     ckpt_dir = run / "ckpt_0"
-    written = sorted(ckpt_dir.glob("*.ckpt"), key=lambda p: read_checkpoint(p)[1]["global_step"])
+    written = sorted(ckpt_dir.glob("0-*.ckpt"), key=lambda p: read_checkpoint(p)[1]["global_step"])
+    assert (ckpt_dir / "last.ckpt").samefile(written[-1])  # the newest under a stable name
     assert [p.name for p in written] == ["0-1_2.ckpt", "0-1_4.ckpt"], written
     last = written[-1]
     text = f"{info.value.message}\n{info.value.hint or ''}"
@@ -52,6 +53,6 @@ def test_nan_error_names_the_last_good_checkpoint(tmp_path: Path) -> None:
     assert "0-1_2.ckpt" not in text, f"the error names an older checkpoint:\n{text}"
     assert "non-finite" in text or "loss became" in text
     params, meta = read_checkpoint(last)  # the named file is intact, finite and resumable
-    assert meta["global_step"] == 4 and meta["epoch"] == 0
+    assert meta["global_step"] == 4 and meta["epoch"] == 1
     assert all(np.isfinite(v.asnumpy()).all() for v in params.values())
     assert not list(ckpt_dir.glob(".*"))  # no half-written temporaries

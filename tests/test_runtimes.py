@@ -248,7 +248,7 @@ def test_eval_and_predict_with_openvino_agree_with_onnxruntime(tmp_path: Path) -
             args = ["eval", "--onnx", str(path), "--runtime", runtime, *data]
             res = runner.invoke(app, [*args, "--output", str(out)])
             assert res.exit_code == 0, res.output
-            stats[name, runtime] = json.loads(next(out.glob("eval_*.json")).read_text())["stats"]
+            stats[name, runtime] = json.loads(next(out.glob("*/eval.json")).read_text())["stats"]
     assert stats["int8", "onnxruntime"]["AP50"] > 0.5, "the ground truth is the network's own"
     for key in ("AP", "AP50"):  # float: the same numbers up to float32 summation order
         assert abs(stats["float", "openvino"][key] - stats["float", "onnxruntime"][key]) <= 0.005
@@ -261,7 +261,7 @@ def test_eval_and_predict_with_openvino_agree_with_onnxruntime(tmp_path: Path) -
         assert abs(stats["int8", "openvino"][key] - stats["int8", "onnxruntime"][key]) <= 0.1
     args = ["predict", str(synth / "val"), "--onnx", str(int8), "--runtime", "openvino"]
     # an untrained network scores low (the ground truth is its top detections, any score)
-    args += ["--score_threshold", "0.001"]
+    args += ["--score_threshold", "0.001", "--json"]
     res = runner.invoke(app, [*args, "--output", str(tmp_path / "pred")])
     assert res.exit_code == 0, res.output
     report = json.loads(res.stdout)

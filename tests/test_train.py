@@ -36,10 +36,11 @@ def test_resume_reproduces_the_uninterrupted_run(synth: Path, tmp_path: Path) ->
     full = Trainer(tiny_cfg(synth, tmp_path, "train.ckpt_interval=3"), run_dir=tmp_path / "a")
     res = full.run()
     assert res.global_step == 8 and len(res.losses) == 8  # 16 images / 4 x 2 epochs
-    ckpts = {p.name: p for p in (tmp_path / "a" / "ckpt_0").glob("*.ckpt")}
+    ckpts = {p.name: p for p in (tmp_path / "a" / "ckpt_0").glob("0-*.ckpt")}
+    assert (tmp_path / "a" / "ckpt_0" / "last.ckpt").samefile(ckpts["0-2_8.ckpt"])
     assert set(ckpts) == {"0-1_3.ckpt", "0-1_4.ckpt", "0-2_6.ckpt", "0-2_8.ckpt"}
     _, meta = read_checkpoint(ckpts["0-2_6.ckpt"])
-    assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (1, 2, 6)
+    assert (meta["epoch"], meta["step_in_epoch"], meta["global_step"]) == (2, 2, 6)
     # stopped after step 3 (mid-epoch) and resumed: the next five losses are the same
     resumed = Trainer(
         tiny_cfg(synth, tmp_path, "train.ckpt_interval=3"),
@@ -49,7 +50,7 @@ def test_resume_reproduces_the_uninterrupted_run(synth: Path, tmp_path: Path) ->
     np.testing.assert_allclose(resumed.losses, res.losses[3:], rtol=2e-5)
     assert resumed.global_step == 8
     log = (tmp_path / "a" / "log.txt").read_text()
-    assert "epoch[0], iter[0], loss:" in log and "imgs/sec, lr:" in log
+    assert "epoch[1], iter[0], loss:" in log and "imgs/sec, lr:" in log
     records = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert sum(r["kind"] == "step" for r in records) == 8
     assert (tmp_path / "a" / "curves.png").stat().st_size > 1000
@@ -135,13 +136,13 @@ def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output[-2000:]
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith(" Average")]
     assert len(lines) == 12
-    saved = json.loads(next((tmp_path / "ev").glob("eval_*.json")).read_text())
+    saved = json.loads(next((tmp_path / "ev").glob("*/eval.json")).read_text())
     assert set(saved["stats"]) >= {"AP", "AP50", "AR100"}
     assert saved["testing_shape"] == 64
     # no dataset flags, no --testing_shape: the checkpoint's own data and eval size
     own = runner.invoke(app, ["eval", "--pretrained", ckpt, "--output", str(tmp_path / "ev2")])
     assert own.exit_code == 0, own.output[-2000:]
-    saved2 = json.loads(next((tmp_path / "ev2").glob("eval_*.json")).read_text())
+    saved2 = json.loads(next((tmp_path / "ev2").glob("*/eval.json")).read_text())
     assert saved2["testing_shape"] == 128  # synth_tiny's eval.testing_shape
     assert saved2["num_images"] == saved["num_images"] > 0
     pred = runner.invoke(
@@ -155,14 +156,16 @@ def test_train_eval_predict_cli(synth: Path, tmp_path: Path) -> None:
             "64",
             "--score_threshold",
             "0.0",
+            "--json",
             "--output",
             str(tmp_path / "pred"),
         ],
     )
     assert pred.exit_code == 0, pred.output[-2000:]
-    report = json.loads(pred.stdout)
-    assert len(report) == 6 and (tmp_path / "pred" / "detections.json").is_file()
-    assert all(Path(r["drawn"]).is_file() for r in report)
+    report = json.loads(pred.stdout)  # one record per image, as in results.json
+    assert len(report) == 6 and all("detections" in r for r in report)
+    assert json.loads((tmp_path / "pred" / "results.json").read_text()) == report
+    assert all((tmp_path / "pred" / Path(r["source"]).name).is_file() for r in report)
 
 
 def test_backbone_only_initial_weights(synth: Path, tmp_path: Path) -> None:

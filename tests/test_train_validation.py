@@ -111,7 +111,7 @@ def _png_size(path: Path) -> tuple[int, int]:
 
 def test_every_epoch_is_validated_and_the_best_kept(run: dict[str, Any]) -> None:
     vals, run_dir = run["vals"], run["run_dir"]
-    assert [v["epoch"] for v in vals] == list(range(EPOCHS))
+    assert [v["epoch"] for v in vals] == list(range(1, EPOCHS + 1))
     assert [v["global_step"] for v in vals] == [4 * (e + 1) for e in range(EPOCHS)]
     ap50 = [v["AP50"] for v in vals]
     best_index = int(np.argmax(ap50))  # the first of equal values: later ties are not better
@@ -127,7 +127,7 @@ def test_every_epoch_is_validated_and_the_best_kept(run: dict[str, Any]) -> None
     assert best["value"] == ap50[best_index]
     assert best["stats"]["AP"] == vals[best_index]["AP"]
     # best.ckpt is a full training checkpoint beside the (rotated) interval ones
-    assert meta["epoch"] == best_index and meta["step_in_epoch"] == 4
+    assert meta["epoch"] == best_index + 1 and meta["step_in_epoch"] == 4
     interval = sorted(p.name for p in (run_dir / "ckpt_0").glob("0-*.ckpt"))
     assert len(interval) == 10  # keep_checkpoints=10: best.ckpt is not counted or rotated
     # the log line and the curves' AP panel (three 3-inch panels at 100 dpi)
@@ -149,7 +149,7 @@ def test_eval_of_best_ckpt_reproduces_the_logged_ap(run: dict[str, Any]) -> None
     out = run["root"] / "eval"
     res = CliRunner().invoke(app, ["eval", "--pretrained", str(best_path), "--output", str(out)])
     assert res.exit_code == 0, res.output[-2000:]
-    saved = json.loads(next(out.glob("eval_*.json")).read_text())
+    saved = json.loads(next(out.glob("*/eval.json")).read_text())
     epoch = read_checkpoint(best_path)[1]["best"]["epoch"]
     logged = run["vals"][epoch - 1]
     assert saved["testing_shape"] == 64 and saved["num_images"] == logged["num_images"] == 16

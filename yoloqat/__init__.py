@@ -29,4 +29,21 @@ def create(kind: str, name: str, /, **params: object) -> object:
     return default_registry().create(kind, name, **params)
 
 
-__all__ = ["__version__", "create", "hookimpl"]
+def load(path: str | os.PathLike[str], **options: object) -> object:
+    """A detector ready to use from a checkpoint (``.ckpt``) or an exported model
+    (``.onnx``): ``model.predict(source)``, ``model.val(...)``, ``model.export(...)``
+    (:func:`yoloqat.engine.model.load` and its ``Model``)."""
+    from yoloqat.engine.model import load as _load
+
+    return _load(path, **options)  # type: ignore[arg-type]
+
+
+def train(config: object = None, **options: object) -> object:
+    """Train as ``yoloqat train`` does (:func:`yoloqat.engine.training.setup.train`):
+    ``yoloqat.train("synth_tiny", data_dir="data", max_epoch=5)``."""
+    from yoloqat.engine.training.setup import train as _train
+
+    return _train(config, **options)  # type: ignore[arg-type]
+
+
+__all__ = ["__version__", "create", "hookimpl", "load", "train"]

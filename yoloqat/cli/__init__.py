@@ -30,13 +30,19 @@ COMMAND_MODULES = [
     "inspect",
 ]
 
+
+def _normalize(token: str) -> str:
+    return token.replace("_", "-")
+
+
 app = typer.Typer(
     name="yoloqat",
     help="YOLOv3-DarkNet53 object detection with int8 quantization-aware training, on MindSpore.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # --per_batch_size and --per-batch-size alike (cli/common.py: normalize_token)
+    context_settings={"help_option_names": ["-h", "--help"], "token_normalize_func": _normalize},
 )
 
 

@@ -114,7 +114,6 @@ def benchmark(
     fp32 and int8 QDQ on each runtime. A row whose export or evaluation fails says so and
     the others still run. Latency: the same fixed input, rows alternated, median of --runs.
     """
-    from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
     from yoloqat.cli.render import out_console
     from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, load_config
@@ -124,6 +123,8 @@ def benchmark(
     from yoloqat.engine.benchmark import plan, run_benchmark
     from yoloqat.engine.benchmark_files import NOTE, write_outputs
     from yoloqat.engine.benchmark_models import benchmark_networks, noise_batches
+    from yoloqat.engine.evaluate import dataset_overrides, eval_dataset
+    from yoloqat.engine.export import model_metadata
     from yoloqat.engine.inference import default_testing_shape, effective_config, preprocessing
     from yoloqat.engine.runtimes import runtime_names
 
@@ -215,7 +216,10 @@ def benchmark(
         runs=runs,
         warmup=warmup,
         eval_options=prep,
-        metadata={"normalize": prep["normalize"], "letterbox": str(prep["letterbox"]).lower()},
+        metadata={
+            **model_metadata(effective_config(cfg, meta, explicit=explicit), meta),
+            "letterbox": str(prep["letterbox"]).lower(),  # as measured (--letterbox)
+        },
         mindspore_size_bytes=Path(checkpoint).stat().st_size if checkpoint else None,
     )
     result["checkpoint"] = checkpoint

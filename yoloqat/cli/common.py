@@ -20,8 +20,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 SET_HELP = "Override a config value: dotted.key=value (repeatable; applied last)."
 RUNTIME_HELP = (
-    "Runtime for the ONNX model: onnxruntime (default) or openvino (yoloqat's optional "
-    "'openvino' extra), or a plugin's runtime ('yoloqat list runtime' lists them)."
+    "Runtime for the exported model: onnxruntime (default for .onnx) or openvino (default "
+    "for an OpenVINO IR .xml; yoloqat's optional 'openvino' extra), or a plugin's runtime "
+    "('yoloqat list runtime' lists them)."
 )
 
 
@@ -118,6 +119,22 @@ def exit_on_error() -> Iterator[None]:
     except YoloqatError as exc:
         print_error(exc.message, exc.hint)
         raise typer.Exit(exc.exit_code) from None
+
+
+def opt(default: Any, *names: str, help: str, **kw: Any) -> Any:
+    """An option named ``--name`` for each of ``names`` (the seed's underscore spelling).
+
+    The dashed spelling (``--per-batch-size``) works too without being listed: the app
+    normalises ``_`` to ``-`` in option names (:func:`normalize_token`), so ``--help``
+    shows each name once.
+    """
+    return typer.Option(default, *(f"--{name}" for name in names), help=help, **kw)
+
+
+def normalize_token(token: str) -> str:
+    """Option and command names with ``_`` and ``-`` alike (``--per_batch_size`` is
+    ``--per-batch-size``, ``quant_report`` is ``quant-report``)."""
+    return token.replace("_", "-")
 
 
 def command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[F], F]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Optional
 
 import typer
 
 from yoloqat.cli.common import RUNTIME_HELP, SET_HELP, handle_errors
-from yoloqat.cli.train import DEFAULT_CONFIG, _opt
+from yoloqat.cli.train import _opt
 
 
 def eval_command(
@@ -19,7 +18,7 @@ def eval_command(
     ),
     pretrained: Optional[str] = _opt(None, "pretrained", help="Checkpoint to evaluate (.ckpt)."),
     onnx: Optional[str] = _opt(
-        None, "onnx", help="Evaluate an exported ONNX model instead (with --runtime)."
+        None, "onnx", help="Evaluate an exported model instead (ONNX, or OpenVINO IR .xml)."
     ),
     runtime: Optional[str] = _opt(None, "runtime", help=RUNTIME_HELP),
     data_dir: Optional[str] = _opt(
@@ -50,12 +49,25 @@ def eval_command(
         "checkpoint config's eval.testing_shape, else 416).",
     ),
     per_batch_size: int = _opt(1, "per_batch_size", help="Images per batch."),
-    ignore_threshold: float = _opt(
-        0.001, "ignore_threshold", help="Score threshold (obj x cls), the seed's name."
+    ignore_threshold: Optional[float] = _opt(
+        None,
+        "ignore_threshold",
+        "conf",
+        help="Score threshold (obj x cls for YOLO; --conf as predict names it; default: the "
+        "config's eval.score_threshold, else 0.001).",
     ),
-    nms_thresh: float = _opt(0.5, "nms_thresh", help="Per-class NMS IoU threshold."),
-    multi_label: bool = _opt(
-        False, "multi_label", help="Score every class above the threshold, not only the best."
+    nms_thresh: Optional[float] = _opt(
+        None,
+        "nms_thresh",
+        "iou",
+        help="Per-class NMS IoU threshold (default: eval.nms_threshold, else 0.5).",
+    ),
+    multi_label: Optional[bool] = typer.Option(
+        None,
+        "--multi_label/--single_label",
+        "--multi-label/--single-label",
+        help="Score every class above the threshold, not only the best (default: "
+        "eval.multi_label, else single).",
     ),
     letterbox: Optional[bool] = typer.Option(
         None,
@@ -64,26 +76,28 @@ def eval_command(
         "the model's eval.letterbox; an imported Darknet model letterboxes).",
     ),
     num_workers: int = _opt(1, "num_workers", help="Image-decoding worker processes."),
-    output: str = _opt("outputs/eval", "output", help="Folder for predict_*.json and eval_*.json."),
+    output: str = _opt(
+        "outputs/eval",
+        "output",
+        help="Folder of the evaluation runs: each eval writes a new folder there, named by "
+        "its start time (_2, _3 when taken), with eval.json, predictions.json, pr_curve.png "
+        "and confusion_matrix.png.",
+    ),
     device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
-    """Evaluate COCO mAP: prints the seed's 12-line summary and saves it as JSON.
+    """Evaluate COCO mAP: the seed's 12-line summary, then what was evaluated, AP and P/R per
+    class and the speed; saves them with the detections and two pictures in a new folder.
 
     Data: --images/--annotations, else --dataset/--data_dir, else the config's or checkpoint's.
     """
     from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.errors import UsageError
-    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.errors import ConfigError, UsageError
     from yoloqat.core.schema import check_sections
-    from yoloqat.engine.evaluate import evaluate_source
-    from yoloqat.engine.inference import (
-        MindSporePredictor,
-        default_testing_shape,
-        load_detector,
-    )
+    from yoloqat.engine.evaluate import evaluate_model
+    from yoloqat.engine.model import load
 
     if (pretrained is None) == (onnx is None):
         raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
@@ -92,155 +106,86 @@ def eval_command(
     dataset_overrides({}, data_dir, images, annotations, dataset)  # clashes fail before loading
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
-    cfg: dict[str, Any] = {}  # an ONNX model needs no network config
-    if config is not None or onnx is None:  # a checkpoint without its config: the seed's net
-        cfg = apply_overrides(load_config(config or DEFAULT_CONFIG), set_)
+    # a wrong threshold fails before the model is loaded
+    if ignore_threshold is not None and not 0.0 <= ignore_threshold <= 1.0:
+        raise ConfigError(
+            f"--conf/--ignore_threshold {ignore_threshold!r} is not valid; expected a score "
+            "in [0, 1]"
+        )
+    if nms_thresh is not None and not 0.0 < nms_thresh <= 1.0:
+        raise ConfigError(
+            f"--iou/--nms_thresh {nms_thresh!r} is not valid; expected an IoU in (0, 1]"
+        )
+    cfg: dict[str, Any] | None = None  # the checkpoint's own unless --config
+    if config is not None:
+        cfg = apply_overrides(load_config(config), set_)
         check_sections(cfg)
-    prepare_output(output, "--output")  # before the whole evaluation, not after it
-    init_runtime(device_target)
-    meta: dict[str, Any] = {}
+    prepare_output(output, "--output", run_folders=True)  # before the evaluation, not after
     if pretrained is not None:
-        network, _cfg, meta = load_detector(cfg, pretrained, explicit_config=config is not None)
-        predictor: Any = MindSporePredictor(network)
-        default_shape = default_testing_shape(cfg, meta, explicit=config is not None)
-    else:
-        from yoloqat.engine.runtimes import DEFAULT_RUNTIME, open_model
-
-        predictor = open_model(onnx, runtime or DEFAULT_RUNTIME)
-        default_shape = int(predictor.input_size or 416)
-    if testing_shape is None:
-        testing_shape = default_shape
-    prep = model_preprocessing(cfg, meta, predictor, explicit=config is not None)
-    if letterbox is not None:
-        prep["letterbox"] = letterbox
-    data = eval_dataset(
-        cfg,
-        meta,
-        explicit=config is not None,
+        model = load(pretrained, config=cfg, device=device_target)
+    else:  # the runtime by default: onnxruntime for .onnx, openvino for an IR .xml
+        model = load(onnx, runtime=runtime)
+    result = evaluate_model(
+        model,
         data_dir=data_dir,
+        dataset=dataset,
         images=images,
         annotations=annotations,
-        overrides=set_,
-        dataset=dataset,
-    )
-    result = evaluate_source(
-        predictor,
-        data.val_source(),
-        data.category_ids,
-        testing_shape=testing_shape,
-        batch_size=per_batch_size,
-        letterbox=prep["letterbox"],
-        normalize=prep["normalize"],
-        score_threshold=ignore_threshold,
-        nms_threshold=nms_thresh,
+        config=cfg,
+        overrides=set_ if cfg is None else (),
+        imgsz=testing_shape,
+        batch=per_batch_size,
+        conf=ignore_threshold,
+        iou=nms_thresh,
         multi_label=multi_label,
+        letterbox=letterbox,
         num_workers=num_workers,
-        output_dir=output,
+        output=output,
         defer_write_errors=True,
     )
     typer.echo(result.summary)
+    print_report(result)
     write_error = result.extra.pop("write_error", None)
     if write_error is not None:  # the numbers are printed; saving them failed
         raise write_error
-    typer.echo(f"results: {result.extra.get('eval_file')}", err=True)
+    files = ", ".join(result.extra.get("files", []))
+    typer.echo(f"results: {result.extra.get('folder')} ({files})", err=True)
 
 
-def model_preprocessing(
-    cfg: dict[str, Any], meta: dict[str, Any], predictor: Any, *, explicit: bool
-) -> dict[str, Any]:
-    """The input preprocessing of the model evaluated: normalisation and resize.
+def print_report(result: Any) -> None:
+    """After the summary, on stdout (data): the header, the per-class table, the speed."""
+    from rich.table import Table
 
-    An ONNX model's own metadata (``normalize``, ``letterbox``, written by ``export``) wins;
-    else the checkpoint's stored config (or the explicit ``--config``).
-    """
-    from yoloqat.engine.inference import effective_config, preprocessing
+    from yoloqat.cli.render import out_console
+    from yoloqat.engine.eval_report import (
+        COLUMNS,
+        header_lines,
+        speed_line,
+        table_rows,
+        table_title,
+    )
 
-    prep = preprocessing(effective_config(cfg, meta, explicit=explicit))
-    stored = getattr(predictor, "metadata", None) or {}
-    if stored.get("normalize"):
-        prep["normalize"] = str(stored["normalize"])
-    if stored.get("letterbox") in ("true", "false"):
-        prep["letterbox"] = stored["letterbox"] == "true"
-    return prep
-
-
-def dataset_overrides(
-    cfg: dict[str, Any],
-    data_dir: Optional[str],
-    images: Optional[str],
-    annotations: Optional[str],
-    dataset: Optional[str] = None,
-) -> dict[str, Any]:
-    """Point the config's dataset at ``--data_dir`` / ``--dataset`` or ``--images/--annotations``.
-
-    ``--images/--annotations`` switch to a generic COCO-format validation set. ``--dataset``
-    names the plugin (its block replaced, or kept when it names the same plugin) and
-    ``--data_dir`` sets its ``data_dir``. ``--data_dir`` alone sets ``dataset.data_dir`` of
-    the config's dataset (with no dataset block, :func:`eval_dataset` tells the plugin from
-    the folder layout).
-    """
-    from yoloqat.core.errors import UsageError
-
-    if (images is None) != (annotations is None):
-        raise UsageError("--images and --annotations go together")
-    if images is not None:
-        if data_dir is not None or dataset is not None:
-            raise UsageError("give --data_dir/--dataset or --images/--annotations, not both")
-        cfg["dataset"] = {"name": "coco", "val_images": images, "val_annotations": annotations}
-        return cfg
-    block = cfg.get("dataset") if isinstance(cfg.get("dataset"), dict) else None
-    if dataset is not None:
-        block = dict(block) if block and block.get("name") == dataset else {"name": dataset}
-    if block is not None and data_dir is not None:
-        block = {**block, "data_dir": data_dir}
-    if block is not None:
-        cfg["dataset"] = block
-    return cfg
+    typer.echo("")
+    for line in header_lines(result):
+        typer.echo(line)
+    typer.echo(table_title(result))
+    table = Table()
+    for i, (heading, _, _) in enumerate(COLUMNS):
+        table.add_column(heading, justify="left" if i == 0 else "right")
+    for i, row in enumerate(table_rows(result)):
+        table.add_row(*row, style="bold" if i == 0 else None, end_section=i == 0)
+    out_console.print(table)
+    line = speed_line(result)
+    if line:
+        typer.echo(line)
 
 
-def eval_dataset(
-    cfg: dict[str, Any],
-    meta: dict[str, Any],
-    *,
-    explicit: bool,
-    data_dir: Optional[str],
-    images: Optional[str],
-    annotations: Optional[str],
-    overrides: Sequence[str] = (),
-    dataset: Optional[str] = None,
-) -> Any:
-    """The dataset to evaluate on, built.
+from yoloqat.engine.evaluate import (  # noqa: E402  (moved to the engine; benchmark,
+    dataset_overrides,  # quant-report and the tests import them from here)
+    eval_dataset,
+)
 
-    Its config: without an explicit ``--config``, the one stored in the checkpoint (so a
-    checkpoint evaluates on the data it was trained for, ``--data_dir`` pointing elsewhere);
-    else ``cfg``. Then the dataset flags and ``--set`` overrides. With no dataset block
-    at all (an ONNX model without ``--config``), ``--data_dir``'s layout names the plugin.
-    """
-    import copy
-
-    from yoloqat.core.config import apply_overrides
-    from yoloqat.core.errors import UsageError
-    from yoloqat.data.layout import detect_dataset
-    from yoloqat.engine.inference import effective_config
-    from yoloqat.engine.pipeline import build_dataset
-
-    base = copy.deepcopy(effective_config(cfg, meta, explicit=explicit))
-    base = dataset_overrides(base, data_dir, images, annotations, dataset)
-    if not isinstance(base.get("dataset"), dict) and data_dir is not None:
-        detected = detect_dataset(data_dir)
-        if detected is None:
-            raise UsageError(
-                f"cannot tell the dataset layout of --data_dir {data_dir}",
-                hint="name the plugin with --dataset (coco2014, coco, yolo, voc, ...)",
-            )
-        base["dataset"] = detected
-    base = apply_overrides(base, list(overrides))
-    if not isinstance(base.get("dataset"), dict):
-        raise UsageError(
-            "no dataset to evaluate on",
-            hint="give --data_dir DIR (and --dataset NAME) or --images/--annotations",
-        )
-    return build_dataset(base)
+__all__ = ["dataset_overrides", "eval_command", "eval_dataset", "print_report", "register"]
 
 
 def register(app: typer.Typer) -> None:

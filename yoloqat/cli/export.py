@@ -1,4 +1,5 @@
-"""``yoloqat export``: a checkpoint to MINDIR (MindSpore) or ONNX (float or int8 QDQ)."""
+"""``yoloqat export``: a checkpoint to ONNX (float or int8 QDQ), OpenVINO IR or MINDIR, with
+the NMS in the graph on request."""
 
 from __future__ import annotations
 
@@ -9,24 +10,33 @@ import typer
 
 from yoloqat.cli.common import handle_errors
 from yoloqat.cli.train import _opt
-
-FORMATS = ("mindir", "onnx")
-#: Where ``export`` writes without ``--output``.
-DEFAULT_FOLDER = Path("outputs/export")
-
-
-def default_output(checkpoint: str, file_format: str, int8: bool, size: int) -> Path:
-    """``outputs/export/<checkpoint stem>_<size>[_int8].<format>``."""
-    suffix = "_int8" if int8 else ""
-    return DEFAULT_FOLDER / f"{Path(checkpoint).stem}_{size}{suffix}.{file_format}"
+from yoloqat.engine.export import (  # noqa: F401
+    DEFAULT_FOLDER,
+    FORMATS,
+    check_format,
+    default_output,
+)
 
 
 def export_command(
     checkpoint: str = _opt(..., "checkpoint", "ckpt_file", help="Trained checkpoint (.ckpt)."),
-    file_format: str = _opt("onnx", "format", "file_format", help="mindir or onnx."),
-    int8: bool = _opt(
-        False, "int8", help="ONNX: write the int8 QDQ graph (needs a QAT checkpoint)."
+    file_format: str = _opt(
+        "onnx", "format", "file_format", help="onnx, openvino (IR: .xml + .bin) or mindir."
     ),
+    int8: bool = _opt(
+        False,
+        "int8",
+        help="ONNX/OpenVINO: write the int8 (QDQ) graph (needs a QAT or PTQ checkpoint).",
+    ),
+    nms: bool = _opt(
+        False,
+        "nms",
+        help="ONNX/OpenVINO: per-class NMS in the graph, one output detections "
+        "[N, max_det, 6] (x1, y1, x2, y2 input pixels, score, class).",
+    ),
+    conf: float = _opt(0.25, "conf", help="With --nms: the score threshold baked in."),
+    iou: float = _opt(0.5, "iou", help="With --nms: the NMS IoU threshold baked in."),
+    max_det: int = _opt(300, "max_det", help="With --nms: detections per image (rows)."),
     testing_shape: Optional[int] = _opt(
         None,
         "testing_shape",
@@ -34,7 +44,7 @@ def export_command(
         "eval.testing_shape, else 416).",
     ),
     batch_size: int = _opt(
-        1, "batch_size", help="Fixed batch size; 0 = dynamic batch (ONNX only)."
+        1, "batch_size", help="Fixed batch size; 0 = dynamic batch (ONNX, OpenVINO)."
     ),
     output: Optional[str] = _opt(
         None, "output", "file_name", help="Output file (default: outputs/export/...)."
@@ -45,71 +55,57 @@ def export_command(
     opset: int = _opt(17, "opset", help="ONNX opset (13-21)."),
     device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
 ) -> None:
-    """Export a checkpoint for deployment: MindSpore MINDIR, or ONNX for ONNX Runtime."""
+    """Export a checkpoint for deployment: ONNX (ONNX Runtime, OpenVINO), OpenVINO IR or
+    MindSpore MINDIR; with --nms the model outputs final detections."""
+    from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.errors import CheckpointError, UsageError
-    from yoloqat.core.runtime import init_runtime
-    from yoloqat.engine.inference import default_testing_shape, effective_config, load_detector
+    from yoloqat.core.errors import UsageError
+    from yoloqat.deploy.nms import NmsSettings
+    from yoloqat.engine.model import load
 
-    fmt = file_format.lower()
-    if fmt not in FORMATS:
-        raise UsageError(f"--format {file_format!r} is not valid; expected mindir or onnx")
+    fmt = check_format(file_format, nms)
+    if nms:
+        NmsSettings(conf=conf, iou=iou, max_det=max_det)  # bad values fail before loading
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
-    if batch_size < 0 or (batch_size == 0 and fmt != "onnx"):
-        raise UsageError(f"--batch_size {batch_size} is not valid; expected >= 1 (0: ONNX only)")
-    from yoloqat.core.atomic import prepare_output
-
+    if batch_size < 0 or (batch_size == 0 and fmt == "mindir"):
+        raise UsageError(
+            f"--batch_size {batch_size} is not valid; expected >= 1 (0: ONNX and OpenVINO)"
+        )
     # before loading anything: the folder of --output, or of the default name
     prepare_output(Path(output).parent if output else DEFAULT_FOLDER, "--output folder")
-    init_runtime(device_target)
-    cfg = load_config(config or "yolov3_darknet53")
-    network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
-    if testing_shape is None:
-        testing_shape = default_testing_shape(cfg, meta, explicit=config is not None)
-
+    model = load(checkpoint, config=load_config(config) if config else None, device=device_target)
+    size = testing_shape or model.input_size
+    written = model.export(
+        output,
+        format=fmt,
+        int8=True if int8 else None,
+        imgsz=size,
+        batch=batch_size or None,
+        opset=opset,
+        nms=nms,
+        conf=conf,
+        iou=iou,
+        max_det=max_det,
+    )
     from yoloqat.core.contracts.quantizer import is_quantized
 
-    quantized = is_quantized(network)
-    if int8 and not quantized:
-        raise CheckpointError(
-            f"--int8 needs a quantized (QAT or PTQ) checkpoint; {checkpoint} is a float checkpoint",
-            hint="fine-tune it with QAT first (yoloqat train --config "
-            "configs/yolov3_darknet53_quant.yaml --resume_yolov3 CKPT), or drop --int8",
-        )
-    if fmt == "onnx" and quantized and not int8:
-        raise UsageError(
-            f"{checkpoint} is a QAT (int8) checkpoint: add --int8 to export its int8 QDQ graph"
-        )
-    path = Path(output) if output else default_output(checkpoint, fmt, int8, testing_shape)
-    if fmt == "mindir":
-        from yoloqat.deploy.onnx_export import export_mindir
-
-        written = export_mindir(network, path, testing_shape, batch=batch_size)
-    else:
-        from yoloqat.deploy.onnx_export import export_onnx
-
-        written = export_onnx(
-            network,
-            path,
-            input_size=testing_shape,
-            batch=batch_size or None,
-            int8=int8,
-            opset=opset,
-            metadata=onnx_preprocessing(effective_config(cfg, meta, explicit=config is not None)),
-        )
-    kind = "int8 QDQ" if int8 and fmt == "onnx" else ("fake-quant" if quantized else "float")
-    typer.echo(f"exported {kind} {fmt.upper()} model ({testing_shape}x{testing_shape})", err=True)
+    quantized = is_quantized(model.network)
+    kinds = {"onnx": "int8 QDQ", "openvino": "int8", "mindir": "fake-quant"}
+    kind = kinds[fmt] if quantized else "float"
+    name = {"onnx": "ONNX", "openvino": "OpenVINO IR", "mindir": "MINDIR"}[fmt]
+    with_nms = f", NMS in the graph (conf {conf}, iou {iou}, max_det {max_det})" if nms else ""
+    typer.echo(f"exported {kind} {name} model ({size}x{size}{with_nms})", err=True)
     typer.echo(str(written))
 
 
 def onnx_preprocessing(config: dict[str, Any]) -> dict[str, str]:
     """The input preprocessing of a model, as ONNX metadata (read back by ``eval --onnx``)."""
-    from yoloqat.engine.inference import preprocessing
+    from yoloqat.engine.export import model_metadata
 
-    prep = preprocessing(config)
-    return {"normalize": prep["normalize"], "letterbox": str(prep["letterbox"]).lower()}
+    meta = model_metadata(config, {})
+    return {"normalize": meta["normalize"], "letterbox": meta["letterbox"]}
 
 
 def register(app: typer.Typer) -> None:

@@ -41,8 +41,10 @@ def list_components(
     table = Table(title="yoloqat components", show_lines=False)
     for col in ("kind", "name", "plugin", "summary"):
         table.add_column(col)
-    for c in comps:
-        table.add_row(c.kind, c.name, c.plugin, c.summary)
+    from rich.markup import escape
+
+    for c in comps:  # a docstring's "[yolo]" is text, not Rich markup
+        table.add_row(c.kind, c.name, c.plugin, escape(c.summary))
     out_console.print(table)
 
 
@@ -68,18 +70,62 @@ def list_plugins(
     out_console.print(table)
 
 
+def _is_checkpoint(config: str) -> bool:
+    """A ``.ckpt`` file (MindSpore reads checkpoints by that suffix only)."""
+    from pathlib import Path
+
+    path = Path(config).expanduser()
+    return path.suffix.lower() == ".ckpt" and path.is_file()
+
+
+def _checkpoint_config(path: str, overrides: list[str]) -> dict:
+    """The config stored in checkpoint ``path`` (what it was trained with), after
+    ``overrides``; a CheckpointError when it stores none."""
+    from yoloqat.core.config import apply_overrides
+    from yoloqat.core.errors import CheckpointError
+    from yoloqat.core.schema import check_sections
+    from yoloqat.engine.inference import stored_config
+    from yoloqat.engine.training.checkpoint import read_checkpoint
+
+    _params, meta = read_checkpoint(path)
+    stored = stored_config(meta)
+    if stored is None:
+        raise CheckpointError(
+            f"checkpoint {path} stores no config (not written by yoloqat train)",
+            hint="show the config it was trained with: yoloqat config show CONFIG",
+        )
+    where = []
+    if meta.get("epoch") is not None:
+        base = int(meta.get("epoch_base", 0))
+        where.append(f"epoch {int(meta['epoch']) - base + 1}")
+    if meta.get("global_step") is not None:
+        where.append(f"step {meta['global_step']}")
+    err_console.print(
+        f"the config stored in {path}" + (f" ({', '.join(where)})" if where else ""),
+        highlight=False,
+    )
+    cfg = apply_overrides(stored, overrides)
+    check_sections(cfg)
+    return cfg
+
+
 def config_show(
-    config: str = typer.Argument(..., help="Config file, or the name of a bundled config."),
+    config: str = typer.Argument(
+        ...,
+        help="Config file, bundled config name, or a checkpoint (.ckpt: the config it was "
+        "trained with).",
+    ),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
 ) -> None:
-    """Show a config after overrides (its family filled in), and build its network,
+    """Show a config (or the one a checkpoint stores) after overrides (its family filled
+    in), and build its network,
     quantizer and loss as train would (CPU, no data): a component that breaks its contract,
     or a head and loss that do not match, fail here (exit 4) as in train."""
     from yoloqat.core.config import check_config, component_blocks, load_config, resolve_family
     from yoloqat.engine.pipeline import describe
 
-    cfg = load_config(config, set_)
+    cfg = _checkpoint_config(config, set_) if _is_checkpoint(config) else load_config(config, set_)
     reg = _registry()
     cfg = resolve_family(cfg, reg)
     check_config(cfg, reg)

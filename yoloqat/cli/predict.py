@@ -1,8 +1,16 @@
-"""``yoloqat predict``: detections on images as JSON, plus pictures with labelled boxes."""
+"""``yoloqat predict``: detections on images, folders, globs, videos, cameras and URLs.
+
+A thin layer over :meth:`yoloqat.engine.model.Model.predict`: each run writes into a new
+folder (``outputs/predict``, ``outputs/predict_2``, ...): pictures with labelled boxes, an
+annotated video per video or camera, ``results.json`` (every image's and frame's
+detections) and, when asked, YOLO label files and crops; the screen gets a short summary
+(``--json`` prints the results to stdout instead).
+"""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,169 +19,71 @@ import typer
 from yoloqat.cli.common import RUNTIME_HELP, handle_errors
 from yoloqat.cli.train import _opt
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
-
-def collect_images(source: Path) -> list[Path]:
-    """``source`` itself, or the images directly inside the folder ``source`` (sorted)."""
-    from yoloqat.core.errors import DataError
-
-    if source.exists() and not source.is_dir():  # a file, or a device/pipe read_image refuses
-        from yoloqat.data.imageio import ImageReadError, read_image
-
-        try:  # before the network is built: a lone file that is no image is an error
-            read_image(source)
-        except ImageReadError as exc:
-            raise DataError(
-                f"{source} is not a readable image: {exc}",
-                hint=f"supported formats: {', '.join(sorted(IMAGE_SUFFIXES))}",
-            ) from None
-        return [source]
-    if source.is_dir():
-        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {source}")
-        return files
-    raise DataError(f"image or folder not found: {source}")
-
-
-def draw_detections(image: Any, detections: list[dict[str, Any]]) -> Any:
-    """Draw labelled boxes on an RGB uint8 image (returns a BGR copy for cv2.imwrite)."""
-    import cv2
-    import numpy as np
-
-    out = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    for det in detections:
-        x, y, w, h = (round(float(v)) for v in det["bbox"])
-        hue = (det["class_index"] * 47) % 180
-        colour = cv2.cvtColor(np.uint8([[[hue, 220, 230]]]), cv2.COLOR_HSV2BGR)[0, 0].tolist()
-        cv2.rectangle(out, (x, y), (x + w, y + h), colour, 2)
-        label = f"{det['class_name']} {det['score']:.2f}"
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        top = max(y - th - base - 2, 0)
-        cv2.rectangle(out, (x, top), (x + tw + 4, top + th + base + 2), colour, -1)
-        cv2.putText(
-            out,
-            label,
-            (x + 2, top + th + 1),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.45,
-            (0, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
-    return out
-
-
-def predict_images(
-    predictor: Any,
-    files: list[Path],
-    *,
-    class_names: list[str],
-    testing_shape: int,
-    score_threshold: float,
-    nms_threshold: float,
-    output: Path | None,
-    letterbox: bool = False,
-    normalize: str = "imagenet",
-) -> list[dict[str, Any]]:
-    """Run ``predictor`` on ``files``; write annotated copies into ``output`` if given.
-
-    ``letterbox``/``normalize``: the model's input preprocessing (its config's).
-    """
-    import cv2
-
-    from yoloqat.core import events
-    from yoloqat.core.atomic import atomic_path
-    from yoloqat.core.errors import DataError, RuntimeFailure
-    from yoloqat.core.evaluation import DetectionEngine
-    from yoloqat.data.eval_transforms import preprocess_eval
-    from yoloqat.data.imageio import ImageReadError, read_image
-    from yoloqat.engine.evaluate import letterbox_transform
-
-    engine = DetectionEngine(
-        list(range(len(class_names))), score_threshold=score_threshold, nms_threshold=nms_threshold
-    )
-    report = []
-    unreadable: list[str] = []
-    for i, path in enumerate(events.track(files, "predict")):
-        try:
-            image = read_image(path)
-        except ImageReadError as exc:
-            events.warn(f"skipped: {exc}")
-            unreadable.append(str(exc))
-            continue
-        tensor, params = preprocess_eval(
-            image, testing_shape, use_letterbox=letterbox, normalize_mode=normalize
-        )
-        engine.reset()
-        transforms = [letterbox_transform(params, testing_shape)] if letterbox else None
-        engine.add_batch(
-            predictor(tensor[None]),
-            [i],
-            [[image.shape[1], image.shape[0]]],
-            box_transforms=transforms,
-        )
-        dets = [
-            {
-                "bbox": [round(v, 2) for v in d["bbox"]],
-                "score": round(d["score"], 4),
-                "class_index": int(d["category_id"]),
-                "class_name": class_names[int(d["category_id"])],
-            }
-            for d in sorted(engine.results(), key=lambda d: -d["score"])
-        ]
-        entry = {
-            "image": str(path),
-            "width": image.shape[1],
-            "height": image.shape[0],
-            "detections": dets,
-        }
-        if output is not None:
-            out_file = output / f"{path.stem}_pred.jpg"
-            with atomic_path(out_file) as tmp:
-                if not cv2.imwrite(str(tmp), draw_detections(image, dets)):
-                    raise RuntimeFailure(f"could not write {out_file} (OpenCV refused it)")
-            entry["drawn"] = str(out_file)
-        report.append(entry)
-    if files and not report:
-        what = unreadable[0] if len(files) == 1 else f"none of the {len(files)} files"
-        raise DataError(
-            f"no image could be read: {what}",
-            hint=f"supported formats: {', '.join(sorted(IMAGE_SUFFIXES))}",
-        )
-    return report
+def _classes(text: Optional[str]) -> list[str] | None:
+    if text is None:
+        return None
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 def predict(
-    source: Path = typer.Argument(..., help="An image, or a folder of images."),
+    sources: list[str] = typer.Argument(
+        ...,
+        help="Images, folders, globs ('imgs/*.jpg'), video files, a camera index (0) or "
+        "http(s) URLs; several allowed.",
+        show_default=False,
+    ),
     checkpoint: Optional[str] = _opt(None, "checkpoint", help="Trained checkpoint (.ckpt)."),
     onnx: Optional[str] = _opt(
-        None, "onnx", help="An exported ONNX model instead of a checkpoint (with --runtime)."
+        None, "onnx", help="An exported model (ONNX, or OpenVINO IR .xml) instead of a checkpoint."
     ),
     runtime: Optional[str] = _opt(None, "runtime", help=RUNTIME_HELP),
     config: Optional[str] = _opt(
         None, "config", help="Config (default: the one stored in the checkpoint)."
     ),
-    output: Optional[Path] = _opt(
-        Path("outputs/predict"), "output", help="Folder for drawn images and detections.json."
+    conf: float = _opt(0.25, "conf", "score_threshold", help="Score threshold."),
+    iou: float = _opt(0.5, "iou", "nms_thresh", help="Per-class NMS IoU threshold."),
+    classes: Optional[str] = _opt(
+        None, "classes", help="Keep only these classes: ids or names, comma separated."
     ),
+    max_det: int = _opt(300, "max_det", help="At most this many detections per image."),
     testing_shape: Optional[int] = _opt(
         None,
         "testing_shape",
-        help="Square input size, a multiple of 32 (default: the ONNX model's size, else the "
-        "checkpoint config's eval.testing_shape, else 416).",
+        "imgsz",
+        help="Square input size, a multiple of 32 (default: the model's).",
     ),
-    score_threshold: float = _opt(
-        0.3, "score_threshold", help="Keep detections scoring at least this."
+    recursive: bool = _opt(False, "recursive", help="Read the folders' sub-folders too."),
+    max_frames: Optional[int] = _opt(
+        None, "max_frames", help="At most this many frames per video or camera."
     ),
-    nms_thresh: float = _opt(0.5, "nms_thresh", help="Per-class NMS IoU threshold."),
+    output: Path = _opt(
+        Path("outputs/predict"),
+        "output",
+        help="Run folder; when it exists, _2, _3, ... is appended (a new one per run).",
+    ),
+    save: bool = typer.Option(
+        True, "--save/--no-save", help="Write pictures and videos with labelled boxes."
+    ),
+    save_txt: bool = _opt(False, "save_txt", help="Write YOLO label files (labels/<name>.txt)."),
+    save_conf: bool = _opt(False, "save_conf", help="With --save_txt: add each box's score."),
+    save_crop: bool = _opt(False, "save_crop", help="Write each box as an image (crops/)."),
+    hide_labels: bool = _opt(False, "hide_labels", help="Draw boxes without labels."),
+    hide_conf: bool = _opt(False, "hide_conf", help="Draw labels without the score."),
+    line_width: Optional[int] = _opt(
+        None, "line_width", help="Box line width in pixels (default: sized to the image)."
+    ),
+    as_json: bool = _opt(False, "json", help="Print the results as JSON on stdout."),
     device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
 ) -> None:
-    """Detect objects in images: JSON to stdout, labelled pictures to --output."""
-    from yoloqat.core.atomic import prepare_output, write_text
+    """Detect objects in images, videos, camera streams or URLs."""
+    from yoloqat.core import events
+    from yoloqat.core.atomic import prepare_output, unique_folder, write_json
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.errors import UsageError
+    from yoloqat.core.errors import DataError, UsageError
+    from yoloqat.engine.model import load
+    from yoloqat.engine.predict import check_thresholds
+    from yoloqat.engine.sources import resolve
 
     if (checkpoint is None) == (onnx is None):
         raise UsageError("give exactly one of --checkpoint CKPT or --onnx MODEL")
@@ -181,72 +91,101 @@ def predict(
         raise UsageError("--runtime runs an exported model: use it with --onnx MODEL")
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
-    files = collect_images(source)
-    if output is not None:
-        prepare_output(output, "--output")
-    if onnx is not None:
-        predictor, names, default_shape, prep = _onnx_predictor(onnx, runtime)
-    else:
-        predictor, names, default_shape, prep = _checkpoint_predictor(
-            checkpoint, config, device_target, testing_shape
+    check_thresholds(conf, iou, max_det)
+    try:  # a source that names nothing fails before loading
+        resolve(sources, recursive=recursive)
+    except DataError as exc:  # named on the command line: a usage error (exit 2)
+        raise UsageError(exc.message, hint=exc.hint) from None
+    prepare_output(output.parent, "--output", run_folders=True)
+    model = (
+        load(onnx, runtime=runtime)
+        if onnx is not None
+        else load(checkpoint, config=config, device=device_target)  # type: ignore[arg-type]
+    )
+    folder = unique_folder(output.parent, output.name, "--output")
+    skipped: list[str] = []
+
+    def skip(source: str, reason: str) -> None:
+        events.warn(f"skipped: {reason}")
+        skipped.append(source)
+
+    results = model.predict(
+        sources,
+        conf=conf,
+        iou=iou,
+        classes=_classes(classes),
+        max_det=max_det,
+        imgsz=testing_shape,
+        recursive=recursive,
+        max_frames=max_frames,
+        stream=True,
+        save_dir=folder,
+        save=save,
+        save_txt=save_txt,
+        save_conf=save_conf,
+        save_crop=save_crop,
+        hide_labels=hide_labels,
+        hide_conf=hide_conf,
+        line_width=line_width,
+        on_skip=skip,
+    )
+    records, counts, speeds, rotated, streams = [], Counter(), Counter(), 0, set()
+    for result in events.track(results, "predict"):
+        records.append(result.to_dict())
+        counts.update(result.class_names)
+        speeds.update(result.speed)
+        rotated += result.exif_orientation != 1
+        if result.stream is not None:
+            streams.add(result.stream)
+    if not records:
+        if len(skipped) == 1:
+            raise DataError(f"{skipped[0]} is not a readable image; nothing to predict")
+        if skipped:
+            raise DataError(
+                f"none of the {len(skipped)} image(s) could be read; nothing to predict"
+            )
+        raise DataError("the source(s) gave no image or frame; nothing to predict")
+    write_json(folder / "results.json", records)
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+    summary(records, counts, speeds, rotated, streams, skipped, folder, model)
+
+
+def summary(
+    records: list[dict[str, Any]],
+    counts: Counter,
+    speeds: Counter,
+    rotated: int,
+    streams: set[str],
+    skipped: list[str],
+    folder: Path,
+    model: Any,
+) -> None:
+    """The short report on stderr: what was read, what was found, how fast, where it went."""
+    n = len(records)
+    frames = sum(1 for r in records if "frame" in r)
+    what = f"{n - frames} image(s)"
+    if frames:
+        what += f", {frames} frame(s) of {len(streams)} video/camera stream(s)"
+    found = ", ".join(f"{name} {k}" for name, k in counts.most_common(8))
+    more = " ..." if len(counts) > 8 else ""
+    speed = ", ".join(
+        f"{speeds[k] / n:.1f} ms {k}" for k in ("preprocess", "inference", "postprocess")
+    )
+    lines = [
+        f"{what}: {sum(counts.values())} detection(s)" + (f" ({found}{more})" if found else ""),
+        f"speed per image at {model.input_size} px: {speed}",
+    ]
+    if rotated:
+        lines.append(
+            f"{rotated} image(s) turned upright by their EXIF orientation (boxes are in the "
+            "displayed frame)"
         )
-    report = predict_images(
-        predictor,
-        files,
-        class_names=list(names),
-        testing_shape=testing_shape or default_shape,
-        score_threshold=score_threshold,
-        nms_threshold=nms_thresh,
-        output=output,
-        **prep,
-    )
-    text = json.dumps(report, indent=2)
-    if output is not None:
-        write_text(output / "detections.json", text)
-        typer.echo(f"wrote {len(report)} image(s) and detections.json to {output}", err=True)
-    typer.echo(text)
-
-
-def _onnx_predictor(
-    onnx: str, runtime: Optional[str]
-) -> tuple[Any, list[str], int, dict[str, Any]]:
-    """The runtime over an exported model, its class names (metadata ``class_names`` as
-    JSON, else ``"0"``, ``"1"``, ...), the size it was exported for and its preprocessing
-    (metadata ``normalize``/``letterbox``, written by ``export``)."""
-    from yoloqat.cli.evaluate import model_preprocessing
-    from yoloqat.engine.runtimes import DEFAULT_RUNTIME, open_model
-
-    model = open_model(onnx, runtime or DEFAULT_RUNTIME)
-    meta = model.metadata
-    names = json.loads(meta["class_names"]) if "class_names" in meta else None
-    if not names:
-        names = [str(i) for i in range(int(meta.get("num_classes", 80)))]
-    prep = model_preprocessing({}, {}, model, explicit=False)
-    return model, list(names), model.input_size, prep
-
-
-def _checkpoint_predictor(
-    checkpoint: str, config: Optional[str], device_target: str, testing_shape: Optional[int]
-) -> tuple[Any, list[str], int, dict[str, Any]]:
-    """A MindSpore predictor over a checkpoint, its class names, default input size and
-    preprocessing (its config's)."""
-    from yoloqat.core.config import load_config
-    from yoloqat.core.runtime import init_runtime
-    from yoloqat.engine.inference import (
-        MindSporePredictor,
-        default_testing_shape,
-        effective_config,
-        load_detector,
-        preprocessing,
-    )
-
-    init_runtime(device_target)
-    cfg = load_config(config or "yolov3_darknet53")
-    network, _cfg, meta = load_detector(cfg, checkpoint, explicit_config=config is not None)
-    shape = testing_shape or default_testing_shape(cfg, meta, explicit=config is not None)
-    names = meta.get("class_names") or [str(i) for i in range(network.num_classes)]
-    prep = preprocessing(effective_config(cfg, meta, explicit=config is not None))
-    return MindSporePredictor(network), list(names), shape, prep
+    if skipped:
+        lines.append(f"{len(skipped)} unreadable image(s) skipped")
+    lines.append(f"results: {folder / 'results.json'} (pictures and videos in {folder})")
+    for line in lines:
+        typer.echo(line, err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -90,12 +90,13 @@ def quant_report(
     runtime: str = _opt("onnxruntime", "runtime", help=RUNTIME_HELP),
 ) -> None:
     """Compare float, fake-quant and exported int8 models (and PTQ): AP, AP50, size, latency."""
-    from yoloqat.cli.evaluate import dataset_overrides, eval_dataset
     from yoloqat.cli.render import out_console
     from yoloqat.core.atomic import prepare_output, write_json
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.runtime import init_runtime
+    from yoloqat.engine.evaluate import dataset_overrides, eval_dataset
+    from yoloqat.engine.export import model_metadata
     from yoloqat.engine.inference import default_testing_shape, effective_config, preprocessing
     from yoloqat.engine.report import compare_models, layer_sensitivity
     from yoloqat.engine.runtimes import check_runtime
@@ -136,6 +137,7 @@ def quant_report(
         ptq_checkpoint=ptq_checkpoint,
         runtime=runtime,
         preprocess=preprocessing(effective_config(cfg, meta, explicit=explicit)),
+        metadata=model_metadata(effective_config(cfg, meta, explicit=explicit), meta),
     )
     write_json(output / "report.json", report)
     out_console.print(render_table(report))

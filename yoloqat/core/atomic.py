@@ -193,14 +193,49 @@ def check_writable(folder: str | Path, what: str = "output folder") -> Path:
     return folder
 
 
-def prepare_output(folder: str | Path, what: str = "output folder") -> Path:
+def prepare_output(
+    folder: str | Path, what: str = "output folder", *, run_folders: bool = False
+) -> Path:
     """Before a command writes into ``folder``: prove it is writable (:func:`check_writable`)
     and remove the temporaries killed runs left there (:func:`remove_stale_temporaries`),
-    saying how many. Every command that writes calls it at start, as training does."""
+    saying how many. Every command that writes calls it at start, as training does.
+
+    With ``run_folders``, the folders directly inside ``folder`` are cleaned too: a command
+    that writes each run into a new folder (predict, eval) leaves a killed run's
+    temporaries in an older one.
+    """
     from yoloqat.core import events
 
     folder = check_writable(folder, what)
     removed = remove_stale_temporaries(folder)
+    if run_folders:
+        for entry in sorted(folder.iterdir()):
+            if entry.is_dir() and not entry.is_symlink():
+                removed += remove_stale_temporaries(entry)
     if removed:
         events.info(f"removed {len(removed)} unfinished file(s) of a killed run in {folder}")
+    return folder
+
+
+def unique_folder(parent: str | Path, name: str, what: str = "--output") -> Path:
+    """Create a new folder ``parent/name``, or ``name_2``, ``name_3``, ... when taken (an
+    exclusive ``mkdir``: two runs started at once never share one); checked writable. A
+    parent that cannot be written to is a ConfigError naming ``what``."""
+    import itertools
+
+    from yoloqat.core.errors import ConfigError
+
+    base = Path(parent)
+    try:
+        check_writable(base, what)
+        folder = base / name
+        for index in itertools.count(2):
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                folder = base / f"{name}_{index}"
+        check_writable(folder, what)
+    except OSError as exc:
+        raise ConfigError(f"{what} folder {base} is not writable: {exc.strerror or exc}") from exc
     return folder

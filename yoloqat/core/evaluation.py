@@ -43,19 +43,39 @@ STAT_NAMES = (
     "AR_large",
 )
 
+#: Score threshold of the report's confusion matrix when there is no best-F1 threshold (no
+#: ground truth), as Ultralytics' fixed one: the evaluation's own (0.001 by default, for AP)
+#: would fill the matrix with background detections.
+CONFUSION_CONF = 0.25
+
 #: Maps one image's normalised (cx, cy, w, h) [n, 4] to centre-format original pixels [n, 4].
 BoxTransform = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
 class EvalResult:
-    """pycocotools' 12 numbers by name, its printed summary, and what was evaluated."""
+    """pycocotools' 12 numbers by name, its printed summary, and what was evaluated.
+
+    ``per_class``: one dict per class with ground truth among the images evaluated, in
+    class order: ``class`` (index), ``name``, ``category_id``, ``images`` and ``instances``
+    (its non-crowd boxes), ``AP`` and ``AP50`` (pycocotools' own per-category numbers:
+    their mean over these classes is ``stats["AP"]`` / ``stats["AP50"]``) and, with
+    details, ``P``, ``R`` and ``F1`` at the best-F1 score threshold (``best_f1``).
+    ``curves`` (the IoU-0.5 precision-recall curve of each class, and P/R/F1 against the
+    score threshold) and ``confusion`` (the confusion matrix) come with details too.
+    ``speed``: milliseconds per image of each stage (preprocess, inference, postprocess).
+    """
 
     stats: dict[str, float]
     summary: str
     num_detections: int
     num_images: int
     extra: dict[str, Any] = field(default_factory=dict)
+    per_class: list[dict[str, Any]] = field(default_factory=list)
+    best_f1: dict[str, float] | None = None
+    curves: dict[str, Any] | None = None
+    confusion: dict[str, Any] | None = None
+    speed: dict[str, float] = field(default_factory=dict)
 
     @property
     def ap(self) -> float:
@@ -63,18 +83,76 @@ class EvalResult:
         return self.stats["AP"]
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain dict of every field."""
-        return {
+        """Plain dict of every field (JSON-able)."""
+        out: dict[str, Any] = {
             "stats": dict(self.stats),
             "summary": self.summary,
             "num_detections": self.num_detections,
             "num_images": self.num_images,
             **self.extra,
+            "per_class": [dict(row) for row in self.per_class],
         }
+        for key in ("best_f1", "speed", "confusion"):
+            value = getattr(self, key)
+            if value:
+                out[key if key != "confusion" else "confusion_matrix"] = _plain(value)
+        if self.curves:
+            out["curves"] = _plain(_curves_summary(self.curves))
+        return out
 
     def to_json(self) -> str:
-        """One JSON object (stats, summary, counts)."""
+        """One JSON object (stats, summary, counts, per-class numbers, ...)."""
         return json.dumps(self.to_dict())
+
+
+def _curves_summary(curves: dict[str, Any]) -> dict[str, Any]:
+    """The curves as saved: each class's IoU-0.5 precision at the 101 recall points, and the
+    mean P, R and F1 over the classes at the score thresholds 0, 0.01, ..., 1."""
+    step = max(1, (len(curves["confidence"]) - 1) // 100)
+    mean = {k: np.asarray(curves[k]).mean(axis=0)[::step] for k in ("P", "R", "F1")}
+    if not curves["names"]:
+        mean = {k: [] for k in mean}
+    return {
+        "iou": curves["iou"],
+        "recall": curves["recall"],
+        "precision": curves["precision"],
+        "confidence": np.asarray(curves["confidence"])[::step],
+        "mean_by_confidence": mean,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with NumPy arrays and scalars as lists and Python numbers (floats to 6
+    significant digits: curves are for plotting)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind == "f":
+            return [_plain(v) for v in value.tolist()]
+        return value.tolist()
+    if isinstance(value, (float, np.floating)):
+        return float(f"{float(value):.6g}")
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def candidates(
+    scores: np.ndarray, threshold: float, multi_label: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows, class indices and scores (float64) of one image's candidates: its ``scores``
+    ``[M, C]`` at or above ``threshold``, the best class of each row (every such class with
+    ``multi_label``)."""
+    scores = np.asarray(scores).astype(np.float64)
+    if multi_label:
+        rows, classes = np.nonzero(scores >= threshold)
+        return rows, classes, scores[rows, classes]
+    classes = np.argmax(scores, axis=1)
+    best = scores[np.arange(len(scores)), classes]
+    rows = np.nonzero(best >= threshold)[0]
+    return rows, classes[rows], best[rows]
 
 
 class DetectionEngine:
@@ -118,14 +196,7 @@ class DetectionEngine:
 
     def _candidates(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Rows, class indices and scores of one image's candidates (``scores`` [M, C])."""
-        scores = scores.astype(np.float64)
-        if self.multi_label:
-            rows, classes = np.nonzero(scores >= self.score_threshold)
-            return rows, classes, scores[rows, classes]
-        classes = np.argmax(scores, axis=1)
-        best = scores[np.arange(len(scores)), classes]
-        rows = np.nonzero(best >= self.score_threshold)[0]
-        return rows, classes[rows], best[rows]
+        return candidates(scores, self.score_threshold, self.multi_label)
 
     def add_batch(
         self,
@@ -221,11 +292,25 @@ class DetectionEngine:
         path.parent.mkdir(parents=True, exist_ok=True)
         return write_text(path, json.dumps(self.results()))
 
-    def evaluate(self, coco_gt: Any, *, image_ids: Iterable[int] | None = None) -> EvalResult:
+    def evaluate(
+        self,
+        coco_gt: Any,
+        *,
+        image_ids: Iterable[int] | None = None,
+        class_names: Sequence[str] | None = None,
+        details: bool = False,
+        confusion_conf: float | None = None,
+    ) -> EvalResult:
         """COCO bbox evaluation against ``coco_gt`` (a ``pycocotools.coco.COCO``).
 
         Evaluates ``image_ids`` if given, else every image seen by this engine, else every
-        image of ``coco_gt``. With no detections at all every AP/AR is 0.
+        image of ``coco_gt``. With no detections at all every AP/AR is 0. The result's
+        ``per_class`` names class ``i`` ``class_names[i]`` (default: its category id).
+        ``details`` adds P/R/F1 at the best-F1 threshold, the curves and the confusion
+        matrix for reports (training-time validation goes without). The matrix is taken at
+        IoU 0.5 and score ``confusion_conf``, by default the best-F1 threshold (the P and R
+        of the per-class table; :data:`CONFUSION_CONF` without ground truth), never below
+        the engine's own threshold.
         """
         from pycocotools.cocoeval import COCOeval
 
@@ -250,12 +335,48 @@ class DetectionEngine:
         with contextlib.redirect_stdout(text):
             evaluator.summarize()
         stats = {name: float(v) for name, v in zip(STAT_NAMES, evaluator.stats)}
-        return EvalResult(
+        result = EvalResult(
             stats=stats,
             summary=text.getvalue().rstrip("\n"),
             num_detections=len(dets),
             num_images=len(evaluator.params.imgIds),
         )
+        names = [str(n) for n in class_names] if class_names is not None else None
+        if names is not None and len(names) != len(self.category_ids):
+            raise DataError(f"{len(names)} class names for {len(self.category_ids)} category ids")
+        from yoloqat.core.eval_metrics import class_table
+
+        table = class_table(
+            evaluator,
+            self.category_ids.tolist(),
+            names,
+            details=details,
+            min_conf=self.score_threshold,
+        )
+        result.per_class, result.best_f1, result.curves = table
+        if details:
+            from yoloqat.core.eval_metrics import confusion_matrix
+
+            if confusion_conf is None:
+                confusion_conf = result.best_f1["conf"] if result.per_class else CONFUSION_CONF
+            conf = max(float(confusion_conf), self.score_threshold)
+            labels = names or [str(c) for c in self.category_ids]
+            result.confusion = {
+                "conf": conf,
+                "iou": 0.5,
+                "labels": [*labels, "background"],
+                "rows": "predicted",
+                "columns": "true",
+                "counts": confusion_matrix(
+                    dets,
+                    coco_gt,
+                    list(evaluator.params.imgIds),
+                    self.category_ids.tolist(),
+                    conf=conf,
+                    iou=0.5,
+                ),
+            }
+        return result
 
 
 def check_outputs(

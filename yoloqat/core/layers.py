@@ -18,7 +18,8 @@ from mindspore.common.initializer import HeUniform, Uniform, initializer
 
 from yoloqat.core.errors import ConfigError
 
-ACTIVATIONS = ("relu", "leaky", "silu", "none")
+#: Activations of :class:`ConvBnAct` ("mish" and "logistic" for Darknet models).
+ACTIVATIONS = ("relu", "leaky", "silu", "mish", "logistic", "none")
 PADDINGS = ("symmetric", "same")
 #: BatchNorm epsilon of the seed's layers; Darknet's is :data:`DARKNET_BN_EPS`.
 BN_EPS = 1e-5
@@ -42,8 +43,28 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}={value!r} is not valid; expected one of {', '.join(choices)}")
 
 
+class Mish(nn.Cell):
+    """Mish, ``x * tanh(softplus(x))`` (Darknet's ``mish``), as ``x * n / (n + 2)`` with
+    ``n = e^x (e^x + 2)``.
+
+    The same function written with ops whose float32 results are accurate on every
+    backend and that MindSpore's ONNX exporter maps (Min, Exp, Add, Mul, Div): ONNX has no
+    Mish before opset 18 and MindSpore exports no ``Mish`` op, and MindSpore's CPU ``tanh``
+    is ~1e-4 off, where this form stays within ~5e-6 relative of the exact value.
+    ``e^x`` is taken at ``min(x, 20)``: above 20 the ratio is 1 in float32 (Darknet's
+    softplus threshold is 20 too), and ``e^(2x)`` would overflow.
+    """
+
+    def construct(self, x):
+        e = ops.exp(ops.minimum(x, 20.0))
+        n = e * (e + 2.0)
+        return x * (n / (n + 2.0))
+
+
 def make_activation(activation: str, negative_slope: float = 0.1) -> nn.Cell | None:
-    """Return the activation cell for ``activation`` ('relu', 'leaky', 'silu' or 'none')."""
+    """Return the activation cell for ``activation`` (one of :data:`ACTIVATIONS`; None for
+    'none'): ``nn.ReLU``, ``nn.SiLU``, ``nn.LeakyReLU``, :class:`Mish` or ``nn.Sigmoid``
+    (logistic)."""
     check_choice("activation", activation, ACTIVATIONS)
     if activation == "relu":
         return nn.ReLU()
@@ -51,15 +72,21 @@ def make_activation(activation: str, negative_slope: float = 0.1) -> nn.Cell | N
         return nn.SiLU()
     if activation == "leaky":
         return nn.LeakyReLU(alpha=negative_slope)
+    if activation == "mish":
+        return Mish()
+    if activation == "logistic":
+        return nn.Sigmoid()
     return None
 
 
 class ConvBnAct(nn.Cell):
     """Conv (no bias) + BatchNorm (eps ``bn_eps``, 1e-5 by default) + optional activation
-    (``relu``, ``leaky``, ``silu`` or ``none``).
+    (one of :data:`ACTIVATIONS`).
 
     ``padding='symmetric'`` pads ``k//2`` on every side (the Darknet convention);
-    ``'same'`` is TensorFlow-style SAME padding (asymmetric for stride-2), as the seed used.
+    ``'same'`` is TensorFlow-style SAME padding (asymmetric for stride-2), as the seed used;
+    an int pads that many pixels on every side (Darknet's ``pad=0, padding=p``).
+    ``groups`` splits the channels into groups convolved separately (Darknet's ``groups``).
     ``bn_momentum`` has MindSpore semantics: ``running = m * running + (1 - m) * batch``.
     ``bn_eps`` is the BatchNorm epsilon: 1e-5 (the seed, PyTorch) or 1e-6 (Darknet).
     """
@@ -73,11 +100,14 @@ class ConvBnAct(nn.Cell):
         activation: str = "relu",
         negative_slope: float = 0.1,
         bn_momentum: float = 0.9,
-        padding: str = "symmetric",
+        padding: str | int = "symmetric",
         bn_eps: float = BN_EPS,
+        groups: int = 1,
     ) -> None:
         super().__init__()
-        check_choice("padding", padding, PADDINGS)
+        explicit = isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0
+        if not explicit:
+            check_choice("padding", padding, PADDINGS)
         bn_eps = check_bn_eps(bn_eps)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -86,7 +116,10 @@ class ConvBnAct(nn.Cell):
         self.activation = activation
         self.negative_slope = negative_slope
         self.padding = padding
-        if padding == "symmetric":
+        self.groups = groups
+        if explicit:
+            pad_kwargs = {"pad_mode": "pad", "padding": padding}
+        elif padding == "symmetric":
             pad_kwargs = {"pad_mode": "pad", "padding": kernel_size // 2}
         else:
             pad_kwargs = {"pad_mode": "same", "padding": 0}
@@ -97,6 +130,7 @@ class ConvBnAct(nn.Cell):
             stride=stride,
             has_bias=False,
             weight_init=HeUniform(negative_slope=math.sqrt(5)),
+            group=groups,
             **pad_kwargs,
         )
         self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps, momentum=bn_momentum)

@@ -82,6 +82,36 @@ def scheduler_lost_workers(message: str) -> RuntimeFailure | None:
     )
 
 
+_SUPPORTED = re.compile(r"only supports one of the \[([^\]]*)\]")
+
+
+def set_device(target: str) -> None:
+    """``mindspore.set_device(target)``; a device this MindSpore cannot use is one line
+    (RuntimeFailure, exit 1: the command is right, the machine has no such device), not
+    MindSpore's page of library-load errors and C++ stack."""
+    import logging
+
+    import mindspore as ms
+    from mindspore import log
+
+    logger = log._get_logger()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # its "libcuda.so ... is not found" lines
+    try:
+        ms.set_device(target)
+    except (RuntimeError, ValueError) as exc:
+        match = _SUPPORTED.search(str(exc))
+        usable = match.group(1).replace("'", "") if match else "CPU"
+        raise RuntimeFailure(
+            f"--device_target {target} is not available here: this MindSpore can use "
+            f"{usable} only (no {target} build, driver or runtime found)",
+            hint=f"use --device_target {usable.split(',')[0].strip() or 'CPU'}, or install "
+            f"MindSpore's {target} package and drivers (https://www.mindspore.cn/install)",
+        ) from None
+    finally:
+        logger.setLevel(level)
+
+
 def init_runtime(
     device_target: str = "CPU",
     distributed: bool = False,
@@ -101,7 +131,7 @@ def init_runtime(
             f"--device_target {device_target!r} is not valid; expected one of "
             f"{', '.join(DEVICE_TARGETS)}"
         )
-    ms.set_device(target)
+    set_device(target)
     if target == "CPU":
         cpu_launch_blocking()
     if not distributed:

@@ -20,7 +20,7 @@ from yoloqat.core.contracts.dataset import ImageAnnotations, Sample
 from yoloqat.core.errors import DataError
 from yoloqat.core.events import warn
 from yoloqat.data.coco_checks import InstancesReport, check_instances
-from yoloqat.data.imageio import read_image
+from yoloqat.data.imageio import read_upright, say_orientation
 from yoloqat.data.paths import inside
 
 __all__ = [
@@ -216,7 +216,8 @@ class CocoSource:
     def load(self, i: int) -> Sample:
         """Image ``i`` with its cleaned boxes (clipped again if the file's size differs from
         the annotation's); raises ImageReadError when the file cannot be read."""
-        image = read_image(self.image_path(i))
+        image, turned = read_upright(self.image_path(i), self.sizes[i])
+        say_orientation(str(self.annotation_file), self.image_path(i), turned)
         h, w = image.shape[:2]
         boxes = self.boxes(i)
         jw, jh = self.sizes[i]

@@ -5,7 +5,10 @@ before reading), at most :func:`yoloqat.core.limits.max_bytes` ("image") bytes, 
 images of at most :func:`yoloqat.core.limits.max_image_pixels` pixels are decoded (the
 size is read from the file header first). Whatever a decoder raises becomes an
 :class:`ImageReadError` naming the file and the reason, so the loaders skip and count the
-image. EXIF orientation is deliberately ignored: COCO boxes refer to the stored pixel layout.
+image. :func:`read_image` returns the stored pixel layout; :func:`read_upright` applies the
+file's EXIF orientation (a phone photo held upright is stored sideways with orientation 6),
+as viewers and annotation tools show it, unless the annotation's recorded size says its
+boxes refer to the stored layout.
 """
 
 from __future__ import annotations
@@ -133,8 +136,9 @@ def _too_many_pixels(path: Path, width: int, height: int, limit: int) -> ImageRe
 
 
 def image_size(path: str | Path) -> tuple[float, float] | None:
-    """``(width, height)`` of an image from its header, or None when the file cannot be
-    read or is not an image (it is then skipped and counted when loaded)."""
+    """``(width, height)`` of an image as displayed (its EXIF orientation applied, as
+    :func:`read_upright` turns it) from its header, or None when the file cannot be read or
+    is not an image (it is then skipped and counted when loaded)."""
     try:
         st = os.stat(path)
     except OSError:
@@ -147,9 +151,17 @@ def image_size(path: str | Path) -> tuple[float, float] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
-                return float(im.size[0]), float(im.size[1])
+                w, h = float(im.size[0]), float(im.size[1])
+                orientation = int(im.getexif().get(0x0112, 1) or 1)
     except Exception:
         return None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def read_file_bytes(path: str | Path) -> bytes:
+    """The bytes of the image file ``path``: a regular file within the image size limit,
+    else :class:`ImageReadError` naming the problem."""
+    return _read_bytes(Path(path))
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -160,7 +172,12 @@ def read_image(path: str | Path) -> np.ndarray:
     undecodable, non-regular, too large (bytes or pixels) file.
     """
     path = Path(path)
-    data = _read_bytes(path)
+    return decode_bytes(_read_bytes(path), path)
+
+
+def decode_bytes(data: bytes, path: str | Path) -> np.ndarray:
+    """Decode an image file's bytes (``path`` names it in errors) as an HxWx3 uint8 RGB
+    array, with the pixel limit checked from the header first (see :func:`read_image`)."""
     if not data:
         raise ImageReadError(f"image file is empty (0 bytes): {path}")
     if data[:3] == b"\xff\xd8\xff" and _jpeg_truncated(data):
@@ -206,3 +223,85 @@ def read_image(path: str | Path) -> np.ndarray:
     if size is None and h * w > pixel_limit:  # a format Pillow cannot size: checked after
         raise _too_many_pixels(path, w, h, pixel_limit)
     return out
+
+
+#: Orientation tags that swap width and height (5-8: turned by 90 degrees).
+_SWAPS = (5, 6, 7, 8)
+_TURN = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: np.rot90(a, 1)[::-1],
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: np.rot90(a, -1)[::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1-8) of an encoded image; 1 when it has none."""
+    if b"Exif" not in data[:131072]:  # no EXIF block: skip the parse (most files)
+        return 1
+    try:
+        from PIL import Image
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                value = int(im.getexif().get(0x0112, 1) or 1)
+    except Exception:
+        return 1
+    return value if value in _TURN else 1
+
+
+def turn_upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` (stored pixel layout) as a viewer shows it, for EXIF ``orientation``."""
+    turn = _TURN.get(int(orientation))
+    return image if turn is None else np.ascontiguousarray(turn(image))
+
+
+def read_upright(
+    path: str | Path, frame_size: tuple[float, float] | None = None
+) -> tuple[np.ndarray, int]:
+    """Read ``path`` turned upright by its EXIF orientation; returns ``(RGB uint8, the
+    orientation applied)`` (1: none). ``frame_size``: the ``(width, height)`` an
+    annotation recorded for the image. When it matches the stored pixels and not the
+    upright ones (a 90-degree orientation), the boxes refer to the stored layout and the
+    image is not turned (``0`` is returned: an orientation seen and left alone)."""
+    path = Path(path)
+    data = _read_bytes(path)
+    image = decode_bytes(data, path)
+    orientation = exif_orientation(data)
+    if orientation == 1:
+        return image, 1
+    if frame_size is not None and orientation in _SWAPS:
+        h, w = image.shape[:2]
+        fw, fh = (round(float(v)) for v in frame_size)
+        if (fw, fh) == (w, h) and (fw, fh) != (h, w):
+            return image, 0
+    return turn_upright(image, orientation), orientation
+
+
+_SAID: set[tuple[str, bool]] = set()
+
+
+def say_orientation(origin: str, path: str | Path, applied: int) -> None:
+    """Warn once per dataset (``origin``) and process that its images carry EXIF
+    orientations, and whether they were turned upright (``applied`` > 1) or left in the
+    stored layout because the annotation records that size (``applied`` 0)."""
+    turned = applied > 1
+    if (origin, turned) in _SAID or applied == 1:
+        return
+    _SAID.add((origin, turned))
+    from yoloqat.core import events
+
+    if turned:
+        events.warn(
+            f"{origin}: images carry an EXIF orientation (first: {path}, orientation "
+            f"{applied}); they are turned upright, as viewers and annotation tools show them"
+        )
+    else:
+        events.warn(
+            f"{origin}: {path} carries an EXIF orientation but its annotation records the "
+            "stored size: its boxes are taken in the stored (unturned) layout"
+        )

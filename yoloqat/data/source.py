@@ -19,7 +19,7 @@ import numpy as np
 from yoloqat.core.contracts.dataset import ImageAnnotations, Sample
 from yoloqat.core.errors import DataError
 from yoloqat.data.coco import clean_boxes, report_bad_boxes
-from yoloqat.data.imageio import image_size, read_image
+from yoloqat.data.imageio import image_size, read_upright, say_orientation
 
 #: Image file suffixes the folder-based plugins pick up (lower case).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -114,7 +114,9 @@ class BoxSource:
 
     def load(self, index: int) -> Sample:
         """Image ``index`` with its training boxes; raises ImageReadError when unreadable."""
-        image = read_image(self.paths[index])
+        size = None if self.sizes is None else tuple(self.sizes[index])
+        image, turned = read_upright(self.paths[index], size)
+        say_orientation(str(self.root), self.paths[index], turned)
         h, w = image.shape[:2]
         box, cls, ignore = self._rows(index)
         box, cls = box[~ignore], cls[~ignore]

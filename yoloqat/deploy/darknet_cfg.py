@@ -1,9 +1,10 @@
-"""Darknet ``.cfg`` files of YOLOv3: writing one for a network, reading and checking one.
+"""Darknet ``.cfg`` files: writing one for a network, reading and checking one.
 
-:func:`yolov3_sections` lists the layers of a DarkNet-53 + YOLOv3-head detector in the order
-and form of Darknet's ``yolov3.cfg`` (107 layers: 75 ``[convolutional]``, 23 ``[shortcut]``,
-4 ``[route]``, 2 ``[upsample]``, 3 ``[yolo]``); :func:`write_cfg` writes them.
-:func:`read_cfg` parses a ``.cfg`` file, :func:`cfg_model_settings` takes from it what the
+A network built from a ``.cfg`` (the ``darknet_cfg`` backbone, which keeps the parsed file as
+its ``cfg``) is written back as that file's sections, the bundled YOLOv3 and YOLOv3-tiny
+networks in Darknet's layouts (:mod:`yoloqat.deploy.darknet_layouts`);
+:func:`network_cfg_text` and :func:`write_cfg` write them. :func:`read_cfg` parses a
+``.cfg`` file, :func:`cfg_model_settings` takes from it what the
 yoloqat config needs (classes, anchors, masks, width, input size) and
 :func:`check_cfg_matches` compares it layer by layer with a network's own layout, so a
 ``.weights`` file is read with the layout its ``.cfg`` describes, or refused with the first
@@ -13,15 +14,29 @@ layer that differs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from yoloqat.core.atomic import write_text
-from yoloqat.core.errors import CheckpointError, ConfigError
+from yoloqat.core.cfgfile import CfgFile, Section, meta_line, read_cfg_file
+from yoloqat.core.cfgfile import cfg_text as sections_text
+from yoloqat.core.errors import CheckpointError
+from yoloqat.core.version import __version__
+from yoloqat.deploy.darknet_layouts import (
+    DARKNET_LEAKY_SLOPE,
+    layout_sections,
+    yolov3_sections,
+)
 
-#: Darknet's leaky activation has this fixed slope.
-DARKNET_LEAKY_SLOPE = 0.1
+__all__ = [
+    "DARKNET_LEAKY_SLOPE",
+    "check_cfg_matches",
+    "network_cfg_text",
+    "read_cfg",
+    "write_cfg",
+    "yolov3_sections",
+]
+
 #: Keys compared per layer type (others, such as ``jitter`` or ``ignore_thresh``, are training
 #: settings of Darknet that do not change inference).
 COMPARED = {
@@ -33,114 +48,59 @@ COMPARED = {
 }
 
 
-@dataclass
-class Section:
-    """One ``[type]`` block of a ``.cfg`` file: its options as strings, and where it starts."""
-
-    type: str
-    options: dict[str, str] = field(default_factory=dict)
-    line: int = 0
-
-
-def _act(unit: Any) -> str:
-    act = getattr(unit, "activation", "none")
-    if act == "leaky" and abs(float(unit.negative_slope) - DARKNET_LEAKY_SLOPE) > 1e-9:
-        raise ConfigError(
-            f"negative_slope={unit.negative_slope} cannot be written as a Darknet .cfg: "
-            f"Darknet's leaky activation has slope {DARKNET_LEAKY_SLOPE}"
-        )
-    return {"leaky": "leaky", "relu": "relu", "none": "linear"}[act]
+def cfg_text(
+    sections: Sequence[Section],
+    *,
+    width: int,
+    height: int,
+    channels: int = 3,
+    meta: Mapping[str, Any] | None = None,
+    what: str = "Darknet YOLOv3 layout",
+) -> str:
+    """The text of a ``.cfg`` file: a testing ``[net]`` block, then ``sections`` (and
+    yoloqat's ``meta`` line, see :func:`network_cfg_text`)."""
+    net = {"batch": "1", "subdivisions": "1", "width": str(width), "height": str(height)}
+    net["channels"] = str(channels)
+    return sections_text(net, list(sections), _header(meta, what))
 
 
-def _conv(unit: Any) -> Section:
-    if hasattr(unit, "bn"):
-        opts = {
-            "batch_normalize": "1",
-            "filters": str(unit.out_channels),
-            "size": str(unit.kernel_size),
-            "stride": str(unit.stride),
-            "pad": "1",
-            "activation": _act(unit),
-        }
-        if getattr(unit, "padding", "symmetric") != "symmetric":
-            raise ConfigError(
-                "padding='same' (TF-style) cannot be written as a Darknet .cfg: Darknet pads "
-                "k//2 on every side (padding: symmetric)"
-            )
-        return Section("convolutional", opts)
-    opts = {"size": "1", "stride": "1", "pad": "1", "filters": str(unit.out_channels)}
-    return Section("convolutional", {**opts, "activation": "linear"})
+def _header(meta: Mapping[str, Any] | None, what: str) -> list[str]:
+    lines = [f"# written by yoloqat {__version__} (export-darknet --cfg): {what}"]
+    if meta:
+        lines.append("# what a .cfg cannot say, for yoloqat import-darknet (a comment to Darknet):")
+        lines.append(meta_line(dict(meta)))
+    return lines
 
 
-def _anchor_text(anchors: Any) -> str:
-    return ",  ".join(f"{float(w):g},{float(h):g}" for w, h in anchors)
+def graph_cfg(network: Any) -> CfgFile | None:
+    """The parsed ``.cfg`` a network was built from (its backbone's ``cfg``), if any."""
+    cfg = getattr(getattr(network, "backbone", None), "cfg", None)
+    return cfg if isinstance(cfg, CfgFile) else None
 
 
-def yolov3_sections(
-    network: Any, *, yolo_options: Mapping[str, str] | None = None
-) -> list[Section]:
-    """The 107 layers of ``yolov3.cfg`` for a DarkNet-53 + YOLOv3-head ``network``.
-
-    ``yolo_options``: extra options written into each ``[yolo]`` block (e.g. OpenCV's
-    ``thresh``/``nms_threshold``).
-    """
-    bb, head = network.backbone, network.head
-    needed = ("conv0", "conv1", "layer1", "layer5")
-    if not all(hasattr(bb, n) for n in needed) or not hasattr(head, "backblock2"):
-        raise ConfigError(
-            f"{type(bb).__name__} + {type(head).__name__} cannot be written as a Darknet .cfg",
-            hint="a .cfg is written for the darknet53 backbone with the yolov3_head",
-        )
-    out: list[Section] = [_conv(bb.conv0)]
-    taps: list[int] = []  # layer index of each stage's output
-    for k in range(1, 6):
-        out.append(_conv(getattr(bb, f"conv{k}")))
-        for block in getattr(bb, f"layer{k}"):
-            out += [_conv(block.conv1), _conv(block.conv2)]
-            out.append(Section("shortcut", {"from": "-3", "activation": "linear"}))
-        taps.append(len(out) - 1)
-    c3, c4 = taps[2], taps[3]
-    num = str(len(head.anchors))
-    anchors = _anchor_text(head.anchors)
-    extra = dict(yolo_options or {})
-
-    def block(yolo_block: Any, mask: Sequence[int]) -> None:
-        out.extend(_conv(u) for u in yolo_block.conv_units())
-        opts = {"mask": ",".join(str(i) for i in mask), "anchors": anchors}
-        opts |= {"classes": str(network.num_classes), "num": num}
-        opts |= {"jitter": ".3", "ignore_thresh": ".7", "truth_thresh": "1", "random": "1"}
-        out.append(Section("yolo", {**opts, **extra}))
-
-    masks = head.anchor_masks
-    block(head.backblock0, masks[0])
-    out.append(Section("route", {"layers": "-4"}))
-    out += [_conv(head.conv1), Section("upsample", {"stride": "2"})]
-    out.append(Section("route", {"layers": f"-1, {c4}"}))
-    block(head.backblock1, masks[1])
-    out.append(Section("route", {"layers": "-4"}))
-    out += [_conv(head.conv2), Section("upsample", {"stride": "2"})]
-    out.append(Section("route", {"layers": f"-1, {c3}"}))
-    block(head.backblock2, masks[2])
-    return out
-
-
-def cfg_text(sections: Sequence[Section], *, width: int, height: int, channels: int = 3) -> str:
-    """The text of a ``.cfg`` file: a testing ``[net]`` block, then ``sections``."""
-    lines = [
-        "# written by yoloqat (export-darknet --cfg): Darknet YOLOv3 layout",
-        "[net]",
-        "batch=1",
-        "subdivisions=1",
-        f"width={width}",
-        f"height={height}",
-        f"channels={channels}",
-        "",
-    ]
-    for sec in sections:
-        lines.append(f"[{sec.type}]")
-        lines += [f"{k}={v}" for k, v in sec.options.items()]
-        lines.append("")
-    return "\n".join(lines)
+def network_cfg_text(
+    network: Any,
+    *,
+    input_size: int = 416,
+    yolo_options: Mapping[str, str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> str:
+    """The ``.cfg`` text of ``network``: a network built from a ``.cfg`` gives that file's
+    sections back (``[net]`` width and height set to ``input_size``), a DarkNet-53 +
+    YOLOv3-head detector the 107 layers of ``yolov3.cfg``, a YOLOv3-tiny one the 24 of
+    ``yolov3-tiny.cfg``. ``meta`` (class names,
+    preprocessing, BN epsilon) goes into a ``# yoloqat: {json}`` comment line, which Darknet
+    and OpenCV skip and ``import-darknet`` reads."""
+    parsed = graph_cfg(network)
+    if parsed is None:
+        sections, what = layout_sections(network, yolo_options=yolo_options)
+        return cfg_text(sections, width=input_size, height=input_size, meta=meta, what=what)
+    net = {**parsed.net.options, "width": str(input_size), "height": str(input_size)}
+    layers = []
+    for sec in parsed.layers:
+        extra = dict(yolo_options or {}) if sec.type == "yolo" else {}
+        layers.append(Section(sec.type, {**sec.options, **extra}))
+    return sections_text(net, layers, _header(meta, "the sections of the network's own .cfg"))
 
 
 def write_cfg(
@@ -149,46 +109,17 @@ def write_cfg(
     *,
     input_size: int = 416,
     yolo_options: Mapping[str, str] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write the Darknet ``.cfg`` of ``network`` (atomically); returns the path."""
-    text = cfg_text(
-        yolov3_sections(network, yolo_options=yolo_options), width=input_size, height=input_size
-    )
+    """Write the Darknet ``.cfg`` of ``network`` (:func:`network_cfg_text`) atomically."""
+    text = network_cfg_text(network, input_size=input_size, yolo_options=yolo_options, meta=meta)
     return write_text(Path(path), text)
 
 
 def read_cfg(path: str | Path) -> tuple[dict[str, str], list[Section]]:
     """Parse a ``.cfg`` file into its ``[net]`` options and the layer sections after it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"Darknet .cfg file not found: {path}")
-    net: dict[str, str] | None = None
-    layers: list[Section] = []
-    current: dict[str, str] | None = None
-    text = path.read_text(encoding="utf-8", errors="replace")
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].split(";", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            if not line.endswith("]"):
-                raise CheckpointError(f"{path}:{number}: malformed section header {raw.strip()!r}")
-            kind = line[1:-1].strip().lower()
-            if kind in ("net", "network"):
-                net = current = {}
-            else:
-                layers.append(Section(kind, {}, number))
-                current = layers[-1].options
-            continue
-        if current is None or "=" not in line:
-            raise CheckpointError(
-                f"{path}:{number}: expected a [section] or key=value, got {raw.strip()!r}"
-            )
-        key, value = (s.strip() for s in line.split("=", 1))
-        current[key] = value
-    if net is None:
-        raise CheckpointError(f"{path} has no [net] section: not a Darknet .cfg file")
-    return net, layers
+    parsed, _ = read_cfg_file(path)
+    return parsed.net.options, parsed.layers
 
 
 def _numbers(text: str, kind: type = float) -> list[Any]:
@@ -283,16 +214,16 @@ def _normal(sec: Section, index: int) -> dict[str, Any]:
 def check_cfg_matches(path: str | Path, network: Any) -> None:
     """Raise a CheckpointError naming the first layer where ``path`` and ``network`` differ."""
     _, given = read_cfg(path)
-    wanted = yolov3_sections(network)
+    wanted, layout = layout_sections(network)
     if len(given) != len(wanted):
         raise CheckpointError(
-            f"{path} has {len(given)} layers; the YOLOv3 network has {len(wanted)}",
-            hint="only the YOLOv3 (DarkNet-53) layout of yolov3.cfg can be imported",
+            f"{path} has {len(given)} layers; the network ({layout}) has {len(wanted)}",
+            hint="without --config, import-darknet builds the .cfg's own graph",
         )
     for index, (g, w) in enumerate(zip(given, wanted)):
         if g.type != w.type:
             raise CheckpointError(
-                f"{path}:{g.line}: layer {index} is [{g.type}]; the YOLOv3 layout has [{w.type}]"
+                f"{path}:{g.line}: layer {index} is [{g.type}]; the {layout} has [{w.type}]"
             )
         have, need = _normal(g, index), _normal(w, index)
         for key in COMPARED.get(w.type, ()):

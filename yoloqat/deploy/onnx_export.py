@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import tempfile
 from collections.abc import Mapping
@@ -30,6 +31,7 @@ from yoloqat.core.atomic import atomic_path
 from yoloqat.core.contracts.runtime import OUTPUTS
 from yoloqat.core.errors import PluginError, RuntimeFailure, UsageError
 from yoloqat.core.version import __version__
+from yoloqat.deploy.nms import NmsSettings, decode_metadata
 
 #: Graph input and output names.
 INPUT_NAME = "images"
@@ -66,6 +68,36 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+#: MindSpore 2.10's warning on every ``mindspore.export(file_format="ONNX")``. Its
+#: replacement, ``mindspore.onnx.export``, cannot export our networks yet (it fails on
+#: BatchNorm: "i: 6 out of range: 6, cnode: ... PrimFunc_BatchNorm"), so the old call stays
+#: and this one warning is dropped, nothing else MindSpore logs.
+ONNX_DEPRECATION = "mindspore.export(file_format='ONNX') will be deleted"
+
+
+class _DropRecord(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+@contextlib.contextmanager
+def _quiet_deprecation() -> Any:
+    """MindSpore's logger without :data:`ONNX_DEPRECATION` inside the block."""
+    from mindspore import log
+
+    logger = log._get_logger()
+    drop = _DropRecord(ONNX_DEPRECATION)
+    logger.addFilter(drop)
+    try:
+        yield
+    finally:
+        logger.removeFilter(drop)
+
+
 def trace_onnx(network: Any, inputs: list[np.ndarray]) -> Any:
     """``mindspore.export`` of ``network`` (eval mode) on ``inputs``, loaded as a ModelProto.
 
@@ -80,7 +112,7 @@ def trace_onnx(network: Any, inputs: list[np.ndarray]) -> Any:
     with tempfile.TemporaryDirectory(prefix="yoloqat-onnx-") as tmp:
         stem = str(Path(tmp) / "traced")
         try:
-            with fresh_cell(network) as cell:
+            with fresh_cell(network) as cell, _quiet_deprecation():
                 ms.export(cell, *[ms.Tensor(x) for x in inputs], file_name=stem, file_format="ONNX")
         except Exception as exc:
             match = _UNSUPPORTED.search(str(exc))
@@ -110,6 +142,7 @@ def build_onnx_model(
     activation_dtype: str = "uint8",
     split_concat: bool = True,
     input_quant: tuple[float, float] | None = None,
+    nms: NmsSettings | None = None,
 ) -> Any:
     """The ``onnx.ModelProto`` of ``network`` (see :func:`export_onnx`)."""
     _require_onnx()
@@ -160,26 +193,43 @@ def build_onnx_model(
         onnx_graph.make_batch_dynamic(g)
     g.sort()
     _name_io(model)
+    if nms is not None:
+        from yoloqat.deploy.nms import append_nms
+
+        append_nms(model, nms, input_size=input_size, num_classes=network.num_classes)
     meta = {
         "yoloqat_version": __version__,
         "input_size": str(input_size),
         "num_classes": str(network.num_classes),
         "output_format": network.output_format,
         "strides": json.dumps(list(network.strides)),
-        "outputs": json.dumps(list(OUTPUT_NAMES)),
+        "outputs": json.dumps([o.name for o in model.graph.output]),
         "int8": str(bool(int8)).lower(),
+        **decode_metadata(nms, network.num_classes),
     }
     model.graph.name = f"{network.output_format}_int8_qdq" if int8 else network.output_format
     model.producer_name = "yoloqat"
     model.doc_string = (
         "detector exported by yoloqat; outputs boxes [N, M, 4] (cx, cy, w, h normalised to "
         "the input) and scores [N, M, C] (per-class confidences in [0, 1])"
+        if nms is None
+        else "detector exported by yoloqat with NMS in the graph; outputs detections "
+        f"[N, {nms.max_det}, 6]: x1, y1, x2, y2 (pixels of the input), score, class, best "
+        "first; padding rows have score -1"
     )
     del model.metadata_props[:]
-    for key, value in meta.items():
+    set_metadata(model, meta)
+    return model
+
+
+def set_metadata(model: Any, entries: Mapping[str, str]) -> None:
+    """Set ``entries`` in ``model.metadata_props`` (replacing an entry of the same key)."""
+    given = {str(k): str(v) for k, v in entries.items()}
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in given]
+    del model.metadata_props[:]
+    for key, value in [*kept, *given.items()]:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    return model
 
 
 def _refuse_float_convs(float_convs: list[str], skipped: list[str]) -> None:
@@ -221,6 +271,7 @@ def export_onnx(
     split_concat: bool = True,
     input_quant: tuple[float, float] | None = None,
     metadata: Mapping[str, str] | None = None,
+    nms: NmsSettings | None = None,
 ) -> Path:
     """Write ``network`` (a Detector, eval mode) as an ONNX model; return the path.
 
@@ -238,7 +289,14 @@ def export_onnx(
       int8 as well (not exact: the trained network saw float images).
     - ``opset``: the ONNX opset of the default domain (13-21).
     - ``metadata``: more metadata_props entries, e.g. the input preprocessing
-      (``normalize``: imagenet/unit, ``letterbox``: true/false) that ``eval --onnx`` reads.
+      (``normalize``: imagenet/unit, ``letterbox``: true/false) that ``eval --onnx`` reads
+      (:func:`yoloqat.engine.export.model_metadata` gives them for a config).
+    - ``nms``: append the per-class NMS in float after the decode
+      (:mod:`yoloqat.deploy.nms`); the one output is then ``detections [N, max_det, 6]``.
+
+    Besides ``metadata``, the file records ``yoloqat_version``, ``input_size``,
+    ``num_classes``, ``output_format``, ``strides``, ``outputs``, ``int8``, ``nms`` and
+    ``decode`` (a JSON description of the outputs and of what the graph computes).
 
     The graph is checked with ``onnx.checker`` before it is written.
     """
@@ -253,10 +311,9 @@ def export_onnx(
         activation_dtype=activation_dtype,
         split_concat=split_concat,
         input_quant=input_quant,
+        nms=nms,
     )
-    for key, value in (metadata or {}).items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = str(key), str(value)
+    set_metadata(model, metadata or {})
     try:
         onnx.checker.check_model(model, full_check=True)
     except Exception as exc:  # a bug in an emitter: say so plainly

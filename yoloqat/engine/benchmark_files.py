@@ -64,8 +64,29 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: dict[str, Any], path: Path) -> Path | None:
-    """Latency vs AP50 per row (or latency bars when there is no accuracy); None if no row ran."""
+#: Latencies spanning more than this factor are drawn on a log axis.
+LOG_SPAN = 10.0
+
+
+def latency_axis(ax: Any, latencies: list[float]) -> None:
+    """The x axis of latencies: a log scale with plain-number ticks at 1, 2 and 5 per
+    decade when they span more than :data:`LOG_SPAN`, else a linear one (a log axis over a
+    narrow range labels its minor ticks ``3x10^0 4x10^0 ...``, which overlap)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    low, high = min(latencies), max(latencies)
+    if low > 0 and high / low > LOG_SPAN:
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _pos: f"{value:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("latency (ms/img, log scale, lower is better)")
+    else:
+        ax.set_xlabel("latency (ms/img, lower is better)")
+
+
+def figure(result: dict[str, Any]) -> Any:
+    """The matplotlib figure of :func:`plot` (None if no row ran)."""
     rows = [r for r in result["rows"] if r["latency_ms"]]
     if not rows:
         return None
@@ -88,8 +109,8 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
                 alpha=0.8,
                 label=label.replace("\n", " "),
             )
-        ax.set_xscale("log")  # runtimes differ by orders of magnitude
-        ax.set_xlabel("latency (ms/img, log scale, lower is better)")
+        latency_axis(ax, [float(r["latency_ms"]) for r in rows])
+        ax.yaxis.get_major_formatter().set_useOffset(False)  # AP50 as it is, no "+0.9"
         ax.set_ylabel("AP50")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")
@@ -100,9 +121,21 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
         ax.tick_params(axis="y", labelsize=7)
     ax.set_title(title(result), fontsize=7)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    return fig
+
+
+def plot(result: dict[str, Any], path: Path) -> Path | None:
+    """Latency vs AP50 per row (or latency bars when there is no accuracy); None if no row ran."""
+    fig = figure(result)
+    if fig is None:
+        return None
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

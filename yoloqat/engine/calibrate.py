@@ -61,12 +61,16 @@ def calibrate_checkpoint(
     )
     seen = quantizer.calibrate(network, (b["image"] for b in batches))
     summary = quantizer.summary(network)
-    stored = copy.deepcopy(cfg)
+    from yoloqat.engine.training.datasets import with_absolute_data
+
+    stored = with_absolute_data(copy.deepcopy(cfg))  # its data found from any folder
     stored.setdefault("eval", {})["testing_shape"] = testing_shape
     out = save_checkpoint(
         network,
         output,
         {
+            # the float model's classes (their names for predict and export) carry over
+            **{k: meta[k] for k in ("num_classes", "class_names", "category_ids") if k in meta},
             "quantized": True,
             "config": stored,
             "calibrated_from": str(checkpoint),

@@ -59,6 +59,7 @@ def compare_models(
     threads: int | None = None,
     registry: Any = None,
     preprocess: dict[str, Any] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate and time the float net, the fake-quant net and their ONNX exports.
 
@@ -70,7 +71,9 @@ def compare_models(
 
     Evaluation runs at ``batch_size`` 1, the batch the latencies are measured at, so each
     MindSpore network compiles one graph. Writes ``float.onnx`` and ``int8.onnx`` into
-    ``output_dir``. Returns a JSON-able dict
+    ``output_dir``, each with ``metadata`` (class names, preprocessing, family:
+    :func:`yoloqat.engine.export.model_metadata`), so they run on their own like an
+    exported file. Returns a JSON-able dict
     with one row per model and the int8-vs-float differences.
     """
     from yoloqat.deploy.onnx_export import export_onnx
@@ -94,10 +97,9 @@ def compare_models(
 
     float_pred = MindSporePredictor(float_net)
     qat_pred = MindSporePredictor(qat_net)
-    float_onnx = export_onnx(float_net, out / "float.onnx", input_size=testing_shape, batch=None)
-    int8_onnx = export_onnx(
-        qat_net, out / "int8.onnx", input_size=testing_shape, batch=None, int8=True
-    )
+    options = {"input_size": testing_shape, "batch": None, "metadata": metadata}
+    float_onnx = export_onnx(float_net, out / "float.onnx", **options)
+    int8_onnx = export_onnx(qat_net, out / "int8.onnx", int8=True, **options)
 
     def load(path: Path) -> Any:
         return open_model(path, runtime, threads=threads, registry=registry)
@@ -111,9 +113,7 @@ def compare_models(
     ]
     files = {"float_onnx": str(float_onnx), "int8_onnx": str(int8_onnx)}
     if ptq_net is not None:
-        ptq_onnx = export_onnx(
-            ptq_net, out / "ptq.onnx", input_size=testing_shape, batch=None, int8=True
-        )
+        ptq_onnx = export_onnx(ptq_net, out / "ptq.onnx", int8=True, **options)
         files["ptq_onnx"] = str(ptq_onnx)
         models += [
             ("mindspore_ptq", MindSporePredictor(ptq_net), ptq_checkpoint),

@@ -33,7 +33,9 @@ def open_model(
     from yoloqat.core.limits import check_input_file
 
     if Path(path).exists():  # a missing file: the runtime's own message
-        check_input_file(path, "onnx", error=CheckpointError, what="ONNX model")
+        onnx = Path(path).suffix.lower() == ".onnx"
+        what = "ONNX model" if onnx else "model file"
+        check_input_file(path, "onnx", error=CheckpointError, what=what)
     reg = registry_of(registry)
     return reg.create("runtime", runtime, path=str(path), threads=threads)  # type: ignore[return-value]
 

@@ -410,13 +410,16 @@ def check_runtime(
 ) -> Any:
     """Open the model ``path`` with the runtime factory, check the contract and run it on a
     zero batch (2 images, or its fixed batch): float32 ``[boxes [B, M, 4], scores [B, M,
-    C]]`` with one ``M``."""
+    C]]`` with one ``M``, or ``[detections [B, K, 6]]`` for a model whose metadata says
+    ``nms: "true"`` (exported with ``--nms``)."""
     model = _build("runtime", factory, {"path": str(path), "threads": threads, **params})
     s, b = model.input_size, model.batch or 2
     outs = model(np.zeros((b, 3, s, s), np.float32))
     name = _name(factory)
-    assert isinstance(outs, list) and len(outs) == 2, (
-        f"runtime {name}: must return a list [boxes, scores], got {type(outs).__name__}"
+    nms = model.metadata.get("nms") == "true"
+    expected = "[detections]" if nms else "[boxes, scores]"
+    assert isinstance(outs, list) and len(outs) == (1 if nms else 2), (
+        f"runtime {name}: must return a list {expected}, got {type(outs).__name__}"
         + (f" of {len(outs)}" if isinstance(outs, list) else "")
     )
     for out in outs:
@@ -424,6 +427,12 @@ def check_runtime(
             f"runtime {name}: outputs must be float32 NumPy arrays, got "
             f"{getattr(out, 'dtype', type(out).__name__)}"
         )
+    if nms:
+        (detections,) = outs
+        assert detections.ndim == 3 and detections.shape[0] == b and detections.shape[2] == 6, (
+            f"runtime {name}: detections must be [{b}, K, 6], got {list(detections.shape)}"
+        )
+        return model
     boxes, scores = outs
     assert boxes.ndim == 3 and boxes.shape[0] == b and boxes.shape[2] == 4, (
         f"runtime {name}: boxes must be [{b}, M, 4], got {list(boxes.shape)}"
@@ -450,12 +459,12 @@ def check_callback(
     folder = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="yq_cb_"))
     stats = {name: 0.5 for name in STAT_NAMES}
     sequence = [
-        ("on_run_start", cb.RunInfo(folder, rank, 1, {}, 1, 2, 0, 0, 2)),
-        ("on_step", cb.StepInfo(0, 0, 1, 10.0, 0.01, 4, 0.5, 64, (1, 2, 3, 4))),
-        ("on_step", cb.StepInfo(0, 1, 2, 9.0, 0.01, 4, 0.5, 64, (5, 6, 7, 8))),
-        ("on_checkpoint", cb.CheckpointInfo(folder / "ckpt_0" / "0-1_2.ckpt", 0, 2, 2)),
-        ("on_epoch_end", cb.EpochInfo(0, 2, 9.5, folder / "ckpt_0" / "0-1_2.ckpt")),
-        ("on_validation", cb.ValidationInfo(0, 2, stats, "AP50", 0.5, True, 0.5, 8)),
+        ("on_run_start", cb.RunInfo(folder, rank, 1, {}, 1, 2, 1, 0, 2)),
+        ("on_step", cb.StepInfo(1, 0, 1, 10.0, 0.01, 4, 0.5, 64, (1, 2, 3, 4))),
+        ("on_step", cb.StepInfo(1, 1, 2, 9.0, 0.01, 4, 0.5, 64, (5, 6, 7, 8))),
+        ("on_checkpoint", cb.CheckpointInfo(folder / "ckpt_0" / "0-1_2.ckpt", 1, 2, 2)),
+        ("on_epoch_end", cb.EpochInfo(1, 2, 9.5, folder / "ckpt_0" / "0-1_2.ckpt")),
+        ("on_validation", cb.ValidationInfo(1, 2, stats, "AP50", 0.5, True, 0.5, 8)),
         ("on_run_end", cb.RunEndInfo(folder, 1, 2, "finished")),
     ]
     for method, info in sequence:

@@ -18,8 +18,10 @@ method                 argument              when
 Every rank of a distributed run calls its callbacks (``RunInfo.rank`` tells which rank it
 is); validation and ``best.ckpt`` happen on rank 0 only. A callback cannot break the run:
 an exception from an event method becomes one warning naming the callback, its plugin and
-the exception, and the callback gets no further events. Epochs and steps are counted from
-0, as in ``metrics.jsonl``; ``global_step`` counts the steps done, this one included.
+the exception, and the callback gets no further events. Epochs are counted from 1 (the
+first epoch is epoch 1), as on the screen, in ``log.txt``, ``metrics.jsonl``, checkpoint
+names and checkpoint metadata; ``step`` is a batch's index within its epoch (from 0) and
+``global_step`` counts the steps done, this one included.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class RunInfo:
     config: dict[str, Any]
     max_epoch: int
     steps_per_epoch: int
+    #: the epoch this process starts in (from 1; a resumed run's may be partly done)
     start_epoch: int
     #: steps done before this process started (a resumed run), 0 for a new run
     global_step: int
@@ -62,7 +65,9 @@ class RunInfo:
 class StepInfo:
     """One optimizer step."""
 
+    #: the epoch (from 1)
     epoch: int
+    #: this batch's index within the epoch (from 0)
     step: int
     global_step: int
     loss: float
@@ -86,6 +91,7 @@ class StepInfo:
 class EpochInfo:
     """An epoch just finished (its checkpoint written)."""
 
+    #: the epoch (from 1)
     epoch: int
     global_step: int
     #: mean training loss over the epoch's steps run by this process
@@ -99,6 +105,7 @@ class EpochInfo:
 class ValidationInfo:
     """A validation of the val split (rank 0 only)."""
 
+    #: the epoch validated after (from 1)
     epoch: int
     global_step: int
     #: pycocotools' 12 numbers by name (``AP``, ``AP50``, ..., ``AR_large``)
@@ -117,6 +124,7 @@ class CheckpointInfo:
     """A checkpoint file written (atomically)."""
 
     path: Path
+    #: the epoch it was taken in (from 1), with ``step_in_epoch`` of its steps done
     epoch: int
     step_in_epoch: int
     global_step: int

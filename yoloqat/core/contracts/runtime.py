@@ -4,10 +4,13 @@ A runtime runs an exported detector file (ONNX, MINDIR, ...) outside the trainin
 a float32 image batch ``[B, 3, S, S]`` in (normalised as in training), the decoded
 ``[boxes, scores]`` out as NumPy arrays, whatever the detector family (the family's decode
 is part of the exported graph): boxes float32 ``[B, M, 4]`` (``cx, cy, w, h`` normalised to
-the input) and scores float32 ``[B, M, C]`` in [0, 1]. Its factory takes
-``path`` and ``threads`` keyword arguments. The helpers below are shared by the bundled
-runtimes and free for third-party ones: :func:`check_threads`, :func:`check_images` and
-:func:`run_batches` (chunking a batch for a fixed-batch model).
+the input) and scores float32 ``[B, M, C]`` in [0, 1]; or, for a model exported with its
+NMS in the graph (``export --nms``, metadata ``nms: "true"``), the one output
+``[detections [B, max_det, 6]]`` (``x1, y1, x2, y2`` pixels of the input, score, class;
+padding rows score -1). Its factory takes ``path`` and ``threads`` keyword arguments. The
+helpers below are shared by the bundled runtimes and free for third-party ones:
+:func:`check_threads`, :func:`check_images`, :func:`run_batches` (chunking a batch for a
+fixed-batch model) and :func:`detector_outputs`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from yoloqat.core.errors import ConfigError
 
 #: The exported graph's outputs, in order (:mod:`yoloqat.deploy.onnx_export` names them so).
 OUTPUTS: tuple[str, ...] = ("boxes", "scores")
+#: The output of a graph exported with NMS (:mod:`yoloqat.deploy.nms`).
+NMS_OUTPUTS: tuple[str, ...] = ("detections",)
+#: The columns of a ``detections`` row.
+DETECTION_FIELDS: tuple[str, ...] = ("x1", "y1", "x2", "y2", "score", "class")
 
 #: Members :func:`yoloqat.core.contracts.check_component` checks on a runtime.
 MEMBERS: tuple[str, ...] = ("__call__", "path", "input_size", "batch", "metadata", "name")
@@ -45,7 +52,8 @@ class Runtime(Protocol):
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
         """Run the model on a float32 ``[B, 3, S, S]`` batch (any ``B`` for a dynamic
         batch, a multiple of ``batch`` otherwise); return ``[boxes [B, M, 4], scores
-        [B, M, C]]``. A wrong shape is a ConfigError naming it."""
+        [B, M, C]]`` (``[detections [B, max_det, 6]]`` for an NMS model). A wrong shape is a
+        ConfigError naming it."""
         ...
 
 
@@ -73,8 +81,15 @@ def not_a_detector(path: Path, outputs: int) -> str:
     older = " (a file exported by yoloqat before 0.2 has 3 outputs: export it again)"
     return (
         f"{path} is not a yoloqat detector: expected one [B, 3, S, S] input and the outputs "
-        f"{', '.join(OUTPUTS)}; it has {outputs} output(s)" + (older if outputs == 3 else "")
+        f"{', '.join(OUTPUTS)} (or {', '.join(NMS_OUTPUTS)} with NMS in the graph); it has "
+        f"{outputs} output(s)" + (older if outputs == 3 else "")
     )
+
+
+def detector_outputs(names: list[str]) -> bool:
+    """Whether a model's output names are a yoloqat detector's: ``boxes, scores``, or the
+    one ``detections`` of an NMS model (any names when there are two: older files)."""
+    return len(names) == len(OUTPUTS) or list(names) == list(NMS_OUTPUTS)
 
 
 def check_threads(threads: int | None) -> int | None:

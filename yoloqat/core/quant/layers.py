@@ -22,22 +22,31 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn, ops
 
 from yoloqat.core.contracts.quantizer import WeightQuant
-from yoloqat.core.layers import Add, ConvBnAct, OutputConv
+from yoloqat.core.layers import Add, ConvBnAct, Mish, OutputConv
 
 from .fake_quant import FakeQuant, QuantConfig
 from .reference import bn_scale, fold_conv_bn
 
-#: Activations whose input gets a fake quant of its own (non-monotonic or signed outputs):
-#: the conv before them then has a quantized output, so int8 engines can fuse it.
-PRE_QUANT_ACTIVATIONS = ("leaky", "silu")
+#: Activations whose input gets a fake quant of its own (every one but ReLU, whose output
+#: range is its input's clipped at 0): the conv before them then has a quantized output, so
+#: int8 engines can fuse it, and the activation runs in float between two Q/DQ pairs.
+PRE_QUANT_ACTIVATIONS = ("leaky", "silu", "mish", "logistic")
+#: Activation cell type -> its kind.
+ACTIVATION_KINDS: dict[type, str] = {
+    nn.ReLU: "relu",
+    nn.LeakyReLU: "leaky",
+    nn.SiLU: "silu",
+    Mish: "mish",
+    nn.Sigmoid: "logistic",
+}
 
 
 def activation_kind(cell: nn.Cell | None) -> str | None:
-    """``relu`` / ``leaky`` / ``silu`` / ``none`` for a standard activation cell (or None for
-    no cell / ``nn.Identity``); None-like ``"unknown"`` is returned as None for other cells."""
+    """``relu`` / ``leaky`` / ``silu`` / ``mish`` / ``logistic`` / ``none`` for a standard
+    activation cell (``none`` for no cell or ``nn.Identity``); None for any other cell."""
     if cell is None or type(cell) is nn.Identity:
         return "none"
-    return {nn.ReLU: "relu", nn.LeakyReLU: "leaky", nn.SiLU: "silu"}.get(type(cell))
+    return ACTIVATION_KINDS.get(type(cell))
 
 
 class QuantLayer(nn.Cell):

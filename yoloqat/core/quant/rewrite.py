@@ -7,8 +7,8 @@ are left alone and reported as unsupported):
 1. ``ConvBnAct`` -> :class:`QuantConvBnAct` (BN folded, seed §7.2); ``OutputConv`` ->
    :class:`QuantOutputConv`; ``Add`` -> :class:`QuantAdd`;
 2. in a ``SequentialCell``, a run ``nn.Conv2d`` (no bias), ``nn.BatchNorm2d`` and optionally
-   ``nn.ReLU`` / ``nn.LeakyReLU`` / ``nn.SiLU`` -> one :class:`QuantConvBnAct` (the BN and
-   activation slots become ``nn.Identity``);
+   ``nn.ReLU`` / ``nn.LeakyReLU`` / ``nn.SiLU`` / ``nn.Sigmoid`` / ``Mish`` -> one
+   :class:`QuantConvBnAct` (the BN and activation slots become ``nn.Identity``);
 3. any other ``nn.Conv2d`` (any ``group``) -> :class:`QuantConv2d` (input and weight fake
    quants), so that every conv of a network made of plain cells is int8 in the export.
 

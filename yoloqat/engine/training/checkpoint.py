@@ -104,8 +104,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         found = sorted(path.rglob("*.ckpt"))
+        lasts = [p for p in found if p.name == "last.ckpt"]  # a run's newest, if it is one
         hint = (
-            f"it holds {len(found)} checkpoint(s), e.g. {found[-1]}"
+            f"it holds {len(found)} checkpoint(s), e.g. {(lasts or found)[-1]}"
             if found
             else "give the path of a .ckpt file"
         )

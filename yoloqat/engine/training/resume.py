@@ -16,6 +16,7 @@ from typing import Any
 
 from yoloqat.core.config import get_dotted
 from yoloqat.core.errors import ConfigError
+from yoloqat.engine.training.datasets import absolute_data_paths
 
 #: Checkpoint entries a resume does not restore: derived from the config (the lr schedule).
 NOT_RESTORED = ("learning_rate",)
@@ -30,6 +31,23 @@ def stored_run_config(meta: Mapping[str, Any]) -> dict[str, Any]:
     """The config stored in a training checkpoint's metadata (``{}`` if none)."""
     stored = meta.get("config")
     return dict(stored) if isinstance(stored, Mapping) else {}
+
+
+def resume_position(meta: Mapping[str, Any], steps_per_epoch: int) -> tuple[int, int]:
+    """Where a run continues from a checkpoint: ``(epoch index from 0, steps of it done)``.
+
+    From the checkpoint's ``global_step`` (its count of steps, whatever the epoch
+    numbering); without one, from ``epoch`` and ``step_in_epoch``, where ``epoch`` counts
+    from ``epoch_base`` (1 since epochs are counted from 1 everywhere; checkpoints without
+    the key counted from 0).
+    """
+    if meta.get("global_step") is not None:
+        return divmod(int(meta["global_step"]), int(steps_per_epoch))
+    epoch = int(meta["epoch"]) - int(meta.get("epoch_base", 0))
+    step = int(meta["step_in_epoch"])
+    if step >= steps_per_epoch:
+        epoch, step = epoch + 1, 0
+    return epoch, step
 
 
 def check_resume(
@@ -56,7 +74,10 @@ def check_resume(
             f"(this run: {batch_size}); a run continues only with its batch size",
             hint=_HINT,
         )
-    then_data, now_data = stored.get("dataset"), cfg.get("dataset")
+    # compared with their paths absolute (runs store them so; older ones relative to the
+    # folder they were started in, read against this one)
+    then_data = absolute_data_paths(stored.get("dataset"))
+    now_data = absolute_data_paths(cfg.get("dataset"))
     if isinstance(then_data, Mapping) and isinstance(now_data, Mapping):
         changed = [
             f"dataset.{k}={then_data.get(k)!r} (this run: {now_data.get(k)!r})"
@@ -83,9 +104,7 @@ def check_resume(
             f"{max_epoch}); a resumed run can be extended, not shortened",
             hint=f"pass --max_epoch {then_epochs} or more",
         )
-    epoch, step = int(meta["epoch"]), int(meta["step_in_epoch"])
-    if step >= steps_per_epoch:
-        epoch, step = epoch + 1, 0
+    epoch, step = resume_position(meta, steps_per_epoch)
     if epoch >= max_epoch:
         raise ConfigError(
             f"--resume {source} is the end of a finished run of {max_epoch} epoch(s); "

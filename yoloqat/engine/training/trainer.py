@@ -10,12 +10,20 @@ moving average of the weights (``ema.py``), updated after every optimizer step.
 What happens is told to the run's callbacks (``train.callbacks``: callbacks.py; log.txt,
 metrics.jsonl and curves.png are written by the bundled ones); ``train.val_interval``
 validates (the EMA weights when on) and keeps ``best.ckpt`` (validation.py).
+
+What it shows goes out as events (``yoloqat.core.events``; the CLI draws them, cli/render.py):
+``train_start`` (the start summary, progress.py), ``compile`` (``phase`` start/end, ``size``,
+``seconds``) around each step that compiles the train step, a progress task per epoch
+whose fields are the epoch's mean loss, img/s, lr and ``eta`` (seconds left in the whole
+run, progress.RunClock), ``epoch``, ``validation`` and ``train_end`` (the end summary).
+Epochs are counted from 1 everywhere outside the loop (the loop's index is the loader's).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import re
 import shutil
 import time
@@ -33,13 +41,17 @@ from yoloqat.core.contracts import callback as cb
 from yoloqat.core.errors import CheckpointError, ConfigError, Interrupted, RuntimeFailure
 from yoloqat.engine import pipeline
 from yoloqat.engine.training.callbacks import build_callbacks
+from yoloqat.engine.training.datasets import with_absolute_data
 from yoloqat.engine.training.interrupt import StopGuard
 from yoloqat.engine.training.logs import make_run_dir
+from yoloqat.engine.training.progress import RunClock, count_macs, end_summary, start_summary
 from yoloqat.engine.training.validation import Validator
 
 DEFAULT_SHAPES = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
-#: ``<rank>-<epoch>_<global step>.ckpt``, the seed's checkpoint names.
+#: ``<rank>-<epoch>_<global step>.ckpt``, the seed's checkpoint names (epochs from 1).
 CKPT_NAME = re.compile(r"^(\d+)-(\d+)_(\d+)\.ckpt$")
+#: The newest interval checkpoint under a name that stays (a hard link, else a copy).
+LAST_NAME = "last.ckpt"
 
 
 @dataclass
@@ -52,6 +64,13 @@ class TrainResult:
     global_step: int = 0
     epochs_done: int = 0
     skipped_images: int = 0
+    #: ``ckpt_<rank>/last.ckpt`` (the newest interval checkpoint), None if none was written
+    last: Path | None = None
+    #: ``ckpt_<rank>/best.ckpt`` when validation kept one
+    best: Path | None = None
+    #: wall seconds of this process's run, and of it compiling the train step
+    seconds: float = 0.0
+    compile_seconds: float = 0.0
 
 
 def _finite(param: Any) -> bool:
@@ -66,6 +85,14 @@ def _train(cfg: dict[str, Any], key: str, default: Any) -> Any:
 def _data(cfg: dict[str, Any], key: str, default: Any) -> Any:
     value = get_dotted(cfg, f"data.{key}", default)
     return default if value is None else value
+
+
+def _sizes(cfg: dict[str, Any]) -> tuple[int, ...]:
+    """The training sizes: ``data.training_shape``, else ``data.multi_scale`` (the loader's)."""
+    fixed = _data(cfg, "training_shape", None)
+    return (
+        (int(fixed),) if fixed else tuple(int(s) for s in _data(cfg, "multi_scale", DEFAULT_SHAPES))
+    )
 
 
 class Trainer:
@@ -84,8 +111,9 @@ class Trainer:
         callbacks: Iterable[Any] = (),
     ) -> None:
         """``callbacks``: objects with Callback methods, called after ``train.callbacks``."""
-        # the family preset written out: what the run trains and its checkpoints store
-        cfg = resolve_family(cfg, pipeline.registry_of(registry))
+        # the family preset written out, the data's paths absolute: what the run trains
+        # and its checkpoints store (found from any folder)
+        cfg = with_absolute_data(resolve_family(cfg, pipeline.registry_of(registry)))
         self.cfg = cfg
         self.resume = Path(resume) if resume else None
         self.rank = rank
@@ -145,6 +173,8 @@ class Trainer:
         self._written: set[Path] = set()
         self.guard = StopGuard(on_early_exit=self._remove_failed_start)
         self._steps_run = 0
+        self._epoch_losses: list[float] = []
+        self._last_validation: dict[str, Any] | None = None
 
     def _shared_run_dir(self, base: Path, name: str | None) -> Path:
         """[distributed] rank 0 creates a unique folder; every rank learns its name."""
@@ -212,11 +242,19 @@ class Trainer:
                     hint="use --resume to continue a QAT run",
                 )
             weights = weights_only(params)
-            backbone_only = bool(weights) and all(n.startswith("backbone.") for n in weights)
+            # a backbone-only start (darknet53.conv.74) leaves the head's weights missing; a
+            # network whose head has no parameters (a Darknet .cfg graph) is loaded whole
+            head = [p.name for p in self.network.get_parameters() if p.name.startswith("head.")]
+            backbone_only = (
+                bool(weights) and bool(head) and all(n.startswith("backbone.") for n in weights)
+            )
             allow = ("head.",) if backbone_only else ()
             load_weights(self.network, params, source=init, allow_missing=allow)
             part = "backbone weights" if backbone_only else "weights"
             events.info(f"loaded initial {part} from {init}")
+        #: multiply-adds per image at each training size, of the float network (before a
+        #: quantizer rewrites it): the start summary's GFLOPs
+        self.macs_at = count_macs(self.network, _sizes(cfg))
         self.quantizer = pipeline.build_quantizer(cfg, self.registry)
         if self.quantizer is not None:
             qname = str(get_dotted(cfg, "quantizer.name", "quantizer"))
@@ -329,9 +367,9 @@ class Trainer:
         ms.load_param_into_net(self.step_cell, {n: params[n] for n in wanted})
         restore_ema(self.ema, params, source=str(self.resume))
         self.start_epoch, self.start_step = start
-        events.info(
-            f"resumed from {self.resume} at epoch {self.start_epoch}, step {self.start_step}"
-        )
+        spe = self.steps_per_epoch
+        done = f", {self.start_step} of its {spe} steps done" if self.start_step else ""
+        events.info(f"resumed from {self.resume} at epoch {self.start_epoch + 1}{done}")
 
     def _last_good(self) -> Path | None:
         """The newest checkpoint this process wrote, else the one it resumed from."""
@@ -364,7 +402,8 @@ class Trainer:
         rotated = path is None
         path = path or self.ckpt_dir / f"{self.rank}-{epoch + 1}_{global_step}.ckpt"
         meta = {
-            "epoch": epoch,
+            "epoch": epoch + 1,  # counted from 1, as on screen and in the file name
+            "epoch_base": 1,  # checkpoints without this key counted from 0
             "step_in_epoch": step_in_epoch,
             "global_step": global_step,
             "steps_per_epoch": self.steps_per_epoch,
@@ -383,17 +422,33 @@ class Trainer:
             self.guard.saving = False
         self.callbacks.emit(
             "on_checkpoint",
-            cb.CheckpointInfo(path, epoch, step_in_epoch, global_step, best=not rotated),
+            cb.CheckpointInfo(path, epoch + 1, step_in_epoch, global_step, best=not rotated),
         )
         if not rotated:
             return path
         # the run's checkpoints, across resumes: keep_checkpoints counts them all
         self.saved = [p for p in self.saved if p != path] + [path]
         self._written.add(path)
+        self._publish_last(path)
         while len(self.saved) > self.keep:
             old = self.saved.pop(0)
             old.unlink(missing_ok=True)
         return path
+
+    def _publish_last(self, path: Path) -> None:
+        """``ckpt_<rank>/last.ckpt``: ``path`` under a name that stays, replaced atomically.
+
+        A hard link (no copy; the rotation removing ``path``'s own name later leaves it
+        whole), or a copy where the file system has none. Not counted by
+        ``keep_checkpoints``; ``--resume last.ckpt`` continues the run like its twin.
+        """
+        from yoloqat.core.atomic import atomic_path
+
+        with atomic_path(self.ckpt_dir / LAST_NAME) as tmp:
+            try:
+                os.link(path, tmp)
+            except OSError:
+                shutil.copyfile(path, tmp)
 
     def _stop(self, epoch: int, step_in_epoch: int, global_step: int, saved: Path | None) -> None:
         """After a SIGINT/SIGTERM: make sure a checkpoint of this point exists, then stop."""
@@ -459,9 +514,6 @@ class Trainer:
 
     def _run(self) -> TrainResult:
         import mindspore as ms
-        from mindspore import Tensor
-
-        from yoloqat.engine.training.step import spatially_dynamic
 
         ms.set_context(mode=ms.GRAPH_MODE)
         self._build()
@@ -477,81 +529,29 @@ class Trainer:
             self.cfg,
             self.max_epoch,
             self.steps_per_epoch,
-            self.start_epoch,
+            self.start_epoch + 1,
             global_step,
             self.log_interval,
         )
         self._result = result
         self.callbacks.emit("on_run_start", run_info)
-        events.emit(
-            "train_start",
-            run_dir=str(self.run_dir),
-            steps_per_epoch=self.steps_per_epoch,
-            max_epoch=self.max_epoch,
-            start_epoch=self.start_epoch,
+        self.clock = RunClock(
+            sizes=self.loader.sizes, one_graph=self.dynamic_shapes, images_per_step=self.batch_size
         )
+        events.emit("train_start", **start_summary(self))
         profiler = self._profiler()
         for epoch in range(self.start_epoch, self.max_epoch):
             first = self.start_step if epoch == self.start_epoch else 0
-            t_last = time.perf_counter()
-            with events.task(
-                f"epoch {epoch + 1}/{self.max_epoch}", self.steps_per_epoch - first
-            ) as bar:
-                for step, batch in enumerate(self.loader.epoch(epoch, start_step=first), first):
-                    inputs = [Tensor(a) for a in batch["inputs"]]
-                    self.guard.install()  # MindSpore's data engine replaces it per iterator
-                    if self.dynamic_shapes and self.step_cell.get_inputs() is None:
-                        self.step_cell.set_inputs(*spatially_dynamic(inputs, self._probe(batch)))
-                    loss, finite, _scale = self.step_cell(*inputs)
-                    if self.ema is not None and bool(finite.asnumpy()):
-                        self.ema.update()  # after the optimizer step; skipped steps do not count
-                    loss_value = float(loss.asnumpy())
-                    lr = float(self.base_lr[global_step])
-                    global_step += 1
-                    result.global_step = global_step
-                    self._steps_run += 1
-                    self.guard.armed = True
-                    if not math.isfinite(loss_value):
-                        last = self._last_good()
-                        raise RuntimeFailure(
-                            f"loss became {loss_value} at epoch {epoch + 1}, step {step}; "
-                            "training stopped",
-                            hint=f"last good checkpoint: {last}"
-                            if last
-                            else "no checkpoint was written yet; lower the learning rate",
-                        )
-                    if profiler is not None and global_step >= 3:
-                        self._stop_profiler(profiler)
-                        profiler = None
-                    result.losses.append(loss_value)
-                    now = time.perf_counter()
-                    info = cb.StepInfo(
-                        epoch,
-                        step,
-                        global_step,
-                        loss_value,
-                        lr,
-                        images=batch["image"].shape[0] * self.group_size,
-                        seconds=now - t_last,
-                        shape=int(batch["shape"]),
-                        image_ids=tuple(int(i) for i in batch["image_ids"]),  # this rank's
-                    )
-                    t_last = now
-                    self.callbacks.emit("on_step", info)
-                    bar.advance(1, loss=loss_value, img_s=info.images_per_sec, lr=lr)
-                    saved = None
-                    if global_step % ckpt_interval == 0 and step + 1 < self.steps_per_epoch:
-                        saved = self._save(epoch, step + 1, global_step)
-                    if self.guard.requested and step + 1 < self.steps_per_epoch:
-                        self._stop(epoch, step + 1, global_step, saved)
+            global_step = self._epoch(epoch, first, global_step, ckpt_interval, profiler)
+            profiler = None if global_step >= 3 else profiler
             stats = dict(getattr(self.loader, "stats", {}) or {})
             result.skipped_images += int(stats.get("skipped_images", 0))
             saved = self._save(epoch, self.steps_per_epoch, global_step)
             if self.guard.requested and epoch + 1 < self.max_epoch:
                 self._stop(epoch, self.steps_per_epoch, global_step, saved)
-            epoch_loss = float(np.mean(result.losses[-self.steps_per_epoch :] or [0.0]))
+            epoch_loss = float(np.mean(self._epoch_losses or [0.0]))
             self.callbacks.emit(
-                "on_epoch_end", cb.EpochInfo(epoch, global_step, epoch_loss, saved, stats)
+                "on_epoch_end", cb.EpochInfo(epoch + 1, global_step, epoch_loss, saved, stats)
             )
             events.emit(
                 "epoch",
@@ -567,7 +567,102 @@ class Trainer:
                 if self.guard.requested and epoch + 1 < self.max_epoch:
                     self._stop(epoch, self.steps_per_epoch, global_step, saved)
         result.checkpoints = list(self.saved)
+        last = self.ckpt_dir / LAST_NAME
+        result.last = last if self.writes_ckpt and last.is_file() else None
+        best = self.validator.best_path
+        result.best = best if self.validator.active and best.is_file() else None
+        result.seconds = self.clock.elapsed
+        result.compile_seconds = sum(self.clock.compiles)
+        events.emit("train_end", **end_summary(self, result))
         return result
+
+    def _epoch(
+        self, epoch: int, first: int, global_step: int, ckpt_interval: int, profiler: Any
+    ) -> int:
+        """Run the steps of ``epoch`` (an index from 0) from step ``first``; return the
+        global step reached."""
+        from mindspore import Tensor
+
+        from yoloqat.engine.training.step import spatially_dynamic
+
+        result, clock = self._result, self.clock
+        assert result is not None
+        self._epoch_losses: list[float] = []
+        total_steps = self.max_epoch * self.steps_per_epoch
+        val_images = self.validator.num_images(self.dataset) or 0
+        t_last = time.perf_counter()
+        description = f"epoch {epoch + 1}/{self.max_epoch}"
+        with events.task(description, self.steps_per_epoch - first) as bar:
+            for step, batch in enumerate(self.loader.epoch(epoch, start_step=first), first):
+                inputs = [Tensor(a) for a in batch["inputs"]]
+                self.guard.install()  # MindSpore's data engine replaces it per iterator
+                if self.dynamic_shapes and self.step_cell.get_inputs() is None:
+                    self.step_cell.set_inputs(*spatially_dynamic(inputs, self._probe(batch)))
+                size = int(batch["shape"])
+                compiling = clock.compiles_next(size)
+                if compiling:
+                    events.emit("compile", phase="start", what="training graph", size=size)
+                t_call = time.perf_counter()
+                loss, finite, _scale = self.step_cell(*inputs)
+                if self.ema is not None and bool(finite.asnumpy()):
+                    self.ema.update()  # after the optimizer step; skipped steps do not count
+                loss_value = float(loss.asnumpy())
+                if compiling:
+                    seconds = time.perf_counter() - t_call
+                    events.emit(
+                        "compile", phase="end", what="training graph", size=size, seconds=seconds
+                    )
+                lr = float(self.base_lr[global_step])
+                global_step += 1
+                result.global_step = global_step
+                self._steps_run += 1
+                self.guard.armed = True
+                if not math.isfinite(loss_value):
+                    last = self._last_good()
+                    raise RuntimeFailure(
+                        f"loss became {loss_value} at epoch {epoch + 1}, step {step}; "
+                        "training stopped",
+                        hint=f"last good checkpoint: {last}"
+                        if last
+                        else "no checkpoint was written yet; lower the learning rate",
+                    )
+                if profiler is not None and global_step >= 3:
+                    self._stop_profiler(profiler)
+                    profiler = None
+                result.losses.append(loss_value)
+                self._epoch_losses.append(loss_value)
+                now = time.perf_counter()
+                info = cb.StepInfo(
+                    epoch + 1,
+                    step,
+                    global_step,
+                    loss_value,
+                    lr,
+                    images=batch["image"].shape[0] * self.group_size,
+                    seconds=now - t_last,
+                    shape=size,
+                    image_ids=tuple(int(i) for i in batch["image_ids"]),  # this rank's
+                )
+                t_last = now
+                clock.step(info.seconds, size, compiling)
+                self.callbacks.emit("on_step", info)
+                eta = clock.eta(
+                    total_steps - global_step, self._validations_left(epoch), val_images
+                )
+                speed = {} if compiling else {"img_s": info.images_per_sec}  # not the compile's
+                bar.advance(
+                    1, mean_loss=float(np.mean(self._epoch_losses)), **speed, lr=lr, eta=eta
+                )
+                saved = None
+                if global_step % ckpt_interval == 0 and step + 1 < self.steps_per_epoch:
+                    saved = self._save(epoch, step + 1, global_step)
+                if self.guard.requested and step + 1 < self.steps_per_epoch:
+                    self._stop(epoch, step + 1, global_step, saved)
+        return global_step
+
+    def _validations_left(self, epoch: int) -> int:
+        """Validations from epoch index ``epoch`` (this one's included) to the end."""
+        return sum(self.validator.due(e) for e in range(epoch, self.max_epoch))
 
     def _probe(self, batch: dict[str, Any]) -> list[np.ndarray]:
         """``batch``'s step inputs at another input size (which dims follow the size)."""
@@ -597,11 +692,22 @@ class Trainer:
             pending.append(meta)
             return self.validator.best_path
 
+        started = time.perf_counter()
         try:
             with self._eval_weights() as network:
                 info = self.validator.run(network, self.dataset, epoch, global_step, save_best)
         finally:
             self.step_cell.set_train(True)
+        self.clock.validation(time.perf_counter() - started)
+        self._last_validation = {
+            "epoch": info.epoch,
+            "AP": info.stats["AP"],
+            "AP50": info.stats["AP50"],
+            "metric": info.metric,
+            "value": info.value,
+            "best_value": info.best_value,
+            "num_images": info.num_images,
+        }
         for meta in pending:
             self._save(
                 epoch, self.steps_per_epoch, global_step, path=self.validator.best_path, extra=meta

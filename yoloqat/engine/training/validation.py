@@ -48,6 +48,8 @@ class Validator:
         self.best_path = Path(ckpt_dir) / BEST_NAME
         self._best: float | None = None
         self._best_read = False
+        #: ``best.ckpt``'s ``best`` metadata (metric, value, epoch, ...), once known
+        self.best_record: dict[str, Any] | None = None
 
     def prepare(self, dataset: Any) -> None:
         """Fail before training when there is nothing to validate on."""
@@ -56,6 +58,13 @@ class Validator:
                 f"train.val_interval={self.interval} but the dataset's val split is empty",
                 hint="point the dataset at a val split, or set train.val_interval=0",
             )
+
+    def num_images(self, dataset: Any) -> int | None:
+        """Images one validation evaluates (None when this process does not validate)."""
+        if not self.active:
+            return None
+        count = len(dataset.val_source())
+        return count if self.max_images is None else min(count, int(self.max_images))
 
     def due(self, epoch: int) -> bool:
         """Validate after epoch ``epoch`` (0-based): every ``interval`` epochs and the last."""
@@ -75,6 +84,7 @@ class Validator:
                 best = meta.get("best") if isinstance(meta.get("best"), dict) else {}
                 if best.get("metric") == self.metric and best.get("value") is not None:
                     self._best = float(best["value"])
+                    self.best_record = dict(best)
         return self._best
 
     def evaluate(self, network: Any, dataset: Any, epoch: int) -> Any:
@@ -116,21 +126,18 @@ class Validator:
         best = prior is None or value > prior
         if best:
             self._best = value
-            save_best(
-                {
-                    "best": {
-                        "metric": self.metric,
-                        "value": value,
-                        "epoch": epoch + 1,
-                        "global_step": global_step,
-                        "stats": stats,
-                        "num_images": result.num_images,
-                    }
-                }
-            )
+            self.best_record = {
+                "metric": self.metric,
+                "value": value,
+                "epoch": epoch + 1,
+                "global_step": global_step,
+                "stats": stats,
+                "num_images": result.num_images,
+            }
+            save_best({"best": dict(self.best_record)})
         best_value = value if best else float(prior)  # type: ignore[arg-type]
         info = ValidationInfo(
-            epoch=epoch,
+            epoch=epoch + 1,  # counted from 1 outside the loop
             global_step=global_step,
             stats=stats,
             metric=self.metric,

@@ -32,8 +32,8 @@ def int8_qat(
 
     Returns a quantizer whose ``apply(network)`` rewrites, in place, every conv + BN +
     activation block (the bundled ``ConvBnAct``, or ``nn.Conv2d, nn.BatchNorm2d[, nn.ReLU |
-    nn.LeakyReLU | nn.SiLU]`` in a ``SequentialCell``) into a BN-folded conv with
-    fake-quantized weights and activations, every output conv into a conv with
+    nn.LeakyReLU | nn.SiLU | nn.Sigmoid | Mish]`` in a ``SequentialCell``) into a BN-folded
+    conv with fake-quantized weights and activations, every output conv into a conv with
     fake-quantized weights (float bias and outputs), every residual ``Add`` cell into an add
     followed by a fake quant, and any other ``nn.Conv2d`` (any ``group``) into a conv with
     fake-quantized input and weights. Parameter names are unchanged, so float checkpoints

@@ -7,7 +7,12 @@ from typing import Any
 
 import numpy as np
 
-from yoloqat.core.contracts.runtime import OUTPUTS, check_threads, not_a_detector, run_batches
+from yoloqat.core.contracts.runtime import (
+    check_threads,
+    detector_outputs,
+    not_a_detector,
+    run_batches,
+)
 from yoloqat.core.errors import CheckpointError, RuntimeFailure
 
 INSTALL_HINT = "pip install 'yoloqat[deploy]'"
@@ -43,7 +48,8 @@ def session_options(ort: Any, threads: int | None) -> Any:
 
 
 class OnnxPredictor:
-    """An ONNX Runtime session over a yoloqat ONNX model (float or int8 QDQ).
+    """An ONNX Runtime session over a yoloqat ONNX model (float or int8 QDQ, with or without
+    the NMS in the graph).
 
     ``threads``: intra-op threads (None: ONNX Runtime's default, one per core).
     Attributes (the :class:`~yoloqat.core.contracts.Runtime` contract): ``path``,
@@ -71,10 +77,10 @@ class OnnxPredictor:
             ) from exc
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
-        if len(inputs) != 1 or len(inputs[0].shape) != 4 or len(outputs) != len(OUTPUTS):
+        self.output_names = [o.name for o in outputs]
+        if len(inputs) != 1 or len(inputs[0].shape) != 4 or not detector_outputs(self.output_names):
             raise CheckpointError(not_a_detector(self.path, len(outputs)))
         self.input_name = inputs[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
         self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         shape = inputs[0].shape
         self.batch = shape[0] if isinstance(shape[0], int) else None
@@ -87,5 +93,6 @@ class OnnxPredictor:
         return list(self.session.run(self.output_names, {self.input_name: images}))
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
-        """Run the model on a float32 ``[B, 3, S, S]`` batch; return ``[boxes, scores]``."""
+        """Run the model on a float32 ``[B, 3, S, S]`` batch; return ``[boxes, scores]``
+        (``[detections]`` for a model with NMS in the graph)."""
         return run_batches(self._run, images, self.input_size, self.batch)

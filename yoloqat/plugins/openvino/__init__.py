@@ -1,4 +1,5 @@
-"""Runtime plugin: OpenVINO (CPU) running an exported yoloqat ONNX model (float or int8 QDQ).
+"""Runtime plugin: OpenVINO (CPU) running an exported yoloqat model (ONNX or OpenVINO IR, float
+or int8).
 
 Manifest only; ``openvino`` (the optional extra ``pip install "yoloqat[openvino]"``) is
 imported when a model is opened.
@@ -18,7 +19,8 @@ def openvino(*, path: str, threads: int | None = None) -> OpenVinoModel:
     """OpenVINO on CPU (latency hint, f32 precision; int8 QDQ runs as int8 convolutions).
 
     Parameters:
-        path: the ONNX model (``yoloqat export --format onnx [--int8]``).
+        path: the ONNX model (``yoloqat export --format onnx [--int8] [--nms]``) or OpenVINO
+            IR ``.xml`` (``--format openvino``).
         threads: inference threads (``INFERENCE_NUM_THREADS``; None: OpenVINO's default).
     """
     from .model import OpenVinoModel

@@ -1,7 +1,9 @@
-"""An OpenVINO compiled model over an exported yoloqat ONNX detector (the ``openvino`` runtime).
+"""An OpenVINO compiled model over an exported yoloqat detector (the ``openvino`` runtime).
 
 OpenVINO reads our ONNX files directly (``Core.read_model``), QDQ int8 included: its low
-precision transformations turn each DequantizeLinear -> Conv into an int8 convolution.
+precision transformations turn each DequantizeLinear -> Conv into an int8 convolution. It
+reads the OpenVINO IR of ``export --format openvino`` (``.xml`` + ``.bin``) as well, with
+the same metadata (kept in the IR's ``rt_info``).
 Floating-point layers run at f32 (``INFERENCE_PRECISION_HINT``): on CPUs with bf16 support
 OpenVINO would otherwise pick bf16, which changes the outputs by ~1e-2 relative. A model with
 a dynamic batch dimension is compiled once per batch size it sees, reshaped to it (static
@@ -15,7 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from yoloqat.core.contracts.runtime import OUTPUTS, check_threads, not_a_detector, run_batches
+from yoloqat.core.contracts.runtime import (
+    check_threads,
+    detector_outputs,
+    not_a_detector,
+    run_batches,
+)
 from yoloqat.core.errors import CheckpointError, RuntimeFailure
 from yoloqat.core.runtime import uncapped_isa
 
@@ -48,11 +55,19 @@ def compile_config(threads: int | None) -> dict[str, Any]:
 
 
 def _metadata(model: Any) -> dict[str, str]:
-    """The ONNX metadata_props, which OpenVINO keeps under rt_info ``framework``."""
+    """The ONNX metadata_props, which OpenVINO keeps under rt_info ``framework`` (of the
+    model read from ONNX, and in the IR converted from it)."""
     if not model.has_rt_info("framework"):
         return {}
     keys = model.get_rt_info()["framework"]
     return {str(k): model.get_rt_info(["framework", str(k)]).astype(str) for k in keys}
+
+
+def _name(output: Any) -> str:
+    try:
+        return output.get_any_name()
+    except RuntimeError:  # an output without a tensor name
+        return ""
 
 
 class OpenVinoModel:
@@ -70,7 +85,7 @@ class OpenVinoModel:
         self.path = Path(path)
         self.config = compile_config(threads)
         if not self.path.is_file():
-            raise CheckpointError(f"ONNX model not found: {self.path}")
+            raise CheckpointError(f"model not found: {self.path}")
         self.core = ov.Core()
         try:
             self.model = self.core.read_model(str(self.path))
@@ -78,24 +93,20 @@ class OpenVinoModel:
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise CheckpointError(
                 f"{self.path} is not a model OpenVINO can read ({type(exc).__name__}: {first})",
-                hint="export one with: yoloqat export --checkpoint C --format onnx",
+                hint="export one with: yoloqat export --checkpoint C --format onnx (or openvino)",
             ) from exc
         inputs = self.model.inputs
         shape = inputs[0].get_partial_shape() if len(inputs) == 1 else None
-        if (
-            shape is None
-            or shape.rank.is_dynamic
-            or len(shape) != 4
-            or len(self.model.outputs) != len(OUTPUTS)
-        ):
-            raise CheckpointError(not_a_detector(self.path, len(self.model.outputs)))
+        names = [_name(o) for o in self.model.outputs]
+        if shape is None or shape.rank.is_dynamic or len(shape) != 4 or not detector_outputs(names):
+            raise CheckpointError(not_a_detector(self.path, len(names)))
         self.metadata = _metadata(self.model)
         self.batch = shape[0].get_length() if shape[0].is_static else None
         size = shape[2].get_length() if shape[2].is_static else self.metadata.get("input_size")
         if size is None:
             raise CheckpointError(f"{self.path}: the input size is not fixed in the model")
         self.input_size = int(size)
-        self.output_names = [o.get_any_name() for o in self.model.outputs]
+        self.output_names = names
         self._compiled: dict[int, Any] = {}
         self._requests: dict[int, Any] = {}
 
@@ -126,5 +137,6 @@ class OpenVinoModel:
         return [request.get_output_tensor(i).data.copy() for i in range(len(self.output_names))]
 
     def __call__(self, images: np.ndarray) -> list[np.ndarray]:
-        """Run the model on a float32 ``[B, 3, S, S]`` batch; return ``[boxes, scores]``."""
+        """Run the model on a float32 ``[B, 3, S, S]`` batch; return ``[boxes, scores]``
+        (``[detections]`` for a model with NMS in the graph)."""
         return run_batches(self._run, images, self.input_size, self.batch)

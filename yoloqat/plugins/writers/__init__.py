@@ -19,7 +19,8 @@ def log() -> LogWriter:
 
     Rank r > 0 writes ``log_rank<r>.txt``. Lines: ``epoch[e], iter[i], loss:L, N imgs/sec,
     lr:X`` (mean loss and throughput over the last ``train.log_interval`` steps, and at
-    each epoch's end) and ``epoch[e], val AP:..., AP50:..., best AP50:...``.
+    each epoch's end) and ``epoch[e], val AP:..., AP50:..., best AP50:...``; epochs count
+    from 1, as on the screen and in checkpoint names.
     """
     from .files import LogWriter
 

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.hookspecs import hookimpl
 
-from .anchors import ANCHOR_MASKS, ANCHORS, TINY_ANCHOR_MASKS, TINY_ANCHORS
+from .anchors import (
+    ANCHOR_MASKS,
+    ANCHORS,
+    TINY_ANCHOR_MASKS,
+    TINY_ANCHORS,
+    check_scale_x_y,
+)
+from .darknet import darknet, darknet_cfg, darknet_yolo_head
 
 if TYPE_CHECKING:
     from .head import YoloV3Head
@@ -31,6 +38,8 @@ __all__ = [
     "ANCHOR_MASKS",
     "TINY_ANCHORS",
     "TINY_ANCHOR_MASKS",
+    "darknet_cfg",
+    "darknet_yolo_head",
     "yolov3_head",
     "yolov3_loss",
     "yolov3_tiny_head",
@@ -137,7 +146,7 @@ def _check_loss_anchors(
     from .anchors import check_anchor_masks, check_anchors
 
     pairs = check_anchors(anchors, where="loss.anchors").tolist()
-    masks = check_anchor_masks(anchor_masks, len(pairs), where="loss.anchor_masks")
+    masks = check_anchor_masks(anchor_masks, len(pairs), where="loss.anchor_masks", partial=True)
     try:
         steps = [int(s) for s in strides]
     except (TypeError, ValueError):
@@ -159,6 +168,7 @@ def yolov3_loss(
     ignore_threshold: float = 0.7,
     label_smooth: bool = False,
     label_smooth_factor: float = 0.1,
+    scale_x_y: Sequence[float] | None = None,
 ) -> YoloV3Loss:
     """YOLO loss of the seed: BCE xy, L2 log-wh, BCE objectness with ignore mask, BCE class.
 
@@ -178,6 +188,10 @@ def yolov3_loss(
         label_smooth: smooth hard one-hot class targets: true class 1 - eps, others
             eps / (C - 1). Targets already smoothed by the data pipeline are left alone.
         label_smooth_factor: eps of the label smoothing.
+        scale_x_y: Darknet's ``scale_x_y`` of each output (YOLOv4), in the head's order
+            (default: 1 for each). The centre target is mapped through it, so that the
+            head's decode of a perfect prediction is the box centre: ``sigmoid(t_xy)``
+            learns ``(c + (s - 1) / 2) / s`` for the offset ``c`` in the cell.
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"loss.num_classes must be an integer >= 1, got {num_classes!r}")
@@ -196,6 +210,7 @@ def yolov3_loss(
             f"loss.label_smooth_factor must be a number in [0, 1), got {label_smooth_factor!r}"
         )
     pairs, masks, steps = _check_loss_anchors(anchors, anchor_masks, strides)
+    scales = check_scale_x_y(scale_x_y, len(masks))
 
     import numpy as np
 
@@ -209,6 +224,7 @@ def yolov3_loss(
         ignore_threshold=float(ignore_threshold),
         label_smooth=label_smooth,
         label_smooth_factor=float(label_smooth_factor),
+        scale_x_y=scales,
     )
 
 
@@ -235,9 +251,19 @@ def yolov3_tiny() -> dict[str, Any]:
 
 
 @hookimpl
+def yoloqat_backbones() -> dict:
+    """Register the Darknet .cfg backbone."""
+    return {"darknet_cfg": darknet_cfg}
+
+
+@hookimpl
 def yoloqat_heads() -> dict:
     """Register the YOLO heads."""
-    return {"yolov3_head": yolov3_head, "yolov3_tiny_head": yolov3_tiny_head}
+    return {
+        "yolov3_head": yolov3_head,
+        "yolov3_tiny_head": yolov3_tiny_head,
+        "darknet_yolo_head": darknet_yolo_head,
+    }
 
 
 @hookimpl
@@ -249,4 +275,4 @@ def yoloqat_losses() -> dict:
 @hookimpl
 def yoloqat_families() -> dict:
     """Register the YOLO family presets."""
-    return {"yolov3": yolov3, "yolov3_tiny": yolov3_tiny}
+    return {"yolov3": yolov3, "yolov3_tiny": yolov3_tiny, "darknet": darknet}

@@ -59,15 +59,26 @@ def check_anchors(anchors: object, where: str = "anchors") -> np.ndarray:
 
 
 def check_anchor_masks(
-    anchor_masks: object, num_anchors: int, levels: int | None = None, where: str = "anchor_masks"
+    anchor_masks: object,
+    num_anchors: int,
+    levels: int | None = None,
+    where: str = "anchor_masks",
+    *,
+    partial: bool = False,
 ) -> tuple[tuple[int, ...], ...]:
     """Validate the anchor-index groups, one per output (``levels`` of them when given);
-    together they must use each anchor exactly once."""
+    together they must use each anchor exactly once, or with ``partial`` (Darknet's masks,
+    e.g. YOLOv4-tiny's [[3, 4, 5], [1, 2, 3]]) any anchors, each at most once per output."""
     count = f"{levels} lists" if levels else "one list per output"
     expected = (
         f"expected {count} of anchor indices that together use each of "
         f"0..{num_anchors - 1} exactly once, e.g. [[6, 7, 8], [3, 4, 5], [0, 1, 2]]"
     )
+    if partial:
+        expected = (
+            f"expected {count} of distinct anchor indices in 0..{num_anchors - 1}, "
+            "e.g. [[3, 4, 5], [1, 2, 3]]"
+        )
     try:
         masks = tuple(tuple(m) for m in anchor_masks)  # type: ignore[union-attr]
     except TypeError:
@@ -78,7 +89,27 @@ def check_anchor_masks(
         or (levels is not None and len(masks) != levels)
         or any(len(m) == 0 for m in masks)
         or not all(_is_int(i) for i in flat)
-        or sorted(int(i) for i in flat) != list(range(num_anchors))
+        or (not partial and sorted(int(i) for i in flat) != list(range(num_anchors)))
+        or (
+            partial
+            and any(len(set(m)) != len(m) or not 0 <= min(m) <= max(m) < num_anchors for m in masks)
+        )
     ):
         raise ConfigError(f"{where}={anchor_masks!r} is not valid; {expected}")
     return tuple(tuple(int(i) for i in m) for m in masks)
+
+
+def check_scale_x_y(scale_x_y: object, levels: int, where: str = "loss") -> tuple[float, ...]:
+    """One ``scale_x_y`` in [1, 4] per output (None: 1.0 each)."""
+    if scale_x_y is None:
+        return (1.0,) * levels
+    try:
+        values = tuple(float(v) for v in scale_x_y)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != levels or not all(1.0 <= v <= 4.0 for v in values):
+        raise ConfigError(
+            f"{where}.scale_x_y={scale_x_y!r} is not valid; expected one number in [1, 4] per "
+            f"output ({levels}), e.g. [1.05, 1.05]"
+        )
+    return values

@@ -9,6 +9,10 @@ Decoded boxes are normalised to [0, 1] of the network input:
 
 - ``bxy = (sigmoid(t_xy) + (c_x, c_y)) / (W, H)``
 - ``bwh = exp(t_wh) * (a_w, a_h) / (W_in, H_in)`` with anchors in input pixels.
+
+An output with Darknet's ``scale_x_y = s`` != 1 (YOLOv4) widens the centre's range to
+``sigmoid(t_xy) * s - (s - 1) / 2`` (Darknet's ``x * s - 0.5 * (s - 1)``); with ``s = 1`` the
+graph is the formula above, op for op.
 """
 
 from __future__ import annotations
@@ -40,10 +44,14 @@ def make_grid(grid_h: int, grid_w: int, dtype):
     return ops.concat((gx, gy), -1)
 
 
-def decode_boxes(raw, grid, anchors, input_w, input_h):
-    """``(bxy, bwh)`` of ``raw`` ``[N, H, W, A, K]`` given its ``grid`` (:func:`make_grid`)."""
+def decode_boxes(raw, grid, anchors, input_w, input_h, scale_xy: float = 1.0):
+    """``(bxy, bwh)`` of ``raw`` ``[N, H, W, A, K]`` given its ``grid`` (:func:`make_grid`);
+    ``scale_xy`` is the output's ``scale_x_y`` (a Python float: 1.0 adds no op)."""
     grid_h, grid_w = raw.shape[1], raw.shape[2]
-    bxy = _divide_xy(ops.sigmoid(raw[..., 0:2]) + grid, grid_w, grid_h)
+    xy = ops.sigmoid(raw[..., 0:2])
+    if scale_xy != 1.0:
+        xy = xy * scale_xy - (scale_xy - 1.0) / 2.0
+    bxy = _divide_xy(xy + grid, grid_w, grid_h)
     anchors_norm = _divide_xy(anchors.astype(raw.dtype), input_w, input_h)
     bwh = ops.exp(raw[..., 2:4]) * anchors_norm
     return bxy, bwh
@@ -55,11 +63,16 @@ class YoloDecode(nn.Cell):
     ``construct(raw, anchors, input_w, input_h) -> (grid, bxy, bwh)``: ``raw`` ``[N, H, W,
     A, K]``, ``anchors`` float ``[A, 2]`` pixels of the network input. Returns ``grid``
     ``[1, H, W, 1, 2]`` and ``bxy``, ``bwh`` ``[N, H, W, A, 2]`` normalised to the input.
+    ``scale_xy``: the output's ``scale_x_y``.
     """
+
+    def __init__(self, scale_xy: float = 1.0) -> None:
+        super().__init__()
+        self.scale_xy = float(scale_xy)
 
     def construct(self, raw, anchors, input_w, input_h):
         grid = make_grid(raw.shape[1], raw.shape[2], raw.dtype)
-        bxy, bwh = decode_boxes(raw, grid, anchors, input_w, input_h)
+        bxy, bwh = decode_boxes(raw, grid, anchors, input_w, input_h, self.scale_xy)
         return grid, bxy, bwh
 
 
@@ -72,12 +85,19 @@ class YoloPredict(nn.Cell):
     scores ``sigmoid(t_obj) * sigmoid(t_cls)`` (independent per-class probabilities times
     the objectness, no softmax).
 
-    Parameters: ``anchors``: one float ``[A_l, 2]`` array of input-pixel (w, h) per output.
+    Parameters: ``anchors``: one float ``[A_l, 2]`` array of input-pixel (w, h) per output;
+    ``scale_xy``: Darknet's ``scale_x_y`` per output (default 1.0 for each).
     """
 
-    def __init__(self, anchors: Sequence[np.ndarray]) -> None:
+    def __init__(
+        self, anchors: Sequence[np.ndarray], scale_xy: Sequence[float] | None = None
+    ) -> None:
         super().__init__()
         self.num_anchors = tuple(len(a) for a in anchors)
+        scales = [1.0] * len(anchors) if scale_xy is None else [float(s) for s in scale_xy]
+        if len(scales) != len(anchors):
+            raise ValueError(f"scale_xy has {len(scales)} values for {len(anchors)} outputs")
+        self.scale_xy = tuple(scales)
         # Constant tensors (not Parameters): out of checkpoints and parameter counts.
         self.anchors = tuple(Tensor(np.asarray(a, np.float32).reshape(-1, 2)) for a in anchors)
 
@@ -90,7 +110,7 @@ class YoloPredict(nn.Cell):
             # The grid is built here rather than taken from YoloDecode: discarding a returned
             # ``arange`` output makes GRAPH_MODE warn about eliminated side-effect nodes.
             grid = make_grid(h, w, raw.dtype)
-            bxy, bwh = decode_boxes(raw, grid, self.anchors[i], input_w, input_h)
+            bxy, bwh = decode_boxes(raw, grid, self.anchors[i], input_w, input_h, self.scale_xy[i])
             prob = ops.sigmoid(raw[..., 4:])
             score = prob[..., 0:1] * prob[..., 1:]
             # tuple + tuple: GRAPH_MODE's parser does not take (*boxes, x) here

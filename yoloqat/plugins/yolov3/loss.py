@@ -29,6 +29,7 @@ class YoloLossBlock(nn.Cell):
         label_smooth: bool,
         label_smooth_factor: float,
         num_classes: int,
+        scale_xy: float = 1.0,
     ) -> None:
         super().__init__()
         # Anchor (w, h) in pixels of the network input, shaped [1, 1, 1, A, 2].
@@ -39,7 +40,8 @@ class YoloLossBlock(nn.Cell):
         self.smooth_on = 1.0 - float(label_smooth_factor)
         self.smooth_off = float(label_smooth_factor) / max(num_classes - 1, 1)
         self.bce = ops.SigmoidCrossEntropyWithLogits()
-        self.decode = YoloDecode()
+        self.scale_xy = float(scale_xy)
+        self.decode = YoloDecode(self.scale_xy)
 
     def _best_iou(self, pred_xy: Tensor, pred_wh: Tensor, gt: Tensor) -> Tensor:
         """Max IoU of each predicted box against the GT list: [N, H, W, A, 1]."""
@@ -87,6 +89,8 @@ class YoloLossBlock(nn.Cell):
             )
 
         true_xy = y_true[..., 0:2] * grid_wh - grid
+        if self.scale_xy != 1.0:  # the sigmoid that decodes to the centre (Darknet scale_x_y)
+            true_xy = (true_xy + (self.scale_xy - 1.0) / 2.0) / self.scale_xy
         true_wh = y_true[..., 2:4]
         true_wh = ops.select(true_wh == 0.0, ops.ones_like(true_wh), true_wh)
         true_wh = ops.log(true_wh / self.anchors * input_wh)
@@ -132,6 +136,7 @@ class YoloV3Loss(nn.Cell):
         ignore_threshold: float,
         label_smooth: bool,
         label_smooth_factor: float,
+        scale_x_y: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
@@ -140,6 +145,8 @@ class YoloV3Loss(nn.Cell):
         self.strides = tuple(int(s) for s in strides)
         self.num_levels = len(self.anchor_masks)
         self.num_anchors = tuple(len(m) for m in self.anchor_masks)
+        scales = (1.0,) * self.num_levels if scale_x_y is None else tuple(scale_x_y)
+        self.scale_x_y = tuple(float(s) for s in scales)
         self.blocks = nn.CellList(
             [
                 YoloLossBlock(
@@ -149,8 +156,9 @@ class YoloV3Loss(nn.Cell):
                     label_smooth,
                     label_smooth_factor,
                     num_classes,
+                    scale,
                 )
-                for mask, stride in zip(self.anchor_masks, self.strides)
+                for mask, stride, scale in zip(self.anchor_masks, self.strides, self.scale_x_y)
             ]
         )
 
