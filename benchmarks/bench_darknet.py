@@ -138,9 +138,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
 
-    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.device import init_device
 
-    init_runtime("CPU")
+    init_device("CPU")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()

@@ -50,9 +50,9 @@ def main() -> None:
     parser.add_argument("--output", default="bench_darknet_train")
     args = parser.parse_args()
 
-    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.device import init_device
 
-    init_runtime("CPU")
+    init_device("CPU")
     from yoloqat.data.synth import make_synthetic_coco
     from yoloqat.testing.darknet import darknet_weights, toy_cfg
 

@@ -99,7 +99,7 @@ def run_family(family: str, out: Path, args: argparse.Namespace) -> dict[str, An
         return {"family": family, "error": res.stderr.strip().splitlines()[-3:]}
     report = json.loads((folder / "report" / "report.json").read_text())
     files = report["files"]
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     params, _meta = read_checkpoint(report["checkpoints"]["float"])
     count = sum(int(np.prod(v.shape)) for k, v in params.items() if _trainable(k))

@@ -170,7 +170,7 @@ def chain(
 
 
 def concurrent(data: Path, out: Path) -> dict[str, Any]:
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     procs = [
         _start(train_cmd(data, out, 1, "--run_name", "same", "--seed", str(s))) for s in (1, 2)
@@ -195,7 +195,7 @@ def concurrent(data: Path, out: Path) -> dict[str, Any]:
 
 def bit_flips(sources: list[Path], work: Path, count: int, rng: random.Random) -> dict[str, Any]:
     from yoloqat.core.errors import CheckpointError
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     work.mkdir(parents=True, exist_ok=True)
     refused, loaded, messages = 0, 0, set()
@@ -245,7 +245,7 @@ mkdir -p "$WORK/train_disk" && cp -r "$DISK"/. "$WORK/train_disk/"
 
 def full_disk(ckpt: Path, data: Path, work: Path) -> dict[str, Any]:
     from yoloqat.core.errors import CheckpointError
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return {"available": False, "reason": "needs root and unshare(1)"}
@@ -296,7 +296,7 @@ def full_disk(ckpt: Path, data: Path, work: Path) -> dict[str, Any]:
 def audit(folder: Path) -> dict[str, int]:
     """Files under final names that do not read back (checkpoints with CRC, JSON, PNG)."""
     from yoloqat.core.errors import CheckpointError
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     written, corrupt = 0, 0
     for path in folder.rglob("*"):

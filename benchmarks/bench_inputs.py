@@ -82,8 +82,8 @@ def make_base(work: Path) -> dict[str, Path]:
     )
     import mindspore as ms
 
+    from yoloqat.engine.checkpoints import save_checkpoint
     from yoloqat.engine.pipeline import build_model
-    from yoloqat.engine.training.checkpoint import save_checkpoint
 
     ms.set_seed(1)
     ckpt = save_checkpoint(build_model(cfg), work / "tiny.ckpt", {"config": cfg})

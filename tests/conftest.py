@@ -118,15 +118,15 @@ def darknet_cfg(request: pytest.FixtureRequest) -> Path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _mindspore_cpu() -> None:
-    """Every test runs MindSpore on CPU as the commands set it up (``init_runtime``: blocking
+    """Every test runs MindSpore on CPU as the commands set it up (``init_device``: blocking
     op launch); tests that need GRAPH_MODE set it themselves."""
     os.environ.setdefault("GLOG_v", "3")  # silence MindSpore's C++ INFO/WARNING logs
     import mindspore as ms  # a hard dependency: a broken install is an error, not a skip
 
-    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.device import init_device
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
-    init_runtime("CPU")
+    init_device("CPU")
 
 
 #: The slowest test files, slowest first (CI's --durations, with the workers sharing the

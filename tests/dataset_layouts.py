@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from yoloqat.core.evaluation import DetectionEngine
+from yoloqat.core.scoring import DetectionEngine
 
 
 def _link(src: Path, dst: Path) -> None:

@@ -34,8 +34,8 @@ def _invoke(*args: str):
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A float checkpoint (random weights, 3 classes, 1/16 width) that stores its config."""
     from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.engine.checkpoints import save_checkpoint
     from yoloqat.engine.pipeline import build_model
-    from yoloqat.engine.training.checkpoint import save_checkpoint
 
     root = tmp_path_factory.mktemp("bench")
     make_synthetic_coco(root / "data", train=4, val=3, size=64, seed=3, num_classes=3)

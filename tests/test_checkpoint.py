@@ -10,13 +10,13 @@ import pytest
 from mindspore import nn
 
 from yoloqat.core.errors import CheckpointError, ConfigError
-from yoloqat.engine.models import yolov3_darknet53
-from yoloqat.engine.training.checkpoint import (
+from yoloqat.engine.checkpoints import (
     load_weights,
     read_checkpoint,
     save_checkpoint,
     weights_only,
 )
+from yoloqat.engine.models import yolov3_darknet53
 from yoloqat.engine.training.optim import build_optimizer, effective_lr, param_groups
 
 

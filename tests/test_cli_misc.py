@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from yoloqat.cli import app
 from yoloqat.data.synth import make_synthetic_coco
 from yoloqat.engine import pipeline
-from yoloqat.engine.training.checkpoint import save_checkpoint
+from yoloqat.engine.checkpoints import save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

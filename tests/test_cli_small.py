@@ -54,7 +54,7 @@ def test_missing_inputs_on_the_command_line_are_usage_errors(tmp_path: Path) -> 
 
 def test_config_show_of_a_checkpoint_prints_its_stored_config(tmp_path: Path) -> None:
     from yoloqat.engine import pipeline
-    from yoloqat.engine.training.checkpoint import save_checkpoint
+    from yoloqat.engine.checkpoints import save_checkpoint
 
     cfg = tiny_cfg(tmp_path / "data", tmp_path / "out")
     net = pipeline.build_model(cfg)
@@ -80,8 +80,8 @@ def test_config_show_of_a_checkpoint_prints_its_stored_config(tmp_path: Path) ->
 def test_an_unavailable_device_is_one_line(monkeypatch) -> None:
     import mindspore as ms
 
+    from yoloqat.core.device import set_device
     from yoloqat.core.errors import RuntimeFailure
-    from yoloqat.core.runtime import set_device
 
     def no_gpu(target: str) -> None:  # MindSpore 2.10's words on a CPU-only machine
         raise RuntimeError(

@@ -354,7 +354,7 @@ def test_qat_from_a_plugin_head_checkpoint_keeps_its_settings_and_loss(tmp_path:
     them, with the recipe's quantizer; a flag or --set still wins."""
     from yoloqat.cli.train import apply_flags, inherit_initial_network
     from yoloqat.core.config import apply_overrides, load_config
-    from yoloqat.engine.training.checkpoint import save_checkpoint
+    from yoloqat.engine.checkpoints import save_checkpoint
     from yoloqat.registry import reset_default
 
     with installed(tmp_path) as reg:

@@ -15,8 +15,8 @@ from tiny import cli
 import yoloqat  # noqa: F401  (sets the oneDNN ISA before any conv runs)
 from yoloqat.core.config import load_config
 from yoloqat.deploy.darknet_format import conv_specs
+from yoloqat.engine.checkpoints import read_checkpoint, save_checkpoint
 from yoloqat.engine.inference import load_detector, preprocessing
-from yoloqat.engine.training.checkpoint import read_checkpoint, save_checkpoint
 from yoloqat.testing.darknet import (
     darknet_weights,
     differences,
@@ -217,7 +217,7 @@ def test_darknet_style_yolov3_export_is_read_by_opencv(tmp_path) -> None:
     cfg["data"]["normalize"] = "unit"
     params, _ = read_checkpoint(ckpt)
     from yoloqat.engine import pipeline
-    from yoloqat.engine.training.checkpoint import load_weights
+    from yoloqat.engine.checkpoints import load_weights
 
     net = pipeline.build_model(cfg)
     load_weights(net, params, source=ckpt)

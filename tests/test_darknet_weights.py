@@ -14,6 +14,7 @@ import yaml
 
 import yoloqat  # noqa: F401  (sets the oneDNN ISA before any conv runs)
 from yoloqat.core.errors import CheckpointError
+from yoloqat.engine.checkpoints import read_checkpoint, save_checkpoint
 from yoloqat.engine.darknet import (
     DarknetHeader,
     conv_specs,
@@ -24,7 +25,6 @@ from yoloqat.engine.darknet import (
     payload_floats,
 )
 from yoloqat.engine.models import yolov3_darknet53
-from yoloqat.engine.training.checkpoint import read_checkpoint, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH = 0.0625

@@ -84,7 +84,7 @@ def test_demo_small(tmp_path: Path) -> None:
     assert "class_names" in meta and meta["normalize"] == "imagenet"
     again_report = json.loads((tmp_path / "qr" / "report.json").read_text())
     assert again_report["testing_shape"] == 128 and again_report["images"] == 8
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     for ckpt in (report["checkpoints"]["float"], qat):  # --set reached both stages
         _params, meta = read_checkpoint(ckpt)

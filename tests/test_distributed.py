@@ -35,7 +35,7 @@ import yaml
 
 from yoloqat.core.config import apply_overrides, load_config
 from yoloqat.data.synth import make_synthetic_coco
-from yoloqat.engine.training.checkpoint import read_checkpoint
+from yoloqat.engine.checkpoints import read_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 WORKERS = 2
@@ -436,8 +436,8 @@ def test_a_killed_rank_is_named_with_its_step_and_the_run_resumes_exactly(tmp_pa
     printed command resumes, and every later step's loss equals an uninterrupted run's."""
     import mindspore as ms
 
+    from yoloqat.engine.checkpoints import save_checkpoint
     from yoloqat.engine.pipeline import build_model
-    from yoloqat.engine.training.checkpoint import save_checkpoint
 
     data = tmp_path / "data"
     make_synthetic_coco(data, train=8, val=2, size=64, seed=5, num_classes=3)

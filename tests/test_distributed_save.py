@@ -17,8 +17,8 @@ from test_distributed import _config, _launch, _tail
 
 from yoloqat.core.config import apply_overrides
 from yoloqat.data.synth import make_synthetic_coco
+from yoloqat.engine.checkpoints import read_checkpoint
 from yoloqat.engine.inference import load_detector
-from yoloqat.engine.training.checkpoint import read_checkpoint
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from tiny import tiny_cfg
 
 from yoloqat.core.errors import ConfigError
 from yoloqat.data.synth import make_synthetic_coco
-from yoloqat.engine.training.checkpoint import read_checkpoint, weights_only
+from yoloqat.engine.checkpoints import read_checkpoint, weights_only
 from yoloqat.engine.training.ema import decay_at
 from yoloqat.engine.training.trainer import Trainer
 

@@ -20,7 +20,7 @@ import pytest
 from tiny import cli, tiny_cfg
 
 from yoloqat.core.eval_metrics import confusion_matrix
-from yoloqat.core.evaluation import DetectionEngine
+from yoloqat.core.scoring import DetectionEngine
 from yoloqat.engine.evaluate import Subset, evaluate_model, evaluate_source, stage_speed
 
 
@@ -444,7 +444,7 @@ def checkpoint(synth, tmp_path_factory) -> tuple[Path, Path]:
 
     from yoloqat.core.config import apply_overrides
     from yoloqat.engine import pipeline
-    from yoloqat.engine.training.checkpoint import save_checkpoint
+    from yoloqat.engine.checkpoints import save_checkpoint
 
     root = tmp_path_factory.mktemp("evalreport")
     cfg = tiny_cfg(synth, root)

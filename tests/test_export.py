@@ -193,7 +193,7 @@ def test_mindir_export_roundtrip(tmp_path: Path) -> None:
 def float_checkpoint(tmp_path: Path) -> tuple[Path, nn.Cell]:
     from yoloqat.core.config import load_config
     from yoloqat.engine import pipeline
-    from yoloqat.engine.training.checkpoint import save_checkpoint
+    from yoloqat.engine.checkpoints import save_checkpoint
 
     cfg = load_config("yolov3_darknet53")
     cfg["model"]["num_classes"] = NUM_CLASSES
@@ -444,7 +444,7 @@ def test_cli_export_int8_from_qat_checkpoint(tmp_path: Path) -> None:
 
     from yoloqat.cli import app
     from yoloqat.core.config import load_config
-    from yoloqat.engine.training.checkpoint import save_checkpoint
+    from yoloqat.engine.checkpoints import save_checkpoint
 
     net = quantized_tiny("relu", "symmetric")
     cfg = load_config("yolov3_darknet53_quant")

@@ -174,7 +174,7 @@ def test_openvino_ir_float_and_int8(tmp_path: Path, float_models) -> None:
 def qat_checkpoint(tmp_path_factory) -> Path:
     """A QAT checkpoint of the tiny network, with its config and class names."""
     from yoloqat.core.config import load_config
-    from yoloqat.engine.training.checkpoint import save_checkpoint
+    from yoloqat.engine.checkpoints import save_checkpoint
 
     cfg = load_config("yolov3_darknet53_quant")
     cfg["model"]["num_classes"] = NUM_CLASSES

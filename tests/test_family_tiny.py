@@ -127,7 +127,7 @@ def test_train_qat_export_eval_predict_through_the_cli(tmp_path: Path) -> None:
     from tiny import cli
 
     from yoloqat.data.synth import make_synthetic_coco
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
     from yoloqat.testing import count_int8_convs
 
     data = tmp_path / "data"

@@ -102,7 +102,7 @@ def _wait_for(predicate, proc: subprocess.Popen, what: str) -> None:
 
 # -- 1. concurrent runs ------------------------------------------------------------------
 def test_two_concurrent_runs_with_one_ckpt_path_get_two_folders(synth, tmp_path) -> None:
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     # the same run name forces the collision two runs started in one second have
     procs = [
@@ -206,7 +206,7 @@ def test_signal_during_compilation_is_one_line_exit_130(synth, tmp_path, sig) ->
 
 # -- 3. bit flips and non-finite tensors ---------------------------------------------------
 def test_flipped_bytes_are_refused_naming_the_file(trained, tmp_path) -> None:
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     data = bytearray(trained.read_bytes())
     # inside the largest tensor's values: a flip there leaves the file parseable (only the

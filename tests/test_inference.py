@@ -9,9 +9,9 @@ import pytest
 
 from yoloqat.core.config import apply_overrides, load_config
 from yoloqat.core.errors import CheckpointError
+from yoloqat.engine.checkpoints import save_checkpoint
 from yoloqat.engine.inference import MindSporePredictor, default_testing_shape, load_detector
 from yoloqat.engine.pipeline import build_model, build_quantizer
-from yoloqat.engine.training.checkpoint import save_checkpoint
 
 TINY = ["model.backbone.width=0.0625", "model.head.width=0.0625", "model.num_classes=3"]
 

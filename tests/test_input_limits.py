@@ -102,8 +102,8 @@ def test_parse_size() -> None:
 def test_every_kind_of_input_file_has_a_size_limit(tmp_path: Path, monkeypatch) -> None:
     from yoloqat.core.config import load_config
     from yoloqat.deploy.darknet_format import read_darknet_weights
+    from yoloqat.engine.checkpoints import read_checkpoint
     from yoloqat.engine.runtimes import open_model
-    from yoloqat.engine.training.checkpoint import read_checkpoint
 
     path = _dataset(tmp_path, ["1.jpg"])
     data = json.loads(path.read_text())
@@ -134,7 +134,7 @@ def test_every_kind_of_input_file_has_a_size_limit(tmp_path: Path, monkeypatch) 
 
 def test_devices_are_refused_as_configs_and_checkpoints() -> None:
     from yoloqat.core.config import load_yaml
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     with pytest.raises(ConfigError, match=r"^config /dev/zero is a device, not a regular file$"):
         load_yaml(Path("/dev/zero"))

@@ -1,4 +1,4 @@
-"""On CPU the commands launch MindSpore's ops blocking (``init_runtime``), unless the user
+"""On CPU the commands launch MindSpore's ops blocking (``init_device``), unless the user
 set ``MS_DEV_LAUNCH_BLOCKING``: each case in a fresh interpreter, since a process cannot
 switch back (``benchmarks/bench_launch_blocking.py`` measures why)."""
 
@@ -14,8 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PROBE = (
     "import os\n"
-    "from yoloqat.core.runtime import init_runtime\n"
-    "init_runtime({target!r})\n"
+    "from yoloqat.core.device import init_device\n"
+    "init_device({target!r})\n"
     "from mindspore._c_expression import RuntimeConf\n"
     "print(RuntimeConf.get_instance().is_launch_blocking(), "
     "os.environ.get('MS_DEV_LAUNCH_BLOCKING'))\n"

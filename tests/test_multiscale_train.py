@@ -15,7 +15,7 @@ import pytest
 from tiny import MULTI_SIZES, check_schedule, is_dynamic, state, step_shapes, tiny_cfg
 
 from yoloqat.data.synth import make_synthetic_coco
-from yoloqat.engine.training.checkpoint import read_checkpoint
+from yoloqat.engine.checkpoints import read_checkpoint
 from yoloqat.engine.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow

@@ -15,7 +15,7 @@ from tiny import tiny_cfg
 
 from yoloqat.core.errors import RuntimeFailure
 from yoloqat.data.synth import make_synthetic_coco
-from yoloqat.engine.training.checkpoint import read_checkpoint
+from yoloqat.engine.checkpoints import read_checkpoint
 from yoloqat.engine.training.trainer import Trainer
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from yoloqat.core.runtime import scheduler_lost_workers
+from yoloqat.core.device import scheduler_lost_workers
 from yoloqat.engine.launch import summary
 from yoloqat.engine.training.peers import (
     COMMAND_ENV,

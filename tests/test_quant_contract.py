@@ -241,7 +241,7 @@ def test_cli_export_int8_refuses_float_convs_with_exit_4(tmp_path: Path) -> None
         from yoloqat.core import events
         from yoloqat.core.config import apply_overrides, load_config
         from yoloqat.engine import pipeline
-        from yoloqat.engine.training.checkpoint import save_checkpoint
+        from yoloqat.engine.checkpoints import save_checkpoint
         cfg = apply_overrides(load_config("synth_tiny_quant"), [
             "model.backbone={name: odd_backbone}", "model.num_classes=2",
             "model.head.width=0.0625"])
@@ -275,7 +275,7 @@ def test_cli_calibrate_then_export_and_eval(tmp_path: Path) -> None:
     from yoloqat.cli import app
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.data.synth import make_synthetic_coco
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
     from yoloqat.engine.training.trainer import Trainer
 
     data = tmp_path / "data"

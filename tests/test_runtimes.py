@@ -272,7 +272,7 @@ def test_openvino_compiles_without_the_mindspore_isa_cap(monkeypatch) -> None:
     """The AVX2 cap yoloqat sets for MindSpore is lifted only while OpenVINO compiles."""
     import os
 
-    from yoloqat.core.runtime import ISA_CAP, uncapped_isa
+    from yoloqat.core.device import ISA_CAP, uncapped_isa
 
     monkeypatch.setenv(ISA_CAP, "AVX2")
     with uncapped_isa():

@@ -17,7 +17,7 @@ from mindspore import Tensor
 from yoloqat.core.config import apply_overrides, load_config
 from yoloqat.data.synth import make_synthetic_coco
 from yoloqat.engine import pipeline
-from yoloqat.engine.training.checkpoint import load_weights, read_checkpoint
+from yoloqat.engine.checkpoints import load_weights, read_checkpoint
 from yoloqat.engine.training.optim import effective_lr
 from yoloqat.engine.training.trainer import Trainer
 

@@ -18,7 +18,7 @@ import pytest
 from mindspore import Tensor
 
 from yoloqat.core.config import apply_overrides, load_config
-from yoloqat.core.evaluation import DetectionEngine
+from yoloqat.core.scoring import DetectionEngine
 from yoloqat.data.synth import make_synthetic_coco
 from yoloqat.engine.evaluate import load_batches
 from yoloqat.engine.pipeline import build_dataset, build_model, build_quantizer

@@ -34,8 +34,8 @@ def checkpoint(synth, tmp_path_factory) -> Path:
     """An untrained tiny network's checkpoint with its config (what export and eval read)."""
     import mindspore as ms
 
+    from yoloqat.engine.checkpoints import save_checkpoint
     from yoloqat.engine.pipeline import build_model
-    from yoloqat.engine.training.checkpoint import save_checkpoint
 
     out = tmp_path_factory.mktemp("ckpt")
     cfg = tiny_cfg(synth, out, "eval.testing_shape=64")

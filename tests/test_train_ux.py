@@ -232,7 +232,7 @@ def test_a_cli_run_shows_its_summaries_and_leaves_last_ckpt(synth, tmp_path, mon
 
     from tiny import cli
 
-    from yoloqat.engine.training.checkpoint import read_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
 
     monkeypatch.chdir(synth.parent)
     tiny = ["--set", "model.backbone.width=0.0625", "--set", "model.head.width=0.0625"]

@@ -20,7 +20,7 @@ from tiny import tiny_cfg
 
 from yoloqat.core import events
 from yoloqat.data.synth import make_synthetic_coco
-from yoloqat.engine.training.checkpoint import read_checkpoint
+from yoloqat.engine.checkpoints import read_checkpoint
 from yoloqat.engine.training.trainer import Trainer
 from yoloqat.registry import Registry
 

@@ -19,7 +19,7 @@ from yoloqat.core.version import __version__
 COMMAND_MODULES = [
     "demo",
     "train",
-    "evaluate",
+    "eval",
     "predict",
     "export",
     "quant_report",
@@ -37,7 +37,8 @@ def _normalize(token: str) -> str:
 
 app = typer.Typer(
     name="yoloqat",
-    help="YOLOv3-DarkNet53 object detection with int8 quantization-aware training, on MindSpore.",
+    help="Object detection on MindSpore: detector families as plugins, int8 QAT and PTQ, "
+    "real int8 deployment.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

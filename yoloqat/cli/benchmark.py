@@ -7,8 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import SET_HELP, handle_errors
-from yoloqat.cli.train import _opt
+from yoloqat.cli.common import SET_HELP, handle_errors, opt
 
 
 def _names(value: str, what: str) -> list[str]:
@@ -55,43 +54,43 @@ def render_table(result: dict[str, Any]) -> Any:
 
 
 def benchmark(
-    checkpoint: Optional[str] = _opt(
+    checkpoint: Optional[str] = opt(
         None,
         "checkpoint",
         help="Checkpoint (float, QAT or PTQ). Without one: the config's network with random "
         "weights (latency only, unless data is given).",
     ),
-    config: Optional[str] = _opt(
+    config: Optional[str] = opt(
         None, "config", help="Config (default: the checkpoint's own, else yolov3_darknet53)."
     ),
-    data_dir: Optional[str] = _opt(None, "data_dir", help="Dataset root for the config's dataset."),
-    dataset: Optional[str] = _opt(None, "dataset", help="Dataset plugin for --data_dir."),
-    images: Optional[str] = _opt(None, "images", help="Val image folder (with --annotations)."),
-    annotations: Optional[str] = _opt(None, "annotations", help="COCO instances json."),
+    data_dir: Optional[str] = opt(None, "data_dir", help="Dataset root for the config's dataset."),
+    dataset: Optional[str] = opt(None, "dataset", help="Dataset plugin for --data_dir."),
+    images: Optional[str] = opt(None, "images", help="Val image folder (with --annotations)."),
+    annotations: Optional[str] = opt(None, "annotations", help="COCO instances json."),
     accuracy: bool = typer.Option(
         True, "--accuracy/--no-accuracy", help="Evaluate AP on the val set (else latency only)."
     ),
-    max_images: Optional[int] = _opt(
+    max_images: Optional[int] = opt(
         None, "max_images", help="Evaluate on the first N val images (default: all)."
     ),
-    runtimes: Optional[str] = _opt(
+    runtimes: Optional[str] = opt(
         None,
         "runtimes",
         help="Runtimes for the ONNX rows, comma separated (default: every registered one; "
         "yoloqat list runtime).",
     ),
-    formats: str = _opt("mindspore,onnx", "formats", help="mindspore and/or onnx."),
-    precisions: str = _opt("fp32,int8", "precisions", help="fp32 and/or int8."),
-    testing_shape: Optional[int] = _opt(
+    formats: str = opt("mindspore,onnx", "formats", help="mindspore and/or onnx."),
+    precisions: str = opt("fp32,int8", "precisions", help="fp32 and/or int8."),
+    testing_shape: Optional[int] = opt(
         None, "testing_shape", help="Square input size (default: the checkpoint's, else 416)."
     ),
-    batch: int = _opt(1, "batch", help="Images per call (latency is reported per image)."),
-    threads: Optional[int] = _opt(
+    batch: int = opt(1, "batch", help="Images per call (latency is reported per image)."),
+    threads: Optional[int] = opt(
         None, "threads", help="Threads per runtime (default: each runtime's own, all cores)."
     ),
-    runs: int = _opt(10, "runs", help="Timed rounds (rows alternate within each round)."),
-    warmup: int = _opt(2, "warmup", help="Untimed rounds first."),
-    calibration_images: int = _opt(
+    runs: int = opt(10, "runs", help="Timed rounds (rows alternate within each round)."),
+    warmup: int = opt(2, "warmup", help="Untimed rounds first."),
+    calibration_images: int = opt(
         32,
         "calibration_images",
         help="Training images calibrating the int8 (int8_ptq) model of a float checkpoint.",
@@ -101,7 +100,7 @@ def benchmark(
         "--letterbox/--no-letterbox",
         help="Letterbox or the seed's stretch resize (default: the model's eval.letterbox).",
     ),
-    output: Path = _opt(
+    output: Path = opt(
         Path("outputs/benchmark"),
         "output",
         help="Folder for the model files, benchmark.json, .md and .png.",
@@ -118,8 +117,8 @@ def benchmark(
     from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.detector import check_input_shape
+    from yoloqat.core.device import init_device
     from yoloqat.core.errors import UsageError
-    from yoloqat.core.runtime import init_runtime
     from yoloqat.engine.benchmark import plan, run_benchmark
     from yoloqat.engine.benchmark_files import NOTE, write_outputs
     from yoloqat.engine.benchmark_models import benchmark_networks, noise_batches
@@ -149,7 +148,7 @@ def benchmark(
         check_input_shape(testing_shape, testing_shape)
     dataset_overrides({}, data_dir, images, annotations, dataset)  # flag clashes first
     prepare_output(output, "--output")
-    init_runtime("CPU")
+    init_device("CPU")
     if threads is not None:
         _mindspore_threads(threads)
     explicit = config is not None

@@ -7,27 +7,26 @@ from typing import Optional
 
 import typer
 
-from yoloqat.cli.common import SET_HELP, handle_errors
-from yoloqat.cli.train import _opt
+from yoloqat.cli.common import SET_HELP, handle_errors, opt
 
 
 def calibrate(
-    checkpoint: str = _opt(..., "checkpoint", help="Float checkpoint (.ckpt) to quantize."),
-    output: Optional[Path] = _opt(
+    checkpoint: str = opt(..., "checkpoint", help="Float checkpoint (.ckpt) to quantize."),
+    output: Optional[Path] = opt(
         None, "output", help="Quantized checkpoint to write (default: CHECKPOINT_ptq.ckpt)."
     ),
-    config: Optional[str] = _opt(None, "config", help="Config (default: the checkpoint's own)."),
-    quantizer: str = _opt("int8_ptq", "quantizer", help="Post-training quantizer plugin."),
-    method: Optional[str] = _opt(
+    config: Optional[str] = opt(None, "config", help="Config (default: the checkpoint's own)."),
+    quantizer: str = opt("int8_ptq", "quantizer", help="Post-training quantizer plugin."),
+    method: Optional[str] = opt(
         None, "method", help="Range method of int8_ptq: minmax or percentile (default)."
     ),
-    images: int = _opt(64, "images", help="Training images to calibrate on."),
-    data_dir: Optional[str] = _opt(None, "data_dir", help="Dataset root (overrides the config)."),
-    testing_shape: Optional[int] = _opt(
+    images: int = opt(64, "images", help="Training images to calibrate on."),
+    data_dir: Optional[str] = opt(None, "data_dir", help="Dataset root (overrides the config)."),
+    testing_shape: Optional[int] = opt(
         None, "testing_shape", help="Input size (default: the config's eval.testing_shape)."
     ),
-    batch_size: int = _opt(8, "batch_size", help="Calibration batch size."),
-    device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
+    batch_size: int = opt(8, "batch_size", help="Calibration batch size."),
+    device_target: str = opt("CPU", "device_target", help="CPU, GPU or Ascend."),
     overrides: list[str] = typer.Option([], "--set", help=SET_HELP),
 ) -> None:
     """Post-training quantization: calibrate int8 ranges on training images, no training.
@@ -35,21 +34,21 @@ def calibrate(
     Writes a quantized checkpoint that eval, export --int8 and quant-report
     (--ptq_checkpoint) use like a QAT checkpoint.
     """
-    from yoloqat.cli.evaluate import dataset_overrides
+    from yoloqat.cli.eval import dataset_overrides
     from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, get_dotted, load_config
     from yoloqat.core.detector import check_input_shape
+    from yoloqat.core.device import init_device
     from yoloqat.core.errors import UsageError
-    from yoloqat.core.runtime import init_runtime
     from yoloqat.engine.calibrate import calibrate_checkpoint
+    from yoloqat.engine.checkpoints import read_checkpoint
     from yoloqat.engine.inference import effective_config
-    from yoloqat.engine.training.checkpoint import read_checkpoint
 
     if images < 1:
         raise UsageError(f"--images {images} is not valid; expected an integer >= 1")
     if batch_size < 1:
         raise UsageError(f"--batch_size {batch_size} is not valid; expected an integer >= 1")
-    init_runtime(device_target)
+    init_device(device_target)
     _, meta = read_checkpoint(checkpoint)
     cfg = effective_config(load_config(config or "yolov3_darknet53"), meta, explicit=bool(config))
     block: dict = {"name": quantizer}

@@ -8,38 +8,37 @@ from typing import Optional
 
 import typer
 
-from yoloqat.cli.common import SET_HELP, handle_errors
-from yoloqat.cli.train import _opt
+from yoloqat.cli.common import SET_HELP, handle_errors, opt
 
 
 def import_darknet(
     weights: Path = typer.Argument(..., help="Darknet .weights file (yolov3.weights, ...)."),
-    output: Path = _opt(..., "output", help="Checkpoint to write (.ckpt)."),
-    backbone_only: bool = _opt(
+    output: Path = opt(..., "output", help="Checkpoint to write (.ckpt)."),
+    backbone_only: bool = opt(
         False,
         "backbone_only",
         help="The file is a backbone (darknet53.conv.74); write only backbone.* tensors.",
     ),
-    num_classes: Optional[int] = _opt(
+    num_classes: Optional[int] = opt(
         None, "num_classes", help="Classes of the detector file (default: the config's, 80)."
     ),
-    config: Optional[str] = _opt(
+    config: Optional[str] = opt(
         None, "config", help="Config describing the network (default: yolov3_darknet53)."
     ),
-    cfg: Optional[Path] = _opt(
+    cfg: Optional[Path] = opt(
         None,
         "cfg",
         help="The Darknet .cfg of the weights (yolov3.cfg, yolov3-tiny.cfg, yolov4-tiny.cfg, "
         "...): the network is built from its sections (Darknet's YOLOv3 layout as the bundled "
         "darknet53 + yolov3_head); classes, anchors and input size come from it.",
     ),
-    names: Optional[Path] = _opt(
+    names: Optional[Path] = opt(
         None,
         "names",
         help="Class names, one a line (Darknet's .names). Default: the .cfg's yoloqat "
         "metadata, else COCO's 80 names for 80 classes, else class0..classN-1.",
     ),
-    cfg_graph: bool = _opt(
+    cfg_graph: bool = opt(
         False,
         "cfg_graph",
         help="Build the .cfg's own graph even for the YOLOv3 layout (default there: the "
@@ -80,20 +79,20 @@ def import_darknet(
 
 def export_darknet(
     checkpoint: Path = typer.Argument(..., help="Float yoloqat checkpoint (.ckpt)."),
-    output: Path = _opt(..., "output", help="Darknet .weights file to write."),
-    backbone_only: bool = _opt(
+    output: Path = opt(..., "output", help="Darknet .weights file to write."),
+    backbone_only: bool = opt(
         False, "backbone_only", help="Write only the backbone convs (like darknet53.conv.74)."
     ),
-    config: Optional[str] = _opt(
+    config: Optional[str] = opt(
         None, "config", help="Config of the network (default: the one stored in the checkpoint)."
     ),
-    cfg: Optional[Path] = _opt(
+    cfg: Optional[Path] = opt(
         None,
         "cfg",
         help="Also write the network's Darknet .cfg here (with the class names, input "
         "normalisation, letterbox and BN eps in a '# yoloqat:' comment line).",
     ),
-    names: Optional[Path] = _opt(
+    names: Optional[Path] = opt(
         None, "names", help="Also write the class names here, one a line (Darknet's .names)."
     ),
 ) -> None:

@@ -15,8 +15,7 @@ from typing import Any
 
 import typer
 
-from yoloqat.cli.common import handle_errors
-from yoloqat.cli.train import _opt
+from yoloqat.cli.common import handle_errors, opt
 from yoloqat.core.atomic import prepare_output, write_json
 
 
@@ -92,23 +91,23 @@ def check_user_overrides(overrides: list[str], configs: tuple[str, str] = DEMO_C
 
 
 def demo(
-    output: Path = _opt(
+    output: Path = opt(
         Path("yoloqat_demo"), "output", help="Folder for everything the demo writes."
     ),
-    epochs: int = _opt(20, "epochs", help="Float training epochs."),
-    qat_epochs: int = _opt(
+    epochs: int = opt(20, "epochs", help="Float training epochs."),
+    qat_epochs: int = opt(
         3, "qat_epochs", help="QAT fine-tuning epochs (the first at learning rate 0)."
     ),
-    train_images: int = _opt(1000, "train_images", help="Synthetic training images."),
-    val_images: int = _opt(200, "val_images", help="Synthetic validation images."),
-    seed: int = _opt(0, "seed", help="Seed of the synthetic dataset."),
-    family: str = _opt(
+    train_images: int = opt(1000, "train_images", help="Synthetic training images."),
+    val_images: int = opt(200, "val_images", help="Synthetic validation images."),
+    seed: int = opt(0, "seed", help="Seed of the synthetic dataset."),
+    family: str = opt(
         "yolov3",
         "family",
         help="Detector family: yolov3 (1/8-width DarkNet-53), yolov3_tiny or yolov8 "
         "(`yoloqat list family`).",
     ),
-    force: bool = _opt(False, "force", help="Delete an existing output folder first."),
+    force: bool = opt(False, "force", help="Delete an existing output folder first."),
     set_: list[str] = typer.Option(
         [],
         "--set",
@@ -120,8 +119,8 @@ def demo(
     """Run the whole flow on synthetic data: train, QAT, evaluate, export int8, report."""
     from yoloqat.cli.quant_report import render_table
     from yoloqat.cli.render import out_console
+    from yoloqat.core.device import init_device
     from yoloqat.core.errors import UsageError
-    from yoloqat.core.runtime import init_runtime
     from yoloqat.data.synth import make_synthetic_coco
     from yoloqat.engine.calibrate import calibrate_checkpoint
     from yoloqat.engine.export import model_metadata
@@ -149,7 +148,7 @@ def demo(
             )
         shutil.rmtree(output)
     prepare_output(output, "--output")  # before 8 minutes of work, not after
-    init_runtime("CPU")
+    init_device("CPU")
     data = output / "data"
     _stage("1/5 synthetic dataset")
     make_synthetic_coco(data, train=train_images, val=val_images, size=128, seed=seed)

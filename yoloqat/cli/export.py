@@ -8,8 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import handle_errors
-from yoloqat.cli.train import _opt
+from yoloqat.cli.common import handle_errors, opt
 from yoloqat.engine.export import (  # noqa: F401
     DEFAULT_FOLDER,
     FORMATS,
@@ -19,41 +18,41 @@ from yoloqat.engine.export import (  # noqa: F401
 
 
 def export_command(
-    checkpoint: str = _opt(..., "checkpoint", "ckpt_file", help="Trained checkpoint (.ckpt)."),
-    file_format: str = _opt(
+    checkpoint: str = opt(..., "checkpoint", "ckpt_file", help="Trained checkpoint (.ckpt)."),
+    file_format: str = opt(
         "onnx", "format", "file_format", help="onnx, openvino (IR: .xml + .bin) or mindir."
     ),
-    int8: bool = _opt(
+    int8: bool = opt(
         False,
         "int8",
         help="ONNX/OpenVINO: write the int8 (QDQ) graph (needs a QAT or PTQ checkpoint).",
     ),
-    nms: bool = _opt(
+    nms: bool = opt(
         False,
         "nms",
         help="ONNX/OpenVINO: per-class NMS in the graph, one output detections "
         "[N, max_det, 6] (x1, y1, x2, y2 input pixels, score, class).",
     ),
-    conf: float = _opt(0.25, "conf", help="With --nms: the score threshold baked in."),
-    iou: float = _opt(0.5, "iou", help="With --nms: the NMS IoU threshold baked in."),
-    max_det: int = _opt(300, "max_det", help="With --nms: detections per image (rows)."),
-    testing_shape: Optional[int] = _opt(
+    conf: float = opt(0.25, "conf", help="With --nms: the score threshold baked in."),
+    iou: float = opt(0.5, "iou", help="With --nms: the NMS IoU threshold baked in."),
+    max_det: int = opt(300, "max_det", help="With --nms: detections per image (rows)."),
+    testing_shape: Optional[int] = opt(
         None,
         "testing_shape",
         help="Square input size, a multiple of 32 (default: the checkpoint config's "
         "eval.testing_shape, else 416).",
     ),
-    batch_size: int = _opt(
+    batch_size: int = opt(
         1, "batch_size", help="Fixed batch size; 0 = dynamic batch (ONNX, OpenVINO)."
     ),
-    output: Optional[str] = _opt(
+    output: Optional[str] = opt(
         None, "output", "file_name", help="Output file (default: outputs/export/...)."
     ),
-    config: Optional[str] = _opt(
+    config: Optional[str] = opt(
         None, "config", help="Config (default: the one stored in the checkpoint)."
     ),
-    opset: int = _opt(17, "opset", help="ONNX opset (13-21)."),
-    device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
+    opset: int = opt(17, "opset", help="ONNX opset (13-21)."),
+    device_target: str = opt("CPU", "device_target", help="CPU, GPU or Ascend."),
 ) -> None:
     """Export a checkpoint for deployment: ONNX (ONNX Runtime, OpenVINO), OpenVINO IR or
     MindSpore MINDIR; with --nms the model outputs final detections."""

@@ -84,8 +84,8 @@ def _checkpoint_config(path: str, overrides: list[str]) -> dict:
     from yoloqat.core.config import apply_overrides
     from yoloqat.core.errors import CheckpointError
     from yoloqat.core.schema import check_sections
+    from yoloqat.engine.checkpoints import read_checkpoint
     from yoloqat.engine.inference import stored_config
-    from yoloqat.engine.training.checkpoint import read_checkpoint
 
     _params, meta = read_checkpoint(path)
     stored = stored_config(meta)

@@ -16,8 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import RUNTIME_HELP, handle_errors
-from yoloqat.cli.train import _opt
+from yoloqat.cli.common import RUNTIME_HELP, handle_errors, opt
 
 
 def _classes(text: Optional[str]) -> list[str] | None:
@@ -33,31 +32,31 @@ def predict(
         "http(s) URLs; several allowed.",
         show_default=False,
     ),
-    checkpoint: Optional[str] = _opt(None, "checkpoint", help="Trained checkpoint (.ckpt)."),
-    onnx: Optional[str] = _opt(
+    checkpoint: Optional[str] = opt(None, "checkpoint", help="Trained checkpoint (.ckpt)."),
+    onnx: Optional[str] = opt(
         None, "onnx", help="An exported model (ONNX, or OpenVINO IR .xml) instead of a checkpoint."
     ),
-    runtime: Optional[str] = _opt(None, "runtime", help=RUNTIME_HELP),
-    config: Optional[str] = _opt(
+    runtime: Optional[str] = opt(None, "runtime", help=RUNTIME_HELP),
+    config: Optional[str] = opt(
         None, "config", help="Config (default: the one stored in the checkpoint)."
     ),
-    conf: float = _opt(0.25, "conf", "score_threshold", help="Score threshold."),
-    iou: float = _opt(0.5, "iou", "nms_thresh", help="Per-class NMS IoU threshold."),
-    classes: Optional[str] = _opt(
+    conf: float = opt(0.25, "conf", "score_threshold", help="Score threshold."),
+    iou: float = opt(0.5, "iou", "nms_thresh", help="Per-class NMS IoU threshold."),
+    classes: Optional[str] = opt(
         None, "classes", help="Keep only these classes: ids or names, comma separated."
     ),
-    max_det: int = _opt(300, "max_det", help="At most this many detections per image."),
-    testing_shape: Optional[int] = _opt(
+    max_det: int = opt(300, "max_det", help="At most this many detections per image."),
+    testing_shape: Optional[int] = opt(
         None,
         "testing_shape",
         "imgsz",
         help="Square input size, a multiple of 32 (default: the model's).",
     ),
-    recursive: bool = _opt(False, "recursive", help="Read the folders' sub-folders too."),
-    max_frames: Optional[int] = _opt(
+    recursive: bool = opt(False, "recursive", help="Read the folders' sub-folders too."),
+    max_frames: Optional[int] = opt(
         None, "max_frames", help="At most this many frames per video or camera."
     ),
-    output: Path = _opt(
+    output: Path = opt(
         Path("outputs/predict"),
         "output",
         help="Run folder; when it exists, _2, _3, ... is appended (a new one per run).",
@@ -65,16 +64,16 @@ def predict(
     save: bool = typer.Option(
         True, "--save/--no-save", help="Write pictures and videos with labelled boxes."
     ),
-    save_txt: bool = _opt(False, "save_txt", help="Write YOLO label files (labels/<name>.txt)."),
-    save_conf: bool = _opt(False, "save_conf", help="With --save_txt: add each box's score."),
-    save_crop: bool = _opt(False, "save_crop", help="Write each box as an image (crops/)."),
-    hide_labels: bool = _opt(False, "hide_labels", help="Draw boxes without labels."),
-    hide_conf: bool = _opt(False, "hide_conf", help="Draw labels without the score."),
-    line_width: Optional[int] = _opt(
+    save_txt: bool = opt(False, "save_txt", help="Write YOLO label files (labels/<name>.txt)."),
+    save_conf: bool = opt(False, "save_conf", help="With --save_txt: add each box's score."),
+    save_crop: bool = opt(False, "save_crop", help="Write each box as an image (crops/)."),
+    hide_labels: bool = opt(False, "hide_labels", help="Draw boxes without labels."),
+    hide_conf: bool = opt(False, "hide_conf", help="Draw labels without the score."),
+    line_width: Optional[int] = opt(
         None, "line_width", help="Box line width in pixels (default: sized to the image)."
     ),
-    as_json: bool = _opt(False, "json", help="Print the results as JSON on stdout."),
-    device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
+    as_json: bool = opt(False, "json", help="Print the results as JSON on stdout."),
+    device_target: str = opt("CPU", "device_target", help="CPU, GPU or Ascend."),
 ) -> None:
     """Detect objects in images, videos, camera streams or URLs."""
     from yoloqat.core import events

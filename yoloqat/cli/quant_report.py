@@ -7,8 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import RUNTIME_HELP, handle_errors
-from yoloqat.cli.train import _opt
+from yoloqat.cli.common import RUNTIME_HELP, handle_errors, opt
 
 
 def render_table(report: dict[str, Any]) -> Any:
@@ -51,27 +50,27 @@ def build_networks(
 
 
 def quant_report(
-    checkpoint: str = _opt(..., "checkpoint", help="QAT checkpoint (.ckpt)."),
-    float_checkpoint: Optional[str] = _opt(
+    checkpoint: str = opt(..., "checkpoint", help="QAT checkpoint (.ckpt)."),
+    float_checkpoint: Optional[str] = opt(
         None,
         "float_checkpoint",
         help="Float checkpoint to compare with (default: the QAT weights, fake quant off).",
     ),
-    ptq_checkpoint: Optional[str] = _opt(
+    ptq_checkpoint: Optional[str] = opt(
         None,
         "ptq_checkpoint",
         help="A post-training-quantized checkpoint (yoloqat calibrate) to compare as well.",
     ),
-    config: Optional[str] = _opt(None, "config", help="Config (default: the checkpoint's own)."),
-    data_dir: Optional[str] = _opt(None, "data_dir", help="COCO 2014 root."),
-    images: Optional[str] = _opt(None, "images", help="Image folder (with --annotations)."),
-    annotations: Optional[str] = _opt(None, "annotations", help="COCO instances json."),
-    testing_shape: Optional[int] = _opt(
+    config: Optional[str] = opt(None, "config", help="Config (default: the checkpoint's own)."),
+    data_dir: Optional[str] = opt(None, "data_dir", help="COCO 2014 root."),
+    images: Optional[str] = opt(None, "images", help="Image folder (with --annotations)."),
+    annotations: Optional[str] = opt(None, "annotations", help="COCO instances json."),
+    testing_shape: Optional[int] = opt(
         None,
         "testing_shape",
         help="Square input size (default: the checkpoint config's eval.testing_shape, else 416).",
     ),
-    output: Path = _opt(
+    output: Path = opt(
         Path("outputs/quant_report"), "output", help="Folder for the ONNX files and report.json."
     ),
     sensitivity: bool = typer.Option(
@@ -79,22 +78,22 @@ def quant_report(
         "--sensitivity/--no-sensitivity",
         help="Also rank layers by the AP drop when only that layer is quantized.",
     ),
-    top: int = _opt(10, "top", help="How many of the most sensitive layers to show."),
-    sensitivity_images: int = _opt(
+    top: int = opt(10, "top", help="How many of the most sensitive layers to show."),
+    sensitivity_images: int = opt(
         50, "sensitivity_images", help="Val images used per sensitivity evaluation."
     ),
-    sensitivity_layers: list[str] = _opt(
+    sensitivity_layers: list[str] = opt(
         [], "sensitivity_layers", help="Only layers matching this pattern (repeatable)."
     ),
-    repeats: int = _opt(10, "repeats", help="Timed runs per latency figure."),
-    runtime: str = _opt("onnxruntime", "runtime", help=RUNTIME_HELP),
+    repeats: int = opt(10, "repeats", help="Timed runs per latency figure."),
+    runtime: str = opt("onnxruntime", "runtime", help=RUNTIME_HELP),
 ) -> None:
     """Compare float, fake-quant and exported int8 models (and PTQ): AP, AP50, size, latency."""
     from yoloqat.cli.render import out_console
     from yoloqat.core.atomic import prepare_output, write_json
     from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
-    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.device import init_device
     from yoloqat.engine.evaluate import dataset_overrides, eval_dataset
     from yoloqat.engine.export import model_metadata
     from yoloqat.engine.inference import default_testing_shape, effective_config, preprocessing
@@ -107,7 +106,7 @@ def quant_report(
         check_input_shape(testing_shape, testing_shape)
     cfg = load_config(config or "yolov3_darknet53")
     prepare_output(output, "--output")  # before the evaluations, not after them
-    init_runtime("CPU")  # its latencies are CPU figures
+    init_device("CPU")  # its latencies are CPU figures
     explicit = config is not None
     float_net, qat_net, meta = build_networks(cfg, checkpoint, float_checkpoint, explicit)
     dataset = eval_dataset(

@@ -27,9 +27,6 @@ __all__ = [
     "train",
 ]
 
-#: The other commands' modules import it from here.
-_opt = opt
-
 # --help panels
 DATA = "Data and model"
 SCHEDULE = "Schedule and optimizer"
@@ -198,7 +195,7 @@ def train(
     """Train (or QAT-fine-tune) a detector. Options also work dashed (--max-epoch); README:
     "Training"."""
     from yoloqat.cli import render
-    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.device import init_device
     from yoloqat.engine.training.setup import build_config
     from yoloqat.engine.training.trainer import Trainer
     from yoloqat.registry import default_registry
@@ -215,7 +212,7 @@ def train(
         registry=reg,
         data=data,
     )
-    rank, group_size = init_runtime(device_target, bool(is_distributed), rank, group_size)
+    rank, group_size = init_device(device_target, bool(is_distributed), rank, group_size)
     render.set_rank(rank)  # ranks > 0 stay quiet; rank 0 shows progress
     trainer = Trainer(
         cfg,

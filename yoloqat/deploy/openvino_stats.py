@@ -12,8 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from yoloqat.core.device import uncapped_isa
 from yoloqat.core.errors import CheckpointError, RuntimeFailure
-from yoloqat.core.runtime import uncapped_isa
 
 INT8_PRECISIONS = ("u8", "i8")
 CONV_TYPES = ("Convolution", "GroupConvolution", "Deconvolution")

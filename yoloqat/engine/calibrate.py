@@ -28,14 +28,14 @@ def calibrate_checkpoint(
     The written checkpoint stores ``cfg`` (the quantizer block included), so ``eval``,
     ``export --int8`` and ``quant-report`` use it like a QAT checkpoint. Returns a summary.
     """
-    from yoloqat.engine.evaluate import Subset, load_batches
-    from yoloqat.engine.inference import preprocessing
-    from yoloqat.engine.training.checkpoint import (
+    from yoloqat.engine.checkpoints import (
         load_weights,
         read_checkpoint,
         save_checkpoint,
         weights_only,
     )
+    from yoloqat.engine.evaluate import Subset, load_batches
+    from yoloqat.engine.inference import preprocessing
 
     params, meta = read_checkpoint(checkpoint)
     if meta.get("quantized"):

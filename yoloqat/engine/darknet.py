@@ -163,7 +163,7 @@ def import_darknet(
     from yoloqat.core import events
     from yoloqat.core.limits import check_input_file
     from yoloqat.engine import pipeline
-    from yoloqat.engine.training.checkpoint import save_checkpoint
+    from yoloqat.engine.checkpoints import save_checkpoint
 
     weights = Path(weights)
     check_input_file(weights, "weights", error=CheckpointError, what="Darknet weights file")

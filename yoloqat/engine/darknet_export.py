@@ -94,8 +94,8 @@ def export_darknet(
     from yoloqat.core.atomic import write_text
     from yoloqat.core.config import load_config
     from yoloqat.engine import pipeline
+    from yoloqat.engine.checkpoints import load_weights, read_checkpoint, weights_only
     from yoloqat.engine.inference import model_config
-    from yoloqat.engine.training.checkpoint import load_weights, read_checkpoint, weights_only
 
     params, meta = read_checkpoint(checkpoint)
     if meta.get("quantized"):

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from yoloqat.core.atomic import atomic_path, unique_folder, write_json, write_text
-from yoloqat.core.evaluation import EvalResult
+from yoloqat.core.scoring import EvalResult
 
 #: Classes shown with their own colour and legend entry in ``pr_curve.png`` (more: gray).
 LEGEND_CLASSES = 20

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from yoloqat.core import events
-from yoloqat.core.evaluation import DetectionEngine, EvalResult
+from yoloqat.core.scoring import DetectionEngine, EvalResult
 
 
 def letterbox_transform(params: np.ndarray, size: int) -> Any:

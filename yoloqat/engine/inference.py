@@ -66,7 +66,7 @@ def load_detector(
 
     Returns ``(network, config used, checkpoint meta)``.
     """
-    from yoloqat.engine.training.checkpoint import load_weights, read_checkpoint
+    from yoloqat.engine.checkpoints import load_weights, read_checkpoint
 
     params, meta = read_checkpoint(checkpoint)
     cfg = model_config(cfg, meta, explicit=explicit_config)

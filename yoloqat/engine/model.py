@@ -195,7 +195,7 @@ class Model:
         """Evaluate on a dataset with pycocotools (:func:`yoloqat.engine.evaluate.evaluate_model`;
         e.g. ``val(data_dir="coco128")``, ``val(images=DIR, annotations=JSON)``; by default
         the checkpoint's own validation split). Returns the
-        :class:`~yoloqat.core.evaluation.EvalResult`."""
+        :class:`~yoloqat.core.scoring.EvalResult`."""
         from yoloqat.engine.evaluate import evaluate_model
 
         settings = self.nms
@@ -379,7 +379,7 @@ def _load_exported(path: Path, runtime: str | None, threads: int | None) -> Mode
 
 def _load_checkpoint(path: Path, config: Any, device: str) -> Model:
     from yoloqat.core.config import load_config
-    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.device import init_device
     from yoloqat.engine.inference import (
         MindSporePredictor,
         default_testing_shape,
@@ -388,7 +388,7 @@ def _load_checkpoint(path: Path, config: Any, device: str) -> Model:
         preprocessing,
     )
 
-    init_runtime(device)
+    init_device(device)
     explicit = config is not None
     cfg = config if isinstance(config, dict) else load_config(config or "yolov3_darknet53")
     network, _cfg, meta = load_detector(cfg, path, explicit_config=explicit)

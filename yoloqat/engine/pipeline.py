@@ -171,11 +171,11 @@ def describe(cfg: Mapping[str, Any], registry: Any = None) -> dict[str, Any]:
     import mindspore as ms
     import numpy as np
 
-    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.device import init_device
 
     reg = registry_of(registry)
     cfg = resolve_family(cfg, reg)
-    init_runtime("CPU")
+    init_device("CPU")
     ms.set_context(mode=ms.PYNATIVE_MODE)
     network = build_model(cfg, reg)
     params = sum(int(np.prod(p.shape)) for p in network.trainable_params())

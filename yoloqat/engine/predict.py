@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.core.evaluation import candidates
 from yoloqat.core.nms import nms
+from yoloqat.core.scoring import candidates
 
 
 def check_thresholds(conf: float, iou: float, max_det: int) -> None:

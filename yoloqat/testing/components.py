@@ -320,18 +320,6 @@ def check_scheduler(factory: Callable[..., Any], /, **params: Any) -> Any:
     return scheduler
 
 
-def check_quantizer(factory: Callable[..., Any], /, *, workdir: Any = None, **params: Any) -> Any:
-    """Build the quantizer, check its contract, and run it end to end on the bundled toy
-    DarkNet-53 (``end_to_end.TOY_DARKNET``: 1/16 width, one residual block per stage;
-    :func:`~yoloqat.testing.check_plugin_end_to_end`): quantize, switch fake quantization,
-    gates, int8 export, ONNX Runtime vs fake quant."""
-    from yoloqat.testing.end_to_end import TOY_DARKNET, check_plugin_end_to_end
-
-    quantizer = _build("quantizer", factory, params)
-    check_plugin_end_to_end("darknet53", TOY_DARKNET, quantizer=quantizer, workdir=workdir)
-    return quantizer
-
-
 def check_data_source(
     source: Any,
     /,
@@ -453,7 +441,7 @@ def check_callback(
     from pathlib import Path
 
     from yoloqat.core.contracts import callback as cb
-    from yoloqat.core.evaluation import STAT_NAMES
+    from yoloqat.core.scoring import STAT_NAMES
 
     callback = _build("callback", factory, params)
     folder = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="yq_cb_"))

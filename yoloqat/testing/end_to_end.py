@@ -220,7 +220,7 @@ def check_plugin_end_to_end(
 
     ms.set_context(mode=ms.PYNATIVE_MODE)
     if ms.get_context("device_target") == "CPU":
-        from yoloqat.core.runtime import cpu_launch_blocking
+        from yoloqat.core.device import cpu_launch_blocking
 
         cpu_launch_blocking()  # ~10x faster PYNATIVE QAT forwards on CPU
     ms.set_seed(seed)
@@ -339,3 +339,13 @@ def check_plugin_end_to_end(
             stats=dict(result.stats),
             network=network,
         )
+
+
+def check_quantizer(factory: Callable[..., Any], /, *, workdir: Any = None, **params: Any) -> Any:
+    """Build the quantizer, check its contract, and run it end to end on the bundled toy
+    DarkNet-53 (:data:`TOY_DARKNET`: 1/16 width, one residual block per stage;
+    :func:`~yoloqat.testing.check_plugin_end_to_end`): quantize, switch fake quantization,
+    gates, int8 export, ONNX Runtime vs fake quant."""
+    quantizer = _build("quantizer", factory, params)
+    check_plugin_end_to_end("darknet53", TOY_DARKNET, quantizer=quantizer, workdir=workdir)
+    return quantizer

@@ -14,7 +14,7 @@ lists (a ``HyperMap`` of ``assign_sub(e, (e - w) * (1 - d))``), not a Python loo
 
 The shadows are checkpointed as ``ema.<parameter name>`` entries plus ``ema.updates`` (``t``),
 so a resumed run continues the average exactly; inference loading picks the ``ema.`` entries
-in place of the raw weights (see :func:`yoloqat.engine.training.checkpoint.weights_only`).
+in place of the raw weights (see :func:`yoloqat.engine.checkpoints.weights_only`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
 from yoloqat.core.errors import CheckpointError, ConfigError
-from yoloqat.engine.training.checkpoint import EMA_PREFIX as PREFIX
+from yoloqat.engine.checkpoints import EMA_PREFIX as PREFIX
 
 #: The update counter ``t`` in a checkpoint.
 UPDATES = PREFIX + "updates"

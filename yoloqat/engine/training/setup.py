@@ -79,8 +79,8 @@ def inherit_initial_network(cfg: dict[str, Any], resume_yolov3: str | None) -> N
     """
     from yoloqat.core import events
     from yoloqat.core.config import get_dotted
+    from yoloqat.engine.checkpoints import read_checkpoint
     from yoloqat.engine.inference import inherit_network_settings, stored_config
-    from yoloqat.engine.training.checkpoint import read_checkpoint
 
     init = resume_yolov3 or get_dotted(cfg, "train.resume_yolov3", None)
     if not init:
@@ -110,8 +110,8 @@ def add_callbacks(cfg: dict[str, Any], names: str | None) -> dict[str, Any]:
 def resume_config(resume: str) -> dict[str, Any] | None:
     """The config a ``--resume`` checkpoint was trained with (``None`` if it stores none)."""
     from yoloqat.core import events
+    from yoloqat.engine.checkpoints import read_checkpoint
     from yoloqat.engine.inference import stored_config
-    from yoloqat.engine.training.checkpoint import read_checkpoint
 
     _params, meta = read_checkpoint(resume)
     stored = stored_config(meta)
@@ -214,7 +214,7 @@ def train(
     ``["key=value", ...]``
     or ``{"model.num_classes": 3}``; ``callbacks``: objects with Callback methods.
     """
-    from yoloqat.core.runtime import init_runtime
+    from yoloqat.core.device import init_device
     from yoloqat.engine.training.trainer import Trainer
 
     if isinstance(overrides, Mapping):
@@ -222,6 +222,6 @@ def train(
 
         overrides = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
     cfg = build_config(config, resume=resume, flags=flags, overrides=overrides, data=data)
-    init_runtime(device)
+    init_device(device)
     trainer = Trainer(cfg, resume=resume, run_dir=run_dir, callbacks=callbacks)
     return trainer.run()

@@ -132,7 +132,7 @@ class Trainer:
             if value < 1:
                 raise ConfigError(f"train.{name}={value} must be >= 1")
         if self.resume is not None and self.resume.is_dir():
-            from yoloqat.engine.training.checkpoint import read_checkpoint
+            from yoloqat.engine.checkpoints import read_checkpoint
 
             read_checkpoint(self.resume)  # the error that says it is a folder
         if self.resume is not None and not self.resume.exists():
@@ -221,7 +221,7 @@ class Trainer:
         from mindspore import nn
 
         from yoloqat.data.loader import TrainLoader
-        from yoloqat.engine.training.checkpoint import load_weights, read_checkpoint, weights_only
+        from yoloqat.engine.checkpoints import load_weights, read_checkpoint, weights_only
         from yoloqat.engine.training.ema import build_ema
         from yoloqat.engine.training.optim import build_optimizer, effective_lr
         from yoloqat.engine.training.step import NetWithLoss, TrainStep
@@ -326,7 +326,7 @@ class Trainer:
     def _restore(self) -> None:
         import mindspore as ms
 
-        from yoloqat.engine.training.checkpoint import read_checkpoint
+        from yoloqat.engine.checkpoints import read_checkpoint
         from yoloqat.engine.training.ema import restore_ema
         from yoloqat.engine.training.resume import NOT_RESTORED, check_resume
 
@@ -387,7 +387,7 @@ class Trainer:
         extra: dict[str, Any] | None = None,
     ) -> Path | None:
         """Write an interval checkpoint (rotated), or ``path`` with ``extra`` meta (best.ckpt)."""
-        from yoloqat.engine.training.checkpoint import save_checkpoint
+        from yoloqat.engine.checkpoints import save_checkpoint
 
         if not self.writes_ckpt:
             return None

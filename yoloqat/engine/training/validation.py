@@ -78,7 +78,7 @@ class Validator:
         if not self._best_read:
             self._best_read = True
             if self.best_path.is_file():
-                from yoloqat.engine.training.checkpoint import read_checkpoint
+                from yoloqat.engine.checkpoints import read_checkpoint
 
                 _params, meta = read_checkpoint(self.best_path)
                 best = meta.get("best") if isinstance(meta.get("best"), dict) else {}
@@ -88,7 +88,7 @@ class Validator:
         return self._best
 
     def evaluate(self, network: Any, dataset: Any, epoch: int) -> Any:
-        """The :class:`~yoloqat.core.evaluation.EvalResult` of ``network`` on the val split."""
+        """The :class:`~yoloqat.core.scoring.EvalResult` of ``network`` on the val split."""
         from yoloqat.engine.evaluate import Subset, evaluate_source
         from yoloqat.engine.inference import MindSporePredictor
 

@@ -23,8 +23,8 @@ from yoloqat.core.contracts.runtime import (
     not_a_detector,
     run_batches,
 )
+from yoloqat.core.device import uncapped_isa
 from yoloqat.core.errors import CheckpointError, RuntimeFailure
-from yoloqat.core.runtime import uncapped_isa
 
 INSTALL_HINT = 'pip install "yoloqat[openvino]"'
 DEVICE = "CPU"

@@ -6,22 +6,21 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import RUNTIME_HELP, SET_HELP, handle_errors
-from yoloqat.cli.train import _opt
+from yoloqat.cli.common import RUNTIME_HELP, SET_HELP, handle_errors, opt
 
 
 def eval_command(
-    config: Optional[str] = _opt(
+    config: Optional[str] = opt(
         None,
         "config",
         help="Config file or bundled name (default: the checkpoint's own).",
     ),
-    pretrained: Optional[str] = _opt(None, "pretrained", help="Checkpoint to evaluate (.ckpt)."),
-    onnx: Optional[str] = _opt(
+    pretrained: Optional[str] = opt(None, "pretrained", help="Checkpoint to evaluate (.ckpt)."),
+    onnx: Optional[str] = opt(
         None, "onnx", help="Evaluate an exported model instead (ONNX, or OpenVINO IR .xml)."
     ),
-    runtime: Optional[str] = _opt(None, "runtime", help=RUNTIME_HELP),
-    data_dir: Optional[str] = _opt(
+    runtime: Optional[str] = opt(None, "runtime", help=RUNTIME_HELP),
+    data_dir: Optional[str] = opt(
         None,
         "data_dir",
         help="Dataset root for the config's (or checkpoint's) dataset plugin, e.g. the COCO "
@@ -30,33 +29,31 @@ def eval_command(
         "annotations/instances_{train,val}.json -> coco, Annotations/ + JPEGImages/ -> voc, "
         "images/ + labels/ (or a data .yaml) -> yolo.",
     ),
-    dataset: Optional[str] = _opt(
+    dataset: Optional[str] = opt(
         None,
         "dataset",
         help="Dataset plugin for --data_dir (coco2014, coco, yolo, voc or a third-party one), "
         "replacing the config's dataset block; more parameters with --set dataset.KEY=VALUE.",
     ),
-    images: Optional[str] = _opt(
+    images: Optional[str] = opt(
         None, "images", help="Any image folder (with --annotations): a generic COCO dataset."
     ),
-    annotations: Optional[str] = _opt(
-        None, "annotations", help="COCO instances json for --images."
-    ),
-    testing_shape: Optional[int] = _opt(
+    annotations: Optional[str] = opt(None, "annotations", help="COCO instances json for --images."),
+    testing_shape: Optional[int] = opt(
         None,
         "testing_shape",
         help="Square input size, a multiple of 32 (default: the ONNX model's size, else the "
         "checkpoint config's eval.testing_shape, else 416).",
     ),
-    per_batch_size: int = _opt(1, "per_batch_size", help="Images per batch."),
-    ignore_threshold: Optional[float] = _opt(
+    per_batch_size: int = opt(1, "per_batch_size", help="Images per batch."),
+    ignore_threshold: Optional[float] = opt(
         None,
         "ignore_threshold",
         "conf",
         help="Score threshold (obj x cls for YOLO; --conf as predict names it; default: the "
         "config's eval.score_threshold, else 0.001).",
     ),
-    nms_thresh: Optional[float] = _opt(
+    nms_thresh: Optional[float] = opt(
         None,
         "nms_thresh",
         "iou",
@@ -75,15 +72,15 @@ def eval_command(
         help="Letterbox (keep the aspect, pad gray) or the seed's stretch resize (default: "
         "the model's eval.letterbox; an imported Darknet model letterboxes).",
     ),
-    num_workers: int = _opt(1, "num_workers", help="Image-decoding worker processes."),
-    output: str = _opt(
+    num_workers: int = opt(1, "num_workers", help="Image-decoding worker processes."),
+    output: str = opt(
         "outputs/eval",
         "output",
         help="Folder of the evaluation runs: each eval writes a new folder there, named by "
         "its start time (_2, _3 when taken), with eval.json, predictions.json, pr_curve.png "
         "and confusion_matrix.png.",
     ),
-    device_target: str = _opt("CPU", "device_target", help="CPU, GPU or Ascend."),
+    device_target: str = opt("CPU", "device_target", help="CPU, GPU or Ascend."),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
 ) -> None:
     """Evaluate COCO mAP: the seed's 12-line summary, then what was evaluated, AP and P/R per

@@ -44,7 +44,7 @@ def cpu_launch_blocking() -> bool:
     (measured on 2 cores by ``benchmarks/bench_launch_blocking.py``: a PYNATIVE forward of
     the QAT demo network, what QAT observers and int8_ptq calibration run, 10.6 s async
     against 0.95 s blocking; compiled training steps and the full network's PYNATIVE
-    forward the same either way). Called for CPU by :func:`init_runtime`; a process can't
+    forward the same either way). Called for CPU by :func:`init_device`; a process can't
     switch back, so export ``MS_DEV_LAUNCH_BLOCKING=0`` to keep MindSpore's default.
     """
     if LAUNCH_BLOCKING in os.environ:
@@ -112,7 +112,7 @@ def set_device(target: str) -> None:
         logger.setLevel(level)
 
 
-def init_runtime(
+def init_device(
     device_target: str = "CPU",
     distributed: bool = False,
     rank: int = 0,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from yoloqat.core.errors import DataError
-from yoloqat.core.evaluation import STAT_NAMES, DetectionEngine, nms
+from yoloqat.core.scoring import STAT_NAMES, DetectionEngine, nms
 
 C = 80
 
