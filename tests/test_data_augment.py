@@ -1,4 +1,4 @@
-"""Property tests of the training augmentation (spec §4.3) and the eval transforms (§5)."""
+"""Property tests of the training augmentation (docs/seed.md §4.3) and the eval transforms (§5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Multi-scale schedule, distributed sampler and the MindSpore loaders (spec §4.1, §4.2)."""
+"""Multi-scale schedule, distributed sampler and the MindSpore loaders (docs/seed.md §4.1, §4.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""YOLO targets (spec §3.1): each GT in the prescribed scale, cell and anchor."""
+"""YOLO targets (docs/seed.md §3.1): each GT in the prescribed scale, cell and anchor."""
 
 from __future__ import annotations
 

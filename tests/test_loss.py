@@ -1,4 +1,4 @@
-"""YOLOv3 loss against values worked out in NumPy (spec §3.2)."""
+"""YOLOv3 loss against values worked out in NumPy (docs/seed.md §3.2)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def iou_np(a, b):
 
 
 def reference_terms(outs, ys, gts, thr=0.7, input_size=INPUT):
-    """Loop-based NumPy reference of spec §3.2: [(xy, wh, conf, cls)] per scale."""
+    """Loop-based NumPy reference of docs/seed.md §3.2: [(xy, wh, conf, cls)] per scale."""
     result = []
     n = outs[0].shape[0]
     for scale, (out, y, gt) in enumerate(zip(outs, ys, gts)):

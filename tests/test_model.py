@@ -60,7 +60,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def _np_decode(raw: np.ndarray, anchors: np.ndarray, in_w: int, in_h: int) -> np.ndarray:
-    """Independent NumPy version of spec §2 on a raw [N, H, W, A, K] array."""
+    """Independent NumPy version of docs/seed.md §2 on a raw [N, H, W, A, K] array."""
     _, gh, gw, _, _ = raw.shape
     cx = np.arange(gw)[None, None, :, None]
     cy = np.arange(gh)[None, :, None, None]
@@ -73,7 +73,7 @@ def _np_decode(raw: np.ndarray, anchors: np.ndarray, in_w: int, in_h: int) -> np
     return out
 
 
-# --- layout and parameter counts of the real network (spec §1.2-1.5) ------------------------
+# --- layout and parameter counts of the real network (docs/seed.md §1.2-1.5) ----------
 
 
 def test_default_parameter_counts(full_net):

@@ -1,4 +1,4 @@
-"""LR schedules against the seed's formulas and its own training log (spec §6.2)."""
+"""LR schedules against the seed's formulas and its own training log (docs/seed.md §6.2)."""
 
 from __future__ import annotations
 

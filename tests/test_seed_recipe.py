@@ -1,5 +1,5 @@
-"""The bundled seed configs against the seed's constants (spec §1.1, §3, §4, §5, §6, §7), and
-a checkpoint with the seed's own parameter names loading into a real network (spec §6.6).
+"""The bundled seed configs against the seed's constants (docs/seed.md §1.1, §3-§7), and
+a checkpoint with the seed's own parameter names loading into a real network (docs/seed.md §6.6).
 
 Every constant below is copied from ``shared/spec/seed_spec.md``, not from the configs.
 """
@@ -21,16 +21,16 @@ from yoloqat.engine.checkpoints import load_weights, read_checkpoint
 from yoloqat.engine.training.optim import effective_lr
 from yoloqat.engine.training.trainer import Trainer
 
-# spec §1.4
+# docs/seed.md §1.4
 ANCHORS = [[10, 13], [16, 30], [33, 23], [30, 61], [62, 45], [59, 119], [116, 90], [156, 198]]
 ANCHORS.append([373, 326])
 ANCHOR_MASKS = [[6, 7, 8], [3, 4, 5], [0, 1, 2]]
-# spec §4.2
+# docs/seed.md §4.2
 MULTI_SCALE = [320, 352, 384, 416, 448, 480, 512, 544, 576, 608]
-# spec §4.3 (jitter, scale, flip, hue, saturation, value)
+# docs/seed.md §4.3 (jitter, scale, flip, hue, saturation, value)
 AUGMENT = {"jitter": 0.3, "scale": [0.25, 2.0], "flip": 0.5, "hue": 0.1, "saturation": 1.5}
 AUGMENT["value"] = 1.5
-# spec §6.3 (8-device quant recipe) and §6.1
+# docs/seed.md §6.3 (8-device quant recipe) and §6.1
 QUANT_RECIPE = {
     "scheduler.name": "cosine_annealing",
     "scheduler.lr": 0.012,
@@ -47,7 +47,7 @@ QUANT_RECIPE = {
     "train.dynamic_loss_scale": False,
     "train.is_save_on_master": 1,
     "train.seed": 1,
-    # spec §7.1
+    # docs/seed.md §7.1
     "quantizer.name": "int8_qat",
     "quantizer.num_bits": 8,
     "quantizer.narrow_range": False,
@@ -58,7 +58,7 @@ QUANT_RECIPE = {
     "quantizer.ema_decay": 0.999,
     "quantizer.ema_init": "fixed",
 }
-# spec §6.4 (S-pcl float scripts)
+# docs/seed.md §6.4 (S-pcl float scripts)
 FLOAT_RECIPE = {
     "scheduler.name": "cosine_annealing",
     "scheduler.lr": 0.1,
@@ -74,7 +74,7 @@ FLOAT_RECIPE = {
     "train.loss_scale_semantics": "seed",
     "quantizer.name": "none",
 }
-# both (spec §1, §3, §4, §5)
+# both (docs/seed.md §1, §3, §4, §5)
 COMMON = {
     "model.num_classes": 80,
     "model.backbone.name": "darknet53",
@@ -98,7 +98,7 @@ COMMON = {
     "eval.letterbox": False,
     "dataset.name": "coco2014",
 }
-# spec §1.1: "running <- a * running + (1 - a) * batch", a per snapshot (quant: S-pcl/S-r12)
+# docs/seed.md §1.1: "running <- a * running + (1 - a) * batch", a per snapshot (quant: S-pcl/S-r12)
 BN_KEEP = {
     "yolov3_darknet53_quant": {"backbone": 0.9, "head": 0.1},
     "yolov3_darknet53": {"backbone": 0.1, "head": 0.9},
@@ -125,8 +125,8 @@ def test_seed_configs_hold_the_seed_constants(name: str, recipe: dict) -> None:
 
 
 def test_quant_recipe_learning_rates() -> None:
-    """Zero warmup for 5 epochs, cosine per epoch, the README log's values (spec §6.2),
-    and the effective rate lr / 1024 of the seed's loss-scale semantics (spec §6.1)."""
+    """Zero warmup for 5 epochs, cosine per epoch, the README log's values (docs/seed.md §6.2),
+    and the effective rate lr / 1024 of the seed's loss-scale semantics (docs/seed.md §6.1)."""
     cfg = load_config("yolov3_darknet53_quant")
     spe = 7  # steps per epoch do not change the per-epoch staircase
     lr = pipeline.build_scheduler(cfg).per_step(spe, cfg["train"]["max_epoch"])
@@ -171,7 +171,7 @@ def test_bn_running_statistics_follow_the_seed(name: str) -> None:
 
 def test_quantizer_observers_follow_the_seed() -> None:
     """Activation observers: EMA decay 0.999 from +-6 around LeakyReLU and after adds,
-    batch range after ReLU; weights per channel, symmetric (spec §7.1-7.2)."""
+    batch range after ReLU; weights per channel, symmetric (docs/seed.md §7.1-7.2)."""
     from yoloqat.plugins.int8_qat.quantizer import quantized_layers
 
     cfg = apply_overrides(
@@ -203,7 +203,7 @@ def test_quantizer_observers_follow_the_seed() -> None:
 
 
 def _seed_name(name: str) -> str:
-    """Our parameter name -> the seed float checkpoint's (spec §1.1, §6.6; the seed's
+    """Our parameter name -> the seed float checkpoint's (docs/seed.md §1.1, §6.6; the seed's
     ``YoloWithLossCell.yolo_network = YOLOV3DarkNet53``, whose ``feature_map = YOLOv3(...)``
     holds ``backbone`` (DarkNet) and ``backblock0..2``, ``conv1``, ``conv2``; every conv+BN
     is ``SequentialCell[Conv2d, BatchNorm2d, act]``, the output convs plain ``Conv2d``)."""
@@ -243,7 +243,7 @@ def test_seed_parameter_names_are_the_seeds() -> None:
     ):
         assert known in names, known
     trainable = sum(int(np.prod(p.shape)) for p in net.trainable_params())
-    assert trainable == 61_949_149  # spec §1.5: the same tensors the seed's files hold
+    assert trainable == 61_949_149  # docs/seed.md §1.5: the same tensors the seed's files hold
 
 
 @pytest.mark.parametrize("name", ["yolov3_darknet53", "yolov3_darknet53_quant"])

@@ -1,4 +1,4 @@
-"""Per-class greedy non-maximum suppression in NumPy (the seed's, spec §5), vectorised.
+"""Per-class greedy non-maximum suppression in NumPy (the seed's, docs/seed.md §5), vectorised.
 
 IoU uses the seed's "+1" pixel convention for box widths and heights. Large candidate sets
 are processed in blocks so memory stays bounded.

@@ -1,4 +1,4 @@
-"""COCO-style evaluation of decoded outputs (spec §5): candidates, NMS, pycocotools.
+"""COCO-style evaluation of decoded outputs (docs/seed.md §5): candidates, NMS, pycocotools.
 
 Family-agnostic: every head's decode gives ``(boxes, scores)`` (boxes ``[B, M, 4]``
 normalised ``cx, cy, w, h``, scores ``[B, M, C]`` in [0, 1]). Pure NumPy (plus pycocotools,
@@ -156,7 +156,7 @@ def candidates(
 
 
 class DetectionEngine:
-    """Turns decoded network outputs into COCO detections and evaluates them (spec §5).
+    """Turns decoded network outputs into COCO detections and evaluates them (docs/seed.md §5).
 
     Parameters:
         category_ids: COCO category id of each contiguous class index (``coco.getCatIds()``).

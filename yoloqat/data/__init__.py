@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from yoloqat.core.defaults import MULTI_SCALE
 
-#: ImageNet statistics in RGB order (spec §4.3 step 7).
+#: ImageNet statistics in RGB order (docs/seed.md §4.3 step 7).
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 

@@ -1,4 +1,4 @@
-"""Training augmentation of spec §4.3: random placement on a gray canvas, flip, HSV jitter.
+"""Training augmentation of docs/seed.md §4.3: random placement on a gray canvas, flip, HSV jitter.
 
 All randomness comes from the ``numpy.random.Generator`` passed in, so a sample's result
 depends only on how that generator was seeded (the loader seeds it from seed, epoch and
@@ -37,7 +37,7 @@ def placement_candidates(
 ) -> np.ndarray:
     """Random placements [trials+1, 4] of (dx, dy, nw, nh); the last row is (0, 0, W, H).
 
-    Per trial (spec §4.3 step 3): aspect = (W/H)·U(1-j,1+j)/U(1-j,1+j), scale = U(0.25, 2);
+    Per trial (docs/seed.md §4.3 step 3): aspect = (W/H)·U(1-j,1+j)/U(1-j,1+j), scale = U(0.25, 2);
     the longer side of the canvas-relative box is scale·W or scale·H; the offset is drawn
     uniformly so the placed image may be cropped.
     """
@@ -115,7 +115,7 @@ def color_jitter(
     saturation: float = 1.5,
     value: float = 1.5,
 ) -> np.ndarray:
-    """HSV jitter (spec §4.3 step 6) through 256-entry lookup tables on a uint8 RGB image."""
+    """HSV jitter (docs/seed.md §4.3 step 6) through 256-entry lookup tables on uint8 RGB."""
     dh = rng.uniform(-hue, hue)
     s = rng.uniform(1, saturation)
     s = s if rng.random() < 0.5 else 1 / s

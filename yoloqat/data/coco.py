@@ -77,12 +77,12 @@ def load_coco(annotation_file: Path) -> Any:
 
 
 def sorted_category_ids(coco: Any) -> list[int]:
-    """Category ids in ascending order: index i of this list is class index i (spec §4.1)."""
+    """Category ids in ascending order: index i of this list is class i (docs/seed.md §4.1)."""
     return sorted(int(c) for c in coco.getCatIds())
 
 
 def _has_usable_box(anns: list[dict]) -> bool:
-    # spec §4.1: an image is kept when some annotation (crowd included) has w > 1 and h > 1
+    # docs/seed.md §4.1: an image is kept when some annotation (crowd included) has w > 1 and h > 1
     for a in anns:
         w, h = a["bbox"][2:4]
         if isinstance(w, (int, float)) and isinstance(h, (int, float)) and w > 1 and h > 1:

@@ -1,4 +1,4 @@
-"""Evaluation preprocessing (spec §5): stretch resize to the test shape, or a letterbox."""
+"""Evaluation preprocessing (docs/seed.md §5): stretch resize to the test shape, or a letterbox."""
 
 from __future__ import annotations
 

@@ -190,7 +190,7 @@ def _check_positive(name: str, value: int) -> int:
 
 
 class TrainLoader:
-    """Augmented, multi-scale training batches for one rank (spec §4).
+    """Augmented, multi-scale training batches for one rank (docs/seed.md §4).
 
     ``epoch(e, start_step)`` yields dicts: ``image`` float32 [B,3,S,S]; the ground truth
     padded to ``max_boxes`` rows: ``gt_boxes`` float32 [B,M,4] (x1, y1, x2, y2 in canvas
@@ -369,9 +369,9 @@ class TrainLoader:
 
 
 class EvalLoader:
-    """Evaluation batches (spec §5): dicts with ``image`` float32 [B,3,S,S], ``image_id`` [B],
-    ``orig_size`` [B,2] (w, h) and, with ``letterbox``, ``letterbox`` [B,3] (scale, pad_x,
-    pad_y). Unreadable images are skipped with a warning and counted in ``stats``.
+    """Evaluation batches (docs/seed.md §5): dicts with ``image`` float32 [B,3,S,S],
+    ``image_id`` [B], ``orig_size`` [B,2] (w, h) and, with ``letterbox``, ``letterbox``
+    [B,3] (scale, pad_x, pad_y). Unreadable images are skipped with a warning and counted in ``stats``.
     ``normalize``: "imagenet" or "unit" (RGB/255), as ``data.normalize``."""
 
     def __init__(

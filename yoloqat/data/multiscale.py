@@ -1,4 +1,4 @@
-"""Multi-scale schedule of spec §4.2: one square training size per batch, redrawn every
+"""Multi-scale schedule of docs/seed.md §4.2: one square training size per batch, redrawn every
 ``resize_rate`` batches, a pure function of (seed, epoch, step) so every rank agrees."""
 
 from __future__ import annotations

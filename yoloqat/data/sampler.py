@@ -1,4 +1,4 @@
-"""Distributed sampler of spec §4.1: a per-epoch permutation shared by all ranks, padded to
+"""Distributed sampler of docs/seed.md §4.1: a per-epoch permutation shared by all ranks, padded to
 a multiple of the rank count, rank r taking every ``num_shards``-th index from r."""
 
 from __future__ import annotations

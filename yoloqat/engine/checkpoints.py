@@ -181,7 +181,7 @@ def weights_only(params: Mapping[str, Any], *, ema: bool = True) -> dict[str, An
 
 
 def _seed_rename(name: str) -> str:
-    """Map the seed float model's names onto ours (spec §6.6).
+    """Map the seed float model's names onto ours (docs/seed.md §6.6).
 
     The seed's network holds everything under ``feature_map``: its ``feature_map.backbone.*``
     is our ``backbone.*``, its other cells (``backblock0-2``, ``conv1``, ``conv2``) are our

@@ -1,4 +1,4 @@
-"""Run a predictor over a dataset's val split and score it with pycocotools (spec §5)."""
+"""Run a predictor over a dataset's val split and score it with pycocotools (docs/seed.md §5)."""
 
 from __future__ import annotations
 

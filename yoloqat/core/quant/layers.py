@@ -117,7 +117,7 @@ class QuantConvBnAct(QuantLayer):
 
     ``freeze_bn`` at or above ``FREEZE_BN_NEVER`` (10M, the default) compiles the training
     graph without the freeze switch; a smaller value adds it (a few element-wise ops).
-    Then the activation fake quants (spec §7.2 item 3): ReLU -> fake quant after it (batch
+    Then the activation fake quants (docs/seed.md §7.2 item 3): ReLU -> fake quant after it (batch
     range); LeakyReLU -> fake quant before and after (EMA); no activation -> one after (EMA).
     """
 

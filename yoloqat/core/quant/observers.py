@@ -1,6 +1,6 @@
 """Min/max observers: the range state of a fake-quant node, kept as MindSpore Parameters.
 
-Two flavours, as in the seed (spec §7.2):
+Two flavours, as in the seed (docs/seed.md §7.2):
 
 - ``ema=False`` ("batch"): the stored range is the current min/max of the observed tensor
   (ReLU activation fake-quants; weights, where the tensor is the folded weight, per channel).

@@ -5,7 +5,7 @@ This module is the single definition of the numbers: the MindSpore cells in
 the two, and an exporter uses these functions to turn a trained quantized network into int8
 weights, scales and zero points.
 
-Arithmetic (seed spec §7.2 item 6, the TensorFlow/MindSpore "nudged" fake quant):
+Arithmetic (seed docs/seed.md §7.2 item 6, the TensorFlow/MindSpore "nudged" fake quant):
 
 1. quant range ``[qmin, qmax] = [0, 2**bits - 1]`` (``[1, 2**bits - 1]`` with narrow range);
 2. symmetric mode: ``min = -max(|min|, |max|)``, ``max = max(|min|, |max|)``;

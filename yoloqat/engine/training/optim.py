@@ -1,4 +1,4 @@
-"""Momentum optimizer with the seed's parameter groups and loss-scale semantics (spec §6.1)."""
+"""Momentum optimizer: the seed's parameter groups and loss-scale semantics (docs/seed.md §6.1)."""
 
 from __future__ import annotations
 

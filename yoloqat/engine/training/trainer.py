@@ -1,6 +1,6 @@
 """The train loop: build everything from a config, run epochs, log, checkpoint, resume.
 
-Order of set-up follows the seed (spec §6.6): build the float network, load
+Order of set-up follows the seed (docs/seed.md §6.6): build the float network, load
 ``train.resume_yolov3`` weights if given, then quantize (if the config names a quantizer),
 then build loss, optimizer and the compiled train step. ``resume`` restores the full state
 of an interrupted run (weights, observers, optimizer, weight average, epoch and step) and

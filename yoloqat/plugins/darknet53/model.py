@@ -1,4 +1,4 @@
-"""DarkNet-53 backbone (spec §1.1-1.2): 52 conv units returning (C3, C4, C5).
+"""DarkNet-53 backbone (docs/seed.md §1.1-1.2): 52 conv units returning (C3, C4, C5).
 
 Cell and parameter names follow the seed's ``darknet.py`` (``conv0``, ``conv1``, ``layer1``,
 ``conv2``, ..., ``layer5``; blocks ``layerK.i.conv1`` / ``layerK.i.conv2``) and are stable:
@@ -69,7 +69,7 @@ def check_negative_slope(negative_slope: object) -> float:
 class ResidualBlock(nn.Cell):
     """1x1 conv to ``hidden`` channels, 3x3 conv back to ``channels``, identity add.
 
-    There is no activation after the add (spec §1.2).
+    There is no activation after the add (docs/seed.md §1.2).
     """
 
     def __init__(self, channels: int, hidden: int, **unit: object) -> None:

@@ -23,7 +23,7 @@ __all__ = [
 
 
 class Int8QAT(FakeQuantizer):
-    """Int8 quantization-aware training in the seed's configuration (spec §7).
+    """Int8 quantization-aware training in the seed's configuration (docs/seed.md §7).
 
     :meth:`apply` replaces, in place, every conv pattern the shared rewrite knows
     (:mod:`yoloqat.core.quant.rewrite`) whose cell path matches none of ``skip_layers``.

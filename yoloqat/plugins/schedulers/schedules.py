@@ -1,4 +1,4 @@
-"""Per-step learning-rate schedules of the seed (spec §6.2), in pure NumPy.
+"""Per-step learning-rate schedules of the seed (docs/seed.md §6.2), in pure NumPy.
 
 Each schedule is a small object: ``base_lr`` plus ``per_step(steps_per_epoch, max_epoch)``
 returning one float32 learning rate per optimizer step. Warmup is either ``"linear"``

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .loss import YoloV3Loss
     from .tiny import YoloV3TinyHead
 
-#: The seed's anchors and masks (spec §1.4), re-exported for reuse.
+#: The seed's anchors and masks (docs/seed.md §1.4), re-exported for reuse.
 DEFAULT_ANCHORS = ANCHORS
 DEFAULT_ANCHOR_MASKS = ANCHOR_MASKS
 

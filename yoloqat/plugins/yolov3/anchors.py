@@ -9,7 +9,7 @@ import numpy as np
 
 from yoloqat.core.errors import ConfigError
 
-#: The 9 YOLOv3 anchors (w, h) in network-input pixels (spec §1.4).
+#: The 9 YOLOv3 anchors (w, h) in network-input pixels (docs/seed.md §1.4).
 ANCHORS: tuple[tuple[int, int], ...] = (
     (10, 13),
     (16, 30),

@@ -1,4 +1,4 @@
-"""YOLO output decoding (spec §2), shared by the family's head (inference) and loss.
+"""YOLO output decoding (docs/seed.md §2), shared by the family's head (inference) and loss.
 
 Shapes use N = batch, H x W = the grid of one output, A = anchors of that output,
 K = 5 + num_classes. Channels of a raw output are anchor-major: ``[N, A*K, H, W]`` is

@@ -1,4 +1,4 @@
-"""YOLOv3 neck + heads (spec §1.3-1.4): three YoloBlocks joined by 2x nearest upsampling.
+"""YOLOv3 neck + heads (docs/seed.md §1.3-1.4): three YoloBlocks joined by 2x nearest upsampling.
 
 Cell names follow the seed's ``yolo.py`` (``backblock0``, ``conv1``, ``backblock1``,
 ``conv2``, ``backblock2``; inside a block ``conv0`` ... ``conv5`` and the linear output conv

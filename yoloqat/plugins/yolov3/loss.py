@@ -1,4 +1,4 @@
-"""YOLO loss of the seed (spec §3.2): per-output xy/wh/objectness/class terms, summed.
+"""YOLO loss of the seed (docs/seed.md §3.2): per-output xy/wh/objectness/class terms, summed.
 
 Works for any number of outputs (YOLOv3: 3, YOLOv3-tiny: 2), in PYNATIVE and GRAPH_MODE:
 each output's grid and the input size come from the static tensor shapes (one compiled

@@ -1,4 +1,4 @@
-"""YOLO training targets (spec §3.1), vectorised over boxes and over a batch.
+"""YOLO training targets (docs/seed.md §3.1), vectorised over boxes and over a batch.
 
 Prediction-independent, so the data loader builds them on the host (the loss's
 ``build_targets``). Each box goes to exactly one of the anchors (best shape IoU over all of
