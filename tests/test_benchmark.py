@@ -101,7 +101,9 @@ def test_benchmark_table_json_markdown_png(tiny_checkpoint: Path, tmp_path: Path
     for r in ok:  # every working row was evaluated on the 3 val images and timed
         assert 0.0 <= r["AP"] <= 1.0 and 0.0 <= r["AP50"] <= 1.0
         assert r["latency_ms"] > 0 and r["images_per_s"] == pytest.approx(
-            1000 / r["latency_ms"], rel=1e-3, abs=0.006  # it is rounded to 2 decimals
+            1000 / r["latency_ms"],
+            rel=1e-3,
+            abs=0.006,  # it is rounded to 2 decimals
         )
     assert report["images"] == 3 and report["threads"] == 1
     assert rows["mindspore", "fp32", "mindspore"]["speedup_vs_mindspore_fp32"] == 1.0
