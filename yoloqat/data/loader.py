@@ -371,7 +371,8 @@ class TrainLoader:
 class EvalLoader:
     """Evaluation batches (docs/seed.md §5): dicts with ``image`` float32 [B,3,S,S],
     ``image_id`` [B], ``orig_size`` [B,2] (w, h) and, with ``letterbox``, ``letterbox``
-    [B,3] (scale, pad_x, pad_y). Unreadable images are skipped with a warning and counted in ``stats``.
+    [B,3] (scale, pad_x, pad_y). Unreadable images are skipped with a warning and counted
+    in ``stats``.
     ``normalize``: "imagenet" or "unit" (RGB/255), as ``data.normalize``."""
 
     def __init__(
