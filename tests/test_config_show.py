@@ -55,6 +55,15 @@ def _leaves(value: object, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")]
 
 
+def test_a_null_block_left_to_the_family_is_the_familys() -> None:
+    res = cli("config", "show", "yolov3_tiny")  # its base's blocks set to null
+    assert res.returncode == 0, res.stderr[-2000:]
+    sources = _sources(res.stdout)
+    assert sources["model.backbone.name"] == "family yolov3_tiny"
+    assert sources["loss.name"] == "family yolov3_tiny"
+    assert sources["train.max_epoch"] == "file yolov3_darknet53.yaml"
+
+
 def test_config_show_of_a_checkpoint_says_checkpoint(tmp_path: Path) -> None:
     from yoloqat.engine import pipeline
     from yoloqat.engine.checkpoints import save_checkpoint
@@ -70,15 +79,18 @@ def test_config_show_of_a_checkpoint_says_checkpoint(tmp_path: Path) -> None:
 
 
 def test_provenance_takes_the_last_layer_that_sets_a_value() -> None:
-    resolved = {"a": {"b": 1, "c": [1, 2]}, "d": 3, "e": {"f": None}}
+    resolved = {"a": {"b": 1, "c": [1, 2]}, "d": 3, "e": {"f": 1}, "g": {"h": 1, "i": 2}}
     layers = [
-        ("one", {"a": {"b": 0, "c": [0]}}),
-        ("two", {"a": {"c": [1, 2]}}),
-        ("three", {"e": 1}),
+        ("one", {"a": {"b": 0, "c": [0]}, "g": {"h": 1, "i": 0}}),
+        ("two", {"a": {"c": [1, 2]}, "e": {"f": 1}}),
+        ("three", {"g": None}),  # unsets g.*: the preset below fills it
     ]
-    assert provenance(resolved, layers) == {
-        "a.b": "one",
+    under = [("preset", {"g": {"h": 1, "i": 2}, "a": {"b": 5}})]
+    assert provenance(resolved, layers, under) == {
+        "a.b": "one",  # a layer wins over the preset
         "a.c": "two",
         "d": "default",
-        "e.f": "three",
+        "e.f": "two",
+        "g.h": "preset",
+        "g.i": "preset",
     }

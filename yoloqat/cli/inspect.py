@@ -124,12 +124,12 @@ def _nested(dotted: str, value: Any) -> dict[str, Any]:
 
 def assemble(
     config: str, overrides: list[str], flags: dict[str, Any], registry: Any
-) -> tuple[Any, list[tuple[str, Any]]]:
+) -> tuple[Any, list[tuple[str, Any]], list[tuple[str, Any]]]:
     """The checked :class:`~yoloqat.core.schema.Config` of ``config`` (a config file, a
     bundled name or a checkpoint), its family preset filled in, with train ``flags`` and
-    ``--set`` ``overrides`` applied (train's precedence), and the layers it was made of,
-    lowest precedence first: ``(source, mapping)`` for :func:`~yoloqat.core.config.
-    provenance`."""
+    ``--set`` ``overrides`` applied (train's precedence); and, for
+    :func:`~yoloqat.core.config.provenance`, the layers it was made of (lowest precedence
+    first) and the family preset that fills what they leave unset."""
     from yoloqat.core.config import (
         apply_overrides,
         check_config,
@@ -156,12 +156,13 @@ def assemble(
     for item in overrides:
         keys, value = parse_override(item)
         layers.append(("--set", _nested(".".join(keys), value)))
+    under: list[tuple[str, Any]] = []
     found = family_block(raw)
-    if found is not None:
+    if found is not None:  # fills what the layers leave unset (resolve_family)
         preset = resolve_family({"family": raw["family"]}, registry)
         preset.pop("family")
-        layers.insert(0, (f"family {found[0]}", preset))
-    return check_config(resolve_family(raw, registry), registry), layers
+        under.append((f"family {found[0]}", preset))
+    return check_config(resolve_family(raw, registry), registry), layers, under
 
 
 def _yaml_lines(value: Any, sources: dict[str, str], prefix: str = "", indent: int = 0) -> list:
@@ -215,13 +216,13 @@ def config_show(
     reg = _registry()
     given = {"per_batch_size": per_batch_size, "max_epoch": max_epoch, "lr": lr}
     flags = {k: v for k, v in {**given, "data_dir": data_dir}.items() if v is not None}
-    checked, layers = assemble(config, list(set_), flags, reg)
+    checked, layers, under = assemble(config, list(set_), flags, reg)
     cfg = checked.to_dict()
     summary = describe(cfg, reg)
     if as_json:
         typer.echo(json.dumps(cfg, indent=2))
     else:
-        typer.echo(render_with_sources(cfg, provenance(cfg, layers)))
+        typer.echo(render_with_sources(cfg, provenance(cfg, layers, under)))
     table = Table(title="components")
     for col in ("block", "kind", "name", "plugin"):
         table.add_column(col)

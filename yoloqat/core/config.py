@@ -285,16 +285,32 @@ def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def provenance(resolved: Mapping[str, Any], layers: Iterable[tuple[str, Any]]) -> dict[str, str]:
+def provenance(
+    resolved: Mapping[str, Any],
+    layers: Iterable[tuple[str, Any]],
+    under: Iterable[tuple[str, Any]] = (),
+) -> dict[str, str]:
     """Where each leaf of ``resolved`` came from: the last of ``layers`` (``(source,
-    mapping)``, lowest precedence first) that sets it, else ``default`` (the schema's)."""
-    where = dict.fromkeys(leaves(resolved), "default")
+    mapping)``, lowest precedence first) that sets it, else the first of ``under`` that
+    holds it (a family preset: it fills what the layers leave unset), else ``default``
+    (the schema's). A null in a layer unsets what lower layers set below it
+    (``backbone: null`` leaves the block to the family)."""
+    paths = list(leaves(resolved))
+    where: dict[str, str] = {}
     for source, layer in layers:
-        for key in leaves(layer):
-            for path in where:
-                if path == key or path.startswith(key + "."):
+        for key, value in leaves(layer).items():
+            below = [p for p in paths if p == key or p.startswith(key + ".")]
+            for path in below:
+                if value is None and path != key:
+                    where.pop(path, None)
+                else:
                     where[path] = source
-    return where
+    for source, layer in under:
+        for key in leaves(layer):
+            for path in paths:
+                if (path == key or path.startswith(key + ".")) and path not in where:
+                    where[path] = source
+    return {path: where.get(path, "default") for path in paths}
 
 
 def component_blocks(cfg: Config | Mapping[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
