@@ -230,3 +230,12 @@ def test_a_train_run_validates_its_config_once(tmp_path: Path, monkeypatch) -> N
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert len(calls) == 1, f"the config was validated {len(calls)} times"
+    # the checkpoint stores the resolved config: every default filled in, paths absolute
+    from yoloqat.engine.checkpoints import read_checkpoint
+
+    (ckpt,) = (tmp_path / "runs").glob("*/ckpt_0/0-1_*.ckpt")
+    stored = read_checkpoint(ckpt)[1]["config"]
+    assert stored["train"]["need_profiler"] == 0  # in no file: the schema's default
+    assert stored["train"]["per_batch_size"] == 8  # the flag
+    assert stored["dataset"]["data_dir"] == str(synth.resolve())
+    assert as_config(stored).to_dict() == stored
