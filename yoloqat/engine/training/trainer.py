@@ -263,7 +263,8 @@ class Trainer:
         self.quantizer = pipeline.build_quantizer(cfg, self.registry)
         if self.quantizer is not None:
             assert config.quantizer is not None  # a quantizer was built from it
-            self.network = pipeline.quantize(self.network, self.quantizer, config.quantizer.name)
+            qname = str(config.quantizer.name)
+            self.network = pipeline.quantize(self.network, self.quantizer, qname)
         if dataset.num_classes != self.network.num_classes:
             raise ConfigError(
                 f"model.num_classes={self.network.num_classes} but the dataset has "
