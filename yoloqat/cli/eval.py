@@ -89,9 +89,10 @@ def eval_command(
     Data: --images/--annotations, else --dataset/--data_dir, else the config's or checkpoint's.
     """
     from yoloqat.core.atomic import prepare_output
-    from yoloqat.core.config import load_config
+    from yoloqat.core.config import apply_overrides, load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import ConfigError, UsageError
+    from yoloqat.core.schema import check_sections
     from yoloqat.engine.evaluate import evaluate_model
     from yoloqat.engine.model import load
 
@@ -115,6 +116,8 @@ def eval_command(
     cfg: dict[str, Any] | None = None  # the checkpoint's own unless --config
     if config is not None:
         cfg = load_config(config, set_)  # checked once, with the overrides
+    elif set_:  # for the checkpoint's config: a misspelt key fails before anything loads
+        check_sections(apply_overrides({}, set_))
     prepare_output(output, "--output", run_folders=True)  # before the evaluation, not after
     if pretrained is not None:
         model = load(pretrained, config=cfg, device=device_target)
