@@ -20,7 +20,8 @@ def test_train_help_fits_80_columns_in_panels() -> None:
     assert res.returncode == 0
     lines = res.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80 and "…" not in res.stdout  # no name cut
-    assert len(lines) < 70  # was 100+
+    # was 100+; each config flag's help also names the config key it falls back to
+    assert len(lines) < 90
     for panel in ("Data and model", "Schedule and optimizer", "Validation", "Devices"):
         assert f"─ {panel} ─" in res.stdout
     for flag in [*FLAG_TO_KEY, "data", "resume", "run_name", "callbacks", "device_target"]:

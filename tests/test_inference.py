@@ -64,4 +64,4 @@ def test_default_testing_shape_follows_the_checkpoint_config() -> None:
     assert default_testing_shape(seed, meta, explicit=False) == 128
     assert default_testing_shape(seed, meta, explicit=True) == 416  # --config wins
     assert default_testing_shape(seed, {}, explicit=False) == 416  # nothing stored
-    assert default_testing_shape({}, {}, explicit=True, fallback=320) == 320
+    assert default_testing_shape({}, {}, explicit=True) == 416  # the schema's default

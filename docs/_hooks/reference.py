@@ -38,9 +38,11 @@ def _section_rows(prefix: str, model: Any) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
         sub = None
-        from yoloqat.core.schema import _sub_model
+        from yoloqat.core.schema import Block, _sub_model
 
         sub = _sub_model(model, name)
+        if sub is Block:  # a component block: its keys are its factory's (below)
+            sub = None
         rows.append(
             f"| `{prefix}.{name}` | {_md(_type(field.annotation))} | {_default(field.default)} "
             f"| {_md(field.description or '')} |"

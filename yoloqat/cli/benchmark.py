@@ -115,7 +115,7 @@ def benchmark(
     """
     from yoloqat.cli.render import out_console
     from yoloqat.core.atomic import prepare_output
-    from yoloqat.core.config import apply_overrides, load_config
+    from yoloqat.core.config import load_config
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.device import init_device
     from yoloqat.core.errors import UsageError
@@ -152,7 +152,7 @@ def benchmark(
     if threads is not None:
         _mindspore_threads(threads)
     explicit = config is not None
-    cfg = apply_overrides(load_config(config or "yolov3_darknet53"), list(set_))
+    cfg = load_config(config or "yolov3_darknet53", list(set_))  # checked with the overrides
     want_data = accuracy and (checkpoint is not None or data_dir or images)
 
     def shape(meta: dict[str, Any]) -> int:

@@ -36,7 +36,7 @@ def calibrate(
     """
     from yoloqat.cli.eval import dataset_overrides
     from yoloqat.core.atomic import prepare_output
-    from yoloqat.core.config import apply_overrides, get_dotted, load_config
+    from yoloqat.core.config import apply_overrides, load_config, read
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.device import init_device
     from yoloqat.core.errors import UsageError
@@ -58,7 +58,7 @@ def calibrate(
     cfg = dataset_overrides(cfg, data_dir, None, None)
     cfg = apply_overrides(cfg, overrides)
     if testing_shape is None:
-        testing_shape = int(get_dotted(cfg, "eval.testing_shape", 416))
+        testing_shape = int(read(cfg, "eval.testing_shape"))
     check_input_shape(testing_shape, testing_shape)
     out = output or Path(checkpoint).with_name(f"{Path(checkpoint).stem}_ptq.ckpt")
     prepare_output(out.parent, "--output")  # before the calibration, not after it

@@ -131,6 +131,19 @@ def opt(default: Any, *names: str, help: str, **kw: Any) -> Any:
     return typer.Option(default, *(f"--{name}" for name in names), help=help, **kw)
 
 
+def config_help(text: str, key: str) -> str:
+    """``text`` plus where a flag's value comes from when it is not given: the config's
+    ``key`` (and the schema's default for it, when the schema has one)."""
+    from yoloqat.core.schema import default
+
+    text = text.rstrip(".")
+    try:
+        value = default(key)
+    except KeyError:  # a component parameter: its factory's signature holds the default
+        return f"{text} (default: {key})"
+    return f"{text} (default: {key}, {value})"
+
+
 def normalize_token(token: str) -> str:
     """Option and command names with ``_`` and ``-`` alike (``--per_batch_size`` is
     ``--per-batch-size``, ``quant_report`` is ``quant-report``)."""

@@ -115,8 +115,9 @@ def eval_command(
         )
     cfg: dict[str, Any] | None = None  # the checkpoint's own unless --config
     if config is not None:
-        cfg = apply_overrides(load_config(config), set_)
-        check_sections(cfg)
+        cfg = load_config(config, set_)  # checked once, with the overrides
+    elif set_:  # for the checkpoint's config: a misspelt key fails before anything loads
+        check_sections(apply_overrides({}, set_))
     prepare_output(output, "--output", run_folders=True)  # before the evaluation, not after
     if pretrained is not None:
         model = load(pretrained, config=cfg, device=device_target)

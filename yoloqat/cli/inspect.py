@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 import yaml
 from rich.table import Table
 
-from yoloqat.cli.common import SET_HELP, handle_errors
+from yoloqat.cli.common import SET_HELP, handle_errors, opt
 from yoloqat.cli.render import err_console, out_console
 from yoloqat.core.hookspecs import KINDS
 
@@ -78,12 +78,10 @@ def _is_checkpoint(config: str) -> bool:
     return path.suffix.lower() == ".ckpt" and path.is_file()
 
 
-def _checkpoint_config(path: str, overrides: list[str]) -> dict:
-    """The config stored in checkpoint ``path`` (what it was trained with), after
-    ``overrides``; a CheckpointError when it stores none."""
-    from yoloqat.core.config import apply_overrides
+def _checkpoint_config(path: str) -> dict:
+    """The config stored in checkpoint ``path`` (what it was trained with); a
+    CheckpointError when it stores none."""
     from yoloqat.core.errors import CheckpointError
-    from yoloqat.core.schema import check_sections
     from yoloqat.engine.checkpoints import read_checkpoint
     from yoloqat.engine.inference import stored_config
 
@@ -104,9 +102,92 @@ def _checkpoint_config(path: str, overrides: list[str]) -> dict:
         f"the config stored in {path}" + (f" ({', '.join(where)})" if where else ""),
         highlight=False,
     )
-    cfg = apply_overrides(stored, overrides)
-    check_sections(cfg)
-    return cfg
+    return stored
+
+
+def _file_label(path: Any) -> str:
+    """``file NAME`` for a bundled config, ``file PATH`` for another."""
+    from yoloqat.core.config import BUNDLED_DIR
+
+    return f"file {path.name}" if path.parent == BUNDLED_DIR.resolve() else f"file {path}"
+
+
+def _nested(dotted: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    node = out
+    keys = dotted.split(".")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    node[keys[-1]] = value
+    return out
+
+
+def assemble(
+    config: str, overrides: list[str], flags: dict[str, Any], registry: Any
+) -> tuple[Any, list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """The checked :class:`~yoloqat.core.schema.Config` of ``config`` (a config file, a
+    bundled name or a checkpoint), its family preset filled in, with train ``flags`` and
+    ``--set`` ``overrides`` applied (train's precedence); and, for
+    :func:`~yoloqat.core.config.provenance`, the layers it was made of (lowest precedence
+    first) and the family preset that fills what they leave unset."""
+    from yoloqat.core.config import (
+        apply_overrides,
+        check_config,
+        family_block,
+        load_layers,
+        merge_layer,
+        parse_override,
+        resolve_family,
+    )
+    from yoloqat.engine.training.setup import FLAG_TO_KEY, apply_flags
+
+    layers: list[tuple[str, Any]] = []
+    if _is_checkpoint(config):
+        raw = _checkpoint_config(config)
+        layers.append((f"checkpoint {config}", raw))
+    else:
+        raw = {}
+        for path, data in load_layers(config):
+            raw = merge_layer(raw, data)
+            layers.append((_file_label(path), data))
+    raw = apply_flags(raw, dict(flags), registry)
+    layers += [(f"flag --{k}", _nested(FLAG_TO_KEY[k], v)) for k, v in flags.items()]
+    raw = apply_overrides(raw, overrides)
+    for item in overrides:
+        keys, value = parse_override(item)
+        layers.append(("--set", _nested(".".join(keys), value)))
+    under: list[tuple[str, Any]] = []
+    found = family_block(raw)
+    if found is not None:  # fills what the layers leave unset (resolve_family)
+        preset = resolve_family({"family": raw["family"]}, registry)
+        preset.pop("family")
+        under.append((f"family {found[0]}", preset))
+    return check_config(resolve_family(raw, registry), registry), layers, under
+
+
+def _yaml_lines(value: Any, sources: dict[str, str], prefix: str = "", indent: int = 0) -> list:
+    """``value`` as block YAML, each leaf followed by ``# <where it came from>``."""
+    lines = []
+    for key, item in value.items():
+        path = f"{prefix}{key}"
+        pad = "  " * indent
+        if isinstance(item, dict) and item:
+            lines.append((f"{pad}{key}:", ""))
+            lines += _yaml_lines(item, sources, f"{path}.", indent + 1)
+            continue
+        text = yaml.safe_dump(item, default_flow_style=True, width=10**9).strip()
+        text = text.removesuffix("...").strip()
+        lines.append((f"{pad}{key}: {text}", sources.get(path, "default")))
+    return lines
+
+
+def render_with_sources(cfg: dict[str, Any], sources: dict[str, str]) -> str:
+    """The YAML of ``cfg`` with a source comment on every value (still valid YAML)."""
+    lines = _yaml_lines(cfg, sources)
+    width = max(len(text) for text, _ in lines)
+    return "\n".join(
+        f"{text.ljust(width)}  # {source}" if source else text for text, source in lines
+    )
 
 
 def config_show(
@@ -116,24 +197,32 @@ def config_show(
         "trained with).",
     ),
     set_: list[str] = typer.Option([], "--set", metavar="KEY=VALUE", help=SET_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
+    per_batch_size: Optional[int] = opt(None, "per_batch_size", help="As train's flag."),
+    max_epoch: Optional[int] = opt(None, "max_epoch", help="As train's flag."),
+    lr: Optional[float] = opt(None, "lr", help="As train's flag."),
+    data_dir: Optional[str] = opt(None, "data_dir", help="As train's flag."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print JSON (the config, without the sources) instead of YAML."
+    ),
 ) -> None:
-    """Show a config (or the one a checkpoint stores) after overrides (its family filled
-    in), and build its network,
+    """Show the resolved config (file with its _base_ files, family preset, train flags,
+    --set; defaults filled in), each value with where it came from: default, file NAME,
+    family NAME, flag --NAME, --set or checkpoint PATH. Then build its network,
     quantizer and loss as train would (CPU, no data): a component that breaks its contract,
     or a head and loss that do not match, fail here (exit 4) as in train."""
-    from yoloqat.core.config import check_config, component_blocks, load_config, resolve_family
+    from yoloqat.core.config import component_blocks, provenance
     from yoloqat.engine.pipeline import describe
 
-    cfg = _checkpoint_config(config, set_) if _is_checkpoint(config) else load_config(config, set_)
     reg = _registry()
-    cfg = resolve_family(cfg, reg)
-    check_config(cfg, reg)
+    given = {"per_batch_size": per_batch_size, "max_epoch": max_epoch, "lr": lr}
+    flags = {k: v for k, v in {**given, "data_dir": data_dir}.items() if v is not None}
+    checked, layers, under = assemble(config, list(set_), flags, reg)
+    cfg = checked.to_dict()
     summary = describe(cfg, reg)
     if as_json:
         typer.echo(json.dumps(cfg, indent=2))
     else:
-        typer.echo(yaml.safe_dump(cfg, sort_keys=False, default_flow_style=None).rstrip())
+        typer.echo(render_with_sources(cfg, provenance(cfg, layers, under)))
     table = Table(title="components")
     for col in ("block", "kind", "name", "plugin"):
         table.add_column(col)

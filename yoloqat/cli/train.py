@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from yoloqat.cli.common import SET_HELP, handle_errors, opt
+if TYPE_CHECKING:
+    from yoloqat.core.schema import Config
+
+from yoloqat.cli.common import SET_HELP, config_help, handle_errors, opt
 from yoloqat.engine.training.setup import (  # the config assembly lives in the engine
     DEFAULT_CONFIG,
     FLAG_TO_KEY,
@@ -49,24 +52,33 @@ def train(
         rich_help_panel=DATA,
     ),
     data_dir: Optional[str] = opt(
-        None, "data_dir", help="Folder of the config's dataset.", rich_help_panel=DATA
+        None,
+        "data_dir",
+        help=config_help("Folder of the config's dataset.", "dataset.data_dir"),
+        rich_help_panel=DATA,
     ),
     resume_yolov3: Optional[str] = opt(
         None,
         "resume_yolov3",
-        help="Start from these weights (.ckpt).",
+        help=config_help("Start from these weights (.ckpt).", "train.resume_yolov3"),
         rich_help_panel=DATA,
     ),
     training_shape: Optional[int] = opt(
-        None, "training_shape", help="Fixed input size (else multi-scale).", rich_help_panel=DATA
+        None,
+        "training_shape",
+        help=config_help("Fixed input size (else multi-scale).", "data.training_shape"),
+        rich_help_panel=DATA,
     ),
     resize_rate: Optional[int] = opt(
-        None, "resize_rate", help="Batches between multi-scale sizes.", rich_help_panel=DATA
+        None,
+        "resize_rate",
+        help=config_help("Batches between multi-scale sizes.", "data.resize_rate"),
+        rich_help_panel=DATA,
     ),
     dynamic_shapes: Optional[int] = opt(
         None,
         "dynamic_shapes",
-        help="1: one graph for every multi-scale size.",
+        help=config_help("1: one graph for every multi-scale size.", "train.dynamic_shapes"),
         rich_help_panel=DATA,
     ),
     set_: list[str] = typer.Option(
@@ -75,51 +87,92 @@ def train(
     max_epoch: Optional[int] = opt(
         None,
         "max_epoch",
-        help="Epochs to train (or to extend to).",
+        help=config_help("Epochs to train (or to extend to).", "train.max_epoch"),
         rich_help_panel=SCHEDULE,
     ),
     per_batch_size: Optional[int] = opt(
-        None, "per_batch_size", help="Images per device per step.", rich_help_panel=SCHEDULE
+        None,
+        "per_batch_size",
+        help=config_help("Images per device per step.", "train.per_batch_size"),
+        rich_help_panel=SCHEDULE,
     ),
-    lr: Optional[float] = opt(None, "lr", help="Base learning rate.", rich_help_panel=SCHEDULE),
+    lr: Optional[float] = opt(
+        None,
+        "lr",
+        help=config_help("Base learning rate.", "scheduler.lr"),
+        rich_help_panel=SCHEDULE,
+    ),
     lr_scheduler: Optional[str] = opt(
         None,
         "lr_scheduler",
-        help="cosine_annealing or exponential.",
+        help=config_help("cosine_annealing or exponential.", "scheduler.name"),
         rich_help_panel=SCHEDULE,
     ),
     lr_epochs: Optional[str] = opt(
-        None, "lr_epochs", help="exponential: milestones, e.g. 92,105.", rich_help_panel=SCHEDULE
+        None,
+        "lr_epochs",
+        help=config_help("exponential: milestones, e.g. 92,105.", "scheduler.lr_epochs"),
+        rich_help_panel=SCHEDULE,
     ),
     lr_gamma: Optional[float] = opt(
-        None, "lr_gamma", help="exponential: decay per milestone.", rich_help_panel=SCHEDULE
+        None,
+        "lr_gamma",
+        help=config_help("exponential: decay per milestone.", "scheduler.lr_gamma"),
+        rich_help_panel=SCHEDULE,
     ),
     T_max: Optional[int] = opt(
-        None, "T_max", help="cosine: period in epochs.", rich_help_panel=SCHEDULE
+        None,
+        "T_max",
+        help=config_help("cosine: period in epochs.", "scheduler.T_max"),
+        rich_help_panel=SCHEDULE,
     ),
     eta_min: Optional[float] = opt(
-        None, "eta_min", help="cosine: floor.", rich_help_panel=SCHEDULE
+        None,
+        "eta_min",
+        help=config_help("cosine: floor.", "scheduler.eta_min"),
+        rich_help_panel=SCHEDULE,
     ),
     warmup_epochs: Optional[float] = opt(
-        None, "warmup_epochs", help="Warmup epochs.", rich_help_panel=SCHEDULE
+        None,
+        "warmup_epochs",
+        help=config_help("Warmup epochs.", "scheduler.warmup_epochs"),
+        rich_help_panel=SCHEDULE,
     ),
     weight_decay: Optional[float] = opt(
-        None, "weight_decay", help="Weight decay (not biases/BN).", rich_help_panel=SCHEDULE
+        None,
+        "weight_decay",
+        help=config_help("Weight decay (not biases/BN).", "train.weight_decay"),
+        rich_help_panel=SCHEDULE,
     ),
     momentum: Optional[float] = opt(
-        None, "momentum", help="SGD momentum.", rich_help_panel=SCHEDULE
+        None,
+        "momentum",
+        help=config_help("SGD momentum.", "train.momentum"),
+        rich_help_panel=SCHEDULE,
     ),
     loss_scale: Optional[float] = opt(
-        None, "loss_scale", help="Static loss scale.", rich_help_panel=SCHEDULE
+        None,
+        "loss_scale",
+        help=config_help("Static loss scale.", "train.loss_scale"),
+        rich_help_panel=SCHEDULE,
     ),
     label_smooth: Optional[int] = opt(
-        None, "label_smooth", help="1: smooth class targets.", rich_help_panel=SCHEDULE
+        None,
+        "label_smooth",
+        help=config_help("1: smooth class targets.", "loss.label_smooth"),
+        rich_help_panel=SCHEDULE,
     ),
     label_smooth_factor: Optional[float] = opt(
-        None, "label_smooth_factor", help="Smoothing epsilon.", rich_help_panel=SCHEDULE
+        None,
+        "label_smooth_factor",
+        help=config_help("Smoothing epsilon.", "loss.label_smooth_factor"),
+        rich_help_panel=SCHEDULE,
     ),
     ckpt_path: Optional[str] = opt(
-        None, "ckpt_path", help="Folder of the run folders (outputs).", rich_help_panel=RUN
+        None,
+        "ckpt_path",
+        help=config_help("Folder of the run folders (outputs).", "train.ckpt_path"),
+        rich_help_panel=RUN,
     ),
     run_name: Optional[str] = opt(
         None,
@@ -134,10 +187,16 @@ def train(
         rich_help_panel=RUN,
     ),
     ckpt_interval: Optional[int] = opt(
-        None, "ckpt_interval", help="Steps between checkpoints (1 epoch).", rich_help_panel=RUN
+        None,
+        "ckpt_interval",
+        help=config_help("Steps between checkpoints (1 epoch).", "train.ckpt_interval"),
+        rich_help_panel=RUN,
     ),
     log_interval: Optional[int] = opt(
-        None, "log_interval", help="Steps between log.txt lines.", rich_help_panel=RUN
+        None,
+        "log_interval",
+        help=config_help("Steps between log.txt lines.", "train.log_interval"),
+        rich_help_panel=RUN,
     ),
     callbacks: Optional[str] = opt(
         None,
@@ -145,21 +204,32 @@ def train(
         help="Add callbacks (tensorboard, ...).",
         rich_help_panel=RUN,
     ),
-    seed: Optional[int] = opt(None, "seed", help="Random seed.", rich_help_panel=RUN),
+    seed: Optional[int] = opt(
+        None, "seed", help=config_help("Random seed.", "train.seed"), rich_help_panel=RUN
+    ),
     need_profiler: Optional[int] = opt(
-        None, "need_profiler", help="1: profile the first steps.", rich_help_panel=RUN
+        None,
+        "need_profiler",
+        help=config_help("1: profile the first steps.", "train.need_profiler"),
+        rich_help_panel=RUN,
     ),
     val_interval: Optional[int] = opt(
         None,
         "val_interval",
-        help="Validate every N epochs (0: off).",
+        help=config_help("Validate every N epochs (0: off).", "train.val_interval"),
         rich_help_panel=VAL,
     ),
     best_metric: Optional[str] = opt(
-        None, "best_metric", help="best.ckpt by AP50 (default) or AP.", rich_help_panel=VAL
+        None,
+        "best_metric",
+        help=config_help("best.ckpt by AP50 (default) or AP.", "train.best_metric"),
+        rich_help_panel=VAL,
     ),
     val_max_images: Optional[int] = opt(
-        None, "val_max_images", help="Validate on the first N images.", rich_help_panel=VAL
+        None,
+        "val_max_images",
+        help=config_help("Validate on the first N images.", "train.val_max_images"),
+        rich_help_panel=VAL,
     ),
     device_target: str = opt(
         "CPU", "device_target", help="CPU, GPU or Ascend.", rich_help_panel=DEVICES
@@ -174,7 +244,7 @@ def train(
     is_save_on_master: Optional[int] = opt(
         None,
         "is_save_on_master",
-        help="1: only rank 0 writes checkpoints.",
+        help=config_help("1: only rank 0 writes checkpoints.", "train.is_save_on_master"),
         rich_help_panel=DEVICES,
     ),
     rank: int = opt(
@@ -246,9 +316,8 @@ def _check_inputs(**paths: str | None) -> None:
             raise UsageError(f"--{flag} {value}: no such file or folder")
 
 
-def _named_run_dir(cfg: dict[str, Any], run_name: str | None) -> Path | None:
+def _named_run_dir(cfg: Config, run_name: str | None) -> Path | None:
     """``ckpt_path/<--run_name or $YOLOQAT_RUN_NAME>``; ``None`` lets the trainer pick."""
-    from yoloqat.core.config import get_dotted
     from yoloqat.core.distributed import env_run_name
     from yoloqat.core.errors import UsageError
 
@@ -257,7 +326,7 @@ def _named_run_dir(cfg: dict[str, Any], run_name: str | None) -> Path | None:
         return None
     if name in (".", "..") or "/" in name or "\\" in name:
         raise UsageError(f"--run_name {name!r} must be a plain folder name (no '/' or '..')")
-    return Path(get_dotted(cfg, "train.ckpt_path", None) or "outputs") / name
+    return Path(cfg.train.ckpt_path) / name
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,9 @@ from typing import Any
 import yaml
 
 from yoloqat.core.errors import ConfigError
+from yoloqat.core.schema import DEFAULT_CALLBACKS, Config, as_config
+
+__all__ = ["DEFAULT_CALLBACKS", "Config", "as_config"]  # and every public name below
 
 
 class _Loader(yaml.SafeLoader):
@@ -79,6 +82,11 @@ def resolve_config_path(config: str | Path) -> Path:
     )
 
 
+def plain(cfg: Config | Mapping[str, Any]) -> Mapping[str, Any]:
+    """A :class:`Config` as its dict (:meth:`Config.to_dict`); a mapping as it is."""
+    return cfg.to_dict() if isinstance(cfg, Config) else cfg
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
     """Read a YAML mapping, with errors naming the file and line."""
     from yoloqat.core.limits import read_input_bytes
@@ -140,6 +148,30 @@ def get_dotted(cfg: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
     return node
 
 
+_MISSING = object()
+
+
+def lookup(cfg: Mapping[str, Any], dotted: str) -> tuple[bool, Any]:
+    """``(True, value)`` when ``cfg`` holds the dotted path, else ``(False, None)``."""
+    value = get_dotted(cfg, dotted, _MISSING)
+    return (False, None) if value is _MISSING else (True, value)
+
+
+def read(cfg: Config | Mapping[str, Any] | None, dotted: str) -> Any:
+    """A section key of ``cfg`` (``"eval.testing_shape"``): its value, or the schema's
+    default when ``cfg`` (a raw dict, e.g. a checkpoint's stored config, not validated)
+    leaves it out or null. A :class:`Config` is read by attribute."""
+    from yoloqat.core.schema import default
+
+    if isinstance(cfg, Config):
+        node: Any = cfg
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        return node
+    value = get_dotted(cfg or {}, dotted)
+    return default(dotted) if value is None else value
+
+
 def apply_overrides(cfg: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Return a copy of ``cfg`` with every ``dotted.key=value`` applied in order."""
     out = copy.deepcopy(cfg)
@@ -160,21 +192,130 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: The key naming the config(s) a config inherits from.
+BASE_KEY = "_base_"
+
+
+def load_layers(config: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """The files a config is made of, lowest precedence first: each ``(path, its keys)``
+    (without ``_base_``). ``_base_`` names one config or a list (later ones win), each a
+    path relative to the naming file or a bundled config's name; its own bases come first.
+    A missing base is an error naming the file and the key, a cycle one naming the chain."""
+    return _layers(resolve_config_path(config).resolve(), ())
+
+
+def _layers(path: Path, chain: tuple[Path, ...]) -> list[tuple[Path, dict[str, Any]]]:
+    if path in chain:
+        names = " -> ".join(str(p) for p in (*chain[chain.index(path) :], path))
+        raise ConfigError(f"config inheritance cycle: {names}", hint=f"remove one {BASE_KEY}")
+    data = load_yaml(path)
+    bases = data.pop(BASE_KEY, None)
+    if bases is None:
+        bases = []
+    elif isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: {BASE_KEY}={bases!r}: expected a config name or a list")
+    layers: list[tuple[Path, dict[str, Any]]] = []
+    for base in bases:
+        layers += _layers(_base_path(base, path), (*chain, path))
+    layers.append((path, data))
+    return layers
+
+
+def _base_path(base: str, owner: Path) -> Path:
+    """Where ``_base_: base`` of config ``owner`` is: beside ``owner``, else bundled."""
+    beside = owner.parent / Path(base).expanduser()
+    if beside.is_file():
+        return beside.resolve()
+    for candidate in (BUNDLED_DIR / base, BUNDLED_DIR / f"{base}.yaml"):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError(
+        f"{owner}: {BASE_KEY}: {base!r} not found (no file {beside}, no bundled config {base!r})",
+        hint=f"bundled configs: {', '.join(bundled_configs()) or 'none'}",
+    )
+
+
+def merge_layer(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`merge` for config layers: a component block naming another component than
+    the base's replaces it whole (its parameters belong to the other factory)."""
+    out = merge(base, update)
+    for dotted in COMPONENT_BLOCKS:
+        mine, theirs = get_dotted(update, dotted), get_dotted(base, dotted)
+        if (
+            isinstance(mine, Mapping)
+            and isinstance(theirs, Mapping)
+            and mine.get("name", theirs.get("name")) != theirs.get("name")
+        ):
+            set_dotted(out, dotted.split("."), copy.deepcopy(dict(mine)))
+    return out
+
+
+def load_raw(config: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
+    """A config file (or bundled config name) with its bases merged in and ``--set``
+    overrides applied: the raw dict, not yet checked (:func:`load_config` checks it)."""
+    cfg: dict[str, Any] = {}
+    for _path, data in load_layers(config):
+        cfg = merge_layer(cfg, data)
+    return apply_overrides(cfg, overrides)
+
+
 def load_config(config: str | Path, overrides: Iterable[str] = ()) -> dict[str, Any]:
-    """Load a config file (or bundled config name), apply ``--set`` overrides, check sections.
+    """Load a config file (or bundled config name, bases merged), apply ``--set``
+    overrides, check sections.
 
     The non-component sections are checked against :mod:`yoloqat.core.schema` (unknown
     keys, types, ranges); component blocks are checked by :func:`check_config`.
     """
     from yoloqat.core.schema import check_sections
 
-    cfg = apply_overrides(load_yaml(resolve_config_path(config)), overrides)
+    cfg = load_raw(config, overrides)
     check_sections(cfg)
     return cfg
 
 
-def component_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+def leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+    """The leaves of a nested mapping by dotted path (lists and empty mappings are leaves)."""
+    if isinstance(value, Mapping) and (value or not prefix):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(leaves(item, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: value}
+
+
+def provenance(
+    resolved: Mapping[str, Any],
+    layers: Iterable[tuple[str, Any]],
+    under: Iterable[tuple[str, Any]] = (),
+) -> dict[str, str]:
+    """Where each leaf of ``resolved`` came from: the last of ``layers`` (``(source,
+    mapping)``, lowest precedence first) that sets it, else the first of ``under`` that
+    holds it (a family preset: it fills what the layers leave unset), else ``default``
+    (the schema's). A null in a layer unsets what lower layers set below it
+    (``backbone: null`` leaves the block to the family)."""
+    paths = list(leaves(resolved))
+    where: dict[str, str] = {}
+    for source, layer in layers:
+        for key, value in leaves(layer).items():
+            below = [p for p in paths if p == key or p.startswith(key + ".")]
+            for path in below:
+                if value is None and path != key:
+                    where.pop(path, None)
+                else:
+                    where[path] = source
+    for source, layer in under:
+        for key in leaves(layer):
+            for path in paths:
+                if (path == key or path.startswith(key + ".")) and path not in where:
+                    where[path] = source
+    return {path: where.get(path, "default") for path in paths}
+
+
+def component_blocks(cfg: Config | Mapping[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
     """The component blocks present in ``cfg``: (dotted path, kind, name, params)."""
+    cfg = plain(cfg)
     found = []
     for dotted, kind in COMPONENT_BLOCKS.items():
         block = get_dotted(cfg, dotted)
@@ -189,12 +330,9 @@ def component_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, str, str, dict[s
     return found
 
 
-#: ``train.callbacks`` when the config names none: the run folder's writers.
-DEFAULT_CALLBACKS: tuple[str, ...] = ("log", "metrics", "curves")
-
-
-def callback_blocks(cfg: Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+def callback_blocks(cfg: Config | Mapping[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """``train.callbacks`` as (where, name, params): each entry a name or a ``name`` block."""
+    cfg = plain(cfg)
     entries = get_dotted(cfg, "train.callbacks")
     if entries is None:
         entries = list(DEFAULT_CALLBACKS)
@@ -245,12 +383,13 @@ def _warn_once(message: str) -> None:
         events.warn(message)
 
 
-def resolve_family(cfg: Mapping[str, Any], registry: Any) -> dict[str, Any]:
+def resolve_family(cfg: Config | Mapping[str, Any], registry: Any) -> dict[str, Any]:
     """``cfg`` with its ``family`` preset filled in (a copy; ``cfg`` itself when it names no
     family). The preset's backbone, head and loss blocks are the base; a config block that
     names the same component (or none) overrides single parameters, one that names another
     component replaces the preset's; the preset's ``data`` and ``eval`` defaults go under
     the config's own. Resolving twice gives the same config."""
+    cfg = plain(cfg)
     found = family_block(cfg)
     if found is None:
         return dict(cfg)
@@ -287,18 +426,17 @@ def resolve_family(cfg: Mapping[str, Any], registry: Any) -> dict[str, Any]:
     return out
 
 
-def check_config(cfg: Mapping[str, Any], registry: Any) -> None:
-    """Check every section, component name and parameter before anything is built.
+def check_config(cfg: Config | Mapping[str, Any], registry: Any) -> Config:
+    """Check every section, component name and parameter before anything is built; return
+    the validated :class:`Config` (a raw ``cfg`` is validated here, a Config is not again).
 
     ``quantizer: {name: none}`` means no quantization and is always accepted. A block that
     holds parameters its component does not take (typically left over from the component
     it named before ``--set model.backbone.name=X``) is an error naming them; nothing is
     dropped silently.
     """
-    from yoloqat.core.schema import check_sections
-
-    check_sections(cfg)
-    cfg = resolve_family(cfg, registry)
+    config = as_config(cfg)
+    cfg = resolve_family(config.to_dict(), registry)
     for dotted, kind, name, params in component_blocks(cfg):
         if kind == "quantizer" and name == "none":
             continue
@@ -318,6 +456,7 @@ def check_config(cfg: Mapping[str, Any], registry: Any) -> None:
                 exc.message = f"{where}: {exc.message}"
                 exc.args = (exc.message,)
             raise
+    return config
 
 
 def _check_leftovers(

@@ -13,10 +13,8 @@ from typing import Any
 
 from mindspore import nn
 
+from yoloqat.core.defaults import INPUT_MULTIPLE
 from yoloqat.core.errors import ConfigError, PluginError
-
-#: The input-size multiple checked where no network is at hand (the bundled families' 32).
-INPUT_MULTIPLE = 32
 
 
 def check_input_shape(height: int, width: int, multiple: int = INPUT_MULTIPLE) -> None:

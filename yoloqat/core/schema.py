@@ -1,9 +1,17 @@
-"""The schema of every config section that is not a component block (pydantic models).
+"""The config schema: :class:`Config`, the validated config the code reads (pydantic).
+
+Every default of a config key lives here, once: the code reads attributes of a
+:class:`Config` (``cfg.train.per_batch_size``), never a raw dict with a default of its own.
+:func:`as_config` turns a raw config (a dict) into a :class:`Config`, validating it; a
+:class:`Config` passes through unchanged, so a command validates once and hands the model
+down. :meth:`Config.to_dict` is the plain dict for what must serialize (checkpoints,
+TensorBoard, reports).
 
 Component blocks (``family``, ``model.backbone``, ``model.head``, ``quantizer``, ``loss``,
-``scheduler``, ``dataset``) are checked against their factory's signature by the registry;
-everything else is described here: ``model`` (besides its two blocks), ``data``, ``train``
-and ``eval``. An unknown key is an error with a "Did you mean" suggestion, a value of the
+``scheduler``, ``dataset``) are :class:`Block` models: a ``name`` plus free parameters,
+checked against their factory's signature by the registry (whose signature holds their
+defaults); everything else is described here: ``model`` (besides its two blocks), ``data``,
+``train`` and ``eval``. An unknown key is an error with a "Did you mean" suggestion, a value of the
 wrong type or out of range an error naming the key, the value and what is expected. Values
 are never coerced in ways that change them: ``2.5`` is not a batch size, ``"abc"`` not an
 epoch count, ``0`` not an input size.
@@ -15,12 +23,19 @@ import difflib
 from collections.abc import Mapping
 from typing import Annotated, Any, List, Literal, Optional, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from yoloqat.core.defaults import INPUT_MULTIPLE, MULTI_SCALE
 from yoloqat.core.errors import ConfigError
-
-#: Network input sides must be multiples of this (the stride of the coarsest output).
-INPUT_MULTIPLE = 32
 
 PositiveInt = Annotated[StrictInt, Field(ge=1)]
 NonNegativeInt = Annotated[StrictInt, Field(ge=0)]
@@ -31,23 +46,50 @@ Switch = Union[StrictBool, Literal[0, 1]]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
+#: ``train.callbacks`` when the config names none: the run folder's writers.
+DEFAULT_CALLBACKS: tuple[str, ...] = ("log", "metrics", "curves")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class Block(BaseModel):
+    """A component block: ``name`` plus the factory's keyword parameters (free keys; the
+    registry checks them against the factory's signature, which holds their defaults).
+    A bare name (``quantizer: none``) is the block ``{name: none}``. ``name`` may be left
+    to the ``family`` preset (filled in by :func:`yoloqat.core.config.resolve_family`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Optional[str] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters (every key but ``name``), a copy."""
+        import copy
+
+        return copy.deepcopy(dict(self.model_extra or {}))
 
 
 class ModelSection(_Section):
     """``model``: the class count and the two component blocks (checked by the registry)."""
 
     num_classes: PositiveInt = 80
-    backbone: Any = None
-    head: Any = None
+    backbone: Optional[Block] = None
+    head: Optional[Block] = None
 
 
 class DataSection(_Section):
     """``data``: training input sizes, batching of sizes, targets, augmentation, workers, and
     the input normalisation (used by training, eval, predict, calibration and export)."""
 
-    multi_scale: Optional[Annotated[List[InputSize], Field(min_length=1)]] = None
+    multi_scale: Annotated[List[InputSize], Field(min_length=1)] = list(MULTI_SCALE)
     training_shape: Optional[InputSize] = None
     resize_rate: PositiveInt = 1
     max_boxes: PositiveInt = 50
@@ -55,6 +97,11 @@ class DataSection(_Section):
     num_workers: PositiveInt = 1
     #: network input: "imagenet" = RGB/255 then ImageNet mean/std (the seed), "unit" = RGB/255
     normalize: Literal["imagenet", "unit"] = "imagenet"
+
+    @field_validator("multi_scale", mode="before")
+    @classmethod
+    def _default_sizes(cls, value: Any) -> Any:
+        return list(MULTI_SCALE) if value is None else value
 
 
 class EmaSection(_Section):
@@ -89,18 +136,122 @@ class TrainSection(_Section):
     best_metric: Literal["AP50", "AP"] = "AP50"
     val_max_images: Optional[PositiveInt] = None
     # names or {name: ..., params} blocks of yoloqat_callbacks (yoloqat.core.config)
-    callbacks: Optional[List[Union[str, dict[str, Any]]]] = None
+    callbacks: List[Union[str, dict[str, Any]]] = list(DEFAULT_CALLBACKS)
     ema: Optional[EmaSection] = None
+
+    @field_validator("callbacks", mode="before")
+    @classmethod
+    def _default_callbacks(cls, value: Any) -> Any:
+        return list(DEFAULT_CALLBACKS) if value is None else value
 
 
 class EvalSection(_Section):
     """``eval``: the defaults of ``yoloqat eval`` / ``predict`` / ``export``."""
 
-    testing_shape: Optional[InputSize] = None
+    testing_shape: InputSize = 416
     score_threshold: Probability = 0.001
     nms_threshold: Probability = 0.5
     multi_label: StrictBool = False
     letterbox: StrictBool = False
+
+
+class Config(_Section):
+    """The whole config, validated: what every command reads (``cfg.train.max_epoch``)."""
+
+    family: Optional[Block] = None
+    model: ModelSection = Field(default_factory=ModelSection)
+    quantizer: Optional[Block] = None
+    loss: Optional[Block] = None
+    scheduler: Optional[Block] = None
+    dataset: Optional[Block] = None
+    data: DataSection = Field(default_factory=DataSection)
+    train: TrainSection = Field(default_factory=TrainSection)
+    eval: EvalSection = Field(default_factory=EvalSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain dict of this config (every value, defaults included; keys whose value
+        is None left out, which the schema reads as the same), for checkpoints and reports.
+        ``as_config(cfg.to_dict()) == cfg``. A ``family`` without parameters stays a name."""
+        out = _dump(self)
+        if self.family is not None and not self.family.params:
+            out["family"] = self.family.name
+        return out
+
+    @property
+    def quantized(self) -> bool:
+        """A quantizer other than ``none`` is named."""
+        return self.quantizer is not None and self.quantizer.name != "none"
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    import copy
+
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if value is None:
+            continue
+        out[name] = _dump(value) if isinstance(value, BaseModel) else copy.deepcopy(value)
+    for key, value in (model.model_extra or {}).items():
+        out[key] = _dump(value) if isinstance(value, BaseModel) else copy.deepcopy(value)
+    return out
+
+
+def default(dotted: str) -> Any:
+    """The schema's default of a section key (``"train.per_batch_size"`` -> 16): for code
+    that reads a raw dict not yet validated (a checkpoint's stored config)."""
+    model: type[BaseModel] = Config
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        sub = _sub_model(model, part)
+        if sub is None or sub is Block:  # a component's parameters: its factory's defaults
+            raise KeyError(dotted)
+        model = sub
+    if parts[-1] not in model.model_fields:
+        raise KeyError(dotted)
+    field = model.model_fields[parts[-1]]
+    return field.get_default(call_default_factory=True)
+
+
+#: Calls of :func:`validate_config` in this process (a test counts them per command).
+VALIDATIONS = [0]
+
+
+def validate_config(raw: Mapping[str, Any]) -> Config:
+    """Check a raw config (sections, keys, types, ranges, the shape of component blocks)
+    and return it as a :class:`Config`. Errors are ConfigErrors naming the key."""
+    VALIDATIONS[0] += 1
+    check_sections(raw)
+    named = raw.get("family") is None  # else the preset may name the blocks
+    _check_block("family", raw.get("family"), True)
+    for key in ("quantizer", "loss", "scheduler", "dataset"):
+        _check_block(key, raw.get(key), named)
+    model = raw.get("model")
+    if isinstance(model, Mapping):
+        for key in ("backbone", "head"):
+            _check_block(f"model.{key}", model.get(key), named)
+    try:
+        return Config.model_validate(dict(raw))
+    except ValidationError as exc:  # the checks above should have said it better
+        raise ConfigError(f"invalid config: {exc.errors(include_url=False)[0]['msg']}") from None
+
+
+def _check_block(where: str, block: Any, named: bool) -> None:
+    if block is None or isinstance(block, str):
+        return
+    name = block.get("name") if isinstance(block, Mapping) else None
+    if not isinstance(block, Mapping) or not (
+        isinstance(name, str) or (name is None and not named)
+    ):
+        raise ConfigError(f"{where}: expected a mapping with a 'name' key, got {block!r}")
+
+
+def as_config(cfg: Config | Mapping[str, Any]) -> Config:
+    """``cfg`` as a :class:`Config`: a Config as it is (validated already), a raw dict
+    validated (:func:`validate_config`)."""
+    if isinstance(cfg, Config):
+        return cfg
+    return validate_config(cfg)
 
 
 #: Top-level sections: ``None`` for component blocks (the registry checks those).

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from yoloqat.core import events
+from yoloqat.core.config import get_dotted
 from yoloqat.core.errors import CheckpointError, PluginError
 from yoloqat.engine import pipeline
 
@@ -46,7 +47,7 @@ def calibrate_checkpoint(
     network = pipeline.build_model(cfg, registry)
     load_weights(network, weights_only(params), source=checkpoint)
     quantizer = pipeline.build_quantizer(cfg, registry)
-    name = str(cfg.get("quantizer", {}).get("name", "quantizer"))
+    name = str(get_dotted(cfg, "quantizer.name"))  # set by the caller (--quantizer)
     if quantizer is None or not callable(getattr(quantizer, "calibrate", None)):
         raise PluginError(
             f"quantizer '{name}' has no calibrate(network, images) method",

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from yoloqat.core.config import read
 from yoloqat.core.errors import CheckpointError, ConfigError
 from yoloqat.core.layers import DARKNET_BN_EPS
 from yoloqat.deploy.darknet_format import (
@@ -134,7 +135,7 @@ def export_darknet(
 
         if backbone_only:
             raise ConfigError("--cfg describes a whole detector; drop --backbone-only")
-        shape = int((cfg.get("eval") or {}).get("testing_shape") or 416)
+        shape = int(read(cfg, "eval.testing_shape"))
         write_cfg(cfg_file, network, input_size=shape, meta=extra)
     if names is not None:
         write_text(Path(names), "\n".join(extra["class_names"]) + "\n")

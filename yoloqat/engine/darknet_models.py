@@ -154,7 +154,7 @@ def _apply(cfg: dict[str, Any], settings: Mapping[str, Any]) -> list[str]:
 
     notes = []
     for key, value in settings.items():
-        before = get_dotted(cfg, key, None)
+        before = get_dotted(cfg, key)
         if before != value:
             shown = f"{value!r}" if len(repr(value)) < 80 else "the .cfg's"
             notes.append(f"{key} set to {shown} (was {before!r}) to match the Darknet model")

@@ -359,20 +359,19 @@ def eval_data_config(
     return base
 
 
-#: ``eval`` section keys and the evaluate_source arguments they default.
-EVAL_KEYS = {"score_threshold": 0.001, "nms_threshold": 0.5, "multi_label": False}
+#: ``eval`` section keys that evaluate_source takes as arguments of the same name.
+EVAL_KEYS = ("score_threshold", "nms_threshold", "multi_label")
 
 
 def eval_settings(config: dict[str, Any] | None, **given: Any) -> dict[str, Any]:
     """Score threshold, NMS threshold and multi-label: what is given (not None), else the
-    config's ``eval`` section, else the seed's defaults (0.001, 0.5, single label)."""
-    section = (config or {}).get("eval") if isinstance((config or {}).get("eval"), dict) else {}
+    config's ``eval`` section, else the schema's defaults (0.001, 0.5, single label)."""
+    from yoloqat.core.config import read
+
     out = {}
-    for key, default in EVAL_KEYS.items():
+    for key in EVAL_KEYS:
         value = given.get(key)
-        if value is None:
-            value = section.get(key) if section.get(key) is not None else default
-        out[key] = value
+        out[key] = read(config, f"eval.{key}") if value is None else value
     return out
 
 

@@ -57,12 +57,13 @@ def model_metadata(config: dict[str, Any] | None, meta: dict[str, Any]) -> dict[
     names = meta.get("class_names")
     if names:
         out["class_names"] = json.dumps([str(n) for n in names])
-    family = (config or {}).get("family")
+    from yoloqat.core.config import get_dotted
+
+    family = get_dotted(config or {}, "family")
     if isinstance(family, dict):
         family = family.get("name")
     if not family:  # a config naming its parts: the head says which family it is
-        head = ((config or {}).get("model") or {}).get("head")
-        family = head.get("name") if isinstance(head, dict) else None
+        family = get_dotted(config or {}, "model.head.name")
     if family:
         out["family"] = str(family)
     return out

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from yoloqat.core.config import get_dotted, read
 from yoloqat.core.errors import CheckpointError
 from yoloqat.engine import pipeline
 
@@ -80,8 +81,8 @@ def load_detector(
 
 
 def _quantizer_name(cfg: dict[str, Any]) -> str:
-    block = cfg.get("quantizer")
-    return str(block.get("name", "quantizer")) if isinstance(block, dict) else "quantizer"
+    """The quantizer block's name (the quantizer was built from it)."""
+    return str(get_dotted(cfg, "quantizer.name"))
 
 
 def stored_config(meta: dict[str, Any]) -> dict[str, Any] | None:
@@ -96,17 +97,13 @@ def effective_config(cfg: dict[str, Any], meta: dict[str, Any], *, explicit: boo
     return cfg if explicit or stored is None else stored
 
 
-def default_testing_shape(
-    cfg: dict[str, Any], meta: dict[str, Any], *, explicit: bool, fallback: int = 416
-) -> int:
+def default_testing_shape(cfg: dict[str, Any], meta: dict[str, Any], *, explicit: bool) -> int:
     """The input size a checkpoint is meant to run at, when the user gives none.
 
     The ``eval.testing_shape`` of the config stored in the checkpoint (or of the explicit
-    ``--config``), else ``fallback`` (the seed's 416).
+    ``--config``), else the schema's default (the seed's 416).
     """
-    source = effective_config(cfg, meta, explicit=explicit)
-    shape = (source.get("eval") or {}).get("testing_shape")
-    return int(shape or fallback)
+    return int(read(effective_config(cfg, meta, explicit=explicit), "eval.testing_shape"))
 
 
 #: What a run that starts from a checkpoint (``--resume_yolov3``) keeps of the checkpoint's
@@ -135,30 +132,29 @@ def inherit_network_settings(cfg: dict[str, Any], stored: dict[str, Any] | None)
     replaces it; one naming the same component sets each of its parameters. Callers apply
     flags and ``--set`` afterwards, so those still win. Returns one note per changed key.
     """
-    from yoloqat.core.config import get_dotted, set_dotted
+    from yoloqat.core.config import lookup, set_dotted
 
     if not stored:
         return []
-    missing = object()
     notes = []
 
     def put(key: str, value: Any) -> None:
-        before = get_dotted(cfg, key, missing)
-        if before == value:
+        found, before = lookup(cfg, key)
+        if found and before == value:
             return
         set_dotted(cfg, key.split("."), copy.deepcopy(value))
-        was = "unset" if before is missing else repr(before)
+        was = repr(before) if found else "unset"
         notes.append(f"{key}={value!r} (was {was}), as the starting checkpoint")
 
     for key in INHERITED_KEYS:
-        value = get_dotted(stored, key, missing)
-        if value is not missing:
+        found, value = lookup(stored, key)
+        if found:
             put(key, value)
     for dotted in INHERITED_BLOCKS:
-        block = get_dotted(stored, dotted, missing)
+        block = get_dotted(stored, dotted)
         if not isinstance(block, dict):
             continue
-        mine = get_dotted(cfg, dotted, None)
+        mine = get_dotted(cfg, dotted)
         if not isinstance(mine, dict) or mine.get("name") != block.get("name"):
             put(dotted, block)
             continue
@@ -173,12 +169,9 @@ def preprocessing(config: dict[str, Any] | None) -> dict[str, Any]:
     ``{"normalize": data.normalize ("imagenet" or "unit"), "letterbox": eval.letterbox}``;
     the seed's ImageNet normalisation and stretch resize when the config says nothing.
     """
-    config = config or {}
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    ev = config.get("eval") if isinstance(config.get("eval"), dict) else {}
     return {
-        "normalize": str(data.get("normalize") or "imagenet"),
-        "letterbox": bool(ev.get("letterbox", False)),
+        "normalize": str(read(config, "data.normalize")),
+        "letterbox": bool(read(config, "eval.letterbox")),
     }
 
 

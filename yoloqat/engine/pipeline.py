@@ -5,8 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from yoloqat.core.config import check_config, component_blocks, get_dotted, resolve_family
+from yoloqat.core.config import (
+    check_config,
+    component_blocks,
+    get_dotted,
+    plain,
+    resolve_family,
+)
 from yoloqat.core.errors import ConfigError
+from yoloqat.core.schema import Config, default
 
 
 def registry_of(registry: Any = None) -> Any:
@@ -18,7 +25,10 @@ def registry_of(registry: Any = None) -> Any:
     return default_registry()
 
 
-def _block(cfg: Mapping[str, Any], dotted: str, registry: Any = None) -> tuple[str, dict[str, Any]]:
+def _block(
+    cfg: Config | Mapping[str, Any], dotted: str, registry: Any = None
+) -> tuple[str, dict[str, Any]]:
+    cfg = plain(cfg)
     if cfg.get("family") is not None:  # blocks the family preset fills in
         cfg = resolve_family(cfg, registry_of(registry))
     for path, _kind, name, params in component_blocks(cfg):
@@ -27,14 +37,18 @@ def _block(cfg: Mapping[str, Any], dotted: str, registry: Any = None) -> tuple[s
     raise ConfigError(f"the config has no '{dotted}' block (a mapping with a 'name')")
 
 
-def validate(cfg: Mapping[str, Any], registry: Any = None) -> None:
+def validate(cfg: Config | Mapping[str, Any], registry: Any = None) -> None:
     """Check every component of ``cfg`` (names and parameters) without building anything."""
     reg = registry_of(registry)
     check_config(resolve_family(cfg, reg), reg)
 
 
-def num_classes_of(cfg: Mapping[str, Any]) -> int:
-    value = get_dotted(cfg, "model.num_classes", 80)
+def num_classes_of(cfg: Config | Mapping[str, Any]) -> int:
+    if isinstance(cfg, Config):
+        return cfg.model.num_classes
+    value = get_dotted(cfg, "model.num_classes")
+    if value is None:
+        value = default("model.num_classes")
     if not isinstance(value, int) or value < 1:
         raise ConfigError(f"model.num_classes={value!r} must be a positive integer")
     return value
@@ -47,7 +61,7 @@ def injected(comp: Any, params: dict[str, Any], values: Mapping[str, Any]) -> di
     return {**params, **extra}
 
 
-def build_model(cfg: Mapping[str, Any], registry: Any = None) -> Any:
+def build_model(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any:
     """The float :class:`~yoloqat.core.detector.Detector` described by ``cfg['model']``
     (a ``family`` preset filled in first: :func:`~yoloqat.core.config.resolve_family`).
 
@@ -72,8 +86,9 @@ def build_model(cfg: Mapping[str, Any], registry: Any = None) -> Any:
     return Detector(backbone, head)
 
 
-def build_quantizer(cfg: Mapping[str, Any], registry: Any = None) -> Any | None:
+def build_quantizer(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any | None:
     """The quantizer object, or None for ``quantizer: {name: none}`` (or no block)."""
+    cfg = plain(cfg)
     if get_dotted(cfg, "quantizer") is None:
         return None
     name, params = _block(cfg, "quantizer", registry)
@@ -116,7 +131,7 @@ def loss_inputs(detector: Any) -> dict[str, Any]:
     }
 
 
-def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> Any:
+def build_loss(cfg: Config | Mapping[str, Any], detector: Any, registry: Any = None) -> Any:
     """The loss cell for ``detector``: the head's :func:`loss_inputs` go to a factory that
     declares them (and whose block does not set them). A loss that does not accept the
     head's ``output_format`` is a PluginError naming both components (exit 4)."""
@@ -129,7 +144,9 @@ def build_loss(cfg: Mapping[str, Any], detector: Any, registry: Any = None) -> A
     return loss
 
 
-def check_pair(cfg: Mapping[str, Any], detector: Any, loss: Any, registry: Any = None) -> None:
+def check_pair(
+    cfg: Config | Mapping[str, Any], detector: Any, loss: Any, registry: Any = None
+) -> None:
     """PluginError (exit 4) unless ``loss`` trains the output format of ``detector``'s head."""
     from yoloqat.core.errors import PluginError
 
@@ -150,12 +167,12 @@ def check_pair(cfg: Mapping[str, Any], detector: Any, loss: Any, registry: Any =
     )
 
 
-def build_scheduler(cfg: Mapping[str, Any], registry: Any = None) -> Any:
+def build_scheduler(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any:
     name, params = _block(cfg, "scheduler", registry)
     return registry_of(registry).create("scheduler", name, **params)
 
 
-def build_dataset(cfg: Mapping[str, Any], registry: Any = None) -> Any:
+def build_dataset(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any:
     """The dataset of ``cfg['dataset']``, checked against the dataset contract by the
     registry: a :class:`~yoloqat.core.contracts.dataset.CheckedDataset`, so a plugin
     missing a member fails with a PluginError naming it (its sources when first used)."""
@@ -163,7 +180,7 @@ def build_dataset(cfg: Mapping[str, Any], registry: Any = None) -> Any:
     return registry_of(registry).create("dataset", name, **params)
 
 
-def describe(cfg: Mapping[str, Any], registry: Any = None) -> dict[str, Any]:
+def describe(cfg: Config | Mapping[str, Any], registry: Any = None) -> dict[str, Any]:
     """Build what ``cfg`` trains, without data (CPU, PYNATIVE: nothing compiled): the
     network, its quantizer if any, and the loss, each checked against its contract and the
     head/loss pair against each other, exactly as ``train`` builds them. Returns a summary:
@@ -174,7 +191,7 @@ def describe(cfg: Mapping[str, Any], registry: Any = None) -> dict[str, Any]:
     from yoloqat.core.device import init_device
 
     reg = registry_of(registry)
-    cfg = resolve_family(cfg, reg)
+    cfg = resolve_family(cfg, reg)  # a plain dict
     init_device("CPU")
     ms.set_context(mode=ms.PYNATIVE_MODE)
     network = build_model(cfg, reg)

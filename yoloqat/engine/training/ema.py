@@ -28,6 +28,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from yoloqat.core.config import Config, as_config
 from yoloqat.core.errors import CheckpointError, ConfigError
 from yoloqat.engine.checkpoints import EMA_PREFIX as PREFIX
 
@@ -50,22 +51,14 @@ def decay_at(updates: int | np.ndarray, decay: float, ramp: float) -> np.ndarray
     return decay * (1.0 - np.exp(-t / ramp)) if ramp > 0 else np.full_like(t, decay)
 
 
-def ema_settings(cfg: Mapping[str, Any]) -> tuple[float, float] | None:
+def ema_settings(cfg: Config | Mapping[str, Any]) -> tuple[float, float] | None:
     """``(decay, ramp)`` from ``train.ema`` (``None`` when EMA is off)."""
-    block = (cfg.get("train") or {}).get("ema")
-    if block is None or block is False:
+    ema = as_config(cfg).train.ema
+    if ema is None:
         return None
-    if not isinstance(block, Mapping):
-        raise ConfigError(
-            f"train.ema={block!r} is not valid: expected null or {{decay: 0.9999, ramp: 2000}}"
-        )
-    decay = float(block.get("decay", 0.9999))
-    ramp = float(block.get("ramp", 2000.0) or 0.0)
-    if not 0.0 < decay < 1.0 or not math.isfinite(ramp) or ramp < 0:
-        raise ConfigError(
-            f"train.ema={dict(block)} is not valid: decay must be in (0, 1), ramp >= 0"
-        )
-    return decay, ramp
+    if not math.isfinite(ema.ramp):
+        raise ConfigError(f"train.ema.ramp={ema.ramp} is not valid: expected a finite value")
+    return float(ema.decay), float(ema.ramp)
 
 
 class ModelEMA(nn.Cell):
@@ -167,7 +160,7 @@ def _floating(param: Parameter) -> bool:
     return param.dtype in _FLOATS
 
 
-def build_ema(cfg: Mapping[str, Any], network: nn.Cell) -> ModelEMA | None:
+def build_ema(cfg: Config | Mapping[str, Any], network: nn.Cell) -> ModelEMA | None:
     """The ``train.ema`` averager of ``network``, or ``None`` when the config has none."""
     settings = ema_settings(cfg)
     if settings is None:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from yoloqat.core import events
-from yoloqat.core.config import get_dotted
+from yoloqat.core.config import Config
 
 #: Steps that compiled nothing, kept for the steady step time.
 WINDOW = 20
@@ -88,7 +88,7 @@ def data_location(block: Mapping[str, Any]) -> str:
 
 
 def run_summary(
-    cfg: Mapping[str, Any],
+    config: Config,
     *,
     network: Any,
     dataset: Any,
@@ -107,15 +107,14 @@ def run_summary(
     run_dir: Any,
 ) -> dict[str, Any]:
     """The data of the ``train_start`` event (epochs counted from 1)."""
-    family = cfg.get("family")
-    family = family.get("name") if isinstance(family, Mapping) else family
-    block = cfg.get("dataset") if isinstance(cfg.get("dataset"), Mapping) else {}
+    block = config.dataset.model_dump() if config.dataset is not None else {}
+    model = config.model
     names = [str(n) for n in dataset.class_names]
     return {
-        "family": family,
-        "backbone": get_dotted(cfg, "model.backbone.name", None),
-        "head": get_dotted(cfg, "model.head.name", None),
-        "quantizer": get_dotted(cfg, "quantizer.name", None) if quantized else None,
+        "family": config.family.name if config.family is not None else None,
+        "backbone": model.backbone.name if model.backbone is not None else None,
+        "head": model.head.name if model.head is not None else None,
+        "quantizer": config.quantizer.name if quantized and config.quantizer else None,
         "parameters": sum(int(np.prod(p.shape)) for p in network.trainable_params()),
         "sizes": sorted(set(int(s) for s in sizes)),
         "gflops": {int(s): gflops(m) for s, m in sorted(macs_at.items())},
@@ -133,7 +132,7 @@ def run_summary(
         "start_epoch": int(start_epoch),
         "start_step": int(start_step),
         "total_steps": int(steps_per_epoch) * int(max_epoch),
-        "val_interval": int(get_dotted(cfg, "train.val_interval", 0) or 0),
+        "val_interval": config.train.val_interval,
         "run_dir": str(run_dir),
     }
 
@@ -223,7 +222,7 @@ def start_summary(trainer: Any) -> dict[str, Any]:
 
     sizes = sorted(set(int(s) for s in trainer.loader.sizes))
     return run_summary(
-        trainer.cfg,
+        trainer.config,
         network=trainer.network,
         dataset=trainer.dataset,
         train_images=len(trainer.dataset.train_source()),

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from yoloqat.core.schema import Config
 
 DEFAULT_CONFIG = "yolov3_darknet53"
 
@@ -82,7 +85,8 @@ def inherit_initial_network(cfg: dict[str, Any], resume_yolov3: str | None) -> N
     from yoloqat.engine.checkpoints import read_checkpoint
     from yoloqat.engine.inference import inherit_network_settings, stored_config
 
-    init = resume_yolov3 or get_dotted(cfg, "train.resume_yolov3", None)
+    # the raw config being assembled (checked once, at the end of build_config)
+    init = resume_yolov3 or get_dotted(cfg, "train.resume_yolov3")
     if not init:
         return
     _params, meta = read_checkpoint(init)
@@ -92,12 +96,13 @@ def inherit_initial_network(cfg: dict[str, Any], resume_yolov3: str | None) -> N
 
 def add_callbacks(cfg: dict[str, Any], names: str | None) -> dict[str, Any]:
     """``--callbacks a,b``: append the names to ``train.callbacks`` (kept once each)."""
-    from yoloqat.core.config import DEFAULT_CALLBACKS, get_dotted, set_dotted
+    from yoloqat.core.config import callback_blocks, set_dotted
 
     if not names:
         return cfg
-    current = get_dotted(cfg, "train.callbacks")
-    entries = list(DEFAULT_CALLBACKS if current is None else current)
+    entries: list[Any] = [
+        {"name": name, **params} if params else name for _, name, params in callback_blocks(cfg)
+    ]
     have = {e.get("name") if isinstance(e, dict) else e for e in entries}
     for name in (n.strip() for n in names.split(",")):
         if name and name not in have:
@@ -135,7 +140,7 @@ def apply_data(
     if sets_key(list(overrides), "model.num_classes"):
         return cfg
     classes = int(build_dataset(cfg, registry).num_classes)
-    before = get_dotted(cfg, "model.num_classes", None)
+    before = get_dotted(cfg, "model.num_classes")  # as written (checked in build_config)
     set_dotted(cfg, ["model", "num_classes"], classes)
     if before is not None and before != classes:
         events.info(f"model.num_classes={classes}: the classes of {data} (the config: {before})")
@@ -151,15 +156,17 @@ def build_config(
     overrides: Sequence[str] = (),
     registry: Any = None,
     data: str | Path | None = None,
-) -> dict[str, Any]:
-    """The checked config a training run uses (see the module doc for the precedence).
+) -> Config:
+    """The checked config a training run uses (see the module doc for the precedence),
+    validated once here: the :class:`~yoloqat.core.schema.Config` the trainer reads.
 
     ``data``: a data yaml, a dataset folder or a COCO json (``--data``).
     """
     import copy
 
-    from yoloqat.core.config import apply_overrides, check_config, load_config, resolve_family
+    from yoloqat.core.config import apply_overrides, check_config, load_raw, resolve_family
     from yoloqat.engine.pipeline import registry_of
+    from yoloqat.engine.training.datasets import with_absolute_data
 
     reg = registry_of(registry)
     flags = dict(flags or {})
@@ -177,7 +184,7 @@ def build_config(
         if isinstance(config, Mapping):
             base = copy.deepcopy(dict(config))
         else:
-            base = load_config(config or DEFAULT_CONFIG)
+            base = load_raw(config or DEFAULT_CONFIG)
     if resume is None:  # the starting checkpoint's network and loss; flags and --set win
         inherit_initial_network(base, flags.get("resume_yolov3"))
     cfg = add_callbacks(apply_flags(base, flags, reg), callbacks)
@@ -187,9 +194,8 @@ def build_config(
 
             raise UsageError("give --data or --data_dir, not both (--data names the dataset)")
         cfg = apply_data(cfg, data, overrides, reg)
-    cfg = resolve_family(apply_overrides(cfg, list(overrides)), reg)
-    check_config(cfg, reg)  # every section and component, before MindSpore starts
-    return cfg
+    cfg = with_absolute_data(resolve_family(apply_overrides(cfg, list(overrides)), reg))
+    return check_config(cfg, reg)  # every section and component, before MindSpore starts
 
 
 def train(

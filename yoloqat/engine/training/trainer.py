@@ -27,7 +27,7 @@ import os
 import re
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,18 +36,17 @@ import numpy as np
 
 from yoloqat.core import events
 from yoloqat.core.atomic import remove_stale_temporaries
-from yoloqat.core.config import get_dotted, resolve_family
+from yoloqat.core.config import Config, check_config, resolve_family
 from yoloqat.core.contracts import callback as cb
 from yoloqat.core.errors import CheckpointError, ConfigError, Interrupted, RuntimeFailure
 from yoloqat.engine import pipeline
 from yoloqat.engine.training.callbacks import build_callbacks
-from yoloqat.engine.training.datasets import with_absolute_data
+from yoloqat.engine.training.datasets import absolute_data_paths
 from yoloqat.engine.training.interrupt import StopGuard
 from yoloqat.engine.training.logs import make_run_dir
 from yoloqat.engine.training.progress import RunClock, count_macs, end_summary, start_summary
 from yoloqat.engine.training.validation import Validator
 
-DEFAULT_SHAPES = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
 #: ``<rank>-<epoch>_<global step>.ckpt``, the seed's checkpoint names (epochs from 1).
 CKPT_NAME = re.compile(r"^(\d+)-(\d+)_(\d+)\.ckpt$")
 #: The newest interval checkpoint under a name that stays (a hard link, else a copy).
@@ -77,30 +76,37 @@ def _finite(param: Any) -> bool:
     return bool(np.isfinite(param.asnumpy()).all())
 
 
-def _train(cfg: dict[str, Any], key: str, default: Any) -> Any:
-    value = get_dotted(cfg, f"train.{key}", default)
-    return default if value is None else value
-
-
-def _data(cfg: dict[str, Any], key: str, default: Any) -> Any:
-    value = get_dotted(cfg, f"data.{key}", default)
-    return default if value is None else value
-
-
-def _sizes(cfg: dict[str, Any]) -> tuple[int, ...]:
+def _sizes(config: Config) -> tuple[int, ...]:
     """The training sizes: ``data.training_shape``, else ``data.multi_scale`` (the loader's)."""
-    fixed = _data(cfg, "training_shape", None)
-    return (
-        (int(fixed),) if fixed else tuple(int(s) for s in _data(cfg, "multi_scale", DEFAULT_SHAPES))
-    )
+    fixed = config.data.training_shape
+    return (fixed,) if fixed else tuple(config.data.multi_scale)
+
+
+def run_config(cfg: Config | Mapping[str, Any], registry: Any = None) -> Config:
+    """What a run trains: the family preset written out, the data's paths absolute (found
+    from any folder), as a :class:`Config`. A raw dict is checked (sections and components)
+    here; a :class:`Config` was checked by whoever built it (``build_config``)."""
+    from yoloqat.core.schema import Block
+
+    if isinstance(cfg, Config):
+        config = cfg
+    else:
+        reg = pipeline.registry_of(registry)
+        config = check_config(resolve_family(cfg, reg), reg)
+    if config.dataset is not None:
+        block = absolute_data_paths(config.dataset.model_dump())
+        if block != config.dataset.model_dump():
+            config = config.model_copy(update={"dataset": Block.model_validate(block)})
+    return config
 
 
 class Trainer:
-    """Train a detector from a config dict (see ``configs/*.yaml``)."""
+    """Train a detector from a :class:`~yoloqat.core.schema.Config` (or a raw config dict,
+    checked here; see ``configs/*.yaml``)."""
 
     def __init__(
         self,
-        cfg: dict[str, Any],
+        cfg: Config | Mapping[str, Any],
         *,
         resume: str | Path | None = None,
         run_dir: str | Path | None = None,
@@ -111,26 +117,23 @@ class Trainer:
         callbacks: Iterable[Any] = (),
     ) -> None:
         """``callbacks``: objects with Callback methods, called after ``train.callbacks``."""
-        # the family preset written out, the data's paths absolute: what the run trains
-        # and its checkpoints store (found from any folder)
-        cfg = with_absolute_data(resolve_family(cfg, pipeline.registry_of(registry)))
-        self.cfg = cfg
+        #: the validated config every setting is read from
+        self.config = config = run_config(cfg, registry)
+        #: its plain dict: what the component builders read and the checkpoints store
+        self.cfg = config.to_dict()
         self.resume = Path(resume) if resume else None
         self.rank = rank
         self.group_size = group_size
         self.distributed = distributed
         self.registry = registry
-        pipeline.validate(cfg, registry)
-        self.callbacks = build_callbacks(cfg, registry, callbacks)
-        self.max_epoch = int(_train(cfg, "max_epoch", 1))
-        self.batch_size = int(_train(cfg, "per_batch_size", 16))
-        self.log_interval = int(_train(cfg, "log_interval", 100))
-        self.keep = int(_train(cfg, "keep_checkpoints", 5))
-        self.save_on_master = bool(int(_train(cfg, "is_save_on_master", 1)))
-        self.seed = int(_train(cfg, "seed", 1))
-        for name, value in (("max_epoch", self.max_epoch), ("per_batch_size", self.batch_size)):
-            if value < 1:
-                raise ConfigError(f"train.{name}={value} must be >= 1")
+        self.callbacks = build_callbacks(self.cfg, registry, callbacks)
+        train = config.train
+        self.max_epoch = train.max_epoch
+        self.batch_size = train.per_batch_size
+        self.log_interval = train.log_interval
+        self.keep = train.keep_checkpoints
+        self.save_on_master = bool(train.is_save_on_master)
+        self.seed = train.seed
         if self.resume is not None and self.resume.is_dir():
             from yoloqat.engine.checkpoints import read_checkpoint
 
@@ -149,7 +152,7 @@ class Trainer:
             run = self.resume.parent.parent  # <run>/ckpt_<rank>/<file>.ckpt
             base, name, join = run.parent, run.name, True
         else:
-            base, name = Path(_train(cfg, "ckpt_path", "outputs")), None
+            base, name = Path(train.ckpt_path), None
         if distributed and not join:
             self.run_dir = self._shared_run_dir(base, name)
         else:
@@ -157,7 +160,9 @@ class Trainer:
         #: a folder this run made: removed again if the run fails before its first step
         self.created_run_dir = not join and rank == 0 and not distributed
         self.ckpt_dir = self.run_dir / f"ckpt_{rank}"
-        self.validator = Validator(cfg, ckpt_dir=self.ckpt_dir, rank=rank, max_epoch=self.max_epoch)
+        self.validator = Validator(
+            config, ckpt_dir=self.ckpt_dir, rank=rank, max_epoch=self.max_epoch
+        )
         # unfinished files of killed runs: this run's folders and (dead writers only) siblings
         base = self.run_dir.parent
         folders = {base, self.run_dir, self.ckpt_dir, *base.glob("*/ckpt_*")}
@@ -226,13 +231,13 @@ class Trainer:
         from yoloqat.engine.training.optim import build_optimizer, effective_lr
         from yoloqat.engine.training.step import NetWithLoss, TrainStep
 
-        cfg = self.cfg
+        cfg, config = self.cfg, self.config
         ms.set_seed(self.seed)
         np.random.seed(self.seed)
         dataset = pipeline.build_dataset(cfg, self.registry)
         self.dataset = dataset
         self.network = pipeline.build_model(cfg, self.registry)
-        init = _train(cfg, "resume_yolov3", None)
+        init = config.train.resume_yolov3
         if init and self.resume is None:
             params, meta = read_checkpoint(init)
             if meta.get("quantized"):
@@ -254,10 +259,11 @@ class Trainer:
             events.info(f"loaded initial {part} from {init}")
         #: multiply-adds per image at each training size, of the float network (before a
         #: quantizer rewrites it): the start summary's GFLOPs
-        self.macs_at = count_macs(self.network, _sizes(cfg))
+        self.macs_at = count_macs(self.network, _sizes(config))
         self.quantizer = pipeline.build_quantizer(cfg, self.registry)
         if self.quantizer is not None:
-            qname = str(get_dotted(cfg, "quantizer.name", "quantizer"))
+            assert config.quantizer is not None  # a quantizer was built from it
+            qname = str(config.quantizer.name)
             self.network = pipeline.quantize(self.network, self.quantizer, qname)
         if dataset.num_classes != self.network.num_classes:
             raise ConfigError(
@@ -266,21 +272,21 @@ class Trainer:
                 hint=f"set model.num_classes={dataset.num_classes}",
             )
         self.loss = pipeline.build_loss(cfg, self.network, self.registry)
-        shapes = _data(cfg, "multi_scale", DEFAULT_SHAPES)
+        data = config.data
         self.loader = TrainLoader(
             dataset.train_source(),
             batch_size=self.batch_size,
             target_builder=getattr(self.loss, "build_targets", None),
-            max_boxes=int(_data(cfg, "max_boxes", 50)),
-            multi_scale=tuple(shapes),
-            training_shape=_data(cfg, "training_shape", None),
-            resize_rate=int(_data(cfg, "resize_rate", 1)),
+            max_boxes=data.max_boxes,
+            multi_scale=tuple(data.multi_scale),
+            training_shape=data.training_shape,
+            resize_rate=data.resize_rate,
             seed=self.seed,
-            num_workers=int(_data(cfg, "num_workers", 1)),
+            num_workers=data.num_workers,
             rank=self.rank,
             group_size=self.group_size,
-            augment=_data(cfg, "augment", None),
-            normalize=str(_data(cfg, "normalize", "imagenet")),
+            augment=data.augment,
+            normalize=data.normalize,
         )
         self.steps_per_epoch = self.loader.steps_per_epoch
         if self.steps_per_epoch < 1:
@@ -290,15 +296,14 @@ class Trainer:
             )
         scheduler = pipeline.build_scheduler(cfg, self.registry)
         self.base_lr = scheduler.per_step(self.steps_per_epoch, self.max_epoch)
-        loss_scale = float(_train(cfg, "loss_scale", 1.0))
-        self.lr = effective_lr(
-            self.base_lr, loss_scale, str(_train(cfg, "loss_scale_semantics", "standard"))
-        )
+        train = config.train
+        loss_scale = float(train.loss_scale)
+        self.lr = effective_lr(self.base_lr, loss_scale, train.loss_scale_semantics)
         self.optimizer = build_optimizer(
             self.network,
             self.lr,
-            momentum=float(_train(cfg, "momentum", 0.9)),
-            weight_decay=float(_train(cfg, "weight_decay", 5e-4)),
+            momentum=float(train.momentum),
+            weight_decay=float(train.weight_decay),
         )
         reducer = None
         if self.distributed:
@@ -309,16 +314,16 @@ class Trainer:
             NetWithLoss(self.network, self.loss),
             self.optimizer,
             loss_scale=loss_scale,
-            dynamic=bool(_train(cfg, "dynamic_loss_scale", False)),
+            dynamic=train.dynamic_loss_scale,
             reducer=reducer,
         )
         self.step_cell.set_train(True)
         #: one compiled graph for every input size (``train.dynamic_shapes``, used when the
         #: run has more than one size), set at the first step
-        dynamic = bool(_train(cfg, "dynamic_shapes", False))
+        dynamic = bool(train.dynamic_shapes)
         self.dynamic_shapes = dynamic and len(set(self.loader.sizes)) > 1
         #: the weights' moving average (``train.ema``), None when off; see training/ema.py
-        self.ema = build_ema(cfg, self.network)
+        self.ema = build_ema(config, self.network)
         self.start_epoch, self.start_step = 0, 0
         if self.resume is not None:
             self._restore()
@@ -518,7 +523,7 @@ class Trainer:
         ms.set_context(mode=ms.GRAPH_MODE)
         self._build()
         self.validator.prepare(self.dataset)
-        ckpt_interval = int(_train(self.cfg, "ckpt_interval", 0) or self.steps_per_epoch)
+        ckpt_interval = self.config.train.ckpt_interval or self.steps_per_epoch
         result = TrainResult(self.run_dir)
         global_step = self.start_epoch * self.steps_per_epoch + self.start_step
         result.global_step = global_step
@@ -723,7 +728,7 @@ class Trainer:
             events.warn(f"profiler failed: {exc}")
 
     def _profiler(self) -> Any:
-        if not int(_train(self.cfg, "need_profiler", 0)):
+        if not self.config.train.need_profiler:
             return None
         try:
             from mindspore import Profiler

@@ -15,34 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from yoloqat.core import events
-from yoloqat.core.config import get_dotted
+from yoloqat.core.config import Config, as_config
 from yoloqat.core.contracts.callback import ValidationInfo
 from yoloqat.core.errors import ConfigError
 
 BEST_NAME = "best.ckpt"
-#: the ``yoloqat eval`` defaults, for configs without an ``eval`` section
-EVAL_DEFAULTS = {
-    "testing_shape": 416,
-    "score_threshold": 0.001,
-    "nms_threshold": 0.5,
-    "multi_label": False,
-    "letterbox": False,
-}
 
 
 class Validator:
     """Decides when to validate, evaluates, and keeps the best value of ``best_metric``."""
 
-    def __init__(self, cfg: dict[str, Any], *, ckpt_dir: Path, rank: int, max_epoch: int) -> None:
-        self.interval = int(get_dotted(cfg, "train.val_interval", 0) or 0)
-        self.metric = str(get_dotted(cfg, "train.best_metric", None) or "AP50")
-        self.max_images = get_dotted(cfg, "train.val_max_images", None)
-        self.num_workers = int(get_dotted(cfg, "data.num_workers", 1) or 1)
-        section = cfg.get("eval") if isinstance(cfg.get("eval"), dict) else {}
-        self.settings = {
-            k: default if section.get(k) is None else section[k]
-            for k, default in EVAL_DEFAULTS.items()
-        }
+    def __init__(
+        self, cfg: Config | dict[str, Any], *, ckpt_dir: Path, rank: int, max_epoch: int
+    ) -> None:
+        config = as_config(cfg)
+        self.interval = config.train.val_interval
+        self.metric = config.train.best_metric
+        self.max_images = config.train.val_max_images
+        self.num_workers = config.data.num_workers
+        #: the ``eval`` section: input size, thresholds, resize (as ``yoloqat eval``)
+        self.settings = config.eval
         self.max_epoch = max_epoch
         self.active = self.interval > 0 and rank == 0
         self.best_path = Path(ckpt_dir) / BEST_NAME
@@ -100,12 +92,12 @@ class Validator:
             MindSporePredictor(network),  # eval mode, GRAPH_MODE
             source,
             [int(c) for c in dataset.category_ids],
-            testing_shape=int(s["testing_shape"]),
+            testing_shape=s.testing_shape,
             batch_size=1,
-            letterbox=bool(s["letterbox"]),
-            score_threshold=float(s["score_threshold"]),
-            nms_threshold=float(s["nms_threshold"]),
-            multi_label=bool(s["multi_label"]),
+            letterbox=s.letterbox,
+            score_threshold=s.score_threshold,
+            nms_threshold=s.nms_threshold,
+            multi_label=s.multi_label,
             num_workers=self.num_workers,
             description=f"val epoch {epoch + 1}",
         )
