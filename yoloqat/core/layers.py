@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from typing import TypedDict
 
 import mindspore as ms
 from mindspore import nn, ops
@@ -24,6 +25,16 @@ PADDINGS = ("symmetric", "same")
 #: BatchNorm epsilon of the seed's layers; Darknet's is :data:`DARKNET_BN_EPS`.
 BN_EPS = 1e-5
 DARKNET_BN_EPS = 1e-6
+
+
+class ConvUnit(TypedDict, total=False):
+    """The keyword arguments of :class:`ConvBnAct` that a network passes to all its units."""
+
+    activation: str
+    negative_slope: float
+    bn_momentum: float
+    padding: str | int
+    bn_eps: float
 
 
 def check_bn_eps(bn_eps: object) -> float:
