@@ -10,6 +10,7 @@ against factory signatures before anything is built.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import os
@@ -193,7 +194,7 @@ class Registry:
                 continue
             module = f"{BUILTIN_PACKAGE}.{mod.name}"
             info = PluginInfo(mod.name, module, "yoloqat", __version__, builtin=True)
-            self._register(info, lambda module=module: importlib.import_module(module))
+            self._register(info, functools.partial(importlib.import_module, module))
         if not self.use_entry_points:
             return
         for ep in sorted(_entry_points(), key=lambda e: e.name):
