@@ -18,13 +18,16 @@ import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from yoloqat.core import hookspecs
 from yoloqat.core.errors import ConfigError, PluginError
 from yoloqat.core.version import __version__
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 ENTRY_POINT_GROUP = "yoloqat.plugins"
 DISABLE_ENV = "YOLOQAT_DISABLE_PLUGINS"
@@ -356,3 +359,10 @@ def reset_default() -> None:
     global _default
     _default = None
     importlib.invalidate_caches()  # see entry points installed since the last lookup
+
+
+if TYPE_CHECKING:
+
+    def _satisfies_protocol(registry: Registry) -> ComponentRegistry:
+        """mypy checks here that a Registry is the ComponentRegistry the core layers use."""
+        return registry

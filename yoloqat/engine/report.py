@@ -10,13 +10,16 @@ import statistics
 import time
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from yoloqat.core import events
 from yoloqat.core.errors import UsageError
 from yoloqat.engine.evaluate import Subset, evaluate_source, load_batches
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 
 def latency_ms(predictor: Any, input_size: int, *, repeats: int = 10, warmup: int = 2) -> float:
@@ -57,7 +60,7 @@ def compare_models(
     ptq_checkpoint: str | Path | None = None,
     runtime: str = "onnxruntime",
     threads: int | None = None,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
     preprocess: dict[str, Any] | None = None,
     metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from yoloqat.engine.training.interrupt import StopGuard
 from yoloqat.engine.training.logs import make_run_dir
 from yoloqat.engine.training.progress import RunClock, count_macs, end_summary, start_summary
 from yoloqat.engine.training.validation import Validator
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 DEFAULT_SHAPES = (320, 352, 384, 416, 448, 480, 512, 544, 576, 608)
 #: ``<rank>-<epoch>_<global step>.ckpt``, the seed's checkpoint names (epochs from 1).
@@ -107,7 +110,7 @@ class Trainer:
         rank: int = 0,
         group_size: int = 1,
         distributed: bool = False,
-        registry: Any = None,
+        registry: ComponentRegistry | None = None,
         callbacks: Iterable[Any] = (),
     ) -> None:
         """``callbacks``: objects with Callback methods, called after ``train.callbacks``."""
