@@ -304,9 +304,10 @@ class Registry:
             raise ConfigError(f"{where}: {kind} '{name}' needs parameter(s): {', '.join(missing)}")
         return comp
 
-    def create(self, kind: str, name: str, /, **params: Any) -> object:
+    def create(self, kind: str, name: str, /, **params: Any) -> Any:
         """Check the name and parameters, build the component, check it against its kind's
-        Protocol (:func:`yoloqat.core.contracts.check_component`) and return it.
+        Protocol (:func:`yoloqat.core.contracts.check_component`) and return it (``Any``:
+        its type depends on ``kind``).
 
         A component that breaks its contract is a :class:`PluginError` naming the plugin,
         the kind and the member; a ``ValueError`` or ``TypeError`` from the factory (a bad

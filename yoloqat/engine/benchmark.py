@@ -144,6 +144,7 @@ def _open(
         if t.format == "mindspore":
             t.predictor = MindSporePredictor(networks[t.precision])
         else:
+            assert t.file is not None  # an exported model's row names its file
             t.predictor = open_model(t.file, t.runtime, threads=threads, registry=registry)
     except Exception as exc:
         t.fail(STATUS_EVAL_FAILED, exc)

@@ -109,7 +109,7 @@ def _network_config(
         return cfg, notes, _build(cfg, registry, None), {}
     parsed, text = read_cfg_file(cfg_file)
     meta = check_meta(parsed.meta, str(cfg_file))
-    notes: list[str] = []
+    notes = []
     if config is not None or backbone_only or (not cfg_graph and is_yolov3_layout(parsed)):
         cfg, notes = darknet_config(config, overrides, num_classes, cfg_file, meta)
         network = _build(cfg, registry, cfg_file)

@@ -177,8 +177,8 @@ def preprocessing(config: dict[str, Any] | None) -> dict[str, Any]:
     the seed's ImageNet normalisation and stretch resize when the config says nothing.
     """
     config = config or {}
-    data = config.get("data") if isinstance(config.get("data"), dict) else {}
-    ev = config.get("eval") if isinstance(config.get("eval"), dict) else {}
+    data = config["data"] if isinstance(config.get("data"), dict) else {}
+    ev = config["eval"] if isinstance(config.get("eval"), dict) else {}
     return {
         "normalize": str(data.get("normalize") or "imagenet"),
         "letterbox": bool(ev.get("letterbox", False)),

@@ -100,7 +100,7 @@ def compare_models(
 
     float_pred = MindSporePredictor(float_net)
     qat_pred = MindSporePredictor(qat_net)
-    options = {"input_size": testing_shape, "batch": None, "metadata": metadata}
+    options: dict[str, Any] = {"input_size": testing_shape, "batch": None, "metadata": metadata}
     float_onnx = export_onnx(float_net, out / "float.onnx", **options)
     int8_onnx = export_onnx(qat_net, out / "int8.onnx", int8=True, **options)
 

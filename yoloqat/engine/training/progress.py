@@ -109,7 +109,7 @@ def run_summary(
     """The data of the ``train_start`` event (epochs counted from 1)."""
     family = cfg.get("family")
     family = family.get("name") if isinstance(family, Mapping) else family
-    block = cfg.get("dataset") if isinstance(cfg.get("dataset"), Mapping) else {}
+    block = cfg["dataset"] if isinstance(cfg.get("dataset"), Mapping) else {}
     names = [str(n) for n in dataset.class_names]
     return {
         "family": family,

@@ -131,9 +131,9 @@ class Trainer:
         self.keep = int(_train(cfg, "keep_checkpoints", 5))
         self.save_on_master = bool(int(_train(cfg, "is_save_on_master", 1)))
         self.seed = int(_train(cfg, "seed", 1))
-        for name, value in (("max_epoch", self.max_epoch), ("per_batch_size", self.batch_size)):
+        for key, value in (("max_epoch", self.max_epoch), ("per_batch_size", self.batch_size)):
             if value < 1:
-                raise ConfigError(f"train.{name}={value} must be >= 1")
+                raise ConfigError(f"train.{key}={value} must be >= 1")
         if self.resume is not None and self.resume.is_dir():
             from yoloqat.engine.checkpoints import read_checkpoint
 
@@ -146,6 +146,7 @@ class Trainer:
             check_input_file(self.resume, "checkpoint", error=CheckpointError, what="checkpoint")
         self.writes_ckpt = self.rank == 0 or not self.save_on_master
         join = False
+        name: str | None
         if run_dir is not None:
             base, name = Path(run_dir).parent, Path(run_dir).name
         elif self.resume is not None:
@@ -333,6 +334,7 @@ class Trainer:
         from yoloqat.engine.training.ema import restore_ema
         from yoloqat.engine.training.resume import NOT_RESTORED, check_resume
 
+        assert self.resume is not None  # called only when resuming
         params, meta = read_checkpoint(self.resume)
         if meta.get("format") != "yoloqat-ckpt" or "epoch" not in meta:
             raise CheckpointError(
@@ -590,7 +592,7 @@ class Trainer:
 
         result, clock = self._result, self.clock
         assert result is not None
-        self._epoch_losses: list[float] = []
+        self._epoch_losses = []
         total_steps = self.max_epoch * self.steps_per_epoch
         val_images = self.validator.num_images(self.dataset) or 0
         t_last = time.perf_counter()

@@ -38,7 +38,7 @@ class Validator:
         self.metric = str(get_dotted(cfg, "train.best_metric", None) or "AP50")
         self.max_images = get_dotted(cfg, "train.val_max_images", None)
         self.num_workers = int(get_dotted(cfg, "data.num_workers", 1) or 1)
-        section = cfg.get("eval") if isinstance(cfg.get("eval"), dict) else {}
+        section = cfg["eval"] if isinstance(cfg.get("eval"), dict) else {}
         self.settings = {
             k: default if section.get(k) is None else section[k]
             for k, default in EVAL_DEFAULTS.items()
@@ -81,7 +81,7 @@ class Validator:
                 from yoloqat.engine.checkpoints import read_checkpoint
 
                 _params, meta = read_checkpoint(self.best_path)
-                best = meta.get("best") if isinstance(meta.get("best"), dict) else {}
+                best = meta["best"] if isinstance(meta.get("best"), dict) else {}
                 if best.get("metric") == self.metric and best.get("value") is not None:
                     self._best = float(best["value"])
                     self.best_record = dict(best)
