@@ -99,7 +99,7 @@ def predict(
     model = (
         load(onnx, runtime=runtime)
         if onnx is not None
-        else load(checkpoint, config=config, device=device_target)  # type: ignore[arg-type]
+        else load(checkpoint, config=config, device=device_target)  # type: ignore[arg-type]  # one of the two is given (checked above)
     )
     folder = unique_folder(output.parent, output.name, "--output")
     skipped: list[str] = []

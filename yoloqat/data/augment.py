@@ -103,8 +103,8 @@ def _hsv_luts(dh: float, s: float, v: float) -> tuple[np.ndarray, np.ndarray, np
     h = x + dh
     h = np.where(h > 1, h - 1, h)
     h = np.where(h < 0, h + 1, h)
-    lut = [np.clip(c, 0, 1) * 255 for c in (h, x * s, x * v)]
-    return tuple(c.astype(np.uint8) for c in lut)  # type: ignore[return-value]
+    hue, sat, val = ((np.clip(c, 0, 1) * 255).astype(np.uint8) for c in (h, x * s, x * v))
+    return hue, sat, val
 
 
 def color_jitter(

@@ -135,7 +135,7 @@ class Validator:
                 "num_images": result.num_images,
             }
             save_best({"best": dict(self.best_record)})
-        best_value = value if best else float(prior)  # type: ignore[arg-type]
+        best_value = value if best or prior is None else float(prior)
         info = ValidationInfo(
             epoch=epoch + 1,  # counted from 1 outside the loop
             global_step=global_step,
