@@ -208,7 +208,7 @@ def layer_sensitivity(
             ).stats["AP"]
 
         base = ap(None)
-        rows = []
+        rows: list[dict[str, Any]] = []
         with events.task("layer sensitivity", len(layers)) as bar:
             for path in layers:
                 rows.append({"layer": path, "AP_drop": round(base - ap(path), 5)})
