@@ -547,6 +547,7 @@ def test_factory_validates_and_registers():
         {"num_bits": True},
         {"quant_delay": -1},
         {"per_channel": [True, True]},
+        {"per_channel": True},  # a single flag for both: was a TypeError
         {"per_channel": "yes"},
         {"symmetric": [True]},
         {"ema_decay": 1.0},

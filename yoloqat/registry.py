@@ -10,6 +10,7 @@ against factory signatures before anything is built.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import inspect
 import os
@@ -17,13 +18,16 @@ import pkgutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from yoloqat.core import hookspecs
 from yoloqat.core.errors import ConfigError, PluginError
 from yoloqat.core.version import __version__
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 ENTRY_POINT_GROUP = "yoloqat.plugins"
 DISABLE_ENV = "YOLOQAT_DISABLE_PLUGINS"
@@ -193,7 +197,7 @@ class Registry:
                 continue
             module = f"{BUILTIN_PACKAGE}.{mod.name}"
             info = PluginInfo(mod.name, module, "yoloqat", __version__, builtin=True)
-            self._register(info, lambda module=module: importlib.import_module(module))
+            self._register(info, functools.partial(importlib.import_module, module))
         if not self.use_entry_points:
             return
         for ep in sorted(_entry_points(), key=lambda e: e.name):
@@ -300,9 +304,10 @@ class Registry:
             raise ConfigError(f"{where}: {kind} '{name}' needs parameter(s): {', '.join(missing)}")
         return comp
 
-    def create(self, kind: str, name: str, /, **params: Any) -> object:
+    def create(self, kind: str, name: str, /, **params: Any) -> Any:
         """Check the name and parameters, build the component, check it against its kind's
-        Protocol (:func:`yoloqat.core.contracts.check_component`) and return it.
+        Protocol (:func:`yoloqat.core.contracts.check_component`) and return it (``Any``:
+        its type depends on ``kind``).
 
         A component that breaks its contract is a :class:`PluginError` naming the plugin,
         the kind and the member; a ``ValueError`` or ``TypeError`` from the factory (a bad
@@ -355,3 +360,10 @@ def reset_default() -> None:
     global _default
     _default = None
     importlib.invalidate_caches()  # see entry points installed since the last lookup
+
+
+if TYPE_CHECKING:
+
+    def _satisfies_protocol(registry: Registry) -> ComponentRegistry:
+        """mypy checks here that a Registry is the ComponentRegistry the core layers use."""
+        return registry

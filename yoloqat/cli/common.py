@@ -10,7 +10,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import typer
 
@@ -107,7 +107,7 @@ def handle_errors(func: F) -> F:
         finally:
             _restore_signal_handlers(previous)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)  # functools.wraps: same signature
 
 
 @contextlib.contextmanager

@@ -122,6 +122,7 @@ def eval_command(
     if pretrained is not None:
         model = load(pretrained, config=cfg, device=device_target)
     else:  # the runtime by default: onnxruntime for .onnx, openvino for an IR .xml
+        assert onnx is not None  # exactly one of the two, checked above
         model = load(onnx, runtime=runtime)
     result = evaluate_model(
         model,

@@ -99,7 +99,7 @@ def predict(
     model = (
         load(onnx, runtime=runtime)
         if onnx is not None
-        else load(checkpoint, config=config, device=device_target)  # type: ignore[arg-type]
+        else load(checkpoint, config=config, device=device_target)  # type: ignore[arg-type]  # one of the two is given (checked above)
     )
     folder = unique_folder(output.parent, output.name, "--output")
     skipped: list[str] = []
@@ -128,7 +128,9 @@ def predict(
         line_width=line_width,
         on_skip=skip,
     )
-    records, counts, speeds, rotated, streams = [], Counter(), Counter(), 0, set()
+    counts: Counter[str] = Counter()
+    speeds: Counter[str] = Counter()
+    records, rotated, streams = [], 0, set()
     for result in events.track(results, "predict"):
         records.append(result.to_dict())
         counts.update(result.class_names)

@@ -153,7 +153,7 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     Temporaries of processes still running (a concurrent writer) are left alone.
     """
     folder = Path(folder)
-    removed = []
+    removed: list[Path] = []
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():

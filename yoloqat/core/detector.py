@@ -108,7 +108,7 @@ class Detector(nn.Cell):
                 f"Detector input {h}x{w}: sides must be multiples of {self.input_multiple}"
             )
         feats = self.backbone(x)
-        selected = ()
+        selected: tuple = ()
         for i in self.in_indices:
             selected = selected + (feats[i],)  # noqa: RUF005 (GRAPH_MODE's parser)
         outs = self.head(*selected)

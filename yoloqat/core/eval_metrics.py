@@ -296,7 +296,7 @@ def confusion_matrix(
                 if not gt_used[g] and not dt_used[d]:
                     gt_used[g] = dt_used[d] = True
                     matrix[dt_cls[d], gt_cls[g]] += 1
-        np.add.at(matrix, (bg, gt_cls[~gt_used]), 1)
+        np.add.at(matrix[bg], gt_cls[~gt_used], 1)  # matrix[bg]: a view of the row
         spare = ~dt_used
         if len(crowd) and spare.any():
             lt = np.maximum(dt_box[:, None, :2], crowd[None, :, :2])
@@ -304,5 +304,5 @@ def confusion_matrix(
             inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
             area = np.maximum(np.prod(dt_box[:, 2:] - dt_box[:, :2], axis=1), 1e-12)
             spare &= ~((inter / area[:, None]) >= iou).any(axis=1)
-        np.add.at(matrix, (dt_cls[spare], bg), 1)
+        np.add.at(matrix[:, bg], dt_cls[spare], 1)  # a view of the column
     return matrix

@@ -9,7 +9,7 @@ users get silence unless they subscribe.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -92,8 +92,8 @@ def task(description: str, total: int | None = None) -> contextlib.AbstractConte
 
 def track(iterable: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
     """Iterate ``iterable`` while showing progress."""
-    if total is None and hasattr(iterable, "__len__"):
-        total = len(iterable)  # type: ignore[arg-type]
+    if total is None and isinstance(iterable, Sized):
+        total = len(iterable)
     with task(description, total) as t:
         for item in iterable:
             yield item

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
+from typing import TypedDict
 
 import mindspore as ms
 from mindspore import nn, ops
@@ -26,15 +27,24 @@ BN_EPS = 1e-5
 DARKNET_BN_EPS = 1e-6
 
 
+class ConvUnit(TypedDict, total=False):
+    """The keyword arguments of :class:`ConvBnAct` that a network passes to all its units."""
+
+    activation: str
+    negative_slope: float
+    bn_momentum: float
+    padding: str | int
+    bn_eps: float
+
+
 def check_bn_eps(bn_eps: object) -> float:
     """Return ``bn_eps`` as a float, or raise a ConfigError unless 0 < eps <= 0.1."""
-    ok = isinstance(bn_eps, (int, float)) and not isinstance(bn_eps, bool)
-    if not ok or not 0.0 < bn_eps <= 0.1:  # type: ignore[operator]
+    if isinstance(bn_eps, bool) or not isinstance(bn_eps, (int, float)) or not 0.0 < bn_eps <= 0.1:
         raise ConfigError(
             f"bn_eps={bn_eps!r} is not valid; expected a number in (0, 0.1] "
             "(1e-5: the seed's layers, 1e-6: Darknet's)"
         )
-    return float(bn_eps)  # type: ignore[arg-type]
+    return float(bn_eps)
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -318,7 +318,8 @@ def _schema_error(section: str, model: type[_Section], exc: ValidationError) -> 
     first = errors[0]
     loc = [str(p) for p in first["loc"]]
     if first["type"] == "extra_forbidden":
-        owner, prefix = model, section
+        owner: type[BaseModel] = model
+        prefix = section
         for part in loc[:-1]:  # a nested section (``train.ema``)
             sub = _sub_model(owner, part)
             if sub is None:
@@ -339,12 +340,12 @@ def _schema_error(section: str, model: type[_Section], exc: ValidationError) -> 
             if text not in alternatives:
                 alternatives.append(text)
     # drop pydantic's names of union members (``int``, ``literal[0,1]``) from the path
-    path, owner = loc[0], _sub_model(model, loc[0])
+    path, node = loc[0], _sub_model(model, loc[0])
     for part in loc[1:]:
         if part.isdigit():
             path += f"[{part}]"
-        elif owner is not None and part in owner.model_fields:
-            path, owner = f"{path}.{part}", _sub_model(owner, part)
+        elif node is not None and part in node.model_fields:
+            path, node = f"{path}.{part}", _sub_model(node, part)
     value = first.get("input")
     expected = " or ".join(alternatives)
     fractional = isinstance(value, float) and "integer" in expected

@@ -358,7 +358,10 @@ class DetectionEngine:
             from yoloqat.core.eval_metrics import confusion_matrix
 
             if confusion_conf is None:
-                confusion_conf = result.best_f1["conf"] if result.per_class else CONFUSION_CONF
+                best = result.best_f1
+                confusion_conf = (
+                    best["conf"] if best is not None and result.per_class else CONFUSION_CONF
+                )
             conf = max(float(confusion_conf), self.score_threshold)
             labels = names or [str(c) for c in self.category_ids]
             result.confusion = {

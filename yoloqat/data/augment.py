@@ -44,10 +44,10 @@ def placement_candidates(
     u = rng.random((trials, 5))
     lo, hi = 1.0 - jitter, 1.0 + jitter
     new_ar = (width / height) * (lo + u[:, 0] * (hi - lo)) / (lo + u[:, 1] * (hi - lo))
-    scale = scale[0] + u[:, 2] * (scale[1] - scale[0])
+    scales = scale[0] + u[:, 2] * (scale[1] - scale[0])
     tall = new_ar < 1
-    nh = np.where(tall, np.trunc(scale * height), 0.0)
-    nw = np.where(tall, np.trunc(nh * new_ar), np.trunc(scale * width))
+    nh = np.where(tall, np.trunc(scales * height), 0.0)
+    nw = np.where(tall, np.trunc(nh * new_ar), np.trunc(scales * width))
     nh = np.where(tall, nh, np.trunc(nw / new_ar))
     nw, nh = np.maximum(nw, 1), np.maximum(nh, 1)
     dx = np.trunc(u[:, 3] * (width - nw))
@@ -103,8 +103,8 @@ def _hsv_luts(dh: float, s: float, v: float) -> tuple[np.ndarray, np.ndarray, np
     h = x + dh
     h = np.where(h > 1, h - 1, h)
     h = np.where(h < 0, h + 1, h)
-    lut = [np.clip(c, 0, 1) * 255 for c in (h, x * s, x * v)]
-    return tuple(c.astype(np.uint8) for c in lut)  # type: ignore[return-value]
+    hue, sat, val = ((np.clip(c, 0, 1) * 255).astype(np.uint8) for c in (h, x * s, x * v))
+    return hue, sat, val
 
 
 def color_jitter(

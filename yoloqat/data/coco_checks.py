@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from yoloqat.core.errors import DataError
 
@@ -53,12 +53,12 @@ class InstancesReport:
         return out
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """A JSON integer (``true``/``false`` are not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[float]:
     """A JSON number (not a string, null or boolean); NaN and inf count as numbers."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

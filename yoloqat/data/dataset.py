@@ -70,7 +70,8 @@ class DetectionDataset:
                 coco = self._sources[key].coco
             else:
                 split = self._train or self._val
-                coco = load_coco(split[1])  # type: ignore[index]
+                assert split is not None  # __init__ requires one of the two
+                coco = load_coco(split[1])
             ids = sorted_category_ids(coco)
             self._categories = [coco.cats[i] for i in ids]
         return self._categories

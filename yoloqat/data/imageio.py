@@ -128,7 +128,7 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _too_many_pixels(path: Path, width: int, height: int, limit: int) -> ImageReadError:
+def _too_many_pixels(path: str | Path, width: int, height: int, limit: int) -> ImageReadError:
     return ImageReadError(
         f"image {path} has {width} x {height} = {width * height:,} pixels, over the "
         f"{limit:,} pixel limit ({limits.PIXELS_HINT})"

@@ -13,7 +13,7 @@ reproduces the uninterrupted run exactly.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -97,7 +97,7 @@ class _TrainSamples:
     def __len__(self) -> int:
         return len(self.plan["indices"])
 
-    def __getitem__(self, q: int) -> tuple[np.ndarray, ...]:
+    def __getitem__(self, q: int) -> tuple[np.ndarray | np.generic, ...]:
         p = self.plan
         idx, size = int(p["indices"][q]), int(p["shapes"][q])
         rng = np.random.default_rng([p["seed"], p["epoch"], int(p["positions"][q])])
@@ -137,7 +137,7 @@ class _EvalSamples:
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, ...]:
+    def __getitem__(self, i: int) -> tuple[np.ndarray | np.generic, ...]:
         sample, _ = try_load(self.source, int(i))
         if sample is None:
             image = np.zeros((3, self.size, self.size), np.float32)
@@ -165,7 +165,7 @@ class _EvalSamples:
 
 def _iterate(
     samples: Any, columns: list[str], batch_size: int, num_workers: int, drop_remainder: bool
-) -> Iterator[tuple[np.ndarray, ...]]:
+) -> Generator[tuple[np.ndarray, ...], None, None]:
     import mindspore.dataset as ds
 
     dataset = ds.GeneratorDataset(
@@ -372,7 +372,8 @@ class EvalLoader:
     """Evaluation batches (docs/seed.md §5): dicts with ``image`` float32 [B,3,S,S],
     ``image_id`` [B], ``orig_size`` [B,2] (w, h) and, with ``letterbox``, ``letterbox``
     [B,3] (scale, pad_x, pad_y). Unreadable images are skipped with a warning and counted in
-    ``stats``. ``normalize``: "imagenet" or "unit" (RGB/255), as ``data.normalize``."""
+    ``stats``.
+    ``normalize``: "imagenet" or "unit" (RGB/255), as ``data.normalize``."""
 
     def __init__(
         self,

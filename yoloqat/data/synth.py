@@ -60,7 +60,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img
 
 
-def _unit_polygon(name: str) -> np.ndarray | None:
+def _unit_polygon(name: str) -> np.ndarray:
     if name == "triangle":
         return np.array([[0.5, 0.0], [1.0, 1.0], [0.0, 1.0]])
     if name == "diamond":
@@ -91,7 +91,7 @@ def _unit_polygon(name: str) -> np.ndarray | None:
                 [lo, lo],
             ]
         )
-    return None
+    raise ValueError(f"unknown synthetic shape {name!r}")
 
 
 def _draw(img: np.ndarray, name: str, box: tuple[int, int, int, int], colour: tuple) -> None:
@@ -164,7 +164,8 @@ def _write_split(
 ) -> dict[str, Any]:
     folder = out / split
     folder.mkdir(parents=True, exist_ok=True)
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for i in track(range(count), f"synth {split}", total=count):
         rng = np.random.default_rng([seed & 0xFFFFFFFF, SPLITS[split], i])
         img, objects = make_image(rng, size=size, num_classes=num_classes)

@@ -109,7 +109,13 @@ def _unit_spec(index: int, unit: Any) -> ConvSpec:
     conv = getattr(unit, "conv", None)
     bn = getattr(unit, "bn", None)
     if conv is not None and bn is not None and getattr(conv, "bias", None) is None:
-        params = (bn.beta, bn.gamma, bn.moving_mean, bn.moving_variance, conv.weight)
+        params: tuple[Any, ...] = (
+            bn.beta,
+            bn.gamma,
+            bn.moving_mean,
+            bn.moving_variance,
+            conv.weight,
+        )
         batch_norm = True
     elif getattr(unit, "bias", None) is not None and getattr(unit, "weight", None) is not None:
         params = (unit.bias, unit.weight)

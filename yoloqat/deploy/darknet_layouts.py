@@ -88,8 +88,8 @@ def yolov3_sections(
     taps: list[int] = []  # layer index of each stage's output
     for k in range(1, 6):
         out.append(_conv(getattr(bb, f"conv{k}")))
-        for block in getattr(bb, f"layer{k}"):
-            out += [_conv(block.conv1), _conv(block.conv2)]
+        for residual in getattr(bb, f"layer{k}"):
+            out += [_conv(residual.conv1), _conv(residual.conv2)]
             out.append(Section("shortcut", {"from": "-3", "activation": "linear"}))
         taps.append(len(out) - 1)
     c3, c4 = taps[2], taps[3]

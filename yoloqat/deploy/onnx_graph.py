@@ -57,7 +57,7 @@ class Graph:
         self._names.add(name)
         return name
 
-    def add_init(self, array: np.ndarray, hint: str) -> str:
+    def add_init(self, array: np.ndarray | np.generic, hint: str) -> str:
         """Add ``array`` (dtype kept, 0-d kept) as an initializer; return its name."""
         name = self.unique(hint)
         tensor = self._np.from_array(np.array(array, order="C", copy=True), name)
@@ -138,13 +138,17 @@ class Graph:
 
 
 # -- rewrites --------------------------------------------------------------------------------
-def bn_params(g: Graph, bn: Any) -> tuple[np.ndarray, ...] | None:
+def bn_params(
+    g: Graph, bn: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.float64] | None:
     """``(gamma, beta, mean, var, eps)`` of an inference BatchNormalization, or None."""
     values = [g.const(name) for name in bn.input[1:5]]
-    if len(values) != 4 or any(v is None for v in values):
+    arrays = [np.asarray(v, np.float64) for v in values if v is not None]
+    if len(arrays) != 4:
         return None
     eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
-    return (*(np.asarray(v, np.float64) for v in values), np.float64(eps))  # type: ignore[misc]
+    gamma, beta, mean, var = arrays
+    return gamma, beta, mean, var, np.float64(eps)
 
 
 def following_bn(g: Graph, conv: Any) -> Any | None:
@@ -173,7 +177,10 @@ def fold_batchnorms(g: Graph) -> int:
         weight = g.const(conv.input[1])
         if bn is None or weight is None or conv.input[1] not in g.inits:
             continue
-        gamma, beta, mean, var, eps = bn_params(g, bn)  # type: ignore[misc]
+        params = bn_params(g, bn)
+        if params is None:  # following_bn checked it
+            continue
+        gamma, beta, mean, var, eps = params
         s = gamma / np.sqrt(var + eps)
         bias = g.const(conv.input[2]) if len(conv.input) > 2 and conv.input[2] else None
         b = np.zeros_like(s) if bias is None else np.asarray(bias, np.float64)
@@ -277,10 +284,10 @@ def make_batch_dynamic(g: Graph, traced_batch: int = 1) -> None:
         if sizes is None or sizes.size != 4 or sizes[0] != traced_batch:
             continue
         # sizes = [N, C] of the input (at run time) + the traced [H, W]
-        shape = g.node("Shape", [node.input[0]], f"{node.name}_in_shape")
+        in_shape = g.node("Shape", [node.input[0]], f"{node.name}_in_shape")
         starts = g.add_init(np.array([0], np.int64), f"{node.name}_nc_start")
         ends = g.add_init(np.array([2], np.int64), f"{node.name}_nc_end")
-        nc = g.node("Slice", [shape, starts, ends], f"{node.name}_nc")
+        nc = g.node("Slice", [in_shape, starts, ends], f"{node.name}_nc")
         hw = g.add_init(np.asarray(sizes[2:], np.int64), f"{node.name}_hw")
         node.input[3] = g.node("Concat", [nc, hw], f"{node.name}_sizes", axis=0)
     del g.graph.value_info[:]

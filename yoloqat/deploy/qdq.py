@@ -50,7 +50,10 @@ def _fold_unfolded(g: Graph, conv: Any, bn: Any, wq: WeightQuant) -> WeightQuant
     zp = np.asarray(wq.zero_point)
     if np.ndim(wq.scale) != 1 or np.any(zp != 0):
         return None
-    gamma, beta, mean, var, eps = bn_params(g, bn)  # type: ignore[misc]
+    params = bn_params(g, bn)
+    if params is None:
+        return None
+    gamma, beta, mean, var, eps = params
     s = gamma / np.sqrt(var + eps)
     sign = np.where(s < 0, -1, 1).astype(np.int16)
     codes = wq.codes.astype(np.int16) * sign.reshape(-1, *([1] * (wq.codes.ndim - 1)))
@@ -167,7 +170,10 @@ def quantize_activations(g: Graph, plan: ExportPlan, dtype: str = "uint8") -> in
     g.reindex()
     for op in [n for n in g.graph.node if n.op_type in GRID_PRESERVING]:  # graph order
         src = g.producer.get(op.input[0])
-        if src is None or src.op_type != "DequantizeLinear" or np.ndim(g.const(src.input[1])):
+        if src is None or src.op_type != "DequantizeLinear":
+            continue
+        src_scale = g.const(src.input[1])
+        if src_scale is None or src_scale.ndim:  # per-tensor constant scales only
             continue
         out = op.output[0]
         op.output[0] = g.unique(f"{out}_float")  # the Q reads it; readers of out get DQ
@@ -200,7 +206,10 @@ def _concat_parts(g: Graph, conv: Any) -> list[str] | None:
         return None
     for part in src.input:
         dq = g.producer.get(part)
-        if dq is None or dq.op_type != "DequantizeLinear" or np.ndim(g.const(dq.input[1])) != 0:
+        if dq is None or dq.op_type != "DequantizeLinear":
+            return None
+        dq_scale = g.const(dq.input[1])
+        if dq_scale is None or dq_scale.ndim != 0:
             return None
     return list(src.input)
 
@@ -229,15 +238,16 @@ def split_concat_convs(g: Graph) -> int:
         sizes = [channels.get(p) for p in parts]
         if sizes.count(None) == 1:  # e.g. a Resize whose sizes shape inference cannot follow
             sizes[sizes.index(None)] = codes.shape[1] - sum(n for n in sizes if n is not None)
-        if None in sizes or min(sizes) < 1 or sum(sizes) != codes.shape[1]:  # type: ignore
+        known = [n for n in sizes if n is not None]
+        if len(known) != len(sizes) or min(known) < 1 or sum(known) != codes.shape[1]:
             continue
         hint = conv.input[1]
         dq_attrs = {a.name: helper.get_attribute_value(a) for a in wdq.attribute}
         outs, start = [], 0
-        for i, (part, size) in enumerate(zip(parts, sizes)):
-            part_codes = codes[:, start : start + size]  # type: ignore[operator]
+        for i, (part, size) in enumerate(zip(parts, known)):
+            part_codes = codes[:, start : start + size]
             w = g.add_init(part_codes, f"{wdq.input[0]}_part{i}")
-            start += size  # type: ignore[operator]
+            start += size
             dq = g.node("DequantizeLinear", [w, *wdq.input[1:]], f"{hint}_part{i}_dq", **dq_attrs)
             inputs = [part, dq, *(conv.input[2:3] if i == 0 else [])]
             outs.append(g.node("Conv", inputs, f"{conv.output[0]}_part{i}", **attrs))

@@ -23,12 +23,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from yoloqat.core import events
 from yoloqat.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 FORMATS = ("mindspore", "onnx")
 PRECISIONS = ("fp32", "int8")
@@ -131,7 +134,9 @@ def _export(
             t.file, t.size_bytes = str(result), Path(result).stat().st_size
 
 
-def _open(t: Target, networks: dict[str, Any], threads: int | None, registry: Any) -> None:
+def _open(
+    t: Target, networks: dict[str, Any], threads: int | None, registry: ComponentRegistry | None
+) -> None:
     from yoloqat.engine.inference import MindSporePredictor
     from yoloqat.engine.runtimes import open_model
 
@@ -139,6 +144,7 @@ def _open(t: Target, networks: dict[str, Any], threads: int | None, registry: An
         if t.format == "mindspore":
             t.predictor = MindSporePredictor(networks[t.precision])
         else:
+            assert t.file is not None  # an exported model's row names its file
             t.predictor = open_model(t.file, t.runtime, threads=threads, registry=registry)
     except Exception as exc:
         t.fail(STATUS_EVAL_FAILED, exc)
@@ -220,7 +226,7 @@ def run_benchmark(
     eval_options: dict[str, Any] | None = None,
     mindspore_size_bytes: int | None = None,
     metadata: dict[str, str] | None = None,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
 ) -> dict[str, Any]:
     """Export, evaluate and time every target; return the table as a JSON-able dict.
 

@@ -94,6 +94,7 @@ def figure(result: dict[str, Any]) -> Any:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
     labels = [f"{r['format']} {r['precision']}\n({r['runtime']})" for r in rows]
@@ -110,7 +111,9 @@ def figure(result: dict[str, Any]) -> Any:
                 label=label.replace("\n", " "),
             )
         latency_axis(ax, [float(r["latency_ms"]) for r in rows])
-        ax.yaxis.get_major_formatter().set_useOffset(False)  # AP50 as it is, no "+0.9"
+        formatter = ax.yaxis.get_major_formatter()
+        if isinstance(formatter, ScalarFormatter):  # the default: AP50 as it is, no "+0.9"
+            formatter.set_useOffset(False)
         ax.set_ylabel("AP50")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7, loc="best")

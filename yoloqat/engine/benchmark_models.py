@@ -11,12 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from yoloqat.core import events
 from yoloqat.engine import pipeline
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 PTQ_NAME = "int8_ptq"
 
@@ -29,7 +32,10 @@ def noise_batches(count: int, size: int, batch: int = 1, seed: int = 0) -> list[
 
 
 def _ptq_twin(
-    float_net: Any, cfg: dict[str, Any], images: Iterable[np.ndarray], registry: Any
+    float_net: Any,
+    cfg: dict[str, Any],
+    images: Iterable[np.ndarray],
+    registry: ComponentRegistry | None,
 ) -> tuple[Any, str]:
     """A copy of ``float_net`` quantized by ``int8_ptq`` and calibrated on ``images``."""
     import mindspore as ms
@@ -49,7 +55,7 @@ def benchmark_networks(
     *,
     explicit: bool,
     calibration: Any,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any], str]:
     """``({"fp32": net, "int8": net or the exception}, checkpoint meta, int8 source)``.
 

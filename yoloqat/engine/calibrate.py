@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yoloqat.core import events
 from yoloqat.core.config import get_dotted
 from yoloqat.core.errors import CheckpointError, PluginError
 from yoloqat.engine import pipeline
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 
 def calibrate_checkpoint(
@@ -20,7 +23,7 @@ def calibrate_checkpoint(
     images: int = 64,
     testing_shape: int = 416,
     batch_size: int = 8,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
 ) -> dict[str, Any]:
     """Quantize the float ``checkpoint`` with ``cfg``'s quantizer (one that has
     ``calibrate``, e.g. ``int8_ptq``), calibrate it on the first ``images`` training

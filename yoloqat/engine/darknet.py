@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,6 +40,9 @@ from yoloqat.engine.darknet_models import (
     is_yolov3_layout,
     relabel,
 )
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 __all__ = [
     "DARKNET_ACTIVATION",
@@ -70,7 +73,7 @@ def _set_params(network: Any, arrays: Mapping[str, np.ndarray]) -> None:
         params[name].set_data(Tensor(value))
 
 
-def _build(cfg: dict[str, Any], registry: Any, cfg_file: Any) -> Any:
+def _build(cfg: dict[str, Any], registry: ComponentRegistry | None, cfg_file: Any) -> Any:
     from yoloqat.engine import pipeline
 
     try:
@@ -89,7 +92,7 @@ def _network_config(
     num_classes: int | None,
     backbone_only: bool,
     cfg_graph: bool,
-    registry: Any,
+    registry: ComponentRegistry | None,
 ) -> tuple[dict[str, Any], list[str], Any, dict[str, Any]]:
     """The config and network of the import, its notes and the ``.cfg``'s yoloqat metadata.
 
@@ -106,7 +109,7 @@ def _network_config(
         return cfg, notes, _build(cfg, registry, None), {}
     parsed, text = read_cfg_file(cfg_file)
     meta = check_meta(parsed.meta, str(cfg_file))
-    notes: list[str] = []
+    notes = []
     if config is not None or backbone_only or (not cfg_graph and is_yolov3_layout(parsed)):
         cfg, notes = darknet_config(config, overrides, num_classes, cfg_file, meta)
         network = _build(cfg, registry, cfg_file)
@@ -143,7 +146,7 @@ def import_darknet(
     cfg_file: str | Path | None = None,
     names: str | Path | None = None,
     cfg_graph: bool = False,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
 ) -> dict[str, Any]:
     """Convert a Darknet ``.weights`` file (and its ``.cfg``) into a ready yoloqat checkpoint.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yoloqat.core.config import read
 from yoloqat.core.errors import CheckpointError, ConfigError
@@ -16,6 +16,9 @@ from yoloqat.deploy.darknet_format import (
     conv_specs,
     write_darknet_weights,
 )
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 
 def _export_meta(cfg: dict[str, Any], meta: Mapping[str, Any], network: Any) -> dict[str, Any]:
@@ -76,7 +79,7 @@ def export_darknet(
     backbone_only: bool = False,
     cfg_file: str | Path | None = None,
     names: str | Path | None = None,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
 ) -> dict[str, Any]:
     """Write a float yoloqat checkpoint as a Darknet ``.weights`` file (header 0.2.0, seen 0).
 

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yoloqat.core.cfgfile import CfgFile
 from yoloqat.core.errors import ConfigError, DataError
 from yoloqat.core.layers import DARKNET_BN_EPS
 from yoloqat.deploy.darknet_format import DARKNET_ACTIVATION, DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 #: What an imported YOLOv3 network's config says so that it computes what Darknet computes.
 DARKNET_SETTINGS: dict[str, Any] = {
@@ -214,7 +217,7 @@ def cfg_graph_config(
     *,
     overrides: Sequence[str] = (),
     num_classes: int | None = None,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """The config of a network built from the ``.cfg``'s own sections: the ``darknet``
     family preset's blocks (the ``.cfg`` text stored in ``model.backbone.cfg``, so the

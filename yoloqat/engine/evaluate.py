@@ -413,7 +413,7 @@ def evaluate_model(
     from yoloqat.engine.pipeline import build_dataset
 
     explicit = config is not None
-    cfg = dict(config) if explicit else {}
+    cfg = dict(config) if config is not None else {}
     meta = model.meta if model.kind == "checkpoint" else {}
     own = cfg if explicit else apply_overrides(dict(model.config or {}), list(overrides))
     settings = eval_settings(own, score_threshold=conf, nms_threshold=iou, multi_label=multi_label)
@@ -453,7 +453,7 @@ def describe_model(model: Any) -> dict[str, Any]:
     """The report header's model entry: its file, kind, what runs it, its classes."""
     if model.kind == "checkpoint":
         runs = "MindSpore"
-        quantized = bool(model.meta.get("quantized"))
+        quantized: bool | None = bool(model.meta.get("quantized"))
     else:
         runs = str(getattr(model.predictor, "name", "") or "runtime")
         quantized = {"true": True, "false": False}.get(str(model.meta.get("int8", "")).lower())
@@ -469,7 +469,7 @@ def describe_model(model: Any) -> dict[str, Any]:
 
 def describe_data(data_cfg: dict[str, Any], source: Any) -> dict[str, Any]:
     """The report header's data entry: the dataset plugin and where its val split is."""
-    block = data_cfg.get("dataset") if isinstance(data_cfg.get("dataset"), dict) else {}
+    block = data_cfg["dataset"] if isinstance(data_cfg.get("dataset"), dict) else {}
     location = getattr(source, "origin", None) or getattr(source, "annotation_file", None)
     if not location and len(source):
         with contextlib.suppress(Exception):  # informative only

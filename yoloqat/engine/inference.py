@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from yoloqat.core.config import get_dotted, read
 from yoloqat.core.errors import CheckpointError
 from yoloqat.engine import pipeline
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 
 class Predictor(Protocol):
@@ -61,7 +64,7 @@ def load_detector(
     checkpoint: str | Path,
     *,
     explicit_config: bool = True,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
 ) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """Build the network a checkpoint was trained as and load it (eval mode).
 

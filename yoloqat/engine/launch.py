@@ -58,7 +58,7 @@ def grace_seconds() -> float:
 def _manager_class() -> Any:
     from mindspore.parallel.cluster.process_entity._api import _ProcessManager
 
-    class Launcher(_ProcessManager):  # type: ignore[misc, valid-type]
+    class Launcher(_ProcessManager):
         """msrun's process manager with :func:`join` in place of its join loop."""
 
         def run(self) -> None:

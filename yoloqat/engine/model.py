@@ -272,7 +272,11 @@ class _Writer:
         self.folder = Path(folder) if folder is not None else None
         self.save, self.save_txt, self.save_conf = save, save_txt, save_conf
         self.save_crop = save_crop
-        self.plot = {"line_width": line_width, "hide_labels": hide_labels, "hide_conf": hide_conf}
+        self.plot: dict[str, Any] = {
+            "line_width": line_width,
+            "hide_labels": hide_labels,
+            "hide_conf": hide_conf,
+        }
         self.videos: dict[str, Any] = {}
         self.written: list[Path] = []
         import contextlib
@@ -299,6 +303,7 @@ class _Writer:
         import cv2
 
         writer = self.videos.get(stream)
+        assert self.folder is not None  # add() writes nothing without a folder
         if writer is None:
             from yoloqat.core.atomic import atomic_path
 
@@ -306,7 +311,7 @@ class _Writer:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.files.enter_context(atomic_path(path))
             h, w = picture.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+            fourcc = cv2.VideoWriter.fourcc(*"mp4v")
             writer = cv2.VideoWriter(str(tmp), fourcc, float(fps or 25.0), (w, h))
             self.videos[stream] = writer
             self.written.append(path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yoloqat.core.config import (
     check_config,
@@ -15,8 +15,11 @@ from yoloqat.core.config import (
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.schema import Config, default
 
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
-def registry_of(registry: Any = None) -> Any:
+
+def registry_of(registry: ComponentRegistry | None = None) -> ComponentRegistry:
     """``registry``, or the process-wide default registry when it is None."""
     if registry is not None:
         return registry
@@ -26,7 +29,7 @@ def registry_of(registry: Any = None) -> Any:
 
 
 def _block(
-    cfg: Config | Mapping[str, Any], dotted: str, registry: Any = None
+    cfg: Config | Mapping[str, Any], dotted: str, registry: ComponentRegistry | None = None
 ) -> tuple[str, dict[str, Any]]:
     cfg = plain(cfg)
     if cfg.get("family") is not None:  # blocks the family preset fills in
@@ -37,7 +40,7 @@ def _block(
     raise ConfigError(f"the config has no '{dotted}' block (a mapping with a 'name')")
 
 
-def validate(cfg: Config | Mapping[str, Any], registry: Any = None) -> None:
+def validate(cfg: Config | Mapping[str, Any], registry: ComponentRegistry | None = None) -> None:
     """Check every component of ``cfg`` (names and parameters) without building anything."""
     reg = registry_of(registry)
     check_config(resolve_family(cfg, reg), reg)
@@ -61,7 +64,7 @@ def injected(comp: Any, params: dict[str, Any], values: Mapping[str, Any]) -> di
     return {**params, **extra}
 
 
-def build_model(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any:
+def build_model(cfg: Config | Mapping[str, Any], registry: ComponentRegistry | None = None) -> Any:
     """The float :class:`~yoloqat.core.detector.Detector` described by ``cfg['model']``
     (a ``family`` preset filled in first: :func:`~yoloqat.core.config.resolve_family`).
 
@@ -86,7 +89,9 @@ def build_model(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any:
     return Detector(backbone, head)
 
 
-def build_quantizer(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any | None:
+def build_quantizer(
+    cfg: Config | Mapping[str, Any], registry: ComponentRegistry | None = None
+) -> Any | None:
     """The quantizer object, or None for ``quantizer: {name: none}`` (or no block)."""
     cfg = plain(cfg)
     if get_dotted(cfg, "quantizer") is None:
@@ -131,7 +136,9 @@ def loss_inputs(detector: Any) -> dict[str, Any]:
     }
 
 
-def build_loss(cfg: Config | Mapping[str, Any], detector: Any, registry: Any = None) -> Any:
+def build_loss(
+    cfg: Config | Mapping[str, Any], detector: Any, registry: ComponentRegistry | None = None
+) -> Any:
     """The loss cell for ``detector``: the head's :func:`loss_inputs` go to a factory that
     declares them (and whose block does not set them). A loss that does not accept the
     head's ``output_format`` is a PluginError naming both components (exit 4)."""
@@ -145,7 +152,10 @@ def build_loss(cfg: Config | Mapping[str, Any], detector: Any, registry: Any = N
 
 
 def check_pair(
-    cfg: Config | Mapping[str, Any], detector: Any, loss: Any, registry: Any = None
+    cfg: Config | Mapping[str, Any],
+    detector: Any,
+    loss: Any,
+    registry: ComponentRegistry | None = None,
 ) -> None:
     """PluginError (exit 4) unless ``loss`` trains the output format of ``detector``'s head."""
     from yoloqat.core.errors import PluginError
@@ -167,12 +177,16 @@ def check_pair(
     )
 
 
-def build_scheduler(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any:
+def build_scheduler(
+    cfg: Config | Mapping[str, Any], registry: ComponentRegistry | None = None
+) -> Any:
     name, params = _block(cfg, "scheduler", registry)
     return registry_of(registry).create("scheduler", name, **params)
 
 
-def build_dataset(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any:
+def build_dataset(
+    cfg: Config | Mapping[str, Any], registry: ComponentRegistry | None = None
+) -> Any:
     """The dataset of ``cfg['dataset']``, checked against the dataset contract by the
     registry: a :class:`~yoloqat.core.contracts.dataset.CheckedDataset`, so a plugin
     missing a member fails with a PluginError naming it (its sources when first used)."""
@@ -180,7 +194,9 @@ def build_dataset(cfg: Config | Mapping[str, Any], registry: Any = None) -> Any:
     return registry_of(registry).create("dataset", name, **params)
 
 
-def describe(cfg: Config | Mapping[str, Any], registry: Any = None) -> dict[str, Any]:
+def describe(
+    cfg: Config | Mapping[str, Any], registry: ComponentRegistry | None = None
+) -> dict[str, Any]:
     """Build what ``cfg`` trains, without data (CPU, PYNATIVE: nothing compiled): the
     network, its quantizer if any, and the loss, each checked against its contract and the
     head/loss pair against each other, exactly as ``train`` builds them. Returns a summary:

@@ -10,13 +10,16 @@ import statistics
 import time
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from yoloqat.core import events
 from yoloqat.core.errors import UsageError
 from yoloqat.engine.evaluate import Subset, evaluate_source, load_batches
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 
 def latency_ms(predictor: Any, input_size: int, *, repeats: int = 10, warmup: int = 2) -> float:
@@ -57,7 +60,7 @@ def compare_models(
     ptq_checkpoint: str | Path | None = None,
     runtime: str = "onnxruntime",
     threads: int | None = None,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
     preprocess: dict[str, Any] | None = None,
     metadata: dict[str, str] | None = None,
 ) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def compare_models(
 
     float_pred = MindSporePredictor(float_net)
     qat_pred = MindSporePredictor(qat_net)
-    options = {"input_size": testing_shape, "batch": None, "metadata": metadata}
+    options: dict[str, Any] = {"input_size": testing_shape, "batch": None, "metadata": metadata}
     float_onnx = export_onnx(float_net, out / "float.onnx", **options)
     int8_onnx = export_onnx(qat_net, out / "int8.onnx", int8=True, **options)
 
@@ -205,7 +208,7 @@ def layer_sensitivity(
             ).stats["AP"]
 
         base = ap(None)
-        rows = []
+        rows: list[dict[str, Any]] = []
         with events.task("layer sensitivity", len(layers)) as bar:
             for path in layers:
                 rows.append({"layer": path, "AP_drop": round(base - ap(path), 5)})

@@ -8,10 +8,13 @@ third-party runtime plugs in by name, and checks it against the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from yoloqat.core.contracts.runtime import Runtime
 from yoloqat.engine.pipeline import registry_of
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 #: The runtime ``open_model`` uses unless told otherwise.
 DEFAULT_RUNTIME = "onnxruntime"
@@ -22,7 +25,7 @@ def open_model(
     runtime: str = DEFAULT_RUNTIME,
     *,
     threads: int | None = None,
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
 ) -> Runtime:
     """Load the model file ``path`` with the runtime named ``runtime``.
 
@@ -37,14 +40,14 @@ def open_model(
         what = "ONNX model" if onnx else "model file"
         check_input_file(path, "onnx", error=CheckpointError, what=what)
     reg = registry_of(registry)
-    return reg.create("runtime", runtime, path=str(path), threads=threads)  # type: ignore[return-value]
+    return reg.create("runtime", runtime, path=str(path), threads=threads)
 
 
-def check_runtime(runtime: str, registry: Any = None) -> None:
+def check_runtime(runtime: str, registry: ComponentRegistry | None = None) -> None:
     """A ConfigError (with a suggestion and the list) unless ``runtime`` is registered."""
     registry_of(registry).get("runtime", runtime)
 
 
-def runtime_names(registry: Any = None) -> list[str]:
+def runtime_names(registry: ComponentRegistry | None = None) -> list[str]:
     """The names of the registered runtimes, sorted."""
     return [c.name for c in registry_of(registry).components("runtime")]

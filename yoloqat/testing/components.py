@@ -256,8 +256,9 @@ def check_loss(
     import mindspore as ms
     from mindspore import Tensor
 
+    net: Any = head  # a built head (an nn.Cell) from here on
     if isinstance(head, (str,)) or not hasattr(head, "decode"):
-        head = build_head(
+        net = build_head(
             head,
             in_channels=in_channels,
             in_strides=in_strides,
@@ -266,32 +267,32 @@ def check_loss(
         )
     factory = _resolve("loss", factory)
     values = {
-        "num_classes": int(head.num_classes),
-        "strides": [int(s) for s in head.strides],
-        **dict(getattr(head, "loss_params", None) or {}),
+        "num_classes": int(net.num_classes),
+        "strides": [int(s) for s in net.strides],
+        **dict(getattr(net, "loss_params", None) or {}),
     }
     loss = _build("loss", factory, _declared(factory, values, params))
     name = _name(factory)
-    fmt = head.output_format
+    fmt = net.output_format
     assert fmt in tuple(loss.accepts), (
         f"loss {name} does not accept the head's output format {fmt!r} (accepts "
         f"{tuple(loss.accepts)})"
     )
-    gt = toy_ground_truth(int(head.num_classes), input_hw)
+    gt = toy_ground_truth(int(net.num_classes), input_hw)
     extras: tuple = ()
     if callable(getattr(loss, "build_targets", None)):
         extras = tuple(loss.build_targets(*gt, tuple(input_hw)))
         assert all(isinstance(e, np.ndarray) for e in extras), (
             f"loss {name}: build_targets must return a tuple of NumPy arrays"
         )
-    features = _features(head, in_channels, in_strides, *input_hw)
-    head.set_train(True)
+    features = _features(net, in_channels, in_strides, *input_hw)
+    net.set_train(True)
     gt_tensors = [Tensor(a) for a in (*gt, *extras)]
 
     def forward(*feats: Any) -> Any:
-        return loss(tuple(head(*feats)), *gt_tensors)
+        return loss(tuple(net(*feats)), *gt_tensors)
 
-    weights = head.trainable_params()
+    weights = net.trainable_params()
     value, grads = ms.value_and_grad(forward, None, weights)(*features)
     arr = np.asarray(value.asnumpy())
     assert arr.size == 1 and np.isfinite(arr).all(), (

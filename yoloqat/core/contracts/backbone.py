@@ -10,7 +10,7 @@ ONNX exporter traces it (no export code needed).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 #: Members :func:`yoloqat.core.contracts.check_component` checks on a backbone.
@@ -43,7 +43,7 @@ def _positive_int(value: object) -> bool:
 
 def _ints(values: object) -> list[Any]:
     try:
-        return list(values)  # type: ignore[call-overload]
+        return list(values) if isinstance(values, Iterable) else []
     except TypeError:
         return []
 

@@ -240,6 +240,7 @@ def check_source(obj: Any, *, plugin: str, name: str, split: str) -> None:
     :class:`DataSource` member of ``obj`` (or a ``len`` that is not a count)."""
     problems = _missing(obj, SOURCE_MEMBERS)
     if not problems:
+        size: object
         try:
             size = len(obj)
         except Exception as exc:

@@ -150,12 +150,12 @@ class Quantizer(Protocol):
         """Put ``network`` in export form and yield its :class:`ExportPlan` (module doc)."""
 
 
-def attach(network: Any, quantizer: Any) -> None:
+def attach(network: Any, quantizer: Quantizer) -> None:
     """Record ``quantizer`` as the one that quantized ``network`` (see :func:`quantizer_of`)."""
     object.__setattr__(network, ATTRIBUTE, quantizer)
 
 
-def quantizer_of(network: Any) -> Any | None:
+def quantizer_of(network: Any) -> Quantizer | None:
     """The quantizer recorded on ``network`` by :func:`attach`, or None (a float network)."""
     return getattr(network, ATTRIBUTE, None)
 

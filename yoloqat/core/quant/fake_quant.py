@@ -156,7 +156,7 @@ class FakeQuant(MinMaxObserver):
         scale, q_lo = nudge_asymmetric(lo, hi, self.qmin, self.qmax)
         return scale, q_lo, 0.5 - q_lo
 
-    def construct(self, x, step):
+    def construct(self, x, step):  # type: ignore[override]  # needs the step: not a plain observer
         if self.exporting:  # export form: a named identity the ONNX exporter replaces by Q/DQ
             return x * self.marker
         if self.training:

@@ -29,7 +29,7 @@ def check_per_channel(value: object) -> bool:
     weights, acts = check_pair("per_channel", value)
     if acts:
         raise ConfigError(
-            f"quantizer.per_channel={list(value)!r} is not valid; activations are "  # type: ignore[call-overload]
+            f"quantizer.per_channel={value!r} is not valid; activations are "
             "quantized per tensor: expected [true, false] or [false, false]"
         )
     return weights

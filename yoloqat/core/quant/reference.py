@@ -183,5 +183,6 @@ def fold_conv_bn(
     inference mode.
     """
     s = bn_scale(gamma, variance, eps)
-    w = _f32(weight) * s.reshape(-1, *([1] * (np.ndim(weight) - 1)))
+    w32 = _f32(weight)
+    w = w32 * s.reshape(-1, *([1] * (w32.ndim - 1)))
     return w.astype(np.float32), (_f32(beta) - _f32(mean) * s).astype(np.float32)

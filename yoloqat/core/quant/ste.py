@@ -28,11 +28,9 @@ def round_clamp_infer(x, inv_scale, offset, lo, scale, top: float):
     return (ops.trunc(ops.clamp(x * inv_scale + offset, 0.5, top)) + lo) * scale
 
 
-class RoundClampSTE(nn.Cell):
-    """``(y, mask)`` with ``y = (trunc(clamp(x * inv_scale + offset, 0.5, top)) + lo) * scale``.
-
-    ``inv_scale``, ``offset``, ``lo`` and ``scale`` are 0-d or ``(C, 1, 1, 1)`` tensors.
-    """
+class _RoundClampBase(nn.Cell):
+    """The clamp-and-round step shared by the STE cells (each has its own ``construct`` and
+    ``bprop`` signature, so they share this base rather than subclass each other)."""
 
     def __init__(self, top: float) -> None:
         super().__init__()
@@ -43,6 +41,13 @@ class RoundClampSTE(nn.Cell):
         t = self.clamp(u, 0.5, self.top)
         return ops.trunc(t), ops.cast(ops.equal(t, u), u.dtype)
 
+
+class RoundClampSTE(_RoundClampBase):
+    """``(y, mask)`` with ``y = (trunc(clamp(x * inv_scale + offset, 0.5, top)) + lo) * scale``.
+
+    ``inv_scale``, ``offset``, ``lo`` and ``scale`` are 0-d or ``(C, 1, 1, 1)`` tensors.
+    """
+
     def construct(self, x, inv_scale, offset, lo, scale):
         r, mask = self._round(x * inv_scale + offset)
         return (r + lo) * scale, mask
@@ -52,7 +57,7 @@ class RoundClampSTE(nn.Cell):
         return dout[0] * out[1], zeros(inv_scale), zeros(offset), zeros(lo), zeros(scale)
 
 
-class GatedRoundClampSTE(RoundClampSTE):
+class GatedRoundClampSTE(_RoundClampBase):
     """:class:`RoundClampSTE` switched by ``on`` (0-d, 1.0 or 0.0): the identity when off.
 
     Used while ``quant_delay`` steps pass; a blend rather than a tensor ``if``, because graph
@@ -68,7 +73,7 @@ class GatedRoundClampSTE(RoundClampSTE):
         return dout[0] * out[1], zeros(inv_scale), zeros(offset), zeros(lo), zeros(scale), zeros(on)
 
 
-class FoldedRoundClampSTE(RoundClampSTE):
+class FoldedRoundClampSTE(_RoundClampBase):
     """``(r + lo, mask)`` from ``u = w * k + offset``: integer-valued weights.
 
     With ``k = s / scale`` this quantizes the folded weight ``w * s`` without forming it; the
@@ -85,7 +90,7 @@ class FoldedRoundClampSTE(RoundClampSTE):
         return dout[0] * out[1], ops.zeros_like(lo)
 
 
-class GatedFoldedRoundClampSTE(RoundClampSTE):
+class GatedFoldedRoundClampSTE(_RoundClampBase):
     """:class:`FoldedRoundClampSTE` switched by ``on``: ``u - offset = w * k`` when off."""
 
     def construct(self, u, offset, lo, on):

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yoloqat.core import events
 from yoloqat.core.config import callback_blocks
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 
 @dataclass
@@ -54,7 +57,7 @@ class Callbacks:
 
 
 def build_callbacks(
-    cfg: dict[str, Any], registry: Any = None, extra: Iterable[Any] = ()
+    cfg: dict[str, Any], registry: ComponentRegistry | None = None, extra: Iterable[Any] = ()
 ) -> Callbacks:
     """The callbacks named by ``train.callbacks`` (default: log, metrics, curves), built and
     checked against the Callback contract, plus ``extra`` objects (library use)."""

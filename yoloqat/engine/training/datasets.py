@@ -28,7 +28,7 @@ def absolute_data_paths(block: Mapping[str, Any] | None) -> dict[str, Any] | Non
     Names that are no path (``train_split: trainval``) stay as they are.
     """
     if not isinstance(block, Mapping):
-        return block  # type: ignore[return-value]
+        return block
     out = dict(block)
     base = out.get(BASE_KEY)
     if isinstance(base, str) and base:

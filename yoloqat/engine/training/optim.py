@@ -15,7 +15,8 @@ LOSS_SCALE_SEMANTICS = ("standard", "seed")
 
 def param_groups(params: Iterable[Parameter], weight_decay: float) -> list[dict]:
     """Split trainable parameters: biases and BN gamma/beta get no weight decay."""
-    decay, no_decay = [], []
+    decay: list[Parameter] = []
+    no_decay: list[Parameter] = []
     for p in params:
         (no_decay if p.name.endswith(NO_DECAY_SUFFIXES) else decay).append(p)
     groups = []

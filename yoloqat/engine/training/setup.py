@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
     from yoloqat.core.schema import Config
 
 DEFAULT_CONFIG = "yolov3_darknet53"
@@ -51,7 +52,9 @@ FLAG_TO_KEY = {
 }
 
 
-def apply_flags(cfg: dict[str, Any], flags: dict[str, Any], registry: Any) -> dict[str, Any]:
+def apply_flags(
+    cfg: dict[str, Any], flags: dict[str, Any], registry: ComponentRegistry
+) -> dict[str, Any]:
     """Write the given flags into ``cfg``; switching ``lr_scheduler`` keeps shared params."""
     from yoloqat.core.config import set_dotted
 
@@ -126,7 +129,7 @@ def resume_config(resume: str) -> dict[str, Any] | None:
 
 
 def apply_data(
-    cfg: dict[str, Any], data: str | Path, overrides: Sequence[str], registry: Any
+    cfg: dict[str, Any], data: str | Path, overrides: Sequence[str], registry: ComponentRegistry
 ) -> dict[str, Any]:
     """``--data``: the dataset block it names (:func:`~yoloqat.engine.training.datasets.
     dataset_from_data`), and ``model.num_classes`` set to the data's class count unless an
@@ -154,7 +157,7 @@ def build_config(
     flags: Mapping[str, Any] | None = None,
     callbacks: str | None = None,
     overrides: Sequence[str] = (),
-    registry: Any = None,
+    registry: ComponentRegistry | None = None,
     data: str | Path | None = None,
 ) -> Config:
     """The checked config a training run uses (see the module doc for the precedence),

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from yoloqat.engine.training.interrupt import StopGuard
 from yoloqat.engine.training.logs import make_run_dir
 from yoloqat.engine.training.progress import RunClock, count_macs, end_summary, start_summary
 from yoloqat.engine.training.validation import Validator
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 #: ``<rank>-<epoch>_<global step>.ckpt``, the seed's checkpoint names (epochs from 1).
 CKPT_NAME = re.compile(r"^(\d+)-(\d+)_(\d+)\.ckpt$")
@@ -113,7 +116,7 @@ class Trainer:
         rank: int = 0,
         group_size: int = 1,
         distributed: bool = False,
-        registry: Any = None,
+        registry: ComponentRegistry | None = None,
         callbacks: Iterable[Any] = (),
     ) -> None:
         """``callbacks``: objects with Callback methods, called after ``train.callbacks``."""
@@ -146,6 +149,7 @@ class Trainer:
             check_input_file(self.resume, "checkpoint", error=CheckpointError, what="checkpoint")
         self.writes_ckpt = self.rank == 0 or not self.save_on_master
         join = False
+        name: str | None
         if run_dir is not None:
             base, name = Path(run_dir).parent, Path(run_dir).name
         elif self.resume is not None:
@@ -335,6 +339,7 @@ class Trainer:
         from yoloqat.engine.training.ema import restore_ema
         from yoloqat.engine.training.resume import NOT_RESTORED, check_resume
 
+        assert self.resume is not None  # called only when resuming
         params, meta = read_checkpoint(self.resume)
         if meta.get("format") != "yoloqat-ckpt" or "epoch" not in meta:
             raise CheckpointError(
@@ -592,7 +597,7 @@ class Trainer:
 
         result, clock = self._result, self.clock
         assert result is not None
-        self._epoch_losses: list[float] = []
+        self._epoch_losses = []
         total_steps = self.max_epoch * self.steps_per_epoch
         val_images = self.validator.num_images(self.dataset) or 0
         t_last = time.perf_counter()

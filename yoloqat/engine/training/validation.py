@@ -73,7 +73,7 @@ class Validator:
                 from yoloqat.engine.checkpoints import read_checkpoint
 
                 _params, meta = read_checkpoint(self.best_path)
-                best = meta.get("best") if isinstance(meta.get("best"), dict) else {}
+                best = meta["best"] if isinstance(meta.get("best"), dict) else {}
                 if best.get("metric") == self.metric and best.get("value") is not None:
                     self._best = float(best["value"])
                     self.best_record = dict(best)
@@ -127,7 +127,7 @@ class Validator:
                 "num_images": result.num_images,
             }
             save_best({"best": dict(self.best_record)})
-        best_value = value if best else float(prior)  # type: ignore[arg-type]
+        best_value = value if best or prior is None else float(prior)
         info = ValidationInfo(
             epoch=epoch + 1,  # counted from 1 outside the loop
             global_step=global_step,

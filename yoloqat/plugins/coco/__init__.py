@@ -99,7 +99,7 @@ def coco(
         if (images is None) != (ann is None):
             missing = f"{split}_images" if images is None else f"{split}_annotations"
             raise ConfigError(f"coco: {missing} is required when the other {split} path is set")
-        splits[split] = (images, ann) if images is not None else None
+        splits[split] = (images, ann) if images is not None and ann is not None else None
     return DetectionDataset(name="coco", train=splits["train"], val=splits["val"], strict=strict)
 
 

@@ -9,11 +9,15 @@ lists the conv units in Darknet ``.cfg`` / ``.weights`` file order.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from mindspore import nn
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.core.layers import PADDINGS, Add, ConvBnAct, check_bn_eps, check_choice
+from yoloqat.core.layers import PADDINGS, Add, ConvBnAct, ConvUnit, check_bn_eps, check_choice
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: Residual blocks per stage and output channels of each stage (width 1.0).
 STAGE_BLOCKS = (1, 2, 8, 8, 4)
@@ -38,9 +42,11 @@ def check_width(width: object) -> float:
 
 def check_blocks(blocks: object) -> tuple[int, ...]:
     """Return ``blocks`` as a 5-tuple of ints >= 1, or raise a ConfigError naming it."""
-    ok = isinstance(blocks, (list, tuple)) and len(blocks) == len(STAGE_BLOCKS)
-    ok = ok and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in blocks)
-    if not ok:
+    if not (
+        isinstance(blocks, (list, tuple))
+        and len(blocks) == len(STAGE_BLOCKS)
+        and all(isinstance(b, int) and not isinstance(b, bool) and b >= 1 for b in blocks)
+    ):
         raise ConfigError(
             f"blocks={blocks!r} is not valid; expected {len(STAGE_BLOCKS)} integers >= 1, "
             f"the residual blocks of each stage (DarkNet-53: {list(STAGE_BLOCKS)})"
@@ -50,16 +56,22 @@ def check_blocks(blocks: object) -> tuple[int, ...]:
 
 def check_bn_momentum(bn_momentum: object) -> float:
     """Return ``bn_momentum`` as a float, or raise a ConfigError unless 0 <= m < 1."""
-    ok = isinstance(bn_momentum, (int, float)) and not isinstance(bn_momentum, bool)
-    if not ok or not 0.0 <= bn_momentum < 1.0:
+    if (
+        isinstance(bn_momentum, bool)
+        or not isinstance(bn_momentum, (int, float))
+        or not 0.0 <= bn_momentum < 1.0
+    ):
         raise ConfigError(f"bn_momentum={bn_momentum!r} is not valid; expected 0 <= value < 1")
     return float(bn_momentum)
 
 
 def check_negative_slope(negative_slope: object) -> float:
     """Return ``negative_slope`` as a float, or raise a ConfigError unless 0 <= slope < 1."""
-    ok = isinstance(negative_slope, (int, float)) and not isinstance(negative_slope, bool)
-    if not ok or not 0.0 <= negative_slope < 1.0:
+    if (
+        isinstance(negative_slope, bool)
+        or not isinstance(negative_slope, (int, float))
+        or not 0.0 <= negative_slope < 1.0
+    ):
         raise ConfigError(
             f"negative_slope={negative_slope!r} is not valid; expected 0 <= value < 1 (e.g. 0.1)"
         )
@@ -72,7 +84,7 @@ class ResidualBlock(nn.Cell):
     There is no activation after the add (docs/seed.md §1.2).
     """
 
-    def __init__(self, channels: int, hidden: int, **unit: object) -> None:
+    def __init__(self, channels: int, hidden: int, **unit: Unpack[ConvUnit]) -> None:
         super().__init__()
         self.conv1 = ConvBnAct(channels, hidden, 1, **unit)
         self.conv2 = ConvBnAct(hidden, channels, 3, **unit)
@@ -100,7 +112,7 @@ class DarkNet53(nn.Cell):
         bn_momentum: float = 0.9,
         bn_eps: float = 1e-5,
         in_channels: int = 3,
-        blocks: tuple[int, ...] = STAGE_BLOCKS,
+        blocks: tuple[int, ...] | list[int] = STAGE_BLOCKS,
     ) -> None:
         super().__init__()
         check_choice("activation", activation, BACKBONE_ACTIVATIONS)
@@ -115,7 +127,7 @@ class DarkNet53(nn.Cell):
         self.width = width
         self.blocks = blocks
         self.padding = padding
-        unit = {
+        unit: ConvUnit = {
             "activation": activation,
             "negative_slope": negative_slope,
             "bn_momentum": bn_momentum,
@@ -143,7 +155,7 @@ class DarkNet53(nn.Cell):
         self.strides: tuple[int, int, int] = (8, 16, 32)
 
     @staticmethod
-    def _stage(blocks: int, channels: int, hidden: int, unit: dict) -> nn.SequentialCell:
+    def _stage(blocks: int, channels: int, hidden: int, unit: ConvUnit) -> nn.SequentialCell:
         return nn.SequentialCell([ResidualBlock(channels, hidden, **unit) for _ in range(blocks)])
 
     def conv_units(self) -> list[ConvBnAct]:

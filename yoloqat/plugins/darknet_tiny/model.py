@@ -14,6 +14,7 @@ from yoloqat.core.errors import ConfigError
 from yoloqat.core.layers import (
     PADDINGS,
     ConvBnAct,
+    ConvUnit,
     check_bn_eps,
     check_choice,
 )
@@ -64,7 +65,7 @@ class DarknetTiny(nn.Cell):
             raise ConfigError(f"bn_momentum={bn_momentum!r} is not valid; expected 0 <= m < 1")
         if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
             raise ConfigError(f"in_channels={in_channels!r} is not valid; expected an int >= 1")
-        unit = {
+        unit: ConvUnit = {
             "activation": activation,
             "negative_slope": float(negative_slope),
             "bn_momentum": float(bn_momentum),

@@ -10,6 +10,7 @@ step, not at the base LR.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -136,7 +137,7 @@ def build_cosine_annealing(
 
 
 def build_exponential(
-    lr: float, lr_epochs: tuple[int, ...], lr_gamma: float, warmup_epochs: float, warmup: str
+    lr: float, lr_epochs: Sequence[int] | str, lr_gamma: float, warmup_epochs: float, warmup: str
 ) -> Exponential:
     """Validate the parameters and build an :class:`Exponential`."""
     name = "exponential"

@@ -39,7 +39,8 @@ def _list_images(spec: Path, split: str, root: Path) -> list[Path]:
         # the paths a list names stay inside the dataset root (the list's folder when the
         # list lies elsewhere), and each image is listed once
         base = root if not _outside(spec, root) else spec.parent
-        paths, seen = [], {}
+        paths: list[Path] = []
+        seen: dict[str, int] = {}
         for n, line in enumerate(read_text(spec, f"yolo {split} image list").splitlines(), 1):
             name = line.strip()
             if not name:

@@ -5,6 +5,9 @@ Pure NumPy (imported by the plugin's manifest, so it stays cheap).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import numpy as np
 
 from yoloqat.core.errors import ConfigError
@@ -43,11 +46,19 @@ def _is_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def _iterable(value: object) -> Iterable[Any]:
+    """``value`` itself if it is iterable; else a TypeError (the callers turn it into a
+    ConfigError naming the parameter)."""
+    if not isinstance(value, Iterable):
+        raise TypeError(f"{value!r} is not iterable")
+    return value
+
+
 def check_anchors(anchors: object, where: str = "anchors") -> np.ndarray:
     """Return ``anchors`` as a float32 [K, 2] array or raise a ConfigError naming ``where``."""
     expected = "expected a list of [w, h] pairs of positive pixel sizes, e.g. [[10, 13], ...]"
     try:
-        rows = [list(pair) for pair in anchors]  # type: ignore[union-attr]
+        rows = [list(pair) for pair in _iterable(anchors)]
     except TypeError:
         raise ConfigError(f"{where}={anchors!r} is not valid; {expected}") from None
     if not rows or any(len(r) != 2 or not all(_is_number(v) for v in r) for r in rows):
@@ -80,7 +91,7 @@ def check_anchor_masks(
             "e.g. [[3, 4, 5], [1, 2, 3]]"
         )
     try:
-        masks = tuple(tuple(m) for m in anchor_masks)  # type: ignore[union-attr]
+        masks = tuple(tuple(m) for m in _iterable(anchor_masks))
     except TypeError:
         raise ConfigError(f"{where}={anchor_masks!r} is not valid; {expected}") from None
     flat = [i for m in masks for i in m]
@@ -104,7 +115,7 @@ def check_scale_x_y(scale_x_y: object, levels: int, where: str = "loss") -> tupl
     if scale_x_y is None:
         return (1.0,) * levels
     try:
-        values = tuple(float(v) for v in scale_x_y)  # type: ignore[union-attr]
+        values = tuple(float(v) for v in _iterable(scale_x_y))
     except (TypeError, ValueError):
         values = ()
     if len(values) != levels or not all(1.0 <= v <= 4.0 for v in values):

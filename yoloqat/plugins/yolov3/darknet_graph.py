@@ -113,7 +113,7 @@ class RouteLayer(nn.Cell):
         )
 
     def construct(self, x, saved):
-        parts = ()
+        parts: tuple = ()
         for i in range(len(self.slots)):
             y = saved[self.slots[i]]
             if self.sliced:
@@ -212,14 +212,14 @@ class DarknetGraph(nn.Cell):
         return [cell.unit for cell in self.layers if isinstance(cell, ConvLayer)]
 
     def construct(self, x):
-        saved = ()
+        saved: tuple = ()
         i = 0
         for layer in self.layers:
             x = layer(x, saved)
             if self.keep[i]:
                 saved = saved + (x,)  # noqa: RUF005 (GRAPH_MODE's parser)
             i = i + 1
-        out = ()
+        out: tuple = ()
         for slot in self.tap_slots:
             out = out + (saved[slot],)  # noqa: RUF005
         return out

@@ -102,8 +102,8 @@ class YoloPredict(nn.Cell):
         self.anchors = tuple(Tensor(np.asarray(a, np.float32).reshape(-1, 2)) for a in anchors)
 
     def construct(self, outputs, input_h, input_w):
-        boxes = ()
-        scores = ()
+        boxes: tuple = ()
+        scores: tuple = ()
         for i in range(len(self.num_anchors)):
             raw = to_anchor_major(outputs[i], self.num_anchors[i])
             n, h, w, a, k = raw.shape

@@ -9,13 +9,24 @@ Cell names follow the seed's ``yolo.py`` (``backblock0``, ``conv1``, ``backblock
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 from mindspore import nn, ops
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.core.layers import PADDINGS, ConvBnAct, OutputConv, check_bn_eps, check_choice
+from yoloqat.core.layers import (
+    PADDINGS,
+    ConvBnAct,
+    ConvUnit,
+    OutputConv,
+    check_bn_eps,
+    check_choice,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 #: Neck widths (the YoloBlock "mid" channels) of the stride-32, 16 and 8 paths at width 1.0.
 MID_CHANNELS = (512, 256, 128)
@@ -25,11 +36,11 @@ def _scale(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
@@ -38,10 +49,7 @@ def check_head_params(
 ) -> tuple[tuple[int, ...], int, float, float]:
     """Validate the scalar head parameters; return them normalised. ``in_channels`` are the
     backbone's maps (at least ``levels`` of them); the head reads the last ``levels``."""
-    try:
-        chans = tuple(in_channels)  # type: ignore[arg-type]
-    except TypeError:
-        chans = ()
+    chans = tuple(in_channels) if isinstance(in_channels, Iterable) else ()
     if len(chans) < levels or not all(_is_int(c) and c >= 1 for c in chans):
         raise ConfigError(
             f"in_channels={in_channels!r} is not valid; expected the channel counts of the "
@@ -63,7 +71,7 @@ def check_in_strides(in_strides: object, levels: int) -> tuple[int, ...]:
     """The strides of the backbone maps the head reads (the last ``levels``), each twice the
     one before (the head upsamples by 2 between them)."""
     try:
-        strides = tuple(int(s) for s in in_strides)  # type: ignore[union-attr]
+        strides = tuple(int(s) for s in in_strides) if isinstance(in_strides, Iterable) else ()
     except (TypeError, ValueError):
         strides = ()
     read = strides[-levels:]
@@ -116,7 +124,12 @@ class YoloBlock(nn.Cell):
     """
 
     def __init__(
-        self, in_channels: int, mid: int, out_channels: int, return_route: bool = True, **unit
+        self,
+        in_channels: int,
+        mid: int,
+        out_channels: int,
+        return_route: bool = True,
+        **unit: Unpack[ConvUnit],
     ) -> None:
         super().__init__()
         self.return_route = return_route
@@ -185,7 +198,7 @@ class YoloV3Head(nn.Cell):
             num_classes=num_classes,
         )
         self.in_channels = (c3, c4, c5)
-        unit = {
+        unit: ConvUnit = {
             "activation": "leaky",
             "negative_slope": negative_slope,
             "bn_momentum": float(bn_momentum),

@@ -36,7 +36,7 @@ def _last_occurrence(keys: np.ndarray) -> np.ndarray:
 def build_targets_batch(
     boxes: np.ndarray,
     input_size: tuple[int, int],
-    anchors: Sequence[Sequence[float]],
+    anchors: np.ndarray | Sequence[Sequence[float]],
     anchor_masks: Sequence[Sequence[int]] = ANCHOR_MASKS,
     num_classes: int = 80,
     max_boxes: int = 50,
@@ -120,7 +120,7 @@ def build_targets_batch(
 def build_targets(
     boxes: np.ndarray,
     input_size: tuple[int, int],
-    anchors: Sequence[Sequence[float]],
+    anchors: np.ndarray | Sequence[Sequence[float]],
     anchor_masks: Sequence[Sequence[int]] = ANCHOR_MASKS,
     num_classes: int = 80,
     max_boxes: int = 50,

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from mindspore import nn, ops
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.core.layers import PADDINGS, ConvBnAct, OutputConv, check_bn_eps, check_choice
+from yoloqat.core.layers import (
+    PADDINGS,
+    ConvBnAct,
+    ConvUnit,
+    OutputConv,
+    check_bn_eps,
+    check_choice,
+)
 
 from .head import _is_number, _scale, check_head_params, check_in_strides, yolo_members
 
@@ -59,7 +66,7 @@ class YoloV3TinyHead(nn.Cell):
             num_classes=num_classes,
         )
         self.in_channels = (c4, c5)
-        unit = {
+        unit: ConvUnit = {
             "activation": "leaky",
             "negative_slope": negative_slope,
             "bn_momentum": float(bn_momentum),

@@ -108,10 +108,14 @@ def yolov8_head(
 
 
 def _number(name: str, value: object, low: float, why: str, strict: bool = True) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= low if strict else value < low):  # type: ignore[operator]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or (value <= low if strict else value < low)
+    ):
         raise ConfigError(f"loss.{name}={value!r} is not valid; expected {why}")
-    return float(value)  # type: ignore[arg-type]
+    return float(value)
 
 
 def _integer(name: str, value: object, low: int, why: str) -> int:

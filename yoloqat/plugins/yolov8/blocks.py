@@ -9,21 +9,20 @@ fake quants around the SiLU and after the sum) and the int8 export has every con
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
+from typing import TypeGuard
 
 import numpy as np
 from mindspore import nn, ops
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.core.layers import Add, ConvBnAct, check_bn_eps
+from yoloqat.core.layers import Add, ConvBnAct, ConvUnit, check_bn_eps
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
@@ -40,7 +39,7 @@ def check_scaling(width: object, depth: object, max_channels: object) -> tuple[f
     return float(width), float(depth), int(max_channels)
 
 
-def unit_params(bn_eps: object, bn_momentum: object) -> dict[str, Any]:
+def unit_params(bn_eps: object, bn_momentum: object) -> ConvUnit:
     """The ConvBnAct keyword arguments of every YOLOv8 conv (SiLU, symmetric padding)."""
     eps = check_bn_eps(bn_eps)
     if not _is_number(bn_momentum) or not 0 <= bn_momentum < 1:
@@ -70,7 +69,7 @@ def repeats(base: int, depth: float) -> int:
 class Bottleneck(nn.Cell):
     """Two 3x3 convs; ``x + f(x)`` when ``shortcut`` (an ``Add`` cell, quantized by QAT)."""
 
-    def __init__(self, ch: int, shortcut: bool, unit: Mapping[str, Any]) -> None:
+    def __init__(self, ch: int, shortcut: bool, unit: ConvUnit) -> None:
         super().__init__()
         self.cv1 = ConvBnAct(ch, ch, 3, **unit)
         self.cv2 = ConvBnAct(ch, ch, 3, **unit)
@@ -91,9 +90,7 @@ class C2f(nn.Cell):
     The split is two channel slices (ONNX ``Slice``: exported, and exact on int8 inputs).
     """
 
-    def __init__(
-        self, c_in: int, c_out: int, n: int, shortcut: bool, unit: Mapping[str, Any]
-    ) -> None:
+    def __init__(self, c_in: int, c_out: int, n: int, shortcut: bool, unit: ConvUnit) -> None:
         super().__init__()
         self.c = c_out // 2
         self.cv1 = ConvBnAct(c_in, 2 * self.c, 1, **unit)
@@ -104,7 +101,7 @@ class C2f(nn.Cell):
         y = self.cv1(x)
         c = self.c
         b = y[:, c:]
-        parts = (y[:, :c], b)
+        parts: tuple = (y[:, :c], b)
         for block in self.m:
             b = block(b)
             parts = parts + (b,)  # noqa: RUF005 (GRAPH_MODE's parser)
@@ -115,7 +112,7 @@ class SPPF(nn.Cell):
     """Spatial pyramid pooling, fast: 1x1 to half the channels, three chained 5x5 stride-1
     max pools, concat of the four, 1x1 out."""
 
-    def __init__(self, c_in: int, c_out: int, unit: Mapping[str, Any], k: int = 5) -> None:
+    def __init__(self, c_in: int, c_out: int, unit: ConvUnit, k: int = 5) -> None:
         super().__init__()
         mid = c_in // 2
         self.cv1 = ConvBnAct(c_in, mid, 1, **unit)

@@ -17,7 +17,7 @@ from mindspore import nn, ops
 def flatten_levels(outputs, num_levels: int):
     """The raw outputs ``[N, K, H_l, W_l]`` as one ``[N, K, A]`` tensor, ``A = sum H_l W_l``
     (level by level, each in row-major cell order)."""
-    flat = ()
+    flat: tuple = ()
     for i in range(num_levels):
         x = outputs[i]
         n, k, h, w = x.shape
@@ -42,8 +42,8 @@ def level_grid(h: int, w: int):
 def anchor_points(outputs, strides):
     """``(points [A, 2], stride [A, 1])``: the cell centres of every output in grid units
     and each one's stride (constants of the static shapes)."""
-    points = ()
-    steps = ()
+    points: tuple = ()
+    steps: tuple = ()
     for i in range(len(strides)):
         h, w = outputs[i].shape[2], outputs[i].shape[3]
         points = points + (ops.transpose(level_grid(h, w), (1, 0)),)  # noqa: RUF005
@@ -74,8 +74,8 @@ class DflDecode(nn.Cell):
     def construct(self, outputs, input_h, input_w):
         r = self.reg_max
         bins = ops.reshape(ops.arange(r).astype(ms.float32), (r, 1))  # no leading 1s (above)
-        boxes = ()
-        scores = ()
+        boxes: tuple = ()
+        scores: tuple = ()
         for i in range(self.num_levels):
             x = outputs[i]
             n, k, h, w = x.shape

@@ -11,13 +11,13 @@ their concat on channels, ``[N, 4 * reg_max + C, H, W]`` (``output_format`` "dfl
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from mindspore import Tensor, nn, ops
 
 from yoloqat.core.errors import ConfigError
-from yoloqat.core.layers import ConvBnAct, OutputConv
+from yoloqat.core.layers import ConvBnAct, ConvUnit, OutputConv
 
 from .blocks import C2f, channels, check_scaling, repeats, unit_params
 from .decode import DflDecode
@@ -29,12 +29,18 @@ NECK_BLOCKS = 3
 PRIOR_IMAGE = 640
 
 
-def _check_inputs(in_channels: object, in_strides: object) -> tuple[tuple, tuple]:
+def _ints(value: object) -> tuple[int, ...]:
+    """``value`` as a tuple of ints; () unless it is an iterable of int-convertible items."""
     try:
-        chans = tuple(int(c) for c in in_channels)  # type: ignore[union-attr]
-        strides = tuple(int(s) for s in in_strides)  # type: ignore[union-attr]
+        return tuple(int(v) for v in value) if isinstance(value, Iterable) else ()
     except (TypeError, ValueError):
-        chans, strides = (), ()
+        return ()
+
+
+def _check_inputs(
+    in_channels: object, in_strides: object
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    chans, strides = _ints(in_channels), _ints(in_strides)
     if len(chans) < 3 or min(chans) < 1:
         raise ConfigError(
             f"in_channels={in_channels!r} is not valid; expected the channel counts of the "
@@ -63,7 +69,7 @@ def _check_classes(num_classes: object, reg_max: object) -> tuple[int, int]:
 class DetectBranch(nn.Cell):
     """Two 3x3 convs then the linear 1x1 output conv (bias set to ``bias``)."""
 
-    def __init__(self, c_in: int, mid: int, c_out: int, bias: float, unit: dict) -> None:
+    def __init__(self, c_in: int, mid: int, c_out: int, bias: float, unit: ConvUnit) -> None:
         super().__init__()
         self.cv1 = ConvBnAct(c_in, mid, 3, **unit)
         self.cv2 = ConvBnAct(mid, mid, 3, **unit)
@@ -143,7 +149,7 @@ class YoloV8Head(nn.Cell):
         p4 = self.bottom4(ops.concat((self.down3(p3), h4), 1))
         p5 = self.bottom5(ops.concat((self.down4(p4), c5), 1))
         feats = (p3, p4, p5)
-        outs = ()
+        outs: tuple = ()
         for i in range(3):
             out = ops.concat((self.box[i](feats[i]), self.cls[i](feats[i])), 1)
             outs = outs + (out,)  # noqa: RUF005 (GRAPH_MODE's parser)
