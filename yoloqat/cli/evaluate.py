@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import RUNTIME_HELP, SET_HELP, handle_errors
+from yoloqat.cli.common import RUNTIME_HELP, SET_HELP, check_inputs, handle_errors
 from yoloqat.cli.train import _opt
 
 
@@ -16,7 +16,9 @@ def eval_command(
         "config",
         help="Config file or bundled name (default: the checkpoint's own).",
     ),
-    pretrained: Optional[str] = _opt(None, "pretrained", help="Checkpoint to evaluate (.ckpt)."),
+    pretrained: Optional[str] = _opt(
+        None, "pretrained", "checkpoint", help="Checkpoint to evaluate (.ckpt)."
+    ),
     onnx: Optional[str] = _opt(
         None, "onnx", help="Evaluate an exported model instead (ONNX, or OpenVINO IR .xml)."
     ),
@@ -103,6 +105,7 @@ def eval_command(
         raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
     if runtime is not None and onnx is None:
         raise UsageError("--runtime runs an exported model: use it with --onnx MODEL")
+    check_inputs(checkpoint=pretrained, onnx=onnx)
     dataset_overrides({}, data_dir, images, annotations, dataset)  # clashes fail before loading
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
