@@ -105,7 +105,8 @@ def eval_command(
         raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
     if runtime is not None and onnx is None:
         raise UsageError("--runtime runs an exported model: use it with --onnx MODEL")
-    check_inputs(checkpoint=pretrained, onnx=onnx)
+    if config is None and set_:  # for the checkpoint's config: a misspelt key fails first
+        check_sections(apply_overrides({}, set_))
     dataset_overrides({}, data_dir, images, annotations, dataset)  # clashes fail before loading
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
@@ -123,6 +124,7 @@ def eval_command(
     if config is not None:
         cfg = apply_overrides(load_config(config), set_)
         check_sections(cfg)
+    check_inputs(checkpoint=pretrained, onnx=onnx)  # after the flags' values are checked
     prepare_output(output, "--output", run_folders=True)  # before the evaluation, not after
     if pretrained is not None:
         model = load(pretrained, config=cfg, device=device_target)
