@@ -40,12 +40,21 @@ def test_missing_inputs_on_the_command_line_are_usage_errors(tmp_path: Path) -> 
     # exit 2, as Click's own "Path 'x' does not exist": the command line is what to fix
     # (exit 3 is for values in a config); the message names the path
     missing = str(tmp_path / "nothere.jpg")
+    image = str(tmp_path / "grey.png")
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(image, np.full((32, 32, 3), 128, np.uint8))
     cases = [
         (["predict", missing, "--checkpoint", "x.ckpt"], f"not found: {missing}"),
         (["train", "--data", missing], f"--data {missing}: no such file or folder"),
         (["train", "--resume", missing], f"--resume {missing}: no such file or folder"),
         (["train", "--data_dir", missing], f"--data_dir {missing}: no such file or folder"),
         (["train", "--data", ".", "--data_dir", "."], "give --data or --data_dir, not both"),
+        (["predict", image, "--checkpoint", missing], f"--checkpoint {missing}: no such file"),
+        (["eval", "--checkpoint", missing], f"--checkpoint {missing}: no such file"),
+        (["eval", "--onnx", missing], f"--onnx {missing}: no such file"),
+        (["export", "--checkpoint", missing], f"--checkpoint {missing}: no such file"),
     ]
     for args, says in cases:
         res = cli(*args)

@@ -70,7 +70,7 @@ def eval_onnx(onnx: Path, data: Path, runtime: str, out: Path) -> dict:
     res = cli("eval", "--onnx", str(onnx), "--data_dir", str(data), "--runtime", runtime,
               "--output", str(out))  # fmt: skip
     assert res.returncode == 0, res.stderr
-    (report,) = out.glob("eval_*.json")
+    (report,) = out.glob("*/eval.json")  # one run folder per eval
     stats = json.loads(report.read_text())["stats"]
     assert all(np.isfinite(v) for v in stats.values()), stats
     return stats

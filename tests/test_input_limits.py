@@ -122,7 +122,7 @@ def test_every_kind_of_input_file_has_a_size_limit(tmp_path: Path, monkeypatch) 
         load_config(config)
     with pytest.raises(CheckpointError, match=f"checkpoint .*big.bin is .* {limit} for checkpoint"):
         read_checkpoint(big)
-    with pytest.raises(CheckpointError, match=f"ONNX model .*big.bin is .* {limit} for onnx"):
+    with pytest.raises(CheckpointError, match=f"model file .*big.bin is .* {limit} for onnx"):
         open_model(big)
     with pytest.raises(CheckpointError, match=f"Darknet weights file .*big.bin is .* {limit}"):
         read_darknet_weights(big, [])

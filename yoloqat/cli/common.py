@@ -10,11 +10,18 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import typer
 
-from yoloqat.core.errors import EXIT_INTERRUPT, EXIT_RUNTIME, Interrupted, YoloqatError
+from yoloqat.core.errors import (
+    EXIT_INTERRUPT,
+    EXIT_RUNTIME,
+    Interrupted,
+    UsageError,
+    YoloqatError,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -158,3 +165,12 @@ def command(app: typer.Typer, name: str, **kwargs: Any) -> Callable[[F], F]:
         return func
 
     return decorator
+
+
+def check_inputs(**paths: str | None) -> None:
+    """A file or folder named on the command line that is not there is a usage error (exit
+    2, as Click's own ``exists=True`` checks): the command line is what to fix. Paths
+    inside a config file stay config errors (exit 3)."""
+    for flag, value in paths.items():
+        if value is not None and not Path(value).expanduser().exists():
+            raise UsageError(f"--{flag} {value}: no such file or folder")

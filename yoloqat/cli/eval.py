@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import RUNTIME_HELP, SET_HELP, handle_errors, opt
+from yoloqat.cli.common import RUNTIME_HELP, SET_HELP, check_inputs, handle_errors, opt
 
 
 def eval_command(
@@ -15,7 +15,9 @@ def eval_command(
         "config",
         help="Config file or bundled name (default: the checkpoint's own).",
     ),
-    pretrained: Optional[str] = opt(None, "pretrained", help="Checkpoint to evaluate (.ckpt)."),
+    pretrained: Optional[str] = opt(
+        None, "pretrained", "checkpoint", help="Checkpoint to evaluate (.ckpt)."
+    ),
     onnx: Optional[str] = opt(
         None, "onnx", help="Evaluate an exported model instead (ONNX, or OpenVINO IR .xml)."
     ),
@@ -100,6 +102,8 @@ def eval_command(
         raise UsageError("give exactly one of --pretrained CKPT or --onnx MODEL")
     if runtime is not None and onnx is None:
         raise UsageError("--runtime runs an exported model: use it with --onnx MODEL")
+    if config is None and set_:  # for the checkpoint's config: a misspelt key fails first
+        check_sections(apply_overrides({}, set_))
     dataset_overrides({}, data_dir, images, annotations, dataset)  # clashes fail before loading
     if testing_shape is not None:
         check_input_shape(testing_shape, testing_shape)
@@ -116,8 +120,7 @@ def eval_command(
     cfg: dict[str, Any] | None = None  # the checkpoint's own unless --config
     if config is not None:
         cfg = load_config(config, set_)  # checked once, with the overrides
-    elif set_:  # for the checkpoint's config: a misspelt key fails before anything loads
-        check_sections(apply_overrides({}, set_))
+    check_inputs(checkpoint=pretrained, onnx=onnx)  # after the flags' values are checked
     prepare_output(output, "--output", run_folders=True)  # before the evaluation, not after
     if pretrained is not None:
         model = load(pretrained, config=cfg, device=device_target)

@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import handle_errors, opt
+from yoloqat.cli.common import check_inputs, handle_errors, opt
 from yoloqat.engine.export import (  # noqa: F401
     DEFAULT_FOLDER,
     FORMATS,
@@ -64,6 +64,7 @@ def export_command(
     from yoloqat.engine.model import load
 
     fmt = check_format(file_format, nms)
+    check_inputs(checkpoint=checkpoint, config=config)
     if nms:
         NmsSettings(conf=conf, iou=iou, max_det=max_det)  # bad values fail before loading
     if testing_shape is not None:

@@ -16,7 +16,7 @@ from typing import Any, Optional
 
 import typer
 
-from yoloqat.cli.common import RUNTIME_HELP, handle_errors, opt
+from yoloqat.cli.common import RUNTIME_HELP, check_inputs, handle_errors, opt
 
 
 def _classes(text: Optional[str]) -> list[str] | None:
@@ -95,6 +95,7 @@ def predict(
         resolve(sources, recursive=recursive)
     except DataError as exc:  # named on the command line: a usage error (exit 2)
         raise UsageError(exc.message, hint=exc.hint) from None
+    check_inputs(checkpoint=checkpoint, onnx=onnx)
     prepare_output(output.parent, "--output", run_folders=True)
     model = (
         load(onnx, runtime=runtime)
@@ -134,7 +135,10 @@ def predict(
     for result in events.track(results, "predict"):
         records.append(result.to_dict())
         counts.update(result.class_names)
-        speeds.update(result.speed)
+        if len(records) > 1:  # the first image pays for the graph's compile and warm-up
+            speeds.update(result.speed)
+        else:
+            first = dict(result.speed)
         rotated += result.exif_orientation != 1
         if result.stream is not None:
             streams.add(result.stream)
@@ -149,7 +153,17 @@ def predict(
     write_json(folder / "results.json", records)
     if as_json:
         typer.echo(json.dumps(records, indent=2))
-    summary(records, counts, speeds, rotated, streams, skipped, folder, model)
+    summary(
+        records,
+        counts,
+        speeds if len(records) > 1 else Counter(first),
+        rotated,
+        streams,
+        skipped,
+        folder,
+        model,
+        warmup_ms=sum(first.values()) if len(records) > 1 else 0.0,
+    )
 
 
 def summary(
@@ -161,6 +175,7 @@ def summary(
     skipped: list[str],
     folder: Path,
     model: Any,
+    warmup_ms: float = 0.0,
 ) -> None:
     """The short report on stderr: what was read, what was found, how fast, where it went."""
     n = len(records)
@@ -170,9 +185,12 @@ def summary(
         what += f", {frames} frame(s) of {len(streams)} video/camera stream(s)"
     found = ", ".join(f"{name} {k}" for name, k in counts.most_common(8))
     more = " ..." if len(counts) > 8 else ""
+    timed = n - 1 if warmup_ms else n
     speed = ", ".join(
-        f"{speeds[k] / n:.1f} ms {k}" for k in ("preprocess", "inference", "postprocess")
+        f"{speeds[k] / timed:.1f} ms {k}" for k in ("preprocess", "inference", "postprocess")
     )
+    if warmup_ms:
+        speed += f" (first image left out: {warmup_ms:.0f} ms with compile and warm-up)"
     lines = [
         f"{what}: {sum(counts.values())} detection(s)" + (f" ({found}{more})" if found else ""),
         f"speed per image at {model.input_size} px: {speed}",

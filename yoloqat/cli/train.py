@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from yoloqat.core.schema import Config
 
-from yoloqat.cli.common import SET_HELP, config_help, handle_errors, opt
+from yoloqat.cli.common import SET_HELP, check_inputs, config_help, handle_errors, opt
 from yoloqat.engine.training.setup import (  # the config assembly lives in the engine
     DEFAULT_CONFIG,
     FLAG_TO_KEY,
@@ -272,7 +272,7 @@ def train(
 
     reg = default_registry()
     flags = {k: v for k, v in locals().items() if k in FLAG_TO_KEY and v is not None}
-    _check_inputs(data_dir=data_dir, resume=resume, resume_yolov3=resume_yolov3)
+    check_inputs(data_dir=data_dir, resume=resume, resume_yolov3=resume_yolov3)
     cfg = build_config(
         config,
         resume=resume,
@@ -303,17 +303,6 @@ def train(
         typer.echo(f"last checkpoint: {last}")
     if result.best is not None:
         typer.echo(f"best checkpoint: {result.best}")
-
-
-def _check_inputs(**paths: str | None) -> None:
-    """A file or folder named on the command line that is not there is a usage error (exit
-    2, as Click's own ``exists=True`` checks): the command line is what to fix. Paths
-    inside a config file stay config errors (exit 3)."""
-    from yoloqat.core.errors import UsageError
-
-    for flag, value in paths.items():
-        if value is not None and not Path(value).expanduser().exists():
-            raise UsageError(f"--{flag} {value}: no such file or folder")
 
 
 def _named_run_dir(cfg: Config, run_name: str | None) -> Path | None:

@@ -163,7 +163,11 @@ def draw(
         if hide_labels:
             continue
         label = names[int(cls)] + ("" if hide_conf else f" {float(score):.2f}")
-        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        scale = font_scale
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        if tw > w:  # a small image: shrink the label to its width rather than clip it
+            scale = max(font_scale * w / tw, 0.25)
+            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         tw, th = min(tw, w), th + base
         left = min(max(x1, 0), w - tw)  # inside the image horizontally
         top = y1 - th - 3 if y1 - th - 3 >= 0 else min(y1 + lw, h - th - 3)  # above, or inside
@@ -175,7 +179,7 @@ def draw(
             label,
             (left, top + th - base + 1),
             cv2.FONT_HERSHEY_SIMPLEX,
-            font_scale,
+            scale,
             text,
             thickness,
             cv2.LINE_AA,
