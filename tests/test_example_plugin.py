@@ -24,12 +24,10 @@ from test_registry import make_dist
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "yoloqat-example-plugin"
 BACKBONE = "model.backbone={name: mobile_lite, width: 0.25}"
-#: Bound on max |ONNX Runtime (ORT_DISABLE_ALL) - MindSpore fake quant| of the int8 model.
-#: Measured here: 1.2e-7 (float32 rounding; no activation lands on another int8 code).
-ONNX_BOUND = 1e-5
-#: convs of mobile_lite(width=0.25, depth=1) and of yolov3_head: stem + 4 stages x 2 blocks
-#: x 3 convs; the head's 23.
-BACKBONE_CONVS, HEAD_CONVS = 25, 23
+#: convs of mobile_lite(width=0.25, depth=1): stem + 4 stages x 2 blocks x 3 convs. (Its
+#: run with the bundled yolov3_head is the FCOS test's minus the head: the FCOS test covers
+#: the plugin backbone through every command, the yolov3 head is covered by the suite.)
+BACKBONE_CONVS = 25
 #: The FCOS head and loss, chosen on the command line (no glue code anywhere).
 FCOS = ["--set", "model.head={name: fcos_lite, channels: 16}", "--set", "loss={name: fcos_loss}"]
 #: convs of fcos_lite(channels=16): 3 levels x (1x1 + two 3x3 tower convs + 3 predictors).
@@ -169,52 +167,6 @@ FIGURES = textwrap.dedent(
     }))
     """
 )
-
-
-def test_train_qat_export_int8_and_eval_onnx(site: Path, data: Path, tmp_path: Path) -> None:
-    common = ["--data_dir", str(data), "--set", BACKBONE, "--set", "model.num_classes=3",
-              "--max_epoch", "1", "--per_batch_size", "4", "--training_shape", "64",
-              "--set", "data.multi_scale=[64]", "--set", "eval.testing_shape=64"]  # fmt: skip
-    res = run(site, "-m", "yoloqat", "train", "--config", "synth_tiny", *common,
-              "--lr_scheduler", "constant", "--lr", "0.001",
-              "--ckpt_path", str(tmp_path / "float"))  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    (float_ckpt,) = sorted((tmp_path / "float").glob("*/ckpt_0/*.ckpt"))[-1:]
-
-    res = run(site, "-m", "yoloqat", "train", "--config", "synth_tiny_quant", *common,
-              "--set", "scheduler.warmup_epochs=0", "--resume_yolov3", str(float_ckpt),
-              "--ckpt_path", str(tmp_path / "qat"))  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "left float" not in res.stderr  # int8_qat quantized every conv
-    (qat_ckpt,) = sorted((tmp_path / "qat").glob("*/ckpt_0/*.ckpt"))[-1:]
-
-    onnx_path = tmp_path / "mobile_lite_int8.onnx"
-    res = run(site, "-m", "yoloqat", "export", "--checkpoint", str(qat_ckpt), "--int8",
-              "--batch_size", "0", "--output", str(onnx_path))  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "exported int8 QDQ ONNX model (64x64)" in res.stderr
-
-    res = run(site, "-m", "yoloqat", "eval", "--onnx", str(onnx_path), "--data_dir", str(data),
-              "--output", str(tmp_path / "eval"))  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "Average Precision  (AP) @[ IoU=0.50      | area=   all" in res.stdout
-    assert list((tmp_path / "eval").glob("*/eval.json"))
-
-    res = run(site, "-c", FIGURES, str(qat_ckpt), str(onnx_path), str(data))
-    assert res.returncode == 0, res.stderr[-3000:]
-    got = json.loads(res.stdout.strip().splitlines()[-1])
-    print(
-        f"mobile_lite int8 ONNX: {got['int8_convs']}/{got['convs']} convs int8, "
-        f"max |ONNX - fake quant| = {got['max_abs_diff']:.3g} (bound {ONNX_BOUND:g})"
-    )
-    assert got["backbone"] == "mobile_lite"
-    assert got["float_convs"] == []  # no skip_layers, nothing unsupported
-    assert got["quantized_convs"] == got["total_convs"] == BACKBONE_CONVS + HEAD_CONVS
-    # every conv of the backbone and the head has int8 weights in the file
-    assert got["int8_convs"] == got["convs"] == BACKBONE_CONVS + HEAD_CONVS
-    owners = [w.split(".", 1)[0] for w in got["conv_weights"]]
-    assert (owners.count("backbone"), owners.count("head")) == (BACKBONE_CONVS, HEAD_CONVS)
-    assert got["max_abs_diff"] <= ONNX_BOUND
 
 
 def test_fcos_family_trains_quantizes_exports_and_runs_without_glue(
