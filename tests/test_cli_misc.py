@@ -240,15 +240,18 @@ def test_ctrl_c_during_training_exits_130_without_a_traceback(synth: Path, tmp_p
 
 
 def test_yoloqat_debug_shows_the_traceback(tmp_path: Path, monkeypatch) -> None:
-    args = ["eval", "--pretrained", str(tmp_path / "missing.ckpt"), "--output", str(tmp_path)]
+    broken = tmp_path / "broken.ckpt"  # there, but not a checkpoint: a CheckpointError (exit 1)
+    broken.write_bytes(b"not a checkpoint")
+    args = ["eval", "--pretrained", str(broken), "--output", str(tmp_path)]
+    says = "is truncated or not a MindSpore checkpoint"
     runner = CliRunner()
     monkeypatch.delenv("YOLOQAT_DEBUG", raising=False)
     plain = runner.invoke(app, args)
     assert plain.exit_code == 1
-    assert "checkpoint not found" in plain.stderr and "missing.ckpt" in plain.stderr
+    assert says in plain.stderr and "broken.ckpt" in plain.stderr
     assert "Traceback" not in plain.stderr
     monkeypatch.setenv("YOLOQAT_DEBUG", "1")
     debug = runner.invoke(app, args)
     assert debug.exit_code == 1
     assert "Traceback (most recent call last)" in debug.stderr
-    assert "CheckpointError" in debug.stderr and "checkpoint not found" in debug.stderr
+    assert "CheckpointError" in debug.stderr and says in debug.stderr

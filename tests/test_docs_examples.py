@@ -247,10 +247,14 @@ def problems(line: CommandLine) -> list[str]:
     """What in ``line`` the command line does not know, each with the file and line."""
     found = []
     for tokens in words(line.text):
-        starts = [i for i, t in enumerate(tokens) if os.path.basename(t) == "yoloqat"]
-        if not starts:
+        while tokens and "=" in tokens[0] and not tokens[0].startswith("-"):
+            tokens = tokens[1:]  # environment assignments before the command (X=1 yoloqat)
+        if tokens and os.path.basename(tokens[0]) == "yoloqat":
+            rest = tokens[1:]
+        elif os.path.basename(tokens[0]).startswith("python") and tokens[1:3] == ["-m", "yoloqat"]:
+            rest = tokens[3:]
+        else:  # another program (its arguments may say yoloqat: `mypy yoloqat`)
             continue
-        rest = tokens[starts[0] + 1 :]
         command, path, chosen = root_command(), ["yoloqat"], False
         while rest:
             token = rest.pop(0)
@@ -298,6 +302,8 @@ def test_a_wrong_option_or_command_is_caught() -> None:
         "yoloqat config": "names no command",
         "cd x && .venv/bin/yoloqat eval --onx m.onnx  # comment --not-checked": "--onx",
         "python -m yoloqat train --is_distributed 1 --bogus": "has no option --bogus",
+        "YOLOQAT_DEBUG=1 yoloqat eval --bogus": "has no option --bogus",
+        ".venv/bin/mypy yoloqat && .venv/bin/yoloqat export --bogus": "has no option --bogus",
     }
     for text, expected in cases.items():
         found = problems(CommandLine("PAGE.md:7", text))
@@ -310,6 +316,7 @@ def test_a_wrong_option_or_command_is_caught() -> None:
         "yoloqat --strict-data --max-file-size 8G eval --pretrained C --multi_label",
         "yoloqat predict a.jpg --no-save --checkpoint C",
         "yoloqat config show CONFIG --set k=v",
+        ".venv/bin/mypy yoloqat && grep -rn yoloqat docs",  # yoloqat as another's argument
     ]
     for text in ok:
         assert not problems(CommandLine("PAGE.md:1", text)), (
