@@ -583,7 +583,7 @@ def security_cases(base: dict[str, Path], work: Path) -> list[Case]:
             "eval --onnx /dev/zero",
             ["eval", "--onnx", "/dev/zero", "--data_dir", "{d}"],
             1,
-            r"ONNX model /dev/zero is a device",
+            r"model file /dev/zero is a device",
         ),
         (
             "train --resume /dev/zero",

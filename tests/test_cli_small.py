@@ -177,3 +177,18 @@ def test_benchmark_png_tick_labels_do_not_overlap(spread: float) -> None:
             assert not any("times" in text or "^" in text for text in texts), texts
     finally:
         plt.close(fig)
+
+
+def test_onnx_flag_opens_any_file_name_as_an_exported_model(tmp_path: Path) -> None:
+    # --onnx says what the file is: no checkpoint wording for a model without a suffix
+    for args in (
+        ["eval", "--onnx", "/dev/zero", "--data_dir", str(tmp_path)],
+        ["predict", str(tmp_path / "grey.png"), "--onnx", "/dev/zero"],
+    ):
+        import cv2
+        import numpy as np
+
+        cv2.imwrite(str(tmp_path / "grey.png"), np.full((32, 32, 3), 128, np.uint8))
+        res = cli(*args, "--output", str(tmp_path / "out"))
+        assert res.returncode == 1, (args, res.stderr)
+        assert "model file /dev/zero is a device, not a regular file" in res.stderr, res.stderr

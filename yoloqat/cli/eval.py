@@ -126,7 +126,7 @@ def eval_command(
         model = load(pretrained, config=cfg, device=device_target)
     else:  # the runtime by default: onnxruntime for .onnx, openvino for an IR .xml
         assert onnx is not None  # exactly one of the two, checked above
-        model = load(onnx, runtime=runtime)
+        model = load(onnx, runtime=runtime, exported=True)
     result = evaluate_model(
         model,
         data_dir=data_dir,

@@ -98,7 +98,7 @@ def predict(
     check_inputs(checkpoint=checkpoint, onnx=onnx)
     prepare_output(output.parent, "--output", run_folders=True)
     model = (
-        load(onnx, runtime=runtime)
+        load(onnx, runtime=runtime, exported=True)
         if onnx is not None
         else load(checkpoint, config=config, device=device_target)  # type: ignore[arg-type]  # one of the two is given (checked above)
     )

@@ -336,16 +336,19 @@ def load(
     config: str | Path | dict[str, Any] | None = None,
     threads: int | None = None,
     device: str = "CPU",
+    exported: bool | None = None,
 ) -> Model:
     """A :class:`Model` from a checkpoint (``.ckpt``: MindSpore on ``device``, its stored
     config unless ``config`` is given) or an exported model (``.onnx``: on ``runtime``,
     ``onnxruntime`` by default; OpenVINO IR ``.xml``: on ``openvino`` by default; with
     ``threads``). An exported model with its NMS in the graph (``export --nms``) is
-    recognised by its metadata: its detections are mapped to the image and filtered only."""
+    recognised by its metadata: its detections are mapped to the image and filtered only.
+    ``exported=True`` opens ``path`` as an exported model whatever its name (``--onnx``)."""
     from yoloqat.core.errors import CheckpointError
 
     path = Path(path)
-    exported = path.suffix.lower() in EXPORTED_SUFFIXES or runtime is not None
+    if exported is None:
+        exported = path.suffix.lower() in EXPORTED_SUFFIXES or runtime is not None
     if not path.exists():
         raise CheckpointError(f"{'model file' if exported else 'checkpoint'} not found: {path}")
     if exported:
