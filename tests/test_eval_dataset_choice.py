@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from dataset_layouts import coco_to_voc, coco_to_yolo
 
-from yoloqat.cli.eval import dataset_overrides, eval_dataset
 from yoloqat.core.errors import UsageError
 from yoloqat.data.layout import detect_dataset
 from yoloqat.data.synth import make_synthetic_coco
+from yoloqat.engine.evaluate import dataset_overrides, eval_dataset
 
 
 def _choose(cfg=None, meta=None, **flags):

@@ -34,7 +34,6 @@ def calibrate(
     Writes a quantized checkpoint that eval, export --int8 and quant-report
     (--ptq_checkpoint) use like a QAT checkpoint.
     """
-    from yoloqat.cli.eval import dataset_overrides
     from yoloqat.core.atomic import prepare_output
     from yoloqat.core.config import apply_overrides, load_config, read
     from yoloqat.core.detector import check_input_shape
@@ -42,6 +41,7 @@ def calibrate(
     from yoloqat.core.errors import UsageError
     from yoloqat.engine.calibrate import calibrate_checkpoint
     from yoloqat.engine.checkpoints import read_checkpoint
+    from yoloqat.engine.evaluate import dataset_overrides
     from yoloqat.engine.inference import effective_config
 
     if images < 1:

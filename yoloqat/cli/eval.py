@@ -95,7 +95,7 @@ def eval_command(
     from yoloqat.core.detector import check_input_shape
     from yoloqat.core.errors import ConfigError, UsageError
     from yoloqat.core.schema import check_sections
-    from yoloqat.engine.evaluate import evaluate_model
+    from yoloqat.engine.evaluate import dataset_overrides, evaluate_model
     from yoloqat.engine.model import load
 
     if (pretrained is None) == (onnx is None):
@@ -182,12 +182,7 @@ def print_report(result: Any) -> None:
         typer.echo(line)
 
 
-from yoloqat.engine.evaluate import (  # noqa: E402  (moved to the engine; benchmark,
-    dataset_overrides,  # quant-report and the tests import them from here)
-    eval_dataset,
-)
-
-__all__ = ["dataset_overrides", "eval_command", "eval_dataset", "print_report", "register"]
+__all__ = ["eval_command", "print_report", "register"]
 
 
 def register(app: typer.Typer) -> None:
