@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 import yaml
 from rich.table import Table
 
@@ -123,7 +126,7 @@ def _nested(dotted: str, value: Any) -> dict[str, Any]:
 
 
 def assemble(
-    config: str, overrides: list[str], flags: dict[str, Any], registry: Any
+    config: str, overrides: list[str], flags: dict[str, Any], registry: ComponentRegistry
 ) -> tuple[Any, list[tuple[str, Any]], list[tuple[str, Any]]]:
     """The checked :class:`~yoloqat.core.schema.Config` of ``config`` (a config file, a
     bundled name or a checkpoint), its family preset filled in, with train ``flags`` and

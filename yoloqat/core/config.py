@@ -9,12 +9,15 @@ import copy
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from yoloqat.core.errors import ConfigError
 from yoloqat.core.schema import DEFAULT_CALLBACKS, Config, as_config
+
+if TYPE_CHECKING:
+    from yoloqat.core.contracts.registry import ComponentRegistry
 
 __all__ = ["DEFAULT_CALLBACKS", "Config", "as_config"]  # and every public name below
 
@@ -383,7 +386,7 @@ def _warn_once(message: str) -> None:
         events.warn(message)
 
 
-def resolve_family(cfg: Config | Mapping[str, Any], registry: Any) -> dict[str, Any]:
+def resolve_family(cfg: Config | Mapping[str, Any], registry: ComponentRegistry) -> dict[str, Any]:
     """``cfg`` with its ``family`` preset filled in (a copy; ``cfg`` itself when it names no
     family). The preset's backbone, head and loss blocks are the base; a config block that
     names the same component (or none) overrides single parameters, one that names another
@@ -426,7 +429,7 @@ def resolve_family(cfg: Config | Mapping[str, Any], registry: Any) -> dict[str, 
     return out
 
 
-def check_config(cfg: Config | Mapping[str, Any], registry: Any) -> Config:
+def check_config(cfg: Config | Mapping[str, Any], registry: ComponentRegistry) -> Config:
     """Check every section, component name and parameter before anything is built; return
     the validated :class:`Config` (a raw ``cfg`` is validated here, a Config is not again).
 
@@ -460,7 +463,7 @@ def check_config(cfg: Config | Mapping[str, Any], registry: Any) -> Config:
 
 
 def _check_leftovers(
-    dotted: str, kind: str, name: str, params: Mapping[str, Any], registry: Any
+    dotted: str, kind: str, name: str, params: Mapping[str, Any], registry: ComponentRegistry
 ) -> None:
     """Parameters ``name`` does not accept, none of them a near-miss of one it does."""
     import difflib

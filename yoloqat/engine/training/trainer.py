@@ -85,7 +85,9 @@ def _sizes(config: Config) -> tuple[int, ...]:
     return (fixed,) if fixed else tuple(config.data.multi_scale)
 
 
-def run_config(cfg: Config | Mapping[str, Any], registry: Any = None) -> Config:
+def run_config(
+    cfg: Config | Mapping[str, Any], registry: ComponentRegistry | None = None
+) -> Config:
     """What a run trains: the family preset written out, the data's paths absolute (found
     from any folder), as a :class:`Config`. A raw dict is checked (sections and components)
     here; a :class:`Config` was checked by whoever built it (``build_config``)."""
