@@ -15,7 +15,7 @@ import pytest
 from tiny import cli
 
 import yoloqat
-from yoloqat.core.errors import ConfigError, DataError
+from yoloqat.core.errors import ConfigError, DataError, UsageError
 from yoloqat.engine.results import Result, draw
 
 
@@ -55,6 +55,24 @@ def test_train_load_and_describe(trained) -> None:
     exported = yoloqat.load(trained["onnx"])
     assert exported.kind == "exported" and exported.names == model.names  # from its metadata
     assert exported.input_size == 64
+
+
+def test_benchmark_from_python(trained, tmp_path) -> None:
+    """``Model.benchmark`` runs what ``yoloqat benchmark`` runs, on the checkpoint's own
+    config and data: a row per (format, precision, runtime) and the files."""
+    model = trained["model"]
+    out = tmp_path / "bench"
+    result = model.benchmark(
+        formats=["mindspore", "onnx"], precisions=["fp32"], runtimes=["onnxruntime"],
+        max_images=4, runs=1, warmup=0, output=out,
+    )  # fmt: skip
+    rows = {(r["format"], r["runtime"]): r for r in result["rows"]}
+    assert set(rows) == {("mindspore", "mindspore"), ("onnx", "onnxruntime")}, rows
+    assert all(r["status"] == "ok" and r["latency_ms"] > 0 for r in rows.values()), rows
+    assert all(0 <= r["AP50"] <= 1 for r in rows.values())  # scored on its own val split
+    assert json.loads((out / "benchmark.json").read_text())["rows"] == result["rows"]
+    with pytest.raises(UsageError, match="is an exported model; benchmark its checkpoint"):
+        yoloqat.load(trained["onnx"]).benchmark()
 
 
 def test_predict_is_the_same_in_python_and_on_the_command_line(trained, tmp_path) -> None:

@@ -207,6 +207,20 @@ class Model:
             )
         return evaluate_model(self, **options)
 
+    # -- benchmark ---------------------------------------------------------------------------
+    def benchmark(self, **options: Any) -> dict[str, Any]:
+        """Export this checkpoint every way and measure each row (``yoloqat benchmark``:
+        :func:`yoloqat.engine.benchmark_run.benchmark_model`; e.g.
+        ``benchmark(formats=["onnx"], runtimes=["onnxruntime"], accuracy=False)``). Returns
+        the result: ``rows`` (format, precision, runtime, size, AP, AP50, ms/img, img/s,
+        speed-up, status), ``fastest`` and the machine; the files go to ``output``."""
+        from yoloqat.engine.benchmark_run import benchmark_model
+
+        if self.kind != "checkpoint":
+            raise UsageError(f"{self.path} is an exported model; benchmark its checkpoint")
+        result, _files = benchmark_model(self.path, **options)
+        return result
+
     # -- export ------------------------------------------------------------------------------
     def export(
         self,
