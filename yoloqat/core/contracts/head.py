@@ -69,8 +69,8 @@ class Head(Protocol):
     in_indices: Sequence[int]
 
     #: Optional: values the pipeline passes to the loss factory, for the parameters that
-    #: factory declares and its config block does not set (e.g. ``{"anchors": ...,
-    #: "anchor_masks": ...}``); ``num_classes`` and ``strides`` are always offered.
+    #: factory declares and its config block does not set (e.g. the family's priors or
+    #: box-bin count); ``num_classes`` and ``strides`` are always offered.
     loss_params: Mapping[str, Any]
 
     def construct(self, *features: Any) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ one. A family trains in one of two ways:
 - **assignment in the loss** (prediction-aware: task-aligned, SimOTA, centre sampling):
   the loss matches ground truth to predictions itself, from the padded ground truth, with
   masks and constant sizes so that it compiles once;
-- **targets built on the host** (prediction-independent, as YOLOv3's best-anchor match):
+- **targets built on the host** (prediction-independent, e.g. each box matched to one prior):
   the loss's ``build_targets`` runs in the data loader, on NumPy, once per batch, and its
   arrays reach ``construct`` as ``*extras``.
 

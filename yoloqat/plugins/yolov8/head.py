@@ -82,20 +82,20 @@ class DetectBranch(nn.Cell):
 
 class YoloV8Head(nn.Cell):
     """PAN neck + Detect: three maps -> raw outputs at strides (s, 2s, 4s), finest first;
-    see :func:`yoloqat.plugins.yolov8.yolov8_head` for the parameters."""
+    see :func:`yoloqat.plugins.yolov8.yolov8_head` for the parameters and their defaults."""
 
     def __init__(
         self,
         *,
         in_channels: Sequence[int],
-        in_strides: Sequence[int] = (8, 16, 32),
-        num_classes: int = 80,
-        width: float = 0.25,
-        depth: float = 0.33,
-        max_channels: int = 1024,
-        reg_max: int = 16,
-        bn_eps: float = 1e-3,
-        bn_momentum: float = 0.97,
+        in_strides: Sequence[int],
+        num_classes: int,
+        width: float,
+        depth: float,
+        max_channels: int,
+        reg_max: int,
+        bn_eps: float,
+        bn_momentum: float,
     ) -> None:
         super().__init__()
         (c3, c4, c5), read = _check_inputs(in_channels, in_strides)
